@@ -1,0 +1,168 @@
+//! Minimal CustomResourceDefinitions for the Istio kinds, used when the sim is
+//! started without `--crds`. Written for the sim: they type the fields meshdeck
+//! renders and keep the rest open; Istio's real CRDs (`--crds`) are stricter.
+
+use serde_json::{Value, json};
+
+fn crd(
+    group: &str,
+    kind: &str,
+    plural: &str,
+    short: &[&str],
+    spec: Value,
+    columns: Value,
+) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}"), "labels": {"app.kubernetes.io/part-of": "meshdeck-sim"}},
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List"),
+                      "shortNames": short, "categories": [format!("{}-io", group.split('.').next().unwrap_or(group)), "istio-io"]},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "additionalPrinterColumns": columns,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": spec,
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                }}},
+                "subresources": {"status": {}}
+            }]
+        }
+    })
+}
+
+fn open() -> Value {
+    json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+fn strings() -> Value {
+    json!({"type": "array", "items": {"type": "string"}})
+}
+
+fn age() -> Value {
+    json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})
+}
+
+fn destination() -> Value {
+    json!({"type": "object", "required": ["host"], "properties": {
+        "host": {"type": "string"}, "subset": {"type": "string"},
+        "port": {"type": "object", "properties": {"number": {"type": "integer", "minimum": 0, "maximum": 4294967295u64}}}
+    }})
+}
+
+fn subsets() -> Value {
+    json!({"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "trafficPolicy": open()
+    }}})
+}
+
+pub fn minimal_crds() -> Vec<Value> {
+    let route = json!({"type": "array", "items": {"type": "object", "required": ["destination"], "properties": {
+        "destination": destination(),
+        "weight": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100},
+        "headers": open()
+    }}});
+    let http = json!({"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {
+        "name": {"type": "string"}, "match": {"type": "array", "items": open()}, "route": route,
+        "retries": open(), "timeout": {"type": "string"}, "fault": open(), "mirror": destination()
+    }}});
+    vec![
+        crd(
+            "networking.istio.io",
+            "VirtualService",
+            "virtualservices",
+            &["vs"],
+            json!({"type": "object", "properties": {"hosts": strings(), "gateways": strings(), "exportTo": strings(), "http": http,
+                   "tls": {"type": "array", "items": open()}, "tcp": {"type": "array", "items": open()}}}),
+            json!([{"name": "Gateways", "type": "string", "jsonPath": ".spec.gateways"}, {"name": "Hosts", "type": "string", "jsonPath": ".spec.hosts"}, age()]),
+        ),
+        crd(
+            "networking.istio.io",
+            "DestinationRule",
+            "destinationrules",
+            &["dr"],
+            json!({"type": "object", "required": ["host"], "properties": {"host": {"type": "string"}, "subsets": subsets(), "trafficPolicy": open(), "exportTo": strings(), "workloadSelector": open()}}),
+            json!([{"name": "Host", "type": "string", "jsonPath": ".spec.host"}, age()]),
+        ),
+        crd(
+            "networking.istio.io",
+            "ServiceEntry",
+            "serviceentries",
+            &["se"],
+            json!({"type": "object", "required": ["hosts"], "properties": {
+                "hosts": strings(), "addresses": strings(), "exportTo": strings(),
+                "location": {"type": "string", "enum": ["MESH_EXTERNAL", "MESH_INTERNAL"]},
+                "resolution": {"type": "string", "enum": ["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"]},
+                "ports": {"type": "array", "items": {"type": "object", "required": ["number", "name"], "properties": {
+                    "number": {"type": "integer", "minimum": 1, "maximum": 4294967295u64}, "name": {"type": "string"},
+                    "protocol": {"type": "string"}, "targetPort": {"type": "integer"}}}},
+                "endpoints": {"type": "array", "items": {"type": "object", "properties": {
+                    "address": {"type": "string"}, "ports": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "network": {"type": "string"}, "locality": {"type": "string"}, "weight": {"type": "integer"}}}},
+                "workloadSelector": {"type": "object", "properties": {"labels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                "subjectAltNames": strings()}}),
+            json!([{"name": "Hosts", "type": "string", "jsonPath": ".spec.hosts"}, {"name": "Location", "type": "string", "jsonPath": ".spec.location"}, {"name": "Resolution", "type": "string", "jsonPath": ".spec.resolution"}, age()]),
+        ),
+        crd(
+            "networking.istio.io",
+            "Gateway",
+            "gateways",
+            &["gw"],
+            json!({"type": "object", "properties": {
+                "selector": {"type": "object", "additionalProperties": {"type": "string"}},
+                "servers": {"type": "array", "items": {"type": "object", "required": ["port", "hosts"], "properties": {
+                    "port": {"type": "object", "required": ["number", "protocol", "name"], "properties": {
+                        "number": {"type": "integer", "minimum": 0, "maximum": 4294967295u64}, "protocol": {"type": "string"}, "name": {"type": "string"}, "targetPort": {"type": "integer"}}},
+                    "hosts": strings(), "bind": {"type": "string"}, "name": {"type": "string"},
+                    "tls": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {
+                        "mode": {"type": "string", "enum": ["PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"]}}}}}}}}),
+            json!([age()]),
+        ),
+        crd(
+            "networking.istio.io",
+            "Sidecar",
+            "sidecars",
+            &[],
+            open(),
+            json!([age()]),
+        ),
+        crd(
+            "networking.istio.io",
+            "WorkloadEntry",
+            "workloadentries",
+            &["we"],
+            open(),
+            json!([age()]),
+        ),
+        crd(
+            "security.istio.io",
+            "AuthorizationPolicy",
+            "authorizationpolicies",
+            &["ap"],
+            json!({"type": "object", "properties": {
+                "action": {"type": "string", "enum": ["ALLOW", "DENY", "AUDIT", "CUSTOM"]},
+                "selector": {"type": "object", "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                "rules": {"type": "array", "items": {"type": "object", "properties": {
+                    "from": {"type": "array", "items": {"type": "object", "properties": {"source": {"type": "object", "properties": {
+                        "principals": strings(), "notPrincipals": strings(), "namespaces": strings(), "notNamespaces": strings(),
+                        "ipBlocks": strings(), "requestPrincipals": strings()}}}}},
+                    "to": {"type": "array", "items": open()}, "when": {"type": "array", "items": open()}}}},
+                "targetRef": open(), "targetRefs": {"type": "array", "items": open()}, "provider": open()}}),
+            json!([{"name": "Action", "type": "string", "jsonPath": ".spec.action"}, age()]),
+        ),
+        crd(
+            "security.istio.io",
+            "PeerAuthentication",
+            "peerauthentications",
+            &["pa"],
+            open(),
+            json!([age()]),
+        ),
+    ]
+}

@@ -1,0 +1,59 @@
+//! The kubeconfig a running sim writes: one admin and one restricted context per cluster.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use serde_json::json;
+
+use super::SimFleet;
+
+pub fn render(fleet: &SimFleet) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(fleet.ca_pem.as_bytes());
+    let mut clusters = Vec::new();
+    let mut users = Vec::new();
+    let mut contexts = Vec::new();
+    for c in &fleet.clusters {
+        let server = c.server_url().unwrap_or_default();
+        clusters.push(json!({"name": c.name, "cluster": {"server": server, "certificate-authority-data": ca}}));
+        for u in &c.users {
+            let user_name = format!("{}-{}", c.name, u.name);
+            users.push(json!({"name": user_name, "user": {"token": u.token}}));
+            let ctx_name = if u.name == "admin" {
+                c.name.clone()
+            } else {
+                format!("{}-{}", c.name, u.name)
+            };
+            contexts.push(json!({"name": ctx_name, "context": {"cluster": c.name, "user": user_name, "namespace": "default"}}));
+        }
+    }
+    let first = fleet
+        .clusters
+        .first()
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "current-context": first,
+        "clusters": clusters,
+        "users": users,
+        "contexts": contexts,
+        "extensions": [{"name": "meshdeck.dev/sim", "extension": {"admin": fleet.admin_url}}],
+    });
+    crate::yaml::to_yaml(&doc)
+}
+
+/// Written readable by the owner only: it holds bearer tokens.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())
+}

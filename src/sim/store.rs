@@ -1,0 +1,872 @@
+//! One simulated cluster's state: objects by kind, a global resourceVersion,
+//! an event log for watches (compacted like etcd), and every write path
+//! (create, update, merge patch, server-side apply, delete) with validation.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::resources::{ResourceRegistry, ResourceType, StorageKey};
+use super::selectors::{FieldSelector, LabelSelector};
+use super::ssa;
+use super::status::ApiError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, kept in the log and broadcast to live watches.
+#[derive(Debug)]
+pub struct WatchRecord {
+    pub rv: u64,
+    pub key: StorageKey,
+    pub namespace: String,
+    pub event: EventType,
+    pub object: Arc<Value>,
+    pub previous: Option<Arc<Value>>,
+}
+
+/// How a write is checked and recorded.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub manager: String,
+    pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being pruned.
+    pub strict: bool,
+    pub force: bool,
+}
+
+/// What a write produced: the object and warnings (pruned unknown fields).
+#[derive(Debug)]
+pub struct WriteOutcome {
+    pub object: Value,
+    pub created: bool,
+    pub warnings: Vec<String>,
+}
+
+pub struct ListResult {
+    pub items: Vec<Arc<Value>>,
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<usize>,
+}
+
+type Objects = BTreeMap<(String, String), Arc<Value>>;
+
+/// The events a new watch replays, and the receiver for everything after them.
+pub type WatchStart = (Vec<Arc<WatchRecord>>, broadcast::Receiver<Arc<WatchRecord>>);
+
+pub struct ClusterStore {
+    pub registry: ResourceRegistry,
+    rv: u64,
+    objects: BTreeMap<StorageKey, Objects>,
+    log: VecDeque<Arc<WatchRecord>>,
+    log_capacity: usize,
+    /// Watches from a resourceVersion below this get 410 Gone.
+    compacted_below: u64,
+    tx: broadcast::Sender<Arc<WatchRecord>>,
+    uid_seed: u64,
+    cluster_ip_next: u32,
+    pub clock: fn() -> String,
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl ClusterStore {
+    pub fn new(registry: ResourceRegistry, seed: u64) -> Self {
+        let (tx, _) = broadcast::channel(8192);
+        Self {
+            registry,
+            rv: 1000,
+            objects: BTreeMap::new(),
+            log: VecDeque::new(),
+            log_capacity: 20_000,
+            compacted_below: 0,
+            tx,
+            uid_seed: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            cluster_ip_next: 1,
+            clock: now_rfc3339,
+        }
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<WatchRecord>> {
+        self.tx.subscribe()
+    }
+
+    /// Forget history below the current version, as etcd compaction does.
+    pub fn compact(&mut self) {
+        self.compacted_below = self.rv;
+        self.log.clear();
+    }
+
+    pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
+        self.objects
+            .get(&rt.storage)
+            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt.qualified_plural(), name))
+    }
+
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        limit: Option<usize>,
+        continue_after: Option<(String, String)>,
+    ) -> ListResult {
+        let empty = Objects::new();
+        let all = self.objects.get(&rt.storage).unwrap_or(&empty);
+        let mut matching = all
+            .iter()
+            .filter(|((ons, _), _)| ns.is_none_or(|n| n == ons))
+            .filter(|(k, _)| continue_after.as_ref().is_none_or(|after| *k > after))
+            .filter(|(_, o)| labels.matches(o.pointer("/metadata/labels")) && fields.matches(o));
+        let mut items = Vec::new();
+        let mut last = None;
+        for (k, o) in matching.by_ref() {
+            if limit.is_some_and(|l| items.len() >= l) {
+                // One more exists: hand out a continue token pointing after the last item returned.
+                let remaining = 1 + matching.count();
+                return ListResult {
+                    items,
+                    resource_version: self.rv,
+                    continue_token: last
+                        .map(|(ns, name): (String, String)| encode_continue(&ns, &name, self.rv)),
+                    remaining: Some(remaining),
+                };
+            }
+            last = Some(k.clone());
+            items.push(o.clone());
+        }
+        ListResult {
+            items,
+            resource_version: self.rv,
+            continue_token: None,
+            remaining: None,
+        }
+    }
+
+    /// Events after `from` for one kind (and namespace), plus a receiver for what follows.
+    /// `None` for `from` means: the current state as ADDED events.
+    pub fn watch_from(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        from: Option<u64>,
+    ) -> Result<WatchStart, ApiError> {
+        let rx = self.tx.subscribe();
+        let backlog = match from {
+            None => {
+                let empty = Objects::new();
+                self.objects
+                    .get(&rt.storage)
+                    .unwrap_or(&empty)
+                    .iter()
+                    .filter(|((ons, _), _)| ns.is_none_or(|n| n == ons))
+                    .map(|((ons, _), o)| {
+                        Arc::new(WatchRecord {
+                            rv: object_rv(o),
+                            key: rt.storage.clone(),
+                            namespace: ons.clone(),
+                            event: EventType::Added,
+                            object: o.clone(),
+                            previous: None,
+                        })
+                    })
+                    .collect()
+            }
+            Some(rv) => {
+                if rv < self.compacted_below {
+                    return Err(ApiError::gone(format!(
+                        "too old resource version: {rv} ({})",
+                        self.compacted_below
+                    )));
+                }
+                self.log
+                    .iter()
+                    .filter(|r| r.rv > rv && r.key == rt.storage)
+                    .filter(|r| ns.is_none_or(|n| n == r.namespace))
+                    .cloned()
+                    .collect()
+            }
+        };
+        Ok((backlog, rx))
+    }
+
+    fn next_uid(&mut self) -> String {
+        self.uid_seed = self
+            .uid_seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let a = self.uid_seed;
+        let b = a.rotate_left(17) ^ 0x5bd1_e995;
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            (a >> 32) as u32,
+            (a >> 16) as u16,
+            (a & 0xfff) as u16,
+            (b & 0xfff) as u16,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn record(
+        &mut self,
+        key: &StorageKey,
+        ns: &str,
+        event: EventType,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        let rec = Arc::new(WatchRecord {
+            rv: self.rv,
+            key: key.clone(),
+            namespace: ns.to_string(),
+            event,
+            object,
+            previous,
+        });
+        self.log.push_back(rec.clone());
+        while self.log.len() > self.log_capacity {
+            if let Some(old) = self.log.pop_front() {
+                self.compacted_below = old.rv;
+            }
+        }
+        let _ = self.tx.send(rec);
+    }
+
+    fn check_target(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        obj: &Value,
+        name_in_path: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if let Some(kind) = obj.get("kind").and_then(Value::as_str)
+            && kind != rt.kind
+        {
+            return Err(ApiError::bad_request(format!(
+                "the kind of the provided object ({kind}) does not match the resource ({})",
+                rt.kind
+            )));
+        }
+        let obj_ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty());
+        if rt.namespaced {
+            if let Some(o) = obj_ns
+                && o != ns
+            {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            let ns_rt = self.registry.get("", "v1", "namespaces").cloned();
+            if let Some(ns_rt) = ns_rt
+                && self.get(&ns_rt, "", ns).is_err()
+            {
+                return Err(ApiError::not_found("namespaces", ns));
+            }
+        }
+        if let (Some(path_name), Some(obj_name)) = (
+            name_in_path,
+            obj.pointer("/metadata/name").and_then(Value::as_str),
+        ) && path_name != obj_name
+        {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Schema validation (CRD kinds), name rules, and pruning of unknown fields.
+    fn admit(
+        &self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        opts: &WriteOptions,
+    ) -> Result<Vec<String>, ApiError> {
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let kind_group = if rt.group.is_empty() {
+            rt.kind.clone()
+        } else {
+            format!("{}.{}", rt.kind, rt.group)
+        };
+        let mut causes = Vec::new();
+        if !is_dns_subdomain(&name) {
+            causes.push((
+                "metadata.name".to_string(),
+                format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
+            ));
+        }
+        let mut warnings = Vec::new();
+        if let Some(schema) = &rt.schema {
+            let unknown = schema.prune_object(obj);
+            if !unknown.is_empty() {
+                if opts.strict {
+                    return Err(strict_error(&unknown));
+                }
+                warnings.extend(unknown.iter().map(|u| format!("unknown field \"{u}\"")));
+            }
+            for e in schema.validate_object(obj) {
+                causes.push((e.path, e.message));
+            }
+        }
+        if rt.kind == "CustomResourceDefinition"
+            && let Err(e) = ResourceRegistry::types_from_crd(obj)
+        {
+            causes.push(("spec".into(), e));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&kind_group, &name, &causes));
+        }
+        Ok(warnings)
+    }
+
+    fn finish_new(&mut self, rt: &ResourceType, ns: &str, obj: &mut Value) {
+        let uid = self.next_uid();
+        let now = (self.clock)();
+        let meta = ensure_meta(obj);
+        meta.insert("uid".into(), json!(uid));
+        meta.insert("creationTimestamp".into(), json!(now));
+        meta.insert("generation".into(), json!(1));
+        if rt.namespaced {
+            meta.insert("namespace".into(), json!(ns));
+        } else {
+            meta.remove("namespace");
+        }
+        if rt.kind == "Service" {
+            let typ = obj
+                .pointer("/spec/type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP")
+                .to_string();
+            let needs_ip = obj.pointer("/spec/clusterIP").is_none() && typ != "ExternalName";
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.entry("type").or_insert(json!(typ));
+                if needs_ip {
+                    let n = self.cluster_ip_next;
+                    self.cluster_ip_next += 1;
+                    let ip = format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff);
+                    spec.insert("clusterIP".into(), json!(ip));
+                    spec.insert("clusterIPs".into(), json!([ip]));
+                }
+            }
+        }
+        if rt.kind == "Namespace" {
+            obj["status"] = json!({"phase": "Active"});
+        }
+    }
+
+    fn store(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        previous: Option<Arc<Value>>,
+    ) -> Value {
+        self.rv += 1;
+        ensure_meta(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
+        let arc = Arc::new(obj.clone());
+        self.objects
+            .entry(rt.storage.clone())
+            .or_default()
+            .insert((ns.to_string(), name.to_string()), arc.clone());
+        let event = if previous.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(&rt.storage, ns, event, arc, previous);
+        if rt.kind == "CustomResourceDefinition" {
+            self.install_crd(&obj);
+        }
+        obj
+    }
+
+    fn install_crd(&mut self, crd: &Value) {
+        if let Ok(types) = ResourceRegistry::types_from_crd(crd)
+            && let Some(first) = types.first()
+        {
+            self.registry.remove_storage(&first.storage.clone());
+            for t in types {
+                self.registry.insert(t);
+            }
+        }
+    }
+
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<WriteOutcome, ApiError> {
+        self.check_target(rt, ns, &obj, None)?;
+        if obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            match obj
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            {
+                Some(prefix) => {
+                    let suffix: String = self
+                        .next_uid()
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric())
+                        .take(5)
+                        .collect();
+                    ensure_meta(&mut obj).insert("name".into(), json!(format!("{prefix}{suffix}")));
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        &rt.kind,
+                        "",
+                        &[(
+                            "metadata.name".into(),
+                            "Required value: name or generateName is required".into(),
+                        )],
+                    ));
+                }
+            }
+        }
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if self.get(rt, ns, &name).is_ok() {
+            return Err(ApiError::already_exists(&rt.qualified_plural(), &name));
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        let warnings = self.admit(rt, &mut obj, opts)?;
+        self.finish_new(rt, ns, &mut obj);
+        let now = (self.clock)();
+        ssa::record_update(None, &mut obj, &opts.manager, &rt.api_version(), &now);
+        let object = if opts.dry_run {
+            obj
+        } else {
+            self.store(rt, ns, &name, obj, None)
+        };
+        Ok(WriteOutcome {
+            object,
+            created: true,
+            warnings,
+        })
+    }
+
+    /// PUT: replace the object, honouring optimistic concurrency on resourceVersion.
+    pub fn update(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<WriteOutcome, ApiError> {
+        self.check_target(rt, ns, &obj, Some(name))?;
+        let old = self.get(rt, ns, name)?;
+        if let Some(rv) = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            && rv != object_rv(&old).to_string()
+        {
+            return Err(ApiError::new(409, "Conflict", format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                rt.qualified_plural()
+            )).with_details(json!({"name": name, "kind": rt.qualified_plural()})));
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        ensure_meta(&mut obj).insert("name".into(), json!(name));
+        let warnings = self.admit(rt, &mut obj, opts)?;
+        let object =
+            self.commit_change(rt, ns, name, old, obj, &opts.manager, opts.dry_run, false)?;
+        Ok(WriteOutcome {
+            object,
+            created: false,
+            warnings,
+        })
+    }
+
+    /// JSON merge patch (RFC 7386); strategic merge patch is treated the same for the kinds served here.
+    pub fn merge_patch(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        patch: &Value,
+        opts: &WriteOptions,
+    ) -> Result<WriteOutcome, ApiError> {
+        let old = self.get(rt, ns, name)?;
+        let mut obj = (*old).clone();
+        json_merge_patch(&mut obj, patch);
+        let warnings = self.admit(rt, &mut obj, opts)?;
+        let object =
+            self.commit_change(rt, ns, name, old, obj, &opts.manager, opts.dry_run, false)?;
+        Ok(WriteOutcome {
+            object,
+            created: false,
+            warnings,
+        })
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`).
+    pub fn apply(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        applied: &Value,
+        opts: &WriteOptions,
+    ) -> Result<WriteOutcome, ApiError> {
+        if opts.manager.is_empty() {
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        if applied.get("apiVersion").is_none() || applied.get("kind").is_none() {
+            return Err(ApiError::bad_request(
+                "apiVersion and kind must be set in an apply configuration",
+            ));
+        }
+        self.check_target(rt, ns, applied, Some(name))?;
+        let mut applied = applied.clone();
+        let mut warnings = Vec::new();
+        if let Some(schema) = &rt.schema {
+            let unknown = schema.prune_object(&mut applied);
+            if !unknown.is_empty() {
+                if opts.strict {
+                    return Err(strict_error(&unknown));
+                }
+                warnings.extend(unknown.iter().map(|u| format!("unknown field \"{u}\"")));
+            }
+        }
+        let live = self.get(rt, ns, name).ok();
+        let now = (self.clock)();
+        let merged = ssa::apply(
+            live.as_deref(),
+            &applied,
+            &opts.manager,
+            &rt.api_version(),
+            opts.force,
+            &now,
+        )
+        .map_err(|conflicts| conflict_error(&conflicts))?;
+        let mut obj = merged;
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        ensure_meta(&mut obj).insert("name".into(), json!(name));
+        warnings.extend(self.admit(rt, &mut obj, opts)?);
+        match live {
+            None => {
+                self.finish_new(rt, ns, &mut obj);
+                let object = if opts.dry_run {
+                    obj
+                } else {
+                    self.store(rt, ns, name, obj, None)
+                };
+                Ok(WriteOutcome {
+                    object,
+                    created: true,
+                    warnings,
+                })
+            }
+            Some(old) => {
+                let object =
+                    self.commit_change(rt, ns, name, old, obj, &opts.manager, opts.dry_run, true)?;
+                Ok(WriteOutcome {
+                    object,
+                    created: false,
+                    warnings,
+                })
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_change(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        old: Arc<Value>,
+        mut obj: Value,
+        manager: &str,
+        dry_run: bool,
+        managed_already: bool,
+    ) -> Result<Value, ApiError> {
+        // Server-owned metadata carries over; a write cannot change it.
+        let old_meta = old.get("metadata").cloned().unwrap_or_default();
+        {
+            let meta = ensure_meta(&mut obj);
+            for k in ["uid", "creationTimestamp", "generation", "namespace"] {
+                match old_meta.get(k) {
+                    Some(v) => {
+                        meta.insert(k.into(), v.clone());
+                    }
+                    None => {
+                        meta.remove(k);
+                    }
+                }
+            }
+            meta.insert(
+                "resourceVersion".into(),
+                old_meta
+                    .get("resourceVersion")
+                    .cloned()
+                    .unwrap_or(json!("")),
+            );
+        }
+        if !managed_already {
+            let now = (self.clock)();
+            ssa::record_update(Some(&old), &mut obj, manager, &rt.api_version(), &now);
+        }
+        if ssa::strip(&old) == ssa::strip(&obj)
+            && old.pointer("/metadata/managedFields") == obj.pointer("/metadata/managedFields")
+        {
+            return Ok((*old).clone());
+        }
+        if old.get("spec") != obj.get("spec") {
+            let generation = old_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                + 1;
+            ensure_meta(&mut obj).insert("generation".into(), json!(generation));
+        }
+        if dry_run {
+            return Ok(obj);
+        }
+        Ok(self.store(rt, ns, name, obj, Some(old)))
+    }
+
+    pub fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let old = self.get(rt, ns, name)?;
+        if dry_run {
+            return Ok((*old).clone());
+        }
+        self.remove(rt, ns, name);
+        Ok((*old).clone())
+    }
+
+    fn remove(&mut self, rt: &ResourceType, ns: &str, name: &str) {
+        let key = (ns.to_string(), name.to_string());
+        let Some(old) = self
+            .objects
+            .get_mut(&rt.storage)
+            .and_then(|m| m.remove(&key))
+        else {
+            return;
+        };
+        self.rv += 1;
+        let mut gone = (*old).clone();
+        ensure_meta(&mut gone).insert("resourceVersion".into(), json!(self.rv.to_string()));
+        self.record(
+            &rt.storage,
+            ns,
+            EventType::Deleted,
+            Arc::new(gone),
+            Some(old.clone()),
+        );
+        if rt.kind == "Namespace" {
+            // Everything in the namespace goes with it (finalization is immediate here).
+            let doomed: Vec<(ResourceType, String)> = self
+                .registry
+                .all()
+                .filter(|t| t.namespaced && t.preferred)
+                .flat_map(|t| {
+                    self.objects
+                        .get(&t.storage)
+                        .map(|m| {
+                            m.keys()
+                                .filter(|(o, _)| o == name)
+                                .map(|(_, n)| (t.clone(), n.clone()))
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect();
+            for (t, n) in doomed {
+                self.remove(&t, name, &n);
+            }
+        }
+        if rt.kind == "CustomResourceDefinition"
+            && let Ok(types) = ResourceRegistry::types_from_crd(&old)
+            && let Some(first) = types.first()
+        {
+            let storage = first.storage.clone();
+            self.registry.remove_storage(&storage);
+            self.objects.remove(&storage);
+        }
+    }
+
+    /// Everything in the store of one kind (for the fleet's own controllers).
+    pub fn all_of(&self, rt: &ResourceType) -> Vec<Arc<Value>> {
+        self.objects
+            .get(&rt.storage)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Replace an object's status without validation or generation bump (controllers only).
+    pub fn set_status(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        status: Value,
+    ) -> Result<(), ApiError> {
+        let old = self.get(rt, ns, name)?;
+        let mut obj = (*old).clone();
+        obj["status"] = status;
+        if *old != obj {
+            self.store(rt, ns, name, obj, Some(old));
+        }
+        Ok(())
+    }
+}
+
+/// `fieldValidation=Strict` (kubectl's default) turns pruned fields into a 400.
+fn strict_error(unknown: &[String]) -> ApiError {
+    let list: Vec<String> = unknown
+        .iter()
+        .map(|u| format!("unknown field \"{u}\""))
+        .collect();
+    ApiError::bad_request(format!("strict decoding error: {}", list.join(", ")))
+}
+
+fn conflict_error(conflicts: &[ssa::Conflict]) -> ApiError {
+    let n = conflicts.len();
+    let message = if n == 1 {
+        let c = &conflicts[0];
+        format!(
+            "Apply failed with 1 conflict: conflict with \"{}\" using {}: {}",
+            c.manager, c.api_version, c.field
+        )
+    } else {
+        let mut m = format!("Apply failed with {n} conflicts: ");
+        let lines: Vec<String> = conflicts
+            .iter()
+            .map(|c| {
+                format!(
+                    "conflict with \"{}\" using {}: {}",
+                    c.manager, c.api_version, c.field
+                )
+            })
+            .collect();
+        m.push_str(&lines.join("\n"));
+        m
+    };
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version), "field": c.field}))
+        .collect();
+    ApiError::new(409, "Conflict", message).with_details(json!({"causes": causes}))
+}
+
+pub fn json_merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            if let Value::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        json_merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+pub fn ensure_meta(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    match obj.get_mut("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => unreachable!("metadata was just made an object"),
+    }
+}
+
+pub fn object_rv(o: &Value) -> u64 {
+    o.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+pub fn encode_continue(ns: &str, name: &str, rv: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"ns": ns, "name": name, "rv": rv}).to_string())
+}
+
+pub fn decode_continue(token: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    Some((
+        v.get("ns")?.as_str()?.to_string(),
+        v.get("name")?.as_str()?.to_string(),
+    ))
+}

@@ -1,0 +1,75 @@
+//! Shared test setup: a simulated fleet in-process on 127.0.0.1 and kube clients for it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use meshdeck::sim::{SimConfig, SimFleet};
+
+pub async fn fleet(cfg: SimConfig) -> SimFleet {
+    SimFleet::start(cfg).await.expect("sim fleet starts")
+}
+
+pub async fn client(fleet: &SimFleet, context: &str) -> Client {
+    let kc = Kubeconfig::from_yaml(&fleet.kubeconfig_yaml()).expect("sim kubeconfig parses");
+    let opts = KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .expect("context loads");
+    Client::try_from(config).expect("client builds")
+}
+
+/// Poll `check` until it returns Some, failing after `secs` seconds: a condition, not a sleep.
+pub async fn eventually<T, F, Fut>(secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {secs}s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Istio's real CRDs: `$MESHDECK_ISTIO_CRDS`, else `../shared/istio/crds` beside the checkout.
+pub fn istio_crds_dir() -> std::path::PathBuf {
+    match std::env::var("MESHDECK_ISTIO_CRDS") {
+        Ok(dir) => {
+            let p = std::path::PathBuf::from(&dir);
+            let p = if p.is_relative() {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+            } else {
+                p
+            };
+            assert!(
+                p.join("crd-all.gen.yaml").is_file(),
+                "MESHDECK_ISTIO_CRDS={dir} is set but {}/crd-all.gen.yaml is missing",
+                p.display()
+            );
+            p
+        }
+        Err(_) => {
+            let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/istio/crds");
+            assert!(
+                p.join("crd-all.gen.yaml").is_file(),
+                "Istio CRDs not found: set MESHDECK_ISTIO_CRDS or keep shared/ beside the checkout"
+            );
+            p
+        }
+    }
+}
+
+pub fn shared_dir() -> std::path::PathBuf {
+    istio_crds_dir().join("../..")
+}
