@@ -4,10 +4,18 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`kubeconfig`] | kubeconfig files as kubectl reads and merges them; contexts |
+//! | [`config`] | meshdeck's config file: registered clusters, options, XDG paths |
+//! | [`registry`] | registered clusters: one kube client each, reachability and version |
+//! | [`inventory`] | per-cluster watchers folded into one fleet model; mesh facts; warnings |
 //! | [`sim`] | the embedded simulated fleet: real Kubernetes API servers over HTTPS on loopback |
 //! | [`cli`] | the subcommands wiring the stages together |
 //! | [`yaml`] | YAML parsing and emitting, one place |
 
 pub mod cli;
+pub mod config;
+pub mod inventory;
+pub mod kubeconfig;
+pub mod registry;
 pub mod sim;
 pub mod yaml;

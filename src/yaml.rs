@@ -3,9 +3,49 @@
 
 use serde_json::Value;
 
+/// A YAML syntax error with its position (1-based), for `file:line:col` messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct YamlError {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+impl From<serde_saphyr::Error> for YamlError {
+    fn from(e: serde_saphyr::Error) -> Self {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        let full = e.without_snippet().to_string();
+        // The message repeats "line L column C" that we report in front already.
+        let message = full
+            .split_once(": ")
+            .filter(|(head, _)| head.contains("line "))
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or(full);
+        YamlError {
+            line,
+            column,
+            message: message
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_string(),
+        }
+    }
+}
+
 /// Parse every document of a YAML stream into JSON values; empty documents are skipped.
-pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlError> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(YamlError::from)?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 

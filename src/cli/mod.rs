@@ -1,11 +1,16 @@
 //! The command line: clap definitions and dispatch. Exit codes: 0 success,
-//! 1 failure of the operation, 2 bad input.
+//! 1 failure of the operation, 2 bad input (usage, invalid plan, bad kubeconfig).
 
+mod clusters;
+mod fleet;
+mod inventory;
+mod output;
 mod sim;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -14,14 +19,34 @@ use clap::{Parser, Subcommand};
     about = "A terminal cockpit for Istio across many Kubernetes clusters"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options every subcommand that talks to clusters understands.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Register only this context (repeatable; default: every context, or the config file's clusters).
+    #[arg(long = "context", global = true)]
+    pub contexts: Vec<String>,
+    /// Refuse every write to every cluster.
+    #[arg(long, global = true)]
+    pub read_only: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the simulated fleet in the foreground and write a kubeconfig for it.
     Sim(sim::SimArgs),
+    /// Registered clusters and the facts of their meshes.
+    Clusters(clusters::ClustersArgs),
+    /// The cross-cluster table of services and versions.
+    Inventory(inventory::InventoryArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -65,11 +90,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sim(args) => sim::run(args).await,
+            Command::Clusters(args) => clusters::run(&cli.global, args).await,
+            Command::Inventory(args) => inventory::run(&cli.global, args).await,
         }
     });
+    // Watch tasks may still be parked in the runtime; do not wait for them.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

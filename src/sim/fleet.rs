@@ -381,19 +381,31 @@ fn pod(
 /// and one bookinfo pod somewhere restarts (not ready, restart count up).
 pub fn life_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
     for c in clusters.iter().filter(|c| c.fault() != Fault::Down) {
-        let Some(pods_rt) = c.resource("", "v1", "pods") else { continue };
+        let Some(pods_rt) = c.resource("", "v1", "pods") else {
+            continue;
+        };
         let pods = c.store().all_of(&pods_rt);
-        for p in pods.iter().filter(|p| p.pointer("/status/containerStatuses/0/ready") == Some(&json!(false))) {
+        for p in pods
+            .iter()
+            .filter(|p| p.pointer("/status/containerStatuses/0/ready") == Some(&json!(false)))
+        {
             set_pod_ready(c, &pods_rt, p, true);
         }
     }
-    let Some(c) = clusters.get(rng.random_range(0..clusters.len().max(1))) else { return };
+    let Some(c) = clusters.get(rng.random_range(0..clusters.len().max(1))) else {
+        return;
+    };
     if c.fault() == Fault::Down {
         return;
     }
-    let Some(pods_rt) = c.resource("", "v1", "pods") else { return };
+    let Some(pods_rt) = c.resource("", "v1", "pods") else {
+        return;
+    };
     let pods = c.store().all_of(&pods_rt);
-    let candidates: Vec<&Arc<Value>> = pods.iter().filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default")).collect();
+    let candidates: Vec<&Arc<Value>> = pods
+        .iter()
+        .filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default"))
+        .collect();
     if !candidates.is_empty() {
         let p = candidates[rng.random_range(0..candidates.len())];
         set_pod_ready(c, &pods_rt, p, false);
@@ -402,16 +414,29 @@ pub fn life_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
 
 fn set_pod_ready(c: &SimCluster, pods_rt: &super::resources::ResourceType, p: &Value, ready: bool) {
     let mut status = p.get("status").cloned().unwrap_or(json!({}));
-    if let Some(first) = status.get_mut("containerStatuses").and_then(Value::as_array_mut).and_then(|l| l.first_mut()) {
+    if let Some(first) = status
+        .get_mut("containerStatuses")
+        .and_then(Value::as_array_mut)
+        .and_then(|l| l.first_mut())
+    {
         first["ready"] = json!(ready);
         if !ready {
-            let n = first.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+            let n = first
+                .get("restartCount")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             first["restartCount"] = json!(n + 1);
         }
     }
     status["conditions"] = json!([{"type": "Ready", "status": if ready { "True" } else { "False" }}, {"type": "ContainersReady", "status": if ready { "True" } else { "False" }}]);
-    let namespace = p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
-    let name = p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let namespace = p
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let name = p
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let _ = c.store().set_status(pods_rt, namespace, name, status);
 }
 

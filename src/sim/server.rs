@@ -43,13 +43,19 @@ pub async fn serve(cluster: Arc<SimCluster>, listener: TcpListener, tls: TlsAcce
             let Ok(stream) = tls.accept(stream).await else {
                 return;
             };
+            let mut faults = cluster.fault_changes();
+            let svc_cluster = cluster.clone();
             let svc = hyper::service::service_fn(move |req| {
-                let cluster = cluster.clone();
+                let cluster = svc_cluster.clone();
                 async move { Ok::<_, Infallible>(handle(cluster, req).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            // A cluster going down also cuts the connections already open (kept-alive ones too).
+            tokio::select! {
+                _ = conn => {}
+                _ = faults.wait_for(|f| *f == Fault::Down) => {}
+            }
         });
     }
 }
@@ -303,6 +309,10 @@ impl RequestContext {
         self.accept.contains("as=Table")
     }
 
+    fn wants_metadata(&self) -> bool {
+        self.accept.contains("as=PartialObjectMetadata")
+    }
+
     fn write_options(&self, default_manager: &str) -> WriteOptions {
         let derived = self
             .user_agent
@@ -428,6 +438,9 @@ async fn dispatch(
             ctx.authorize("get", &t)?;
             let obj = ctx.cluster.store().get(&rt, &ns, name)?;
             let obj = as_version(&obj, &rt);
+            if ctx.wants_metadata() {
+                return Ok(json_response(200, &metadata_only(&obj)));
+            }
             if ctx.wants_table() {
                 return Ok(json_response(
                     200,
@@ -590,6 +603,11 @@ fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
     r
 }
 
+/// `as=PartialObjectMetadata[List]`: only metadata, as kube's metadata watchers ask.
+fn metadata_only(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
 /// Objects of every served version share one store; reads show the requested version.
 fn as_version(obj: &Value, rt: &ResourceType) -> Value {
     let mut o = obj.clone();
@@ -637,6 +655,13 @@ fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
         );
         tbl["metadata"] = meta;
         return Ok(json_response(200, &tbl));
+    }
+    if ctx.wants_metadata() {
+        let items: Vec<Value> = result.items.iter().map(|o| metadata_only(o)).collect();
+        return Ok(json_response(
+            200,
+            &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+        ));
     }
     // Serialize item by item: a large list is built once, without cloning every object.
     let mut out = Vec::with_capacity(result.items.len() * 1024);
@@ -691,6 +716,7 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
         .unwrap_or(1800);
     let bookmarks = ctx.query.flag("allowWatchBookmarks");
     let table_mode = ctx.wants_table();
+    let metadata_mode = ctx.wants_metadata();
     let include = IncludeObject::parse(ctx.query.get("includeObject"));
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let rt = t.rt.clone();
@@ -717,6 +743,8 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
                 );
                 *headers_sent = true;
                 t
+            } else if metadata_mode && event != "ERROR" {
+                metadata_only(obj)
             } else {
                 obj.clone()
             };

@@ -73,3 +73,47 @@ pub fn istio_crds_dir() -> std::path::PathBuf {
 pub fn shared_dir() -> std::path::PathBuf {
     istio_crds_dir().join("../..")
 }
+
+/// The registry for a sim fleet's admin contexts (`cluster1`..), as the CLI builds it.
+pub async fn registry(fleet: &SimFleet) -> Vec<meshdeck::registry::Cluster> {
+    let kc = Kubeconfig::from_yaml(&fleet.kubeconfig_yaml()).expect("kubeconfig");
+    let names: Vec<String> = fleet.clusters.iter().map(|c| c.name.clone()).collect();
+    meshdeck::registry::connect(
+        &kc,
+        &names,
+        &meshdeck::config::MeshdeckConfig::default(),
+        false,
+    )
+    .await
+    .expect("registry")
+}
+
+/// Wait for a snapshot that satisfies `pred`, failing after `secs`.
+pub async fn snapshot_where(
+    inv: &mut meshdeck::inventory::Inventory,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&meshdeck::inventory::FleetSnapshot) -> bool,
+) -> std::sync::Arc<meshdeck::inventory::FleetSnapshot> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let snap = inv.snapshots.borrow_and_update().clone();
+        if pred(&snap) {
+            return snap;
+        }
+        match tokio::time::timeout_at(deadline, inv.snapshots.changed()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                let states: Vec<String> = snap
+                    .clusters
+                    .iter()
+                    .map(|c| format!("{}={}", c.name, c.state.as_str()))
+                    .collect();
+                panic!(
+                    "no snapshot within {secs}s where {what} (last: {})",
+                    states.join(" ")
+                );
+            }
+        }
+    }
+}

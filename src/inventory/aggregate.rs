@@ -1,0 +1,451 @@
+//! The aggregator alone owns the fleet model: it applies cluster events as
+//! they come, recomputes only the services an event touches, and publishes an
+//! `Arc<FleetSnapshot>` at most every 100 ms. A slow or failing cluster only
+//! changes its own state; the others keep flowing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+
+use super::facts::{IstiodFacts, MeshConfigFacts, PodFacts, ServiceFacts};
+use super::model::{
+    ClusterState, ClusterView, FleetSnapshot, IstioObject, MeshFacts, ServicePresence, ServiceRow,
+    VersionCount,
+};
+use super::warnings;
+use super::watch::{Change, ClusterEvent, Delta, ObjKey, WatchKind};
+use crate::registry::ClusterError;
+
+/// Objects of one kind as last listed and watched; a re-list is staged and swapped in whole.
+#[derive(Debug)]
+struct Mirror<T> {
+    live: BTreeMap<ObjKey, T>,
+    staging: Option<BTreeMap<ObjKey, T>>,
+    synced: bool,
+}
+
+impl<T> Default for Mirror<T> {
+    fn default() -> Self {
+        Self {
+            live: BTreeMap::new(),
+            staging: None,
+            synced: false,
+        }
+    }
+}
+
+/// What one delta touched.
+enum Touched<T> {
+    Nothing,
+    All,
+    One {
+        key: ObjKey,
+        old: Option<T>,
+        new: Option<T>,
+    },
+}
+
+impl<T: Clone> Mirror<T> {
+    fn apply(&mut self, d: Delta<T>) -> Touched<T> {
+        match d {
+            Delta::Init => {
+                self.staging = Some(BTreeMap::new());
+                Touched::Nothing
+            }
+            Delta::Upsert {
+                init: true,
+                key,
+                value,
+            } => {
+                self.staging
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(key, value);
+                Touched::Nothing
+            }
+            Delta::InitDone => {
+                if let Some(s) = self.staging.take() {
+                    self.live = s;
+                }
+                self.synced = true;
+                Touched::All
+            }
+            Delta::Upsert {
+                init: false,
+                key,
+                value,
+            } => {
+                let old = self.live.insert(key.clone(), value.clone());
+                Touched::One {
+                    key,
+                    old,
+                    new: Some(value),
+                }
+            }
+            Delta::Delete(key) => {
+                let old = self.live.remove(&key);
+                Touched::One {
+                    key,
+                    old,
+                    new: None,
+                }
+            }
+        }
+    }
+
+    fn in_namespace<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = (&'a ObjKey, &'a T)> + 'a {
+        self.live
+            .range((ns.to_string(), String::new())..)
+            .take_while(move |(k, _)| k.0 == ns)
+    }
+}
+
+struct ClusterModel {
+    view: ClusterView,
+    pods: Mirror<PodFacts>,
+    services: Mirror<ServiceFacts>,
+    mesh_config: Mirror<MeshConfigFacts>,
+    istiod: Mirror<IstiodFacts>,
+    network: Mirror<Option<String>>,
+    remote_secrets: Mirror<Option<String>>,
+    istio: HashMap<&'static str, Mirror<IstioObject>>,
+    errors: BTreeMap<WatchKind, ClusterError>,
+    probe_error: Option<ClusterError>,
+    config_error: Option<ClusterError>,
+    istio_absent: bool,
+}
+
+impl ClusterModel {
+    fn presence(&self, key: &ObjKey) -> Option<ServicePresence> {
+        let svc = self.services.live.get(key)?;
+        let mut p = ServicePresence {
+            ports: svc.ports.clone(),
+            ..Default::default()
+        };
+        let mut accounts = BTreeSet::new();
+        for (_, pod) in self.pods.in_namespace(&key.0) {
+            if !svc.selects(&pod.labels) {
+                continue;
+            }
+            let count = match pod.labels.get(&self.view.version_label) {
+                Some(v) => p.versions.entry(v.clone()).or_default(),
+                None => &mut p.unversioned,
+            };
+            add(count, pod);
+            if let Some(sa) = &pod.service_account {
+                accounts.insert(sa.clone());
+            }
+        }
+        p.service_accounts = accounts.into_iter().collect();
+        Some(p)
+    }
+
+    fn mesh(&self) -> MeshFacts {
+        let istiod = self
+            .istiod
+            .live
+            .values()
+            .next()
+            .cloned()
+            .unwrap_or_default();
+        let trust_domain = self
+            .mesh_config
+            .live
+            .values()
+            .find_map(|m| m.trust_domain.clone());
+        let root = self
+            .mesh_config
+            .live
+            .values()
+            .find_map(|m| m.root_cert_fingerprint.clone());
+        let east_west = self
+            .services
+            .live
+            .iter()
+            .filter(|(k, _)| k.0 == "istio-system")
+            .find_map(|(_, s)| s.east_west_address.clone());
+        MeshFacts {
+            istio_version: istiod.version,
+            revision: istiod.revision,
+            trust_domain,
+            cluster_id: istiod.cluster_id,
+            network: self.network.live.values().next().cloned().flatten(),
+            root_cert_fingerprint: root,
+            east_west_gateway: east_west,
+            remote_secrets: self
+                .remote_secrets
+                .live
+                .values()
+                .flatten()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            istio_crds: !self.istio_absent,
+        }
+    }
+
+    fn state(&self) -> ClusterState {
+        if self.config_error.is_some() {
+            return ClusterState::Error;
+        }
+        let err = self
+            .probe_error
+            .as_ref()
+            .or_else(|| self.errors.values().next());
+        match err {
+            Some(ClusterError::Unauthorized(_)) => ClusterState::Unauthorized,
+            Some(ClusterError::Forbidden(_)) => ClusterState::Forbidden,
+            Some(ClusterError::Unreachable(_)) => ClusterState::Unreachable,
+            Some(ClusterError::Degraded(_)) => ClusterState::Degraded,
+            Some(ClusterError::Config(_)) => ClusterState::Error,
+            None if self.pods.synced && self.services.synced => ClusterState::Live,
+            None if self.view.last_seen.is_some() => ClusterState::Syncing,
+            None => ClusterState::Connecting,
+        }
+    }
+}
+
+fn add(c: &mut VersionCount, pod: &PodFacts) {
+    c.total += 1;
+    if pod.ready {
+        c.ready += 1;
+    }
+    if pod.injected {
+        c.injected += 1;
+    }
+}
+
+/// The whole fleet model. Owned by one task; tests drive it directly.
+pub struct FleetInventory {
+    clusters: Vec<ClusterModel>,
+    rows: BTreeMap<ObjKey, Arc<ServiceRow>>,
+}
+
+impl FleetInventory {
+    pub fn new(views: Vec<ClusterView>, config_errors: Vec<Option<ClusterError>>) -> Self {
+        let clusters = views
+            .into_iter()
+            .zip(config_errors)
+            .map(|(view, config_error)| ClusterModel {
+                view: ClusterView {
+                    error: config_error.clone(),
+                    ..view
+                },
+                pods: Mirror::default(),
+                services: Mirror::default(),
+                mesh_config: Mirror::default(),
+                istiod: Mirror::default(),
+                network: Mirror::default(),
+                remote_secrets: Mirror::default(),
+                istio: HashMap::new(),
+                errors: BTreeMap::new(),
+                probe_error: None,
+                config_error,
+                istio_absent: false,
+            })
+            .collect();
+        Self {
+            clusters,
+            rows: BTreeMap::new(),
+        }
+    }
+
+    pub fn apply(&mut self, ev: ClusterEvent) {
+        let Some(cm) = self.clusters.get_mut(ev.cluster) else {
+            return;
+        };
+        let now = Utc::now();
+        match &ev.change {
+            Change::Error(e) => {
+                if let Some(k) = ev.kind {
+                    cm.errors.insert(k, e.clone());
+                }
+                return;
+            }
+            Change::Probe(p) => {
+                cm.view.latency_ms = Some(p.latency_ms);
+                if p.kubernetes_version.is_some() {
+                    cm.view.kubernetes_version = p.kubernetes_version.clone();
+                }
+                cm.probe_error = p.error.clone();
+                if p.error.is_none() {
+                    cm.view.last_seen = Some(now);
+                }
+                return;
+            }
+            _ => {
+                if let Some(k) = ev.kind {
+                    cm.errors.remove(&k);
+                }
+                cm.probe_error = None;
+                cm.view.last_seen = Some(now);
+            }
+        }
+        match ev.change {
+            Change::Pods(d) => {
+                let touched = cm.pods.apply(d);
+                let keys: Vec<ObjKey> = match touched {
+                    Touched::Nothing => vec![],
+                    Touched::All => cm.services.live.keys().cloned().collect(),
+                    Touched::One { key, old, new } => cm
+                        .services
+                        .in_namespace(&key.0)
+                        .filter(|(_, s)| {
+                            old.as_ref().is_some_and(|o| s.selects(&o.labels))
+                                || new.as_ref().is_some_and(|n| s.selects(&n.labels))
+                        })
+                        .map(|(k, _)| k.clone())
+                        .collect(),
+                };
+                self.refresh(ev.cluster, keys, false);
+            }
+            Change::Services(d) => match cm.services.apply(d) {
+                Touched::Nothing => {}
+                Touched::All => {
+                    let keys = cm.services.live.keys().cloned().collect();
+                    self.refresh(ev.cluster, keys, true);
+                }
+                Touched::One { key, .. } => self.refresh(ev.cluster, vec![key], false),
+            },
+            Change::MeshConfig(d) => {
+                cm.mesh_config.apply(d);
+            }
+            Change::Istiod(d) => {
+                cm.istiod.apply(d);
+            }
+            Change::Network(d) => {
+                cm.network.apply(d);
+            }
+            Change::RemoteSecrets(d) => {
+                cm.remote_secrets.apply(d);
+            }
+            Change::Istio(kind, d) => {
+                let d = match d {
+                    Delta::Upsert {
+                        init,
+                        key,
+                        mut value,
+                    } => {
+                        value.cluster = cm.view.name.clone();
+                        Delta::Upsert { init, key, value }
+                    }
+                    other => other,
+                };
+                cm.istio.entry(kind).or_default().apply(d);
+            }
+            Change::IstioAbsent => cm.istio_absent = true,
+            Change::Error(_) | Change::Probe(_) => {}
+        }
+    }
+
+    /// Recompute the rows for `keys` in one cluster; with `full`, also drop rows this
+    /// cluster no longer has (after a re-list).
+    fn refresh(&mut self, cluster: usize, keys: Vec<ObjKey>, full: bool) {
+        let cm = &self.clusters[cluster];
+        let name = cm.view.name.clone();
+        let mut updates: Vec<(ObjKey, Option<ServicePresence>)> =
+            keys.iter().map(|k| (k.clone(), cm.presence(k))).collect();
+        if full {
+            for (k, row) in &self.rows {
+                if row.clusters.contains_key(&name) && !cm.services.live.contains_key(k) {
+                    updates.push((k.clone(), None));
+                }
+            }
+        }
+        for (key, presence) in updates {
+            match presence {
+                Some(p) => {
+                    let row = self.rows.entry(key.clone()).or_insert_with(|| {
+                        Arc::new(ServiceRow {
+                            name: key.1.clone(),
+                            namespace: key.0.clone(),
+                            clusters: BTreeMap::new(),
+                        })
+                    });
+                    if row.clusters.get(&name) != Some(&p) {
+                        Arc::make_mut(row).clusters.insert(name.clone(), p);
+                    }
+                }
+                None => {
+                    if let Some(row) = self.rows.get_mut(&key) {
+                        Arc::make_mut(row).clusters.remove(&name);
+                        if row.clusters.is_empty() {
+                            self.rows.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> FleetSnapshot {
+        let clusters = self
+            .clusters
+            .iter()
+            .map(|cm| {
+                let state = cm.state();
+                let error = cm
+                    .config_error
+                    .clone()
+                    .or_else(|| cm.probe_error.clone())
+                    .or_else(|| cm.errors.values().next().cloned());
+                ClusterView {
+                    state,
+                    error,
+                    mesh: cm.mesh(),
+                    ..cm.view.clone()
+                }
+            })
+            .collect();
+        let mut istio_objects: Vec<IstioObject> = self
+            .clusters
+            .iter()
+            .flat_map(|cm| cm.istio.values().flat_map(|m| m.live.values().cloned()))
+            .collect();
+        istio_objects.sort();
+        let mut snap = FleetSnapshot {
+            clusters,
+            services: self.rows.values().cloned().collect(),
+            istio_objects,
+            ..Default::default()
+        };
+        snap.api_version = super::model::INVENTORY_API_VERSION.into();
+        snap.kind = "Inventory".into();
+        snap.warnings = warnings::compute(&snap);
+        snap
+    }
+}
+
+/// Run the aggregator until every sender is gone.
+pub async fn run(
+    mut inv: FleetInventory,
+    mut rx: mpsc::Receiver<ClusterEvent>,
+    tx: watch::Sender<Arc<FleetSnapshot>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = true;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                inv.apply(ev);
+                // Drain what is queued before publishing: bursts become one snapshot.
+                while let Ok(ev) = rx.try_recv() {
+                    inv.apply(ev);
+                }
+                dirty = true;
+            }
+            _ = tick.tick() => {
+                if dirty {
+                    tx.send_replace(Arc::new(inv.snapshot()));
+                    dirty = false;
+                }
+            }
+        }
+    }
+    tx.send_replace(Arc::new(inv.snapshot()));
+}

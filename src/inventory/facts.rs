@@ -1,0 +1,256 @@
+//! Kubernetes objects become the small facts the model keeps, here and only
+//! here (the edge): a pod is its labels, readiness and sidecar; a service its
+//! selector and ports. Pure functions.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use kube::api::DynamicObject;
+use sha2::{Digest, Sha256};
+
+use super::model::IstioObject;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodFacts {
+    pub labels: BTreeMap<String, String>,
+    pub ready: bool,
+    pub injected: bool,
+    pub service_account: Option<String>,
+}
+
+impl From<&Pod> for PodFacts {
+    fn from(p: &Pod) -> Self {
+        let ready = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let injected = p
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("sidecar.istio.io/status"))
+            || p.spec
+                .as_ref()
+                .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"));
+        PodFacts {
+            labels: p.metadata.labels.clone().unwrap_or_default(),
+            ready,
+            injected,
+            service_account: p.spec.as_ref().and_then(|s| s.service_account_name.clone()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceFacts {
+    pub selector: BTreeMap<String, String>,
+    pub ports: Vec<u16>,
+    /// The east-west gateway's address, when this is one.
+    pub east_west_address: Option<String>,
+}
+
+impl From<&Service> for ServiceFacts {
+    fn from(s: &Service) -> Self {
+        let spec = s.spec.as_ref();
+        let is_eastwest = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("istio"))
+            .is_some_and(|v| v == "eastwestgateway");
+        let east_west_address = is_eastwest
+            .then(|| {
+                s.status
+                    .as_ref()?
+                    .load_balancer
+                    .as_ref()?
+                    .ingress
+                    .as_ref()?
+                    .first()
+                    .and_then(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+            })
+            .flatten();
+        ServiceFacts {
+            selector: spec.and_then(|s| s.selector.clone()).unwrap_or_default(),
+            ports: spec
+                .and_then(|s| s.ports.as_ref())
+                .map(|ps| {
+                    ps.iter()
+                        .filter_map(|p| u16::try_from(p.port).ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            east_west_address,
+        }
+    }
+}
+
+impl ServiceFacts {
+    /// An empty selector selects nothing (as for Services).
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        !self.selector.is_empty() && self.selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// What istiod's Deployment says: version (image tag or label), revision, cluster id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IstiodFacts {
+    pub version: Option<String>,
+    pub revision: Option<String>,
+    pub cluster_id: Option<String>,
+}
+
+impl From<&Deployment> for IstiodFacts {
+    fn from(d: &Deployment) -> Self {
+        let labels = d.metadata.labels.clone().unwrap_or_default();
+        let container = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|s| s.containers.first());
+        let tag = container
+            .and_then(|c| c.image.as_deref())
+            .and_then(|i| i.rsplit_once(':'))
+            .map(|(_, t)| t.to_string());
+        let cluster_id = container
+            .and_then(|c| c.env.as_ref())
+            .and_then(|env| env.iter().find(|e| e.name == "CLUSTER_ID"))
+            .and_then(|e| e.value.clone());
+        IstiodFacts {
+            version: labels.get("operator.istio.io/version").cloned().or(tag),
+            revision: labels.get("istio.io/rev").cloned(),
+            cluster_id,
+        }
+    }
+}
+
+/// Facts from the ConfigMaps in istio-system.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeshConfigFacts {
+    pub trust_domain: Option<String>,
+    pub root_cert_fingerprint: Option<String>,
+}
+
+pub fn mesh_config_facts(cm: &ConfigMap) -> MeshConfigFacts {
+    let data = cm.data.clone().unwrap_or_default();
+    match cm.metadata.name.as_deref() {
+        Some("istio") => MeshConfigFacts {
+            trust_domain: data
+                .get("mesh")
+                .and_then(|m| trust_domain(m))
+                .or(Some("cluster.local".into())),
+            root_cert_fingerprint: None,
+        },
+        Some("istio-ca-root-cert") => MeshConfigFacts {
+            trust_domain: None,
+            root_cert_fingerprint: data.get("root-cert.pem").and_then(|p| pem_fingerprint(p)),
+        },
+        _ => MeshConfigFacts::default(),
+    }
+}
+
+/// `trustDomain` from the mesh config YAML (Istio's default is `cluster.local`).
+pub fn trust_domain(mesh_yaml: &str) -> Option<String> {
+    let v: serde_json::Value = serde_saphyr::from_str(mesh_yaml).ok()?;
+    Some(
+        v.get("trustDomain")
+            .and_then(|t| t.as_str())
+            .unwrap_or("cluster.local")
+            .to_string(),
+    )
+}
+
+/// `sha256:<hex>` of the first certificate's DER bytes.
+pub fn pem_fingerprint(pem: &str) -> Option<String> {
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .ok()?;
+    let hex: String = Sha256::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(format!("sha256:{hex}"))
+}
+
+pub fn network_of(ns: &Namespace) -> Option<String> {
+    ns.metadata
+        .labels
+        .as_ref()?
+        .get("topology.istio.io/network")
+        .cloned()
+}
+
+/// The summary of an Istio object kept for the service view and drift.
+pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject {
+    let labels = o.metadata.labels.clone().unwrap_or_default();
+    let hosts = match o.data.pointer("/spec/hosts").and_then(|h| h.as_array()) {
+        Some(hs) => hs
+            .iter()
+            .filter_map(|h| h.as_str().map(String::from))
+            .collect(),
+        None => o
+            .data
+            .pointer("/spec/host")
+            .and_then(|h| h.as_str())
+            .map(|h| vec![h.to_string()])
+            .unwrap_or_default(),
+    };
+    IstioObject {
+        cluster: cluster.into(),
+        kind: kind.into(),
+        namespace: o.metadata.namespace.clone().unwrap_or_default(),
+        name: o.metadata.name.clone().unwrap_or_default(),
+        hosts,
+        managed: labels
+            .get("app.kubernetes.io/managed-by")
+            .is_some_and(|v| v == "meshdeck"),
+        plan: labels.get("meshdeck.dev/plan").cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_domain_defaults_like_istio() {
+        assert_eq!(
+            trust_domain("trustDomain: east.local\n").as_deref(),
+            Some("east.local")
+        );
+        assert_eq!(
+            trust_domain("defaultConfig: {}\n").as_deref(),
+            Some("cluster.local")
+        );
+    }
+
+    #[test]
+    fn pod_facts_read_readiness_and_sidecar() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {"app": "reviews", "version": "v1"}, "annotations": {"sidecar.istio.io/status": "{}"}},
+            "spec": {"containers": [{"name": "reviews"}], "serviceAccountName": "bookinfo-reviews"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        })).expect("pod");
+        let f = PodFacts::from(&pod);
+        assert!(f.ready && f.injected);
+        assert_eq!(f.service_account.as_deref(), Some("bookinfo-reviews"));
+        let svc = ServiceFacts {
+            selector: [("app".to_string(), "reviews".to_string())].into(),
+            ..Default::default()
+        };
+        assert!(svc.selects(&f.labels));
+        assert!(
+            !ServiceFacts::default().selects(&f.labels),
+            "an empty selector selects nothing"
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! The fleet model consumers see: clusters with their mesh facts, services with
+//! per-cluster versions, Istio objects, warnings. Its JSON (`inventory -o json`)
+//! is a documented, stable format that `render --inventory FILE` reads back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::registry::ClusterError;
+
+pub const INVENTORY_API_VERSION: &str = "meshdeck.dev/v1alpha1";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetSnapshot {
+    #[serde(default = "api_version")]
+    pub api_version: String,
+    #[serde(default = "inventory_kind")]
+    pub kind: String,
+    pub clusters: Vec<ClusterView>,
+    pub services: Vec<Arc<ServiceRow>>,
+    #[serde(default)]
+    pub istio_objects: Vec<IstioObject>,
+    #[serde(default)]
+    pub warnings: Vec<FleetWarning>,
+}
+
+fn api_version() -> String {
+    INVENTORY_API_VERSION.into()
+}
+
+fn inventory_kind() -> String {
+    "Inventory".into()
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClusterState {
+    #[default]
+    Connecting,
+    Syncing,
+    Live,
+    Degraded,
+    Unreachable,
+    Unauthorized,
+    Forbidden,
+    /// The kubeconfig entry could not become a client.
+    Error,
+}
+
+impl ClusterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::Connecting => "connecting",
+            ClusterState::Syncing => "syncing",
+            ClusterState::Live => "live",
+            ClusterState::Degraded => "degraded",
+            ClusterState::Unreachable => "unreachable",
+            ClusterState::Unauthorized => "unauthorized",
+            ClusterState::Forbidden => "forbidden",
+            ClusterState::Error => "error",
+        }
+    }
+
+    /// Still waiting for a first answer.
+    pub fn pending(self) -> bool {
+        matches!(self, ClusterState::Connecting | ClusterState::Syncing)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterView {
+    pub name: String,
+    pub context: String,
+    #[serde(default)]
+    pub server: Option<String>,
+    pub state: ClusterState,
+    #[serde(default)]
+    pub kubernetes_version: Option<String>,
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    /// Last successful answer; with an error state, rows are stale since then.
+    #[serde(default)]
+    pub last_seen: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub error: Option<ClusterError>,
+    pub mesh: MeshFacts,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub accent: Option<String>,
+    #[serde(default = "default_version_label")]
+    pub version_label: String,
+}
+
+fn default_version_label() -> String {
+    "version".into()
+}
+
+/// What Istio in one cluster says about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshFacts {
+    #[serde(default)]
+    pub istio_version: Option<String>,
+    #[serde(default)]
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    #[serde(default)]
+    pub network: Option<String>,
+    /// `sha256:<hex>` of the root certificate (DER) in `istio-ca-root-cert`.
+    #[serde(default)]
+    pub root_cert_fingerprint: Option<String>,
+    /// The east-west gateway's load-balancer address.
+    #[serde(default)]
+    pub east_west_gateway: Option<String>,
+    /// Clusters whose remote secrets this istiod reads (shared discovery).
+    #[serde(default)]
+    pub remote_secrets: Vec<String>,
+    /// Whether Istio's networking CRDs are served.
+    #[serde(default)]
+    pub istio_crds: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRow {
+    pub name: String,
+    pub namespace: String,
+    /// Per cluster where the Service exists.
+    pub clusters: BTreeMap<String, ServicePresence>,
+}
+
+impl ServiceRow {
+    /// `reviews.default`: how plans name a service.
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.name, self.namespace)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePresence {
+    pub versions: BTreeMap<String, VersionCount>,
+    /// Pods behind the service without the version label.
+    #[serde(default)]
+    pub unversioned: VersionCount,
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Service accounts the pods run as (for access policies).
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionCount {
+    pub ready: u32,
+    pub total: u32,
+    /// Pods with an Istio sidecar.
+    #[serde(default)]
+    pub injected: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IstioObject {
+    pub cluster: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Labelled `app.kubernetes.io/managed-by: meshdeck`.
+    #[serde(default)]
+    pub managed: bool,
+    #[serde(default)]
+    pub plan: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetWarning {
+    pub code: String,
+    pub message: String,
+    pub clusters: Vec<String>,
+}
+
+impl FleetSnapshot {
+    pub fn cluster(&self, name: &str) -> Option<&ClusterView> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// Look up `name.namespace`.
+    pub fn service(&self, key: &str) -> Option<&ServiceRow> {
+        let (name, ns) = key.split_once('.')?;
+        self.services
+            .iter()
+            .map(Arc::as_ref)
+            .find(|s| s.name == name && s.namespace == ns)
+    }
+
+    /// Every cluster answered, one way or the other.
+    pub fn settled(&self) -> bool {
+        self.clusters.iter().all(|c| !c.state.pending())
+    }
+
+    /// Human lines for what changed between two snapshots (for `inventory --watch`).
+    pub fn changes_since(&self, old: &FleetSnapshot) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.clusters {
+            let before = old.cluster(&c.name);
+            if before.map(|b| b.state) != Some(c.state) {
+                let why = c
+                    .error
+                    .as_ref()
+                    .map(|e| format!(" ({})", e.message()))
+                    .unwrap_or_default();
+                out.push(format!("cluster {} {}{why}", c.name, c.state.as_str()));
+            }
+        }
+        let old_rows: BTreeMap<(&str, &str), &Arc<ServiceRow>> = old
+            .services
+            .iter()
+            .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
+            .collect();
+        for row in &self.services {
+            match old_rows.get(&(row.namespace.as_str(), row.name.as_str())) {
+                Some(prev) if Arc::ptr_eq(prev, row) || **prev == *row => {}
+                Some(prev) => {
+                    for (cluster, p) in &row.clusters {
+                        for (v, n) in &p.versions {
+                            let was = prev.clusters.get(cluster).and_then(|pp| pp.versions.get(v));
+                            if was != Some(n) {
+                                out.push(format!(
+                                    "{} {cluster} {v} {}/{}",
+                                    row.key(),
+                                    n.ready,
+                                    n.total
+                                ));
+                            }
+                        }
+                        if let Some(pp) = prev.clusters.get(cluster) {
+                            for v in pp.versions.keys().filter(|v| !p.versions.contains_key(*v)) {
+                                out.push(format!("{} {cluster} {v} gone", row.key()));
+                            }
+                        }
+                    }
+                }
+                None => out.push(format!(
+                    "{} appeared in {}",
+                    row.key(),
+                    row.clusters.keys().cloned().collect::<Vec<_>>().join(",")
+                )),
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,338 @@
+//! One task per cluster and kind: a kube-runtime watcher (list, watch, re-list
+//! on 410, backoff on errors) whose events are turned into small facts at once
+//! and sent to the aggregator. No Kubernetes object outlives its event.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+use kube::api::{Api, DynamicObject};
+use kube::core::{ApiResource, GroupVersionKind, PartialObjectMeta};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use super::facts::{
+    IstiodFacts, MeshConfigFacts, PodFacts, ServiceFacts, istio_object, mesh_config_facts,
+    network_of,
+};
+use super::model::IstioObject;
+use crate::registry::{ClusterError, Probe, health};
+
+/// `(namespace, name)`.
+pub type ObjKey = (String, String);
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delta<T> {
+    /// A (re-)list starts: what follows until `InitDone` replaces what was known.
+    Init,
+    Upsert {
+        init: bool,
+        key: ObjKey,
+        value: T,
+    },
+    InitDone,
+    Delete(ObjKey),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WatchKind {
+    Pods,
+    Services,
+    MeshConfig,
+    Istiod,
+    Network,
+    RemoteSecrets,
+    Istio(&'static str),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Pods(Delta<PodFacts>),
+    Services(Delta<ServiceFacts>),
+    MeshConfig(Delta<MeshConfigFacts>),
+    Istiod(Delta<IstiodFacts>),
+    Network(Delta<Option<String>>),
+    RemoteSecrets(Delta<Option<String>>),
+    Istio(&'static str, Delta<IstioObject>),
+    /// The Istio CRDs are not served (404 on the kind).
+    IstioAbsent,
+    Error(ClusterError),
+    Probe(Probe),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterEvent {
+    pub cluster: usize,
+    pub kind: Option<WatchKind>,
+    pub change: Change,
+}
+
+/// The Istio kinds watched: (kind, plural).
+pub const ISTIO_KINDS: &[(&str, &str, &str)] = &[
+    ("networking.istio.io", "VirtualService", "virtualservices"),
+    ("networking.istio.io", "DestinationRule", "destinationrules"),
+    ("networking.istio.io", "ServiceEntry", "serviceentries"),
+    ("networking.istio.io", "Gateway", "gateways"),
+    (
+        "security.istio.io",
+        "AuthorizationPolicy",
+        "authorizationpolicies",
+    ),
+];
+
+/// Doubling from 200 ms, capped at 3 s (kube's default caps at 30 s): a cluster
+/// that comes back is resumed within seconds.
+#[derive(Clone, Debug)]
+pub struct FleetBackoff {
+    next: Duration,
+}
+
+impl Default for FleetBackoff {
+    fn default() -> Self {
+        Self {
+            next: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Iterator for FleetBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(3));
+        Some(now)
+    }
+}
+
+impl Backoff for FleetBackoff {
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+fn backoff() -> FleetBackoff {
+    FleetBackoff::default()
+}
+
+fn key_of<K: Resource>(o: &K) -> ObjKey {
+    (
+        o.meta().namespace.clone().unwrap_or_default(),
+        o.meta().name.clone().unwrap_or_default(),
+    )
+}
+
+fn classify(e: &watcher::Error) -> ClusterError {
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => ClusterError::from_kube(k),
+        watcher::Error::WatchError(s) => ClusterError::from_kube(&kube::Error::Api(s.clone())),
+        other => ClusterError::Degraded(other.to_string()),
+    }
+}
+
+fn is_not_found(e: &watcher::Error) -> bool {
+    matches!(classify(e), ClusterError::Degraded(ref m) if m.starts_with("404"))
+}
+
+/// Forward one watcher's events, converted, until the receiver goes away.
+async fn pump<K, T>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+    cluster: usize,
+    kind: WatchKind,
+    tx: mpsc::Sender<ClusterEvent>,
+    convert: impl Fn(&K) -> T + Send,
+    wrap: impl Fn(Delta<T>) -> Change + Send,
+    stop_on_404: bool,
+) where
+    K: Resource + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        let change = match item {
+            Ok(watcher::Event::Init) => wrap(Delta::Init),
+            Ok(watcher::Event::InitApply(o)) => wrap(Delta::Upsert {
+                init: true,
+                key: key_of(&o),
+                value: convert(&o),
+            }),
+            Ok(watcher::Event::InitDone) => wrap(Delta::InitDone),
+            Ok(watcher::Event::Apply(o)) => wrap(Delta::Upsert {
+                init: false,
+                key: key_of(&o),
+                value: convert(&o),
+            }),
+            Ok(watcher::Event::Delete(o)) => wrap(Delta::Delete(key_of(&o))),
+            Err(e) if stop_on_404 && is_not_found(&e) => {
+                let _ = tx
+                    .send(ClusterEvent {
+                        cluster,
+                        kind: Some(kind),
+                        change: Change::IstioAbsent,
+                    })
+                    .await;
+                return;
+            }
+            Err(e) => Change::Error(classify(&e)),
+        };
+        if tx
+            .send(ClusterEvent {
+                cluster,
+                kind: Some(kind),
+                change,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn typed<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(api, cfg).backoff(backoff())
+}
+
+/// Start every watcher of one cluster; returns their tasks.
+pub fn spawn_cluster(
+    cluster: usize,
+    client: Client,
+    namespaces: &[String],
+    tx: mpsc::Sender<ClusterEvent>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let scoped: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    };
+    for ns in scoped {
+        let pods: Api<Pod> = match &ns {
+            Some(n) => Api::namespaced(client.clone(), n),
+            None => Api::all(client.clone()),
+        };
+        tasks.push(tokio::spawn(pump(
+            typed(pods, watcher::Config::default()),
+            cluster,
+            WatchKind::Pods,
+            tx.clone(),
+            |p: &Pod| PodFacts::from(p),
+            Change::Pods,
+            false,
+        )));
+        let svcs: Api<Service> = match &ns {
+            Some(n) => Api::namespaced(client.clone(), n),
+            None => Api::all(client.clone()),
+        };
+        tasks.push(tokio::spawn(pump(
+            typed(svcs, watcher::Config::default()),
+            cluster,
+            WatchKind::Services,
+            tx.clone(),
+            |s: &Service| ServiceFacts::from(s),
+            Change::Services,
+            false,
+        )));
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "istio-system");
+    tasks.push(tokio::spawn(pump(
+        typed(cms, watcher::Config::default()),
+        cluster,
+        WatchKind::MeshConfig,
+        tx.clone(),
+        |c: &ConfigMap| mesh_config_facts(c),
+        Change::MeshConfig,
+        false,
+    )));
+    let istiod: Api<Deployment> = Api::namespaced(client.clone(), "istio-system");
+    tasks.push(tokio::spawn(pump(
+        typed(istiod, watcher::Config::default().labels("app=istiod")),
+        cluster,
+        WatchKind::Istiod,
+        tx.clone(),
+        |d: &Deployment| IstiodFacts::from(d),
+        Change::Istiod,
+        false,
+    )));
+    let namespaces_api: Api<Namespace> = Api::all(client.clone());
+    tasks.push(tokio::spawn(pump(
+        typed(
+            namespaces_api,
+            watcher::Config::default().fields("metadata.name=istio-system"),
+        ),
+        cluster,
+        WatchKind::Network,
+        tx.clone(),
+        |n: &Namespace| network_of(n),
+        Change::Network,
+        false,
+    )));
+    // Remote secrets by metadata only: meshdeck never reads secret data.
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), "istio-system");
+    let remote = watcher(
+        secrets,
+        watcher::Config::default().labels("istio/multiCluster=true"),
+    )
+    .backoff(backoff());
+    tasks.push(tokio::spawn(pump(
+        remote,
+        cluster,
+        WatchKind::RemoteSecrets,
+        tx.clone(),
+        |m: &PartialObjectMeta<Secret>| {
+            m.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("networking.istio.io/cluster").cloned())
+        },
+        Change::RemoteSecrets,
+        false,
+    )));
+    for &(group, kind, plural) in ISTIO_KINDS {
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let stream = watcher(api, watcher::Config::default()).backoff(backoff());
+        tasks.push(tokio::spawn(pump(
+            stream,
+            cluster,
+            WatchKind::Istio(kind),
+            tx.clone(),
+            move |o: &DynamicObject| istio_object("", kind, o),
+            move |d| Change::Istio(kind, d),
+            true,
+        )));
+    }
+    let probe_tx = tx;
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let p = health::probe(&client, Duration::from_secs(5)).await;
+            if probe_tx
+                .send(ClusterEvent {
+                    cluster,
+                    kind: None,
+                    change: Change::Probe(p),
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }));
+    tasks
+}

@@ -1,0 +1,258 @@
+//! Kubeconfig as kubectl reads it: `--kubeconfig PATH`, else every file in
+//! `KUBECONFIG` (merged, first wins; missing files skipped), else `~/.kube/config`.
+//! Parsing is pure over file contents; errors name the file, line and column.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use kube::config::Kubeconfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("{path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{path}: not a valid kubeconfig: {message}")]
+    Invalid { path: String, message: String },
+    #[error(
+        "no kubeconfig: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config (or try `meshdeck demo`)"
+    )]
+    Missing,
+    #[error("context {name:?} is not in the kubeconfig (contexts: {available})")]
+    UnknownContext { name: String, available: String },
+}
+
+/// Where kubeconfig files come from, as kubectl decides it.
+#[derive(Clone, Debug, Default)]
+pub struct KubeconfigSource {
+    pub explicit: Option<PathBuf>,
+    pub env: Option<OsString>,
+    pub home: Option<PathBuf>,
+}
+
+impl KubeconfigSource {
+    pub fn from_environment(explicit: Option<PathBuf>) -> Self {
+        Self {
+            explicit,
+            env: std::env::var_os("KUBECONFIG"),
+            home: directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf()),
+        }
+    }
+
+    /// The files to read, in precedence order; `explicit` is required to exist.
+    pub fn files(&self) -> Vec<(PathBuf, bool)> {
+        if let Some(p) = &self.explicit {
+            return vec![(p.clone(), true)];
+        }
+        if let Some(env) = self.env.as_ref().filter(|e| !e.is_empty()) {
+            return std::env::split_paths(env)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| (p, false))
+                .collect();
+        }
+        self.home
+            .iter()
+            .map(|h| (h.join(".kube").join("config"), false))
+            .collect()
+    }
+
+    pub fn load(&self) -> Result<Kubeconfig, KubeconfigError> {
+        let mut texts = Vec::new();
+        for (path, required) in self.files() {
+            match std::fs::read_to_string(&path) {
+                Ok(t) => texts.push((path.display().to_string(), t)),
+                Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(KubeconfigError::Read {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    });
+                }
+                Err(_) => {}
+            }
+        }
+        if texts.is_empty() {
+            return Err(KubeconfigError::Missing);
+        }
+        merge_texts(&texts)
+    }
+}
+
+/// Parse and merge kubeconfig texts (name, contents), first wins, as kubectl merges.
+pub fn merge_texts(files: &[(String, String)]) -> Result<Kubeconfig, KubeconfigError> {
+    let mut merged: Option<Kubeconfig> = None;
+    for (path, text) in files {
+        let kc = parse(path, text)?;
+        merged = Some(match merged {
+            None => kc,
+            Some(m) => m.merge(kc).map_err(|e| KubeconfigError::Invalid {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+        });
+    }
+    merged.ok_or(KubeconfigError::Missing)
+}
+
+pub fn parse(path: &str, text: &str) -> Result<Kubeconfig, KubeconfigError> {
+    // Syntax first, with a position; then the structure, through kube's own types.
+    crate::yaml::parse_documents(text).map_err(|e| KubeconfigError::Syntax {
+        path: path.into(),
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    })?;
+    Kubeconfig::from_yaml(text).map_err(|e| KubeconfigError::Invalid {
+        path: path.into(),
+        message: source_chain(&e),
+    })
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// One context, as meshdeck shows it (no credentials).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextSpec {
+    pub name: String,
+    pub cluster: String,
+    pub user: String,
+    pub namespace: Option<String>,
+    pub server: Option<String>,
+}
+
+pub fn contexts(kc: &Kubeconfig) -> Vec<ContextSpec> {
+    kc.contexts
+        .iter()
+        .map(|c| {
+            let ctx = c.context.clone().unwrap_or_default();
+            let server = kc
+                .clusters
+                .iter()
+                .find(|cl| cl.name == ctx.cluster)
+                .and_then(|cl| cl.cluster.as_ref())
+                .and_then(|cl| cl.server.clone());
+            ContextSpec {
+                name: c.name.clone(),
+                cluster: ctx.cluster,
+                user: ctx.user.unwrap_or_default(),
+                namespace: ctx.namespace,
+                server,
+            }
+        })
+        .collect()
+}
+
+/// Narrow to `--context` names (in the order given); unknown names are bad input.
+pub fn select(
+    all: Vec<ContextSpec>,
+    wanted: &[String],
+) -> Result<Vec<ContextSpec>, KubeconfigError> {
+    if wanted.is_empty() {
+        return Ok(all);
+    }
+    wanted
+        .iter()
+        .map(|w| {
+            all.iter().find(|c| &c.name == w).cloned().ok_or_else(|| {
+                KubeconfigError::UnknownContext {
+                    name: w.clone(),
+                    available: all
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            })
+        })
+        .collect()
+}
+
+pub fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n- name: a\n  cluster: {server: 'https://127.0.0.1:1'}\n- name: shared\n  cluster: {server: 'https://first'}\nusers:\n- name: ua\n  user: {token: secret-a}\ncontexts:\n- name: a\n  context: {cluster: a, user: ua, namespace: team}\n";
+    const B: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: shared\n  cluster: {server: 'https://second'}\n- name: b\n  cluster: {server: 'https://127.0.0.1:2'}\nusers:\n- name: ub\n  user: {token: secret-b}\ncontexts:\n- name: b\n  context: {cluster: b, user: ub}\n";
+
+    #[test]
+    fn merge_keeps_the_first_definition_like_kubectl() {
+        let kc = merge_texts(&[("a".into(), A.into()), ("b".into(), B.into())]).expect("merges");
+        let names: Vec<String> = contexts(&kc).into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["a", "b"]);
+        let shared = kc
+            .clusters
+            .iter()
+            .find(|c| c.name == "shared")
+            .and_then(|c| c.cluster.as_ref())
+            .and_then(|c| c.server.clone());
+        assert_eq!(shared.as_deref(), Some("https://first"));
+        assert_eq!(kc.current_context.as_deref(), Some("a"));
+        assert_eq!(contexts(&kc)[0].namespace.as_deref(), Some("team"));
+    }
+
+    #[test]
+    fn syntax_errors_name_file_line_and_column() {
+        let broken = "apiVersion: v1\nclusters:\n  - name: a\n   cluster: {server: x}\n";
+        let err = parse("/tmp/kc", broken).expect_err("broken");
+        let text = err.to_string();
+        assert!(text.starts_with("/tmp/kc:4:"), "{text}");
+    }
+
+    #[test]
+    fn unknown_context_lists_the_known_ones() {
+        let kc = merge_texts(&[("a".into(), A.into())]).expect("parses");
+        let err = select(contexts(&kc), &["nope".into()]).expect_err("unknown");
+        assert_eq!(
+            err.to_string(),
+            "context \"nope\" is not in the kubeconfig (contexts: a)"
+        );
+    }
+
+    #[test]
+    fn kubeconfig_env_lists_files_in_order_and_explicit_wins() {
+        let src = KubeconfigSource {
+            explicit: None,
+            env: Some(std::env::join_paths(["/x/1", "/x/2"]).expect("join")),
+            home: Some("/home/u".into()),
+        };
+        assert_eq!(
+            src.files(),
+            [
+                (PathBuf::from("/x/1"), false),
+                (PathBuf::from("/x/2"), false)
+            ]
+        );
+        let src = KubeconfigSource {
+            explicit: Some("/k".into()),
+            ..src
+        };
+        assert_eq!(src.files(), [(PathBuf::from("/k"), true)]);
+        let src = KubeconfigSource {
+            explicit: None,
+            env: None,
+            home: Some("/home/u".into()),
+        };
+        assert_eq!(
+            src.files(),
+            [(PathBuf::from("/home/u/.kube/config"), false)]
+        );
+    }
+}
