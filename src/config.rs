@@ -54,8 +54,7 @@ pub fn config_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("MESHDECK_CONFIG_DIR").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(d));
     }
-    directories::ProjectDirs::from("dev", "meshdeck", "meshdeck")
-        .map(|p| p.config_dir().to_path_buf())
+    directories::ProjectDirs::from("dev", "meshdeck", "meshdeck").map(|p| p.config_dir().to_path_buf())
 }
 
 /// `$MESHDECK_DATA_DIR`, else the XDG data dir (history and audit).
@@ -63,8 +62,7 @@ pub fn data_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("MESHDECK_DATA_DIR").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(d));
     }
-    directories::ProjectDirs::from("dev", "meshdeck", "meshdeck")
-        .map(|p| p.data_dir().to_path_buf())
+    directories::ProjectDirs::from("dev", "meshdeck", "meshdeck").map(|p| p.data_dir().to_path_buf())
 }
 
 impl MeshdeckConfig {
@@ -76,10 +74,7 @@ impl MeshdeckConfig {
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::parse(&path.display().to_string(), &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(ConfigError {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            }),
+            Err(e) => Err(ConfigError { path: path.display().to_string(), message: e.to_string() }),
         }
     }
 
@@ -89,18 +84,12 @@ impl MeshdeckConfig {
         }
         serde_saphyr::from_str(text).map_err(|e| {
             let e = crate::yaml::YamlError::from(e);
-            ConfigError {
-                path: format!("{path}:{}:{}", e.line, e.column),
-                message: e.message,
-            }
+            ConfigError { path: format!("{path}:{}:{}", e.line, e.column), message: e.message }
         })
     }
 
     pub fn version_label_for(&self, entry: Option<&ClusterEntry>) -> String {
-        entry
-            .and_then(|e| e.version_label.clone())
-            .or_else(|| self.version_label.clone())
-            .unwrap_or_else(|| "version".into())
+        entry.and_then(|e| e.version_label.clone()).or_else(|| self.version_label.clone()).unwrap_or_else(|| "version".into())
     }
 }
 
@@ -110,19 +99,19 @@ mod tests {
 
     #[test]
     fn parses_a_registered_subset_with_options() {
-        let cfg = MeshdeckConfig::parse("c.yaml", "clusters:\n  - context: kind-east\n    name: east\n    namespaces: [default]\n    readOnly: true\n").expect("parses");
+        let cfg = MeshdeckConfig::parse(
+            "c.yaml",
+            "clusters:\n  - context: kind-east\n    name: east\n    namespaces: [default]\n    readOnly: true\n",
+        )
+        .expect("parses");
         let e = &cfg.clusters.as_ref().expect("clusters")[0];
-        assert_eq!(
-            (e.context.as_str(), e.name.as_deref(), e.read_only),
-            ("kind-east", Some("east"), true)
-        );
+        assert_eq!((e.context.as_str(), e.name.as_deref(), e.read_only), ("kind-east", Some("east"), true));
         assert_eq!(cfg.version_label_for(Some(e)), "version");
     }
 
     #[test]
     fn unknown_keys_are_errors_with_a_position() {
-        let err =
-            MeshdeckConfig::parse("c.yaml", "readOnly: true\nclustres: []\n").expect_err("typo");
+        let err = MeshdeckConfig::parse("c.yaml", "readOnly: true\nclustres: []\n").expect_err("typo");
         assert!(err.path.starts_with("c.yaml:2:"), "{err}");
         assert!(err.message.contains("clustres"), "{err}");
     }

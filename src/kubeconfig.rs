@@ -12,17 +12,10 @@ pub enum KubeconfigError {
     #[error("{path}: {message}")]
     Read { path: String, message: String },
     #[error("{path}:{line}:{column}: {message}")]
-    Syntax {
-        path: String,
-        line: u64,
-        column: u64,
-        message: String,
-    },
+    Syntax { path: String, line: u64, column: u64, message: String },
     #[error("{path}: not a valid kubeconfig: {message}")]
     Invalid { path: String, message: String },
-    #[error(
-        "no kubeconfig: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config (or try `meshdeck demo`)"
-    )]
+    #[error("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config (or try `meshdeck demo`)")]
     Missing,
     #[error("context {name:?} is not in the kubeconfig (contexts: {available})")]
     UnknownContext { name: String, available: String },
@@ -38,11 +31,7 @@ pub struct KubeconfigSource {
 
 impl KubeconfigSource {
     pub fn from_environment(explicit: Option<PathBuf>) -> Self {
-        Self {
-            explicit,
-            env: std::env::var_os("KUBECONFIG"),
-            home: directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf()),
-        }
+        Self { explicit, env: std::env::var_os("KUBECONFIG"), home: directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf()) }
     }
 
     /// The files to read, in precedence order; `explicit` is required to exist.
@@ -51,15 +40,9 @@ impl KubeconfigSource {
             return vec![(p.clone(), true)];
         }
         if let Some(env) = self.env.as_ref().filter(|e| !e.is_empty()) {
-            return std::env::split_paths(env)
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(|p| (p, false))
-                .collect();
+            return std::env::split_paths(env).filter(|p| !p.as_os_str().is_empty()).map(|p| (p, false)).collect();
         }
-        self.home
-            .iter()
-            .map(|h| (h.join(".kube").join("config"), false))
-            .collect()
+        self.home.iter().map(|h| (h.join(".kube").join("config"), false)).collect()
     }
 
     pub fn load(&self) -> Result<Kubeconfig, KubeconfigError> {
@@ -68,10 +51,7 @@ impl KubeconfigSource {
             match std::fs::read_to_string(&path) {
                 Ok(t) => texts.push((path.display().to_string(), t)),
                 Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(KubeconfigError::Read {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    });
+                    return Err(KubeconfigError::Read { path: path.display().to_string(), message: e.to_string() });
                 }
                 Err(_) => {}
             }
@@ -90,10 +70,7 @@ pub fn merge_texts(files: &[(String, String)]) -> Result<Kubeconfig, KubeconfigE
         let kc = parse(path, text)?;
         merged = Some(match merged {
             None => kc,
-            Some(m) => m.merge(kc).map_err(|e| KubeconfigError::Invalid {
-                path: path.clone(),
-                message: e.to_string(),
-            })?,
+            Some(m) => m.merge(kc).map_err(|e| KubeconfigError::Invalid { path: path.clone(), message: e.to_string() })?,
         });
     }
     merged.ok_or(KubeconfigError::Missing)
@@ -107,10 +84,7 @@ pub fn parse(path: &str, text: &str) -> Result<Kubeconfig, KubeconfigError> {
         column: e.column,
         message: e.message,
     })?;
-    Kubeconfig::from_yaml(text).map_err(|e| KubeconfigError::Invalid {
-        path: path.into(),
-        message: source_chain(&e),
-    })
+    Kubeconfig::from_yaml(text).map_err(|e| KubeconfigError::Invalid { path: path.into(), message: source_chain(&e) })
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
@@ -139,43 +113,24 @@ pub fn contexts(kc: &Kubeconfig) -> Vec<ContextSpec> {
         .iter()
         .map(|c| {
             let ctx = c.context.clone().unwrap_or_default();
-            let server = kc
-                .clusters
-                .iter()
-                .find(|cl| cl.name == ctx.cluster)
-                .and_then(|cl| cl.cluster.as_ref())
-                .and_then(|cl| cl.server.clone());
-            ContextSpec {
-                name: c.name.clone(),
-                cluster: ctx.cluster,
-                user: ctx.user.unwrap_or_default(),
-                namespace: ctx.namespace,
-                server,
-            }
+            let server =
+                kc.clusters.iter().find(|cl| cl.name == ctx.cluster).and_then(|cl| cl.cluster.as_ref()).and_then(|cl| cl.server.clone());
+            ContextSpec { name: c.name.clone(), cluster: ctx.cluster, user: ctx.user.unwrap_or_default(), namespace: ctx.namespace, server }
         })
         .collect()
 }
 
 /// Narrow to `--context` names (in the order given); unknown names are bad input.
-pub fn select(
-    all: Vec<ContextSpec>,
-    wanted: &[String],
-) -> Result<Vec<ContextSpec>, KubeconfigError> {
+pub fn select(all: Vec<ContextSpec>, wanted: &[String]) -> Result<Vec<ContextSpec>, KubeconfigError> {
     if wanted.is_empty() {
         return Ok(all);
     }
     wanted
         .iter()
         .map(|w| {
-            all.iter().find(|c| &c.name == w).cloned().ok_or_else(|| {
-                KubeconfigError::UnknownContext {
-                    name: w.clone(),
-                    available: all
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }
+            all.iter().find(|c| &c.name == w).cloned().ok_or_else(|| KubeconfigError::UnknownContext {
+                name: w.clone(),
+                available: all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
             })
         })
         .collect()
@@ -197,12 +152,7 @@ mod tests {
         let kc = merge_texts(&[("a".into(), A.into()), ("b".into(), B.into())]).expect("merges");
         let names: Vec<String> = contexts(&kc).into_iter().map(|c| c.name).collect();
         assert_eq!(names, ["a", "b"]);
-        let shared = kc
-            .clusters
-            .iter()
-            .find(|c| c.name == "shared")
-            .and_then(|c| c.cluster.as_ref())
-            .and_then(|c| c.server.clone());
+        let shared = kc.clusters.iter().find(|c| c.name == "shared").and_then(|c| c.cluster.as_ref()).and_then(|c| c.server.clone());
         assert_eq!(shared.as_deref(), Some("https://first"));
         assert_eq!(kc.current_context.as_deref(), Some("a"));
         assert_eq!(contexts(&kc)[0].namespace.as_deref(), Some("team"));
@@ -220,10 +170,7 @@ mod tests {
     fn unknown_context_lists_the_known_ones() {
         let kc = merge_texts(&[("a".into(), A.into())]).expect("parses");
         let err = select(contexts(&kc), &["nope".into()]).expect_err("unknown");
-        assert_eq!(
-            err.to_string(),
-            "context \"nope\" is not in the kubeconfig (contexts: a)"
-        );
+        assert_eq!(err.to_string(), "context \"nope\" is not in the kubeconfig (contexts: a)");
     }
 
     #[test]
@@ -233,26 +180,10 @@ mod tests {
             env: Some(std::env::join_paths(["/x/1", "/x/2"]).expect("join")),
             home: Some("/home/u".into()),
         };
-        assert_eq!(
-            src.files(),
-            [
-                (PathBuf::from("/x/1"), false),
-                (PathBuf::from("/x/2"), false)
-            ]
-        );
-        let src = KubeconfigSource {
-            explicit: Some("/k".into()),
-            ..src
-        };
+        assert_eq!(src.files(), [(PathBuf::from("/x/1"), false), (PathBuf::from("/x/2"), false)]);
+        let src = KubeconfigSource { explicit: Some("/k".into()), ..src };
         assert_eq!(src.files(), [(PathBuf::from("/k"), true)]);
-        let src = KubeconfigSource {
-            explicit: None,
-            env: None,
-            home: Some("/home/u".into()),
-        };
-        assert_eq!(
-            src.files(),
-            [(PathBuf::from("/home/u/.kube/config"), false)]
-        );
+        let src = KubeconfigSource { explicit: None, env: None, home: Some("/home/u".into()) };
+        assert_eq!(src.files(), [(PathBuf::from("/home/u/.kube/config"), false)]);
     }
 }

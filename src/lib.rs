@@ -8,6 +8,8 @@
 //! | [`config`] | meshdeck's config file: registered clusters, options, XDG paths |
 //! | [`registry`] | registered clusters: one kube client each, reachability and version |
 //! | [`inventory`] | per-cluster watchers folded into one fleet model; mesh facts; warnings |
+//! | [`plan`] | route plans: parsing with positions, validation against the inventory |
+//! | [`render`] | plan + inventory → Istio objects per cluster, both topologies; cross-reference check |
 //! | [`sim`] | the embedded simulated fleet: real Kubernetes API servers over HTTPS on loopback |
 //! | [`cli`] | the subcommands wiring the stages together |
 //! | [`yaml`] | YAML parsing and emitting, one place |
@@ -16,6 +18,8 @@ pub mod cli;
 pub mod config;
 pub mod inventory;
 pub mod kubeconfig;
+pub mod plan;
 pub mod registry;
+pub mod render;
 pub mod sim;
 pub mod yaml;

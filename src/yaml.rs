@@ -19,27 +19,11 @@ impl std::fmt::Display for YamlError {
 
 impl From<serde_saphyr::Error> for YamlError {
     fn from(e: serde_saphyr::Error) -> Self {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
         let full = e.without_snippet().to_string();
         // The message repeats "line L column C" that we report in front already.
-        let message = full
-            .split_once(": ")
-            .filter(|(head, _)| head.contains("line "))
-            .map(|(_, rest)| rest.to_string())
-            .unwrap_or(full);
-        YamlError {
-            line,
-            column,
-            message: message
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("error: ")
-                .to_string(),
-        }
+        let message = full.split_once(": ").filter(|(head, _)| head.contains("line ")).map(|(_, rest)| rest.to_string()).unwrap_or(full);
+        YamlError { line, column, message: message.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string() }
     }
 }
 

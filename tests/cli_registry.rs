@@ -16,11 +16,7 @@ fn meshdeck(args: &[&str], kubeconfig: &std::path::Path) -> std::process::Output
 fn malformed_kubeconfig_is_bad_input_with_file_and_line() {
     let dir = tempfile::tempdir().expect("tmp");
     let kc = dir.path().join("config");
-    std::fs::write(
-        &kc,
-        "apiVersion: v1\nclusters:\n  - name: a\n   cluster: {server: x}\n",
-    )
-    .expect("write");
+    std::fs::write(&kc, "apiVersion: v1\nclusters:\n  - name: a\n   cluster: {server: x}\n").expect("write");
     let out = meshdeck(&["clusters"], &kc);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -34,10 +30,7 @@ fn unknown_context_is_bad_input() {
     std::fs::write(&kc, "apiVersion: v1\nkind: Config\nclusters: [{name: a, cluster: {server: 'https://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t0ps3cret}}]\ncontexts: [{name: a, context: {cluster: a, user: u}}]\n").expect("write");
     let out = meshdeck(&["inventory", "--context", "nope"], &kc);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("context \"nope\" is not in the kubeconfig (contexts: a)")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("context \"nope\" is not in the kubeconfig (contexts: a)"));
 }
 
 #[test]
@@ -51,31 +44,17 @@ fn a_refusing_server_is_a_row_with_its_error_and_no_credentials_leak() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "no cluster answered: {stderr}");
     assert!(stdout.contains("unreachable"), "{stdout}");
-    assert!(
-        !stdout.contains("t0ps3cret") && !stderr.contains("t0ps3cret"),
-        "tokens are never printed"
-    );
+    assert!(!stdout.contains("t0ps3cret") && !stderr.contains("t0ps3cret"), "tokens are never printed");
 }
 
 #[test]
 fn a_bad_config_file_is_bad_input() {
     let dir = tempfile::tempdir().expect("tmp");
     let kc = dir.path().join("config");
-    std::fs::write(
-        &kc,
-        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
-    )
-    .expect("write");
-    std::fs::write(
-        dir.path().join("config.yaml"),
-        "readOnly: true\nclustres: []\n",
-    )
-    .expect("write");
+    std::fs::write(&kc, "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n").expect("write");
+    std::fs::write(dir.path().join("config.yaml"), "readOnly: true\nclustres: []\n").expect("write");
     let out = meshdeck(&["clusters"], &kc);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("config.yaml:2:") && err.contains("clustres"),
-        "{err}"
-    );
+    assert!(err.contains("config.yaml:2:") && err.contains("clustres"), "{err}");
 }

@@ -10,15 +10,8 @@ use kube::api::{Api, PostParams};
 use meshdeck::inventory::{ClusterState, Inventory};
 use meshdeck::sim::{Fault, SimConfig};
 
-fn versions(
-    snap: &meshdeck::inventory::FleetSnapshot,
-    service: &str,
-    cluster: &str,
-) -> Vec<String> {
-    snap.service(service)
-        .and_then(|r| r.clusters.get(cluster))
-        .map(|p| p.versions.keys().cloned().collect())
-        .unwrap_or_default()
+fn versions(snap: &meshdeck::inventory::FleetSnapshot, service: &str, cluster: &str) -> Vec<String> {
+    snap.service(service).and_then(|r| r.clusters.get(cluster)).map(|p| p.versions.keys().cloned().collect()).unwrap_or_default()
 }
 
 #[tokio::test]
@@ -27,49 +20,25 @@ async fn bookinfo_across_three_clusters_with_mesh_facts() {
     let clusters = common::registry(&fleet).await;
     let mut inv = Inventory::start(&clusters);
     let snap = inv.settled(Duration::from_secs(20)).await;
-    assert!(
-        snap.clusters.iter().all(|c| c.state == ClusterState::Live),
-        "{:?}",
-        snap.clusters
-    );
+    assert!(snap.clusters.iter().all(|c| c.state == ClusterState::Live), "{:?}", snap.clusters);
     assert_eq!(versions(&snap, "reviews.default", "cluster1"), ["v1", "v2"]);
-    assert_eq!(
-        versions(&snap, "reviews.default", "cluster2"),
-        ["v1", "v2", "v3"]
-    );
+    assert_eq!(versions(&snap, "reviews.default", "cluster2"), ["v1", "v2", "v3"]);
     assert_eq!(versions(&snap, "reviews.default", "cluster3"), ["v1", "v2"]);
     let reviews = snap.service("reviews.default").expect("reviews");
     assert_eq!(reviews.clusters["cluster2"].versions["v3"].total, 1);
-    assert_eq!(
-        reviews.clusters["cluster2"].service_accounts,
-        ["bookinfo-reviews"]
-    );
+    assert_eq!(reviews.clusters["cluster2"].service_accounts, ["bookinfo-reviews"]);
     assert_eq!(reviews.clusters["cluster2"].ports, [9080]);
 
     let c2 = snap.cluster("cluster2").expect("cluster2");
     assert_eq!(c2.mesh.trust_domain.as_deref(), Some("cluster2.local"));
     assert_eq!(c2.mesh.network.as_deref(), Some("network2"));
     assert_eq!(c2.mesh.cluster_id.as_deref(), Some("cluster2"));
-    assert_eq!(
-        c2.mesh.istio_version.as_deref(),
-        Some(meshdeck::sim::fleet::ISTIO_VERSION)
-    );
-    assert_eq!(
-        c2.mesh.east_west_gateway.as_deref(),
-        Some(meshdeck::sim::fleet::eastwest_address(2).as_str())
-    );
+    assert_eq!(c2.mesh.istio_version.as_deref(), Some(meshdeck::sim::fleet::ISTIO_VERSION));
+    assert_eq!(c2.mesh.east_west_gateway.as_deref(), Some(meshdeck::sim::fleet::eastwest_address(2).as_str()));
     assert!(c2.mesh.istio_crds);
-    let roots: std::collections::BTreeSet<_> = snap
-        .clusters
-        .iter()
-        .map(|c| c.mesh.root_cert_fingerprint.clone())
-        .collect();
+    let roots: std::collections::BTreeSet<_> = snap.clusters.iter().map(|c| c.mesh.root_cert_fingerprint.clone()).collect();
     assert_eq!(roots.len(), 1, "one root of trust across the fleet");
-    assert!(
-        roots
-            .iter()
-            .all(|r| r.as_ref().is_some_and(|r| r.starts_with("sha256:")))
-    );
+    assert!(roots.iter().all(|r| r.as_ref().is_some_and(|r| r.starts_with("sha256:"))));
     assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
 
     // A pod of a new version shows up as a change, without a re-scan.
@@ -80,18 +49,12 @@ async fn bookinfo_across_three_clusters_with_mesh_facts() {
         "status": {"conditions": [{"type": "Ready", "status": "True"}]}
     }))
     .expect("pod");
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .expect("create");
+    pods.create(&PostParams::default(), &pod).await.expect("create");
     let snap = common::snapshot_where(&mut inv, 10, "v9 appears in cluster1", |s| {
         versions(s, "reviews.default", "cluster1").contains(&"v9".to_string())
     })
     .await;
-    assert_eq!(
-        versions(&snap, "reviews.default", "cluster2"),
-        ["v1", "v2", "v3"],
-        "other clusters untouched"
-    );
+    assert_eq!(versions(&snap, "reviews.default", "cluster2"), ["v1", "v2", "v3"], "other clusters untouched");
 }
 
 #[tokio::test]
@@ -103,27 +66,13 @@ async fn a_down_cluster_goes_stale_alone_and_resumes_with_a_relist() {
     let c2 = fleet.cluster("cluster2").expect("cluster2");
     c2.set_fault(Fault::Down);
     let snap = common::snapshot_where(&mut inv, 20, "cluster2 unreachable", |s| {
-        s.cluster("cluster2")
-            .is_some_and(|c| c.state == ClusterState::Unreachable)
+        s.cluster("cluster2").is_some_and(|c| c.state == ClusterState::Unreachable)
     })
     .await;
-    assert_eq!(
-        snap.cluster("cluster1").map(|c| c.state),
-        Some(ClusterState::Live)
-    );
-    assert_eq!(
-        snap.cluster("cluster3").map(|c| c.state),
-        Some(ClusterState::Live)
-    );
-    assert_eq!(
-        versions(&snap, "reviews.default", "cluster2"),
-        ["v1", "v2", "v3"],
-        "stale rows stay visible"
-    );
-    assert!(
-        snap.cluster("cluster2").and_then(|c| c.last_seen).is_some(),
-        "the stale age is known"
-    );
+    assert_eq!(snap.cluster("cluster1").map(|c| c.state), Some(ClusterState::Live));
+    assert_eq!(snap.cluster("cluster3").map(|c| c.state), Some(ClusterState::Live));
+    assert_eq!(versions(&snap, "reviews.default", "cluster2"), ["v1", "v2", "v3"], "stale rows stay visible");
+    assert!(snap.cluster("cluster2").and_then(|c| c.last_seen).is_some(), "the stale age is known");
 
     // While it is down, v3 goes away and history is compacted: coming back needs a re-list (410).
     {
@@ -132,76 +81,39 @@ async fn a_down_cluster_goes_stale_alone_and_resumes_with_a_relist() {
         let v3: Vec<String> = store
             .all_of(&pods)
             .iter()
-            .filter(|p| {
-                p.pointer("/metadata/labels/version")
-                    .and_then(|v| v.as_str())
-                    == Some("v3")
-            })
-            .filter_map(|p| {
-                p.pointer("/metadata/name")
-                    .and_then(|n| n.as_str())
-                    .map(String::from)
-            })
+            .filter(|p| p.pointer("/metadata/labels/version").and_then(|v| v.as_str()) == Some("v3"))
+            .filter_map(|p| p.pointer("/metadata/name").and_then(|n| n.as_str()).map(String::from))
             .collect();
         for name in v3 {
-            store
-                .delete(&pods, "default", &name, false)
-                .expect("delete");
+            store.delete(&pods, "default", &name, false).expect("delete");
         }
         store.compact();
     }
     c2.set_fault(Fault::Healthy);
     let snap = common::snapshot_where(&mut inv, 15, "cluster2 live again without v3", |s| {
-        s.cluster("cluster2")
-            .is_some_and(|c| c.state == ClusterState::Live)
-            && versions(s, "reviews.default", "cluster2") == ["v1", "v2"]
+        s.cluster("cluster2").is_some_and(|c| c.state == ClusterState::Live) && versions(s, "reviews.default", "cluster2") == ["v1", "v2"]
     })
     .await;
-    assert!(
-        snap.cluster("cluster2")
-            .and_then(|c| c.error.clone())
-            .is_none()
-    );
+    assert!(snap.cluster("cluster2").and_then(|c| c.error.clone()).is_none());
 }
 
 #[tokio::test]
 async fn expired_tokens_and_a_slow_cluster_stay_per_cluster() {
     let fleet = common::fleet(SimConfig::default()).await;
-    fleet
-        .cluster("cluster3")
-        .expect("cluster3")
-        .set_fault(Fault::Slow(Duration::from_secs(3)));
-    fleet
-        .cluster("cluster2")
-        .expect("cluster2")
-        .set_fault(Fault::TokensExpired);
+    fleet.cluster("cluster3").expect("cluster3").set_fault(Fault::Slow(Duration::from_secs(3)));
+    fleet.cluster("cluster2").expect("cluster2").set_fault(Fault::TokensExpired);
     let clusters = common::registry(&fleet).await;
     let mut inv = Inventory::start(&clusters);
-    let snap = common::snapshot_where(
-        &mut inv,
-        20,
-        "cluster1 live and cluster2 unauthorized",
-        |s| {
-            s.cluster("cluster1")
-                .is_some_and(|c| c.state == ClusterState::Live)
-                && s.cluster("cluster2")
-                    .is_some_and(|c| c.state == ClusterState::Unauthorized)
-        },
-    )
+    let snap = common::snapshot_where(&mut inv, 20, "cluster1 live and cluster2 unauthorized", |s| {
+        s.cluster("cluster1").is_some_and(|c| c.state == ClusterState::Live)
+            && s.cluster("cluster2").is_some_and(|c| c.state == ClusterState::Unauthorized)
+    })
     .await;
-    assert!(
-        snap.cluster("cluster3").is_some_and(|c| c.state.pending()),
-        "the slow cluster is still syncing while the others are shown"
-    );
-    assert!(
-        snap.cluster("cluster2")
-            .and_then(|c| c.error.as_ref())
-            .is_some_and(|e| e.message().contains("401"))
-    );
+    assert!(snap.cluster("cluster3").is_some_and(|c| c.state.pending()), "the slow cluster is still syncing while the others are shown");
+    assert!(snap.cluster("cluster2").and_then(|c| c.error.as_ref()).is_some_and(|e| e.message().contains("401")));
     assert!(!versions(&snap, "reviews.default", "cluster1").is_empty());
     common::snapshot_where(&mut inv, 30, "the slow cluster arrives", |s| {
-        s.cluster("cluster3")
-            .is_some_and(|c| c.state == ClusterState::Live)
+        s.cluster("cluster3").is_some_and(|c| c.state == ClusterState::Live)
     })
     .await;
 }

@@ -6,9 +6,7 @@ mod common;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::{Discovery, Scope};
@@ -27,10 +25,7 @@ fn vs(name: &str, weights: (i64, i64)) -> serde_json::Value {
 }
 
 async fn vs_api(client: kube::Client) -> Api<DynamicObject> {
-    let discovery = Discovery::new(client.clone())
-        .run()
-        .await
-        .expect("discovery");
+    let discovery = Discovery::new(client.clone()).run().await.expect("discovery");
     let (ar, caps) = discovery
         .groups()
         .flat_map(|g| g.recommended_resources())
@@ -46,29 +41,13 @@ async fn bookinfo_is_listed_with_selectors_and_pages() {
     let fleet = common::fleet(SimConfig::default()).await;
     let c2 = common::client(&fleet, "cluster2").await;
     let pods: Api<Pod> = Api::namespaced(c2.clone(), "default");
-    let reviews = pods
-        .list(&ListParams::default().labels("app=reviews"))
-        .await
-        .expect("list");
-    let mut versions: Vec<String> = reviews
-        .items
-        .iter()
-        .filter_map(|p| p.metadata.labels.as_ref()?.get("version").cloned())
-        .collect();
+    let reviews = pods.list(&ListParams::default().labels("app=reviews")).await.expect("list");
+    let mut versions: Vec<String> = reviews.items.iter().filter_map(|p| p.metadata.labels.as_ref()?.get("version").cloned()).collect();
     versions.sort();
-    assert_eq!(
-        versions,
-        ["v1", "v2", "v3"],
-        "cluster2 runs reviews v1, v2 and v3"
-    );
+    assert_eq!(versions, ["v1", "v2", "v3"], "cluster2 runs reviews v1, v2 and v3");
 
     let all: Api<Pod> = Api::all(c2.clone());
-    let total = all
-        .list(&ListParams::default())
-        .await
-        .expect("list")
-        .items
-        .len();
+    let total = all.list(&ListParams::default()).await.expect("list").items.len();
     let mut paged = 0;
     let mut lp = ListParams::default().limit(2);
     loop {
@@ -82,21 +61,11 @@ async fn bookinfo_is_listed_with_selectors_and_pages() {
     }
     assert_eq!(paged, total, "pagination returns every pod exactly once");
 
-    let by_name = pods
-        .list(&ListParams::default().fields("metadata.name=nonexistent"))
-        .await
-        .expect("list");
+    let by_name = pods.list(&ListParams::default().fields("metadata.name=nonexistent")).await.expect("list");
     assert!(by_name.items.is_empty());
     let c1: Api<Pod> = Api::namespaced(common::client(&fleet, "cluster1").await, "default");
-    let c1_reviews = c1
-        .list(&ListParams::default().labels("app=reviews,version notin (v1)"))
-        .await
-        .expect("list");
-    assert_eq!(
-        c1_reviews.items.len(),
-        1,
-        "cluster1 runs reviews v2 besides v1, no v3"
-    );
+    let c1_reviews = c1.list(&ListParams::default().labels("app=reviews,version notin (v1)")).await.expect("list");
+    assert_eq!(c1_reviews.items.len(), 1, "cluster1 runs reviews v2 besides v1, no v3");
 }
 
 #[tokio::test]
@@ -105,73 +74,29 @@ async fn server_side_apply_owns_fields_conflicts_and_forces() {
     let api = vs_api(common::client(&fleet, "cluster1").await).await;
     let obj: DynamicObject = serde_json::from_value(vs("reviews", (80, 20))).expect("object");
     let mine = PatchParams::apply("meshdeck");
-    let created = api
-        .patch("reviews", &mine, &Patch::Apply(&obj))
-        .await
-        .expect("apply creates");
+    let created = api.patch("reviews", &mine, &Patch::Apply(&obj)).await.expect("apply creates");
     let rv = created.metadata.resource_version.clone();
-    let again = api
-        .patch("reviews", &mine, &Patch::Apply(&obj))
-        .await
-        .expect("re-apply");
-    assert_eq!(
-        again.metadata.resource_version, rv,
-        "an unchanged apply does not move resourceVersion"
-    );
-    let managers: Vec<String> = again
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.manager)
-        .collect();
+    let again = api.patch("reviews", &mine, &Patch::Apply(&obj)).await.expect("re-apply");
+    assert_eq!(again.metadata.resource_version, rv, "an unchanged apply does not move resourceVersion");
+    let managers: Vec<String> = again.metadata.managed_fields.unwrap_or_default().into_iter().filter_map(|m| m.manager).collect();
     assert_eq!(managers, ["meshdeck"]);
 
     let theirs: DynamicObject = serde_json::from_value(vs("reviews", (50, 50))).expect("object");
-    let err = api
-        .patch(
-            "reviews",
-            &PatchParams::apply("alice"),
-            &Patch::Apply(&theirs),
-        )
-        .await
-        .expect_err("conflict");
+    let err = api.patch("reviews", &PatchParams::apply("alice"), &Patch::Apply(&theirs)).await.expect_err("conflict");
     match err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 409);
-            assert!(
-                s.message.contains("conflict with \"meshdeck\"")
-                    && s.message.contains(".spec.http"),
-                "{}",
-                s.message
-            );
+            assert!(s.message.contains("conflict with \"meshdeck\"") && s.message.contains(".spec.http"), "{}", s.message);
         }
         other => panic!("expected a 409, got {other:?}"),
     }
-    let dry = api
-        .patch(
-            "reviews",
-            &PatchParams::apply("alice").force().dry_run(),
-            &Patch::Apply(&theirs),
-        )
-        .await
-        .expect("dry run");
+    let dry = api.patch("reviews", &PatchParams::apply("alice").force().dry_run(), &Patch::Apply(&theirs)).await.expect("dry run");
     assert_eq!(dry.data["spec"]["http"][0]["route"][0]["weight"], 50);
     let live = api.get("reviews").await.expect("get");
-    assert_eq!(
-        live.data["spec"]["http"][0]["route"][0]["weight"], 80,
-        "dry-run stores nothing"
-    );
+    assert_eq!(live.data["spec"]["http"][0]["route"][0]["weight"], 80, "dry-run stores nothing");
     assert_eq!(live.metadata.resource_version, rv);
 
-    let forced = api
-        .patch(
-            "reviews",
-            &PatchParams::apply("alice").force(),
-            &Patch::Apply(&theirs),
-        )
-        .await
-        .expect("force");
+    let forced = api.patch("reviews", &PatchParams::apply("alice").force(), &Patch::Apply(&theirs)).await.expect("force");
     assert_eq!(forced.data["spec"]["http"][0]["route"][0]["weight"], 50);
     assert_ne!(forced.metadata.resource_version, rv);
 }
@@ -186,11 +111,7 @@ async fn writes_are_validated_against_the_schema() {
     match api.create(&PostParams::default(), &obj).await {
         Err(kube::Error::Api(s)) => {
             assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
-            assert!(
-                s.message.contains("spec.http[0].route[0].weight"),
-                "{}",
-                s.message
-            );
+            assert!(s.message.contains("spec.http[0].route[0].weight"), "{}", s.message);
         }
         other => panic!("expected 422, got {other:?}"),
     }
@@ -199,17 +120,10 @@ async fn writes_are_validated_against_the_schema() {
         matches!(missing, kube::Error::Api(ref s) if s.code == 404 && s.message == "virtualservices.networking.istio.io \"nope\" not found"),
         "{missing:?}"
     );
-    let cms: Api<ConfigMap> =
-        Api::namespaced(common::client(&fleet, "cluster1").await, "no-such-ns");
+    let cms: Api<ConfigMap> = Api::namespaced(common::client(&fleet, "cluster1").await, "no-such-ns");
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "x"}})).expect("cm");
-    let err = cms
-        .create(&PostParams::default(), &cm)
-        .await
-        .expect_err("namespace missing");
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 404),
-        "{err:?}"
-    );
+    let err = cms.create(&PostParams::default(), &cm).await.expect_err("namespace missing");
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
 }
 
 #[tokio::test]
@@ -219,31 +133,16 @@ async fn watch_streams_changes_and_recovers_from_410() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let mut stream = watcher(cms.clone(), watcher::Config::default().labels("test=watch")).boxed();
     // Initial list (empty), then the create arrives as an Apply event.
-    let first = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
-        .await
-        .expect("event")
-        .expect("ok");
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.expect("event").expect("ok");
     assert!(matches!(first, Some(watcher::Event::Init)));
-    let cm: ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": "w1", "labels": {"test": "watch"}}}))
-            .expect("cm");
-    let ignored: ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": "other"}})).expect("cm");
-    cms.create(&PostParams::default(), &ignored)
-        .await
-        .expect("create");
-    cms.create(&PostParams::default(), &cm)
-        .await
-        .expect("create");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "w1", "labels": {"test": "watch"}}})).expect("cm");
+    let ignored: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "other"}})).expect("cm");
+    cms.create(&PostParams::default(), &ignored).await.expect("create");
+    cms.create(&PostParams::default(), &cm).await.expect("create");
     let mut name = None;
     while name.is_none() {
-        match tokio::time::timeout(Duration::from_secs(10), stream.try_next())
-            .await
-            .expect("an event within 10s")
-        {
-            Ok(Some(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm))) => {
-                name = cm.metadata.name
-            }
+        match tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.expect("an event within 10s") {
+            Ok(Some(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm))) => name = cm.metadata.name,
             Ok(Some(_)) => {}
             other => panic!("watch ended: {other:?}"),
         }
@@ -252,37 +151,21 @@ async fn watch_streams_changes_and_recovers_from_410() {
     assert_eq!(name, "w1", "only the selected object is seen");
 
     // Compaction makes the watcher's resourceVersion too old: it must re-list and carry on.
-    fleet
-        .cluster("cluster1")
-        .expect("cluster1")
-        .store()
-        .compact();
-    let cm2: ConfigMap =
-        serde_json::from_value(json!({"metadata": {"name": "w2", "labels": {"test": "watch"}}}))
-            .expect("cm");
-    cms.create(&PostParams::default(), &cm2)
-        .await
-        .expect("create");
-    cms.delete("w1", &DeleteParams::default())
-        .await
-        .expect("delete");
+    fleet.cluster("cluster1").expect("cluster1").store().compact();
+    let cm2: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "w2", "labels": {"test": "watch"}}})).expect("cm");
+    cms.create(&PostParams::default(), &cm2).await.expect("create");
+    cms.delete("w1", &DeleteParams::default()).await.expect("delete");
     let mut saw_w2 = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !saw_w2 && tokio::time::Instant::now() < deadline {
-        if let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await
-        {
+        if let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
             saw_w2 = match ev {
-                watcher::Event::Apply(cm) | watcher::Event::InitApply(cm) => {
-                    cm.metadata.name.as_deref() == Some("w2")
-                }
+                watcher::Event::Apply(cm) | watcher::Event::InitApply(cm) => cm.metadata.name.as_deref() == Some("w2"),
                 _ => false,
             };
         }
     }
-    assert!(
-        saw_w2,
-        "the watcher resumes after a 410 and sees new objects"
-    );
+    assert!(saw_w2, "the watcher resumes after a 410 and sees new objects");
 }
 
 #[tokio::test]
@@ -290,23 +173,12 @@ async fn rbac_and_faults_answer_like_a_cluster() {
     let fleet = common::fleet(SimConfig::default()).await;
     let restricted = common::client(&fleet, "cluster1-restricted").await;
     let svcs: Api<Service> = Api::namespaced(restricted.clone(), "default");
-    assert!(
-        svcs.list(&ListParams::default()).await.is_ok(),
-        "the restricted user may read"
-    );
-    let err = svcs
-        .delete("reviews", &DeleteParams::default())
-        .await
-        .expect_err("403");
+    assert!(svcs.list(&ListParams::default()).await.is_ok(), "the restricted user may read");
+    let err = svcs.delete("reviews", &DeleteParams::default()).await.expect_err("403");
     match err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 403);
-            assert!(
-                s.message
-                    .contains("User \"restricted\" cannot delete resource \"services\""),
-                "{}",
-                s.message
-            );
+            assert!(s.message.contains("User \"restricted\" cannot delete resource \"services\""), "{}", s.message);
         }
         other => panic!("expected 403, got {other:?}"),
     }
@@ -324,42 +196,22 @@ async fn rbac_and_faults_answer_like_a_cluster() {
         },
         ..Default::default()
     };
-    let yes = reviews
-        .create(
-            &PostParams::default(),
-            &ask("patch", "networking.istio.io", "virtualservices", "default"),
-        )
-        .await
-        .expect("review");
+    let yes =
+        reviews.create(&PostParams::default(), &ask("patch", "networking.istio.io", "virtualservices", "default")).await.expect("review");
     assert!(yes.status.expect("status").allowed);
-    let no = reviews
-        .create(
-            &PostParams::default(),
-            &ask("patch", "networking.istio.io", "gateways", "istio-system"),
-        )
-        .await
-        .expect("review");
+    let no =
+        reviews.create(&PostParams::default(), &ask("patch", "networking.istio.io", "gateways", "istio-system")).await.expect("review");
     assert!(!no.status.expect("status").allowed);
 
     let cluster2 = fleet.cluster("cluster2").expect("cluster2");
     let pods: Api<Pod> = Api::namespaced(common::client(&fleet, "cluster2").await, "default");
     cluster2.set_fault(Fault::TokensExpired);
-    assert!(
-        matches!(pods.list(&ListParams::default()).await, Err(kube::Error::Api(ref s)) if s.code == 401)
-    );
+    assert!(matches!(pods.list(&ListParams::default()).await, Err(kube::Error::Api(ref s)) if s.code == 401));
     cluster2.set_fault(Fault::ServerErrors);
-    assert!(
-        matches!(pods.list(&ListParams::default()).await, Err(kube::Error::Api(ref s)) if s.code == 500)
-    );
+    assert!(matches!(pods.list(&ListParams::default()).await, Err(kube::Error::Api(ref s)) if s.code == 500));
     cluster2.set_fault(Fault::Down);
     let fresh: Api<Pod> = Api::namespaced(common::client(&fleet, "cluster2").await, "default");
-    assert!(
-        fresh.list(&ListParams::default()).await.is_err(),
-        "a down cluster refuses"
-    );
+    assert!(fresh.list(&ListParams::default()).await.is_err(), "a down cluster refuses");
     cluster2.set_fault(Fault::Healthy);
-    assert!(
-        fresh.list(&ListParams::default()).await.is_ok(),
-        "and comes back when restored"
-    );
+    assert!(fresh.list(&ListParams::default()).await.is_ok(), "and comes back when restored");
 }

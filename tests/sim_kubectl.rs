@@ -30,17 +30,11 @@ impl Sim {
             .expect("meshdeck sim starts");
         let deadline = Instant::now() + Duration::from_secs(30);
         while !kc.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "sim wrote no kubeconfig within 30s"
-            );
+            assert!(Instant::now() < deadline, "sim wrote no kubeconfig within 30s");
             std::thread::sleep(Duration::from_millis(20));
         }
         // The file is written in one call after the servers listen; wait until it parses.
-        while std::fs::read_to_string(&kc)
-            .map(|t| !t.contains("current-context"))
-            .unwrap_or(true)
-        {
+        while std::fs::read_to_string(&kc).map(|t| !t.contains("current-context")).unwrap_or(true) {
             std::thread::sleep(Duration::from_millis(20));
         }
         Sim { child, dir }
@@ -59,11 +53,7 @@ impl Sim {
         cmd.args(args)
             .env("KUBECONFIG", self.kubeconfig())
             .env("HOME", self.dir.path())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("kubectl runs");
@@ -76,32 +66,19 @@ impl Sim {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "kubectl failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "kubectl failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn kubectl_available() -> bool {
-    Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("kubectl").arg("version").arg("--client").output().is_ok_and(|o| o.status.success())
 }
 
 fn sample(name: &str) -> PathBuf {
     let crds = std::env::var("MESHDECK_ISTIO_CRDS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/istio/crds"));
-    let crds = if crds.is_relative() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(crds)
-    } else {
-        crds
-    };
+    let crds = if crds.is_relative() { Path::new(env!("CARGO_MANIFEST_DIR")).join(crds) } else { crds };
     crds.join("../bookinfo/networking").join(name)
 }
 
@@ -113,52 +90,15 @@ fn kubectl_reads_applies_diffs_watches_and_is_refused_like_on_a_cluster() {
     }
     let sim = Sim::start();
     let contexts = ok(&sim.kubectl(&["config", "get-contexts", "-o", "name"]));
-    assert_eq!(
-        contexts.lines().collect::<Vec<_>>(),
-        [
-            "cluster1",
-            "cluster1-restricted",
-            "cluster2",
-            "cluster2-restricted"
-        ]
-    );
+    assert_eq!(contexts.lines().collect::<Vec<_>>(), ["cluster1", "cluster1-restricted", "cluster2", "cluster2-restricted"]);
 
     let resources = ok(&sim.kubectl(&["api-resources"]));
-    for kind in [
-        "virtualservices",
-        "destinationrules",
-        "serviceentries",
-        "gateways",
-        "authorizationpolicies",
-        "deployments",
-        "pods",
-    ] {
-        assert!(
-            resources.contains(kind),
-            "api-resources lists {kind}:\n{resources}"
-        );
+    for kind in ["virtualservices", "destinationrules", "serviceentries", "gateways", "authorizationpolicies", "deployments", "pods"] {
+        assert!(resources.contains(kind), "api-resources lists {kind}:\n{resources}");
     }
-    let wide = ok(&sim.kubectl(&[
-        "--context",
-        "cluster2",
-        "get",
-        "pods",
-        "-o",
-        "wide",
-        "-l",
-        "app=reviews",
-    ]));
-    assert!(
-        wide.lines()
-            .next()
-            .is_some_and(|h| h.contains("READY") && h.contains("NODE")),
-        "{wide}"
-    );
-    assert_eq!(
-        wide.lines().count(),
-        4,
-        "cluster2: header + reviews v1, v2, v3\n{wide}"
-    );
+    let wide = ok(&sim.kubectl(&["--context", "cluster2", "get", "pods", "-o", "wide", "-l", "app=reviews"]));
+    assert!(wide.lines().next().is_some_and(|h| h.contains("READY") && h.contains("NODE")), "{wide}");
+    assert_eq!(wide.lines().count(), 4, "cluster2: header + reviews v1, v2, v3\n{wide}");
     let versions = ok(&sim.kubectl(&[
         "--context",
         "cluster2",
@@ -177,110 +117,38 @@ fn kubectl_reads_applies_diffs_watches_and_is_refused_like_on_a_cluster() {
 
     let file = sample("virtual-service-reviews-80-20.yaml");
     let file = file.to_str().expect("utf8 path");
-    assert!(
-        ok(&sim.kubectl(&["apply", "--server-side", "-f", file])).contains("serverside-applied")
-    );
-    let rv1 = ok(&sim.kubectl(&[
-        "get",
-        "vs",
-        "reviews",
-        "-o",
-        "jsonpath={.metadata.resourceVersion}",
-    ]));
+    assert!(ok(&sim.kubectl(&["apply", "--server-side", "-f", file])).contains("serverside-applied"));
+    let rv1 = ok(&sim.kubectl(&["get", "vs", "reviews", "-o", "jsonpath={.metadata.resourceVersion}"]));
     ok(&sim.kubectl(&["apply", "--server-side", "-f", file]));
-    let rv2 = ok(&sim.kubectl(&[
-        "get",
-        "vs",
-        "reviews",
-        "-o",
-        "jsonpath={.metadata.resourceVersion}",
-    ]));
+    let rv2 = ok(&sim.kubectl(&["get", "vs", "reviews", "-o", "jsonpath={.metadata.resourceVersion}"]));
     assert_eq!(rv1, rv2, "re-applying the same file changes nothing");
 
     let other = sample("virtual-service-reviews-50-v3.yaml");
     let other = other.to_str().expect("utf8 path");
-    let conflict = sim.kubectl(&[
-        "apply",
-        "--server-side",
-        "--field-manager",
-        "alice",
-        "-f",
-        other,
-    ]);
+    let conflict = sim.kubectl(&["apply", "--server-side", "--field-manager", "alice", "-f", other]);
     assert!(!conflict.status.success());
     let err = String::from_utf8_lossy(&conflict.stderr);
-    assert!(
-        err.contains("conflict with \"kubectl\"") && err.contains(".spec.http"),
-        "{err}"
-    );
+    assert!(err.contains("conflict with \"kubectl\"") && err.contains(".spec.http"), "{err}");
 
-    let dry = ok(&sim.kubectl(&[
-        "apply",
-        "--server-side",
-        "--field-manager",
-        "alice",
-        "--force-conflicts",
-        "--dry-run=server",
-        "-f",
-        other,
-    ]));
+    let dry =
+        ok(&sim.kubectl(&["apply", "--server-side", "--field-manager", "alice", "--force-conflicts", "--dry-run=server", "-f", other]));
     assert!(dry.contains("(server dry run)"), "{dry}");
-    let weights = ok(&sim.kubectl(&[
-        "get",
-        "vs",
-        "reviews",
-        "-o",
-        "jsonpath={.spec.http[0].route[*].weight}",
-    ]));
+    let weights = ok(&sim.kubectl(&["get", "vs", "reviews", "-o", "jsonpath={.spec.http[0].route[*].weight}"]));
     assert_eq!(weights, "80 20", "a server dry run stores nothing");
 
-    let diff = sim.kubectl(&[
-        "diff",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager",
-        "alice",
-        "-f",
-        other,
-    ]);
-    assert_eq!(
-        diff.status.code(),
-        Some(1),
-        "diff finds a difference: {}",
-        String::from_utf8_lossy(&diff.stderr)
-    );
+    let diff = sim.kubectl(&["diff", "--server-side", "--force-conflicts", "--field-manager", "alice", "-f", other]);
+    assert_eq!(diff.status.code(), Some(1), "diff finds a difference: {}", String::from_utf8_lossy(&diff.stderr));
     let diff_text = String::from_utf8_lossy(&diff.stdout);
-    assert!(
-        diff_text.contains("-      weight: 80") && diff_text.contains("+        subset: v3"),
-        "{diff_text}"
-    );
+    assert!(diff_text.contains("-      weight: 80") && diff_text.contains("+        subset: v3"), "{diff_text}");
 
-    ok(&sim.kubectl(&[
-        "apply",
-        "--server-side",
-        "--field-manager",
-        "alice",
-        "--force-conflicts",
-        "-f",
-        other,
-    ]));
-    let weights = ok(&sim.kubectl(&[
-        "get",
-        "vs",
-        "reviews",
-        "-o",
-        "jsonpath={.spec.http[0].route[*].weight}",
-    ]));
+    ok(&sim.kubectl(&["apply", "--server-side", "--field-manager", "alice", "--force-conflicts", "-f", other]));
+    let weights = ok(&sim.kubectl(&["get", "vs", "reviews", "-o", "jsonpath={.spec.http[0].route[*].weight}"]));
     assert_eq!(weights, "50 50");
 
     let bad = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bad}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n      weight: ten\n";
     let refused = sim.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(bad));
     assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("must be of type integer"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("must be of type integer"), "{}", String::from_utf8_lossy(&refused.stderr));
 
     // A watch sees a change made while it runs.
     let mut watch = Command::new("kubectl")
@@ -311,37 +179,15 @@ fn kubectl_reads_applies_diffs_watches_and_is_refused_like_on_a_cluster() {
     let seen = reader.join().expect("reader");
     let _ = watch.kill();
     let _ = watch.wait();
-    assert!(
-        seen.contains("watched-cm"),
-        "kubectl get -w printed the new configmap:\n{seen}"
-    );
+    assert!(seen.contains("watched-cm"), "kubectl get -w printed the new configmap:\n{seen}");
 
     assert!(ok(&sim.kubectl(&["delete", "configmap", "watched-cm"])).contains("deleted"));
     let gone = sim.kubectl(&["get", "configmap", "watched-cm"]);
     assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"));
 
-    assert_eq!(
-        ok(&sim.kubectl(&["auth", "can-i", "delete", "pods"])).trim(),
-        "yes"
-    );
-    let no = sim.kubectl(&[
-        "--context",
-        "cluster1-restricted",
-        "auth",
-        "can-i",
-        "delete",
-        "pods",
-    ]);
+    assert_eq!(ok(&sim.kubectl(&["auth", "can-i", "delete", "pods"])).trim(), "yes");
+    let no = sim.kubectl(&["--context", "cluster1-restricted", "auth", "can-i", "delete", "pods"]);
     assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no");
-    let forbidden = sim.kubectl(&[
-        "--context",
-        "cluster1-restricted",
-        "delete",
-        "svc",
-        "reviews",
-    ]);
-    assert!(
-        String::from_utf8_lossy(&forbidden.stderr)
-            .contains("is forbidden: User \"restricted\" cannot delete resource \"services\"")
-    );
+    let forbidden = sim.kubectl(&["--context", "cluster1-restricted", "delete", "svc", "reviews"]);
+    assert!(String::from_utf8_lossy(&forbidden.stderr).contains("is forbidden: User \"restricted\" cannot delete resource \"services\""));
 }

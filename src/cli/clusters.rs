@@ -19,40 +19,27 @@ pub struct ClustersArgs {
 pub async fn run(global: &GlobalArgs, args: ClustersArgs) -> Result<(), CliError> {
     let (_inv, snap) = fleet::settled_inventory(global, Duration::from_secs(args.timeout)).await?;
     match args.output {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&snap.clusters)
-                .map_err(|e| CliError::failed(e.to_string()))?
-        ),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&snap.clusters).map_err(|e| CliError::failed(e.to_string()))?),
         Format::Table => {
             let rows: Vec<Vec<String>> = snap
                 .clusters
                 .iter()
                 .map(|c| {
                     let m = &c.mesh;
-                    let root = m
-                        .root_cert_fingerprint
-                        .as_ref()
-                        .map(|f| f.chars().take(19).collect())
-                        .unwrap_or_else(|| "-".into());
+                    let root = m.root_cert_fingerprint.as_ref().map(|f| f.chars().take(19).collect()).unwrap_or_else(|| "-".into());
                     vec![
                         c.name.clone(),
                         c.context.clone(),
                         c.state.as_str().to_string(),
                         or_dash(&c.kubernetes_version),
-                        c.latency_ms
-                            .map(|l| format!("{l}ms"))
-                            .unwrap_or_else(|| "-".into()),
+                        c.latency_ms.map(|l| format!("{l}ms")).unwrap_or_else(|| "-".into()),
                         or_dash(&m.istio_version),
                         or_dash(&m.trust_domain),
                         or_dash(&m.network),
                         or_dash(&m.cluster_id),
                         or_dash(&m.east_west_gateway),
                         root,
-                        c.error
-                            .as_ref()
-                            .map(|e| e.message().to_string())
-                            .unwrap_or_default(),
+                        c.error.as_ref().map(|e| e.message().to_string()).unwrap_or_default(),
                     ]
                 })
                 .collect();

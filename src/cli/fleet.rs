@@ -10,14 +10,10 @@ use crate::kubeconfig::KubeconfigSource;
 use crate::registry::{self, Cluster};
 
 pub async fn registry(global: &GlobalArgs) -> Result<(Vec<Cluster>, MeshdeckConfig), CliError> {
-    let cfg = MeshdeckConfig::load(config_dir().as_deref())
-        .map_err(|e| CliError::bad_input(e.to_string()))?;
-    let kc = KubeconfigSource::from_environment(global.kubeconfig.clone())
-        .load()
-        .map_err(|e| CliError::bad_input(e.to_string()))?;
-    let clusters = registry::connect(&kc, &global.contexts, &cfg, global.read_only)
-        .await
-        .map_err(|e| CliError::bad_input(e.to_string()))?;
+    let cfg = MeshdeckConfig::load(config_dir().as_deref()).map_err(|e| CliError::bad_input(e.to_string()))?;
+    let kc = KubeconfigSource::from_environment(global.kubeconfig.clone()).load().map_err(|e| CliError::bad_input(e.to_string()))?;
+    let clusters =
+        registry::connect(&kc, &global.contexts, &cfg, global.read_only).await.map_err(|e| CliError::bad_input(e.to_string()))?;
     if clusters.is_empty() {
         return Err(CliError::bad_input("no contexts to register"));
     }
@@ -25,10 +21,7 @@ pub async fn registry(global: &GlobalArgs) -> Result<(Vec<Cluster>, MeshdeckConf
 }
 
 /// Watch the fleet until every cluster answered (or `timeout`), then return that view.
-pub async fn settled_inventory(
-    global: &GlobalArgs,
-    timeout: Duration,
-) -> Result<(Inventory, Arc<FleetSnapshot>), CliError> {
+pub async fn settled_inventory(global: &GlobalArgs, timeout: Duration) -> Result<(Inventory, Arc<FleetSnapshot>), CliError> {
     let (clusters, _) = registry(global).await?;
     let mut inv = Inventory::start(&clusters);
     let snap = inv.settled(timeout).await;

@@ -25,30 +25,18 @@ pub fn versions_cell(row: &ServiceRow, cluster: &str) -> String {
     match row.clusters.get(cluster) {
         None => "-".into(),
         Some(p) => {
-            let mut parts: Vec<String> = p
-                .versions
-                .iter()
-                .map(|(v, n)| format!("{v} {}/{}", n.ready, n.total))
-                .collect();
+            let mut parts: Vec<String> = p.versions.iter().map(|(v, n)| format!("{v} {}/{}", n.ready, n.total)).collect();
             if p.unversioned.total > 0 {
                 parts.push(format!("? {}/{}", p.unversioned.ready, p.unversioned.total));
             }
-            if parts.is_empty() {
-                "no pods".into()
-            } else {
-                parts.join(", ")
-            }
+            if parts.is_empty() { "no pods".into() } else { parts.join(", ") }
         }
     }
 }
 
 pub fn render_table(snap: &FleetSnapshot) -> String {
     let mut headers = vec!["SERVICE", "NAMESPACE"];
-    let names: Vec<String> = snap
-        .clusters
-        .iter()
-        .map(|c| c.name.to_uppercase())
-        .collect();
+    let names: Vec<String> = snap.clusters.iter().map(|c| c.name.to_uppercase()).collect();
     headers.extend(names.iter().map(String::as_str));
     let rows: Vec<Vec<String>> = snap
         .services
@@ -63,13 +51,9 @@ pub fn render_table(snap: &FleetSnapshot) -> String {
 }
 
 pub async fn run(global: &GlobalArgs, args: InventoryArgs) -> Result<(), CliError> {
-    let (mut inv, snap) =
-        fleet::settled_inventory(global, Duration::from_secs(args.timeout)).await?;
+    let (mut inv, snap) = fleet::settled_inventory(global, Duration::from_secs(args.timeout)).await?;
     match args.output {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&*snap).map_err(|e| CliError::failed(e.to_string()))?
-        ),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&*snap).map_err(|e| CliError::failed(e.to_string()))?),
         Format::Table => {
             print!("{}", render_table(&snap));
             for c in snap.clusters.iter().filter(|c| c.error.is_some()) {

@@ -1,10 +1,12 @@
 //! The command line: clap definitions and dispatch. Exit codes: 0 success,
 //! 1 failure of the operation, 2 bad input (usage, invalid plan, bad kubeconfig).
 
+mod bench;
 mod clusters;
 mod fleet;
 mod inventory;
 mod output;
+mod render;
 mod sim;
 
 use std::path::PathBuf;
@@ -13,11 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "meshdeck",
-    version,
-    about = "A terminal cockpit for Istio across many Kubernetes clusters"
-)]
+#[command(name = "meshdeck", version, about = "A terminal cockpit for Istio across many Kubernetes clusters")]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -47,6 +45,11 @@ pub enum Command {
     Clusters(clusters::ClustersArgs),
     /// The cross-cluster table of services and versions.
     Inventory(inventory::InventoryArgs),
+    /// The Istio objects each cluster needs for a plan.
+    Render(render::RenderArgs),
+    /// Benchmarks that print numbers (the sim runs as a child process).
+    #[command(hide = true)]
+    Bench(bench::BenchArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -58,16 +61,10 @@ pub struct CliError {
 
 impl CliError {
     pub fn bad_input(message: impl Into<String>) -> Self {
-        Self {
-            code: 2,
-            message: message.into(),
-        }
+        Self { code: 2, message: message.into() }
     }
     pub fn failed(message: impl Into<String>) -> Self {
-        Self {
-            code: 1,
-            message: message.into(),
-        }
+        Self { code: 1, message: message.into() }
     }
 }
 
@@ -80,10 +77,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -96,6 +90,8 @@ pub fn main() -> ExitCode {
             Command::Sim(args) => sim::run(args).await,
             Command::Clusters(args) => clusters::run(&cli.global, args).await,
             Command::Inventory(args) => inventory::run(&cli.global, args).await,
+            Command::Render(args) => render::run(&cli.global, args).await,
+            Command::Bench(args) => bench::run(&cli.global, args).await,
         }
     });
     // Watch tasks may still be parked in the runtime; do not wait for them.

@@ -44,16 +44,7 @@ pub fn or_dash(v: &Option<String>) -> String {
 mod tests {
     #[test]
     fn columns_are_padded_to_the_widest_cell() {
-        let t = super::table(
-            &["NAME", "STATE"],
-            &[
-                vec!["cluster10".into(), "live".into()],
-                vec!["c2".into(), "unreachable".into()],
-            ],
-        );
-        assert_eq!(
-            t,
-            "NAME        STATE\ncluster10   live\nc2          unreachable\n"
-        );
+        let t = super::table(&["NAME", "STATE"], &[vec!["cluster10".into(), "live".into()], vec!["c2".into(), "unreachable".into()]]);
+        assert_eq!(t, "NAME        STATE\ncluster10   live\nc2          unreachable\n");
     }
 }

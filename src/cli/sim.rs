@@ -76,8 +76,6 @@ pub async fn run(args: SimArgs) -> Result<(), CliError> {
         println!("  {:<12} {}", c.name, c.server_url().unwrap_or_default());
     }
     println!("Ctrl-C to stop.");
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))?;
+    tokio::signal::ctrl_c().await.map_err(|e| CliError::failed(e.to_string()))?;
     Ok(())
 }

@@ -11,10 +11,7 @@ use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 
 use super::facts::{IstiodFacts, MeshConfigFacts, PodFacts, ServiceFacts};
-use super::model::{
-    ClusterState, ClusterView, FleetSnapshot, IstioObject, MeshFacts, ServicePresence, ServiceRow,
-    VersionCount,
-};
+use super::model::{ClusterState, ClusterView, FleetSnapshot, IstioObject, MeshFacts, ServicePresence, ServiceRow, VersionCount};
 use super::warnings;
 use super::watch::{Change, ClusterEvent, Delta, ObjKey, WatchKind};
 use crate::registry::ClusterError;
@@ -29,11 +26,7 @@ struct Mirror<T> {
 
 impl<T> Default for Mirror<T> {
     fn default() -> Self {
-        Self {
-            live: BTreeMap::new(),
-            staging: None,
-            synced: false,
-        }
+        Self { live: BTreeMap::new(), staging: None, synced: false }
     }
 }
 
@@ -41,11 +34,7 @@ impl<T> Default for Mirror<T> {
 enum Touched<T> {
     Nothing,
     All,
-    One {
-        key: ObjKey,
-        old: Option<T>,
-        new: Option<T>,
-    },
+    One { key: ObjKey, old: Option<T>, new: Option<T> },
 }
 
 impl<T: Clone> Mirror<T> {
@@ -55,14 +44,8 @@ impl<T: Clone> Mirror<T> {
                 self.staging = Some(BTreeMap::new());
                 Touched::Nothing
             }
-            Delta::Upsert {
-                init: true,
-                key,
-                value,
-            } => {
-                self.staging
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(key, value);
+            Delta::Upsert { init: true, key, value } => {
+                self.staging.get_or_insert_with(BTreeMap::new).insert(key, value);
                 Touched::Nothing
             }
             Delta::InitDone => {
@@ -72,33 +55,19 @@ impl<T: Clone> Mirror<T> {
                 self.synced = true;
                 Touched::All
             }
-            Delta::Upsert {
-                init: false,
-                key,
-                value,
-            } => {
+            Delta::Upsert { init: false, key, value } => {
                 let old = self.live.insert(key.clone(), value.clone());
-                Touched::One {
-                    key,
-                    old,
-                    new: Some(value),
-                }
+                Touched::One { key, old, new: Some(value) }
             }
             Delta::Delete(key) => {
                 let old = self.live.remove(&key);
-                Touched::One {
-                    key,
-                    old,
-                    new: None,
-                }
+                Touched::One { key, old, new: None }
             }
         }
     }
 
     fn in_namespace<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = (&'a ObjKey, &'a T)> + 'a {
-        self.live
-            .range((ns.to_string(), String::new())..)
-            .take_while(move |(k, _)| k.0 == ns)
+        self.live.range((ns.to_string(), String::new())..).take_while(move |(k, _)| k.0 == ns)
     }
 }
 
@@ -120,10 +89,7 @@ struct ClusterModel {
 impl ClusterModel {
     fn presence(&self, key: &ObjKey) -> Option<ServicePresence> {
         let svc = self.services.live.get(key)?;
-        let mut p = ServicePresence {
-            ports: svc.ports.clone(),
-            ..Default::default()
-        };
+        let mut p = ServicePresence { ports: svc.ports.clone(), selector: svc.selector.clone(), ..Default::default() };
         let mut accounts = BTreeSet::new();
         for (_, pod) in self.pods.in_namespace(&key.0) {
             if !svc.selects(&pod.labels) {
@@ -143,29 +109,10 @@ impl ClusterModel {
     }
 
     fn mesh(&self) -> MeshFacts {
-        let istiod = self
-            .istiod
-            .live
-            .values()
-            .next()
-            .cloned()
-            .unwrap_or_default();
-        let trust_domain = self
-            .mesh_config
-            .live
-            .values()
-            .find_map(|m| m.trust_domain.clone());
-        let root = self
-            .mesh_config
-            .live
-            .values()
-            .find_map(|m| m.root_cert_fingerprint.clone());
-        let east_west = self
-            .services
-            .live
-            .iter()
-            .filter(|(k, _)| k.0 == "istio-system")
-            .find_map(|(_, s)| s.east_west_address.clone());
+        let istiod = self.istiod.live.values().next().cloned().unwrap_or_default();
+        let trust_domain = self.mesh_config.live.values().find_map(|m| m.trust_domain.clone());
+        let root = self.mesh_config.live.values().find_map(|m| m.root_cert_fingerprint.clone());
+        let east_west = self.services.live.iter().filter(|(k, _)| k.0 == "istio-system").find_map(|(_, s)| s.east_west_address.clone());
         MeshFacts {
             istio_version: istiod.version,
             revision: istiod.revision,
@@ -174,15 +121,7 @@ impl ClusterModel {
             network: self.network.live.values().next().cloned().flatten(),
             root_cert_fingerprint: root,
             east_west_gateway: east_west,
-            remote_secrets: self
-                .remote_secrets
-                .live
-                .values()
-                .flatten()
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
+            remote_secrets: self.remote_secrets.live.values().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
             istio_crds: !self.istio_absent,
         }
     }
@@ -191,10 +130,7 @@ impl ClusterModel {
         if self.config_error.is_some() {
             return ClusterState::Error;
         }
-        let err = self
-            .probe_error
-            .as_ref()
-            .or_else(|| self.errors.values().next());
+        let err = self.probe_error.as_ref().or_else(|| self.errors.values().next());
         match err {
             Some(ClusterError::Unauthorized(_)) => ClusterState::Unauthorized,
             Some(ClusterError::Forbidden(_)) => ClusterState::Forbidden,
@@ -230,10 +166,7 @@ impl FleetInventory {
             .into_iter()
             .zip(config_errors)
             .map(|(view, config_error)| ClusterModel {
-                view: ClusterView {
-                    error: config_error.clone(),
-                    ..view
-                },
+                view: ClusterView { error: config_error.clone(), ..view },
                 pods: Mirror::default(),
                 services: Mirror::default(),
                 mesh_config: Mirror::default(),
@@ -247,10 +180,7 @@ impl FleetInventory {
                 istio_absent: false,
             })
             .collect();
-        Self {
-            clusters,
-            rows: BTreeMap::new(),
-        }
+        Self { clusters, rows: BTreeMap::new() }
     }
 
     pub fn apply(&mut self, ev: ClusterEvent) {
@@ -294,8 +224,7 @@ impl FleetInventory {
                         .services
                         .in_namespace(&key.0)
                         .filter(|(_, s)| {
-                            old.as_ref().is_some_and(|o| s.selects(&o.labels))
-                                || new.as_ref().is_some_and(|n| s.selects(&n.labels))
+                            old.as_ref().is_some_and(|o| s.selects(&o.labels)) || new.as_ref().is_some_and(|n| s.selects(&n.labels))
                         })
                         .map(|(k, _)| k.clone())
                         .collect(),
@@ -324,11 +253,7 @@ impl FleetInventory {
             }
             Change::Istio(kind, d) => {
                 let d = match d {
-                    Delta::Upsert {
-                        init,
-                        key,
-                        mut value,
-                    } => {
+                    Delta::Upsert { init, key, mut value } => {
                         value.cluster = cm.view.name.clone();
                         Delta::Upsert { init, key, value }
                     }
@@ -346,8 +271,7 @@ impl FleetInventory {
     fn refresh(&mut self, cluster: usize, keys: Vec<ObjKey>, full: bool) {
         let cm = &self.clusters[cluster];
         let name = cm.view.name.clone();
-        let mut updates: Vec<(ObjKey, Option<ServicePresence>)> =
-            keys.iter().map(|k| (k.clone(), cm.presence(k))).collect();
+        let mut updates: Vec<(ObjKey, Option<ServicePresence>)> = keys.iter().map(|k| (k.clone(), cm.presence(k))).collect();
         if full {
             for (k, row) in &self.rows {
                 if row.clusters.contains_key(&name) && !cm.services.live.contains_key(k) {
@@ -359,11 +283,7 @@ impl FleetInventory {
             match presence {
                 Some(p) => {
                     let row = self.rows.entry(key.clone()).or_insert_with(|| {
-                        Arc::new(ServiceRow {
-                            name: key.1.clone(),
-                            namespace: key.0.clone(),
-                            clusters: BTreeMap::new(),
-                        })
+                        Arc::new(ServiceRow { name: key.1.clone(), namespace: key.0.clone(), clusters: BTreeMap::new() })
                     });
                     if row.clusters.get(&name) != Some(&p) {
                         Arc::make_mut(row).clusters.insert(name.clone(), p);
@@ -387,31 +307,14 @@ impl FleetInventory {
             .iter()
             .map(|cm| {
                 let state = cm.state();
-                let error = cm
-                    .config_error
-                    .clone()
-                    .or_else(|| cm.probe_error.clone())
-                    .or_else(|| cm.errors.values().next().cloned());
-                ClusterView {
-                    state,
-                    error,
-                    mesh: cm.mesh(),
-                    ..cm.view.clone()
-                }
+                let error = cm.config_error.clone().or_else(|| cm.probe_error.clone()).or_else(|| cm.errors.values().next().cloned());
+                ClusterView { state, error, mesh: cm.mesh(), ..cm.view.clone() }
             })
             .collect();
-        let mut istio_objects: Vec<IstioObject> = self
-            .clusters
-            .iter()
-            .flat_map(|cm| cm.istio.values().flat_map(|m| m.live.values().cloned()))
-            .collect();
+        let mut istio_objects: Vec<IstioObject> =
+            self.clusters.iter().flat_map(|cm| cm.istio.values().flat_map(|m| m.live.values().cloned())).collect();
         istio_objects.sort();
-        let mut snap = FleetSnapshot {
-            clusters,
-            services: self.rows.values().cloned().collect(),
-            istio_objects,
-            ..Default::default()
-        };
+        let mut snap = FleetSnapshot { clusters, services: self.rows.values().cloned().collect(), istio_objects, ..Default::default() };
         snap.api_version = super::model::INVENTORY_API_VERSION.into();
         snap.kind = "Inventory".into();
         snap.warnings = warnings::compute(&snap);
@@ -420,11 +323,7 @@ impl FleetInventory {
 }
 
 /// Run the aggregator until every sender is gone.
-pub async fn run(
-    mut inv: FleetInventory,
-    mut rx: mpsc::Receiver<ClusterEvent>,
-    tx: watch::Sender<Arc<FleetSnapshot>>,
-) {
+pub async fn run(mut inv: FleetInventory, mut rx: mpsc::Receiver<ClusterEvent>, tx: watch::Sender<Arc<FleetSnapshot>>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = true;

@@ -27,14 +27,8 @@ impl From<&Pod> for PodFacts {
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let injected = p
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key("sidecar.istio.io/status"))
-            || p.spec
-                .as_ref()
-                .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"));
+        let injected = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("sidecar.istio.io/status"))
+            || p.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"));
         PodFacts {
             labels: p.metadata.labels.clone().unwrap_or_default(),
             ready,
@@ -55,12 +49,7 @@ pub struct ServiceFacts {
 impl From<&Service> for ServiceFacts {
     fn from(s: &Service) -> Self {
         let spec = s.spec.as_ref();
-        let is_eastwest = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("istio"))
-            .is_some_and(|v| v == "eastwestgateway");
+        let is_eastwest = s.metadata.labels.as_ref().and_then(|l| l.get("istio")).is_some_and(|v| v == "eastwestgateway");
         let east_west_address = is_eastwest
             .then(|| {
                 s.status
@@ -77,11 +66,7 @@ impl From<&Service> for ServiceFacts {
             selector: spec.and_then(|s| s.selector.clone()).unwrap_or_default(),
             ports: spec
                 .and_then(|s| s.ports.as_ref())
-                .map(|ps| {
-                    ps.iter()
-                        .filter_map(|p| u16::try_from(p.port).ok())
-                        .collect()
-                })
+                .map(|ps| ps.iter().filter_map(|p| u16::try_from(p.port).ok()).collect())
                 .unwrap_or_default(),
             east_west_address,
         }
@@ -106,15 +91,8 @@ pub struct IstiodFacts {
 impl From<&Deployment> for IstiodFacts {
     fn from(d: &Deployment) -> Self {
         let labels = d.metadata.labels.clone().unwrap_or_default();
-        let container = d
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .and_then(|s| s.containers.first());
-        let tag = container
-            .and_then(|c| c.image.as_deref())
-            .and_then(|i| i.rsplit_once(':'))
-            .map(|(_, t)| t.to_string());
+        let container = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).and_then(|s| s.containers.first());
+        let tag = container.and_then(|c| c.image.as_deref()).and_then(|i| i.rsplit_once(':')).map(|(_, t)| t.to_string());
         let cluster_id = container
             .and_then(|c| c.env.as_ref())
             .and_then(|env| env.iter().find(|e| e.name == "CLUSTER_ID"))
@@ -138,16 +116,12 @@ pub fn mesh_config_facts(cm: &ConfigMap) -> MeshConfigFacts {
     let data = cm.data.clone().unwrap_or_default();
     match cm.metadata.name.as_deref() {
         Some("istio") => MeshConfigFacts {
-            trust_domain: data
-                .get("mesh")
-                .and_then(|m| trust_domain(m))
-                .or(Some("cluster.local".into())),
+            trust_domain: data.get("mesh").and_then(|m| trust_domain(m)).or(Some("cluster.local".into())),
             root_cert_fingerprint: None,
         },
-        Some("istio-ca-root-cert") => MeshConfigFacts {
-            trust_domain: None,
-            root_cert_fingerprint: data.get("root-cert.pem").and_then(|p| pem_fingerprint(p)),
-        },
+        Some("istio-ca-root-cert") => {
+            MeshConfigFacts { trust_domain: None, root_cert_fingerprint: data.get("root-cert.pem").and_then(|p| pem_fingerprint(p)) }
+        }
         _ => MeshConfigFacts::default(),
     }
 }
@@ -155,54 +129,28 @@ pub fn mesh_config_facts(cm: &ConfigMap) -> MeshConfigFacts {
 /// `trustDomain` from the mesh config YAML (Istio's default is `cluster.local`).
 pub fn trust_domain(mesh_yaml: &str) -> Option<String> {
     let v: serde_json::Value = serde_saphyr::from_str(mesh_yaml).ok()?;
-    Some(
-        v.get("trustDomain")
-            .and_then(|t| t.as_str())
-            .unwrap_or("cluster.local")
-            .to_string(),
-    )
+    Some(v.get("trustDomain").and_then(|t| t.as_str()).unwrap_or("cluster.local").to_string())
 }
 
 /// `sha256:<hex>` of the first certificate's DER bytes.
 pub fn pem_fingerprint(pem: &str) -> Option<String> {
-    let body: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .ok()?;
-    let hex: String = Sha256::digest(&der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let body: String =
+        pem.lines().skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE")).skip(1).take_while(|l| !l.starts_with("-----END")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(body.trim()).ok()?;
+    let hex: String = Sha256::digest(&der).iter().map(|b| format!("{b:02x}")).collect();
     Some(format!("sha256:{hex}"))
 }
 
 pub fn network_of(ns: &Namespace) -> Option<String> {
-    ns.metadata
-        .labels
-        .as_ref()?
-        .get("topology.istio.io/network")
-        .cloned()
+    ns.metadata.labels.as_ref()?.get("topology.istio.io/network").cloned()
 }
 
 /// The summary of an Istio object kept for the service view and drift.
 pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject {
     let labels = o.metadata.labels.clone().unwrap_or_default();
     let hosts = match o.data.pointer("/spec/hosts").and_then(|h| h.as_array()) {
-        Some(hs) => hs
-            .iter()
-            .filter_map(|h| h.as_str().map(String::from))
-            .collect(),
-        None => o
-            .data
-            .pointer("/spec/host")
-            .and_then(|h| h.as_str())
-            .map(|h| vec![h.to_string()])
-            .unwrap_or_default(),
+        Some(hs) => hs.iter().filter_map(|h| h.as_str().map(String::from)).collect(),
+        None => o.data.pointer("/spec/host").and_then(|h| h.as_str()).map(|h| vec![h.to_string()]).unwrap_or_default(),
     };
     IstioObject {
         cluster: cluster.into(),
@@ -210,9 +158,7 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         namespace: o.metadata.namespace.clone().unwrap_or_default(),
         name: o.metadata.name.clone().unwrap_or_default(),
         hosts,
-        managed: labels
-            .get("app.kubernetes.io/managed-by")
-            .is_some_and(|v| v == "meshdeck"),
+        managed: labels.get("app.kubernetes.io/managed-by").is_some_and(|v| v == "meshdeck"),
         plan: labels.get("meshdeck.dev/plan").cloned(),
     }
 }
@@ -223,14 +169,8 @@ mod tests {
 
     #[test]
     fn trust_domain_defaults_like_istio() {
-        assert_eq!(
-            trust_domain("trustDomain: east.local\n").as_deref(),
-            Some("east.local")
-        );
-        assert_eq!(
-            trust_domain("defaultConfig: {}\n").as_deref(),
-            Some("cluster.local")
-        );
+        assert_eq!(trust_domain("trustDomain: east.local\n").as_deref(), Some("east.local"));
+        assert_eq!(trust_domain("defaultConfig: {}\n").as_deref(), Some("cluster.local"));
     }
 
     #[test]
@@ -239,18 +179,13 @@ mod tests {
             "metadata": {"name": "p", "labels": {"app": "reviews", "version": "v1"}, "annotations": {"sidecar.istio.io/status": "{}"}},
             "spec": {"containers": [{"name": "reviews"}], "serviceAccountName": "bookinfo-reviews"},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]}
-        })).expect("pod");
+        }))
+        .expect("pod");
         let f = PodFacts::from(&pod);
         assert!(f.ready && f.injected);
         assert_eq!(f.service_account.as_deref(), Some("bookinfo-reviews"));
-        let svc = ServiceFacts {
-            selector: [("app".to_string(), "reviews".to_string())].into(),
-            ..Default::default()
-        };
+        let svc = ServiceFacts { selector: [("app".to_string(), "reviews".to_string())].into(), ..Default::default() };
         assert!(svc.selects(&f.labels));
-        assert!(
-            !ServiceFacts::default().selects(&f.labels),
-            "an empty selector selects nothing"
-        );
+        assert!(!ServiceFacts::default().selects(&f.labels), "an empty selector selects nothing");
     }
 }

@@ -15,8 +15,7 @@ use tokio::sync::{mpsc, watch as tokio_watch};
 use tokio::task::JoinHandle;
 
 pub use model::{
-    ClusterState, ClusterView, FleetSnapshot, FleetWarning, IstioObject, MeshFacts,
-    ServicePresence, ServiceRow, VersionCount,
+    ClusterState, ClusterView, FleetSnapshot, FleetWarning, IstioObject, MeshFacts, ServicePresence, ServiceRow, VersionCount,
 };
 
 use crate::registry::{Cluster, ClusterError};
@@ -50,34 +49,19 @@ impl Inventory {
                 ..Default::default()
             })
             .collect();
-        let config_errors: Vec<Option<ClusterError>> = clusters
-            .iter()
-            .map(|c| {
-                c.client
-                    .as_ref()
-                    .err()
-                    .map(|e| ClusterError::Config(e.clone()))
-            })
-            .collect();
+        let config_errors: Vec<Option<ClusterError>> =
+            clusters.iter().map(|c| c.client.as_ref().err().map(|e| ClusterError::Config(e.clone()))).collect();
         let inv = aggregate::FleetInventory::new(views, config_errors);
         let (snap_tx, snap_rx) = tokio_watch::channel(Arc::new(inv.snapshot()));
         let mut tasks = Vec::new();
         for (i, c) in clusters.iter().enumerate() {
             if let Ok(client) = &c.client {
-                tasks.extend(watch::spawn_cluster(
-                    i,
-                    client.clone(),
-                    &c.options.namespaces,
-                    tx.clone(),
-                ));
+                tasks.extend(watch::spawn_cluster(i, client.clone(), &c.options.namespaces, tx.clone()));
             }
         }
         drop(tx);
         tasks.push(tokio::spawn(aggregate::run(inv, rx, snap_tx)));
-        Inventory {
-            snapshots: snap_rx,
-            tasks,
-        }
+        Inventory { snapshots: snap_rx, tasks }
     }
 
     /// Wait until every cluster has answered (live or an error), or `timeout`.

@@ -153,6 +153,9 @@ pub struct ServicePresence {
     pub unversioned: VersionCount,
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// The Service's pod selector.
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
     /// Service accounts the pods run as (for access policies).
     #[serde(default)]
     pub service_accounts: Vec<String>,
@@ -200,10 +203,16 @@ impl FleetSnapshot {
     /// Look up `name.namespace`.
     pub fn service(&self, key: &str) -> Option<&ServiceRow> {
         let (name, ns) = key.split_once('.')?;
-        self.services
-            .iter()
-            .map(Arc::as_ref)
-            .find(|s| s.name == name && s.namespace == ns)
+        self.services.iter().map(Arc::as_ref).find(|s| s.name == name && s.namespace == ns)
+    }
+
+    /// Does istiod in `from` see `to`'s endpoints (it reads a remote secret for it)?
+    pub fn shares_discovery(&self, from: &str, to: &str) -> bool {
+        if from == to {
+            return true;
+        }
+        let target_id = self.cluster(to).and_then(|c| c.mesh.cluster_id.clone()).unwrap_or_else(|| to.to_string());
+        self.cluster(from).is_some_and(|c| c.mesh.remote_secrets.iter().any(|r| r == to || *r == target_id))
     }
 
     /// Every cluster answered, one way or the other.
@@ -217,19 +226,12 @@ impl FleetSnapshot {
         for c in &self.clusters {
             let before = old.cluster(&c.name);
             if before.map(|b| b.state) != Some(c.state) {
-                let why = c
-                    .error
-                    .as_ref()
-                    .map(|e| format!(" ({})", e.message()))
-                    .unwrap_or_default();
+                let why = c.error.as_ref().map(|e| format!(" ({})", e.message())).unwrap_or_default();
                 out.push(format!("cluster {} {}{why}", c.name, c.state.as_str()));
             }
         }
-        let old_rows: BTreeMap<(&str, &str), &Arc<ServiceRow>> = old
-            .services
-            .iter()
-            .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
-            .collect();
+        let old_rows: BTreeMap<(&str, &str), &Arc<ServiceRow>> =
+            old.services.iter().map(|s| ((s.namespace.as_str(), s.name.as_str()), s)).collect();
         for row in &self.services {
             match old_rows.get(&(row.namespace.as_str(), row.name.as_str())) {
                 Some(prev) if Arc::ptr_eq(prev, row) || **prev == *row => {}
@@ -238,12 +240,7 @@ impl FleetSnapshot {
                         for (v, n) in &p.versions {
                             let was = prev.clusters.get(cluster).and_then(|pp| pp.versions.get(v));
                             if was != Some(n) {
-                                out.push(format!(
-                                    "{} {cluster} {v} {}/{}",
-                                    row.key(),
-                                    n.ready,
-                                    n.total
-                                ));
+                                out.push(format!("{} {cluster} {v} {}/{}", row.key(), n.ready, n.total));
                             }
                         }
                         if let Some(pp) = prev.clusters.get(cluster) {
@@ -253,11 +250,7 @@ impl FleetSnapshot {
                         }
                     }
                 }
-                None => out.push(format!(
-                    "{} appeared in {}",
-                    row.key(),
-                    row.clusters.keys().cloned().collect::<Vec<_>>().join(",")
-                )),
+                None => out.push(format!("{} appeared in {}", row.key(), row.clusters.keys().cloned().collect::<Vec<_>>().join(","))),
             }
         }
         out

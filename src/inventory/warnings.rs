@@ -6,17 +6,10 @@ use std::collections::BTreeMap;
 use super::model::{ClusterView, FleetSnapshot, FleetWarning};
 
 fn warn(code: &str, message: String, clusters: Vec<String>) -> FleetWarning {
-    FleetWarning {
-        code: code.into(),
-        message,
-        clusters,
-    }
+    FleetWarning { code: code.into(), message, clusters }
 }
 
-fn group_by<'a>(
-    clusters: &'a [&'a ClusterView],
-    f: impl Fn(&ClusterView) -> Option<String>,
-) -> BTreeMap<String, Vec<String>> {
+fn group_by<'a>(clusters: &'a [&'a ClusterView], f: impl Fn(&ClusterView) -> Option<String>) -> BTreeMap<String, Vec<String>> {
     let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in clusters {
         if let Some(v) = f(c) {
@@ -38,75 +31,39 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
         .collect();
     let roots = group_by(&known, |c| c.mesh.root_cert_fingerprint.clone());
     if roots.len() > 1 {
-        let detail: Vec<String> = roots
-            .iter()
-            .map(|(fp, cs)| format!("{} {}", &fp[..fp.len().min(19)], cs.join(",")))
-            .collect();
+        let detail: Vec<String> = roots.iter().map(|(fp, cs)| format!("{} {}", &fp[..fp.len().min(19)], cs.join(","))).collect();
         out.push(warn(
             "ROOT_MISMATCH",
-            format!(
-                "clusters have different root certificates; cross-cluster mTLS will fail ({})",
-                detail.join("; ")
-            ),
+            format!("clusters have different root certificates; cross-cluster mTLS will fail ({})", detail.join("; ")),
             roots.values().flatten().cloned().collect(),
         ));
     }
     // Independent meshes (no remote secrets) must not share a trust domain: principals would collide.
-    let federated: Vec<&ClusterView> = known
-        .iter()
-        .copied()
-        .filter(|c| c.mesh.remote_secrets.is_empty())
-        .collect();
+    let federated: Vec<&ClusterView> = known.iter().copied().filter(|c| c.mesh.remote_secrets.is_empty()).collect();
     for (td, cs) in group_by(&federated, |c| c.mesh.trust_domain.clone()) {
         if cs.len() > 1 {
-            out.push(warn(
-                "DUP_TRUST_DOMAIN",
-                format!(
-                    "trust domain {td} is used by independent meshes {}",
-                    cs.join(", ")
-                ),
-                cs,
-            ));
+            out.push(warn("DUP_TRUST_DOMAIN", format!("trust domain {td} is used by independent meshes {}", cs.join(", ")), cs));
         }
     }
     for (id, cs) in group_by(&known, |c| c.mesh.cluster_id.clone()) {
         if cs.len() > 1 {
-            out.push(warn(
-                "DUP_CLUSTER_ID",
-                format!("cluster id {id} is used by {}", cs.join(", ")),
-                cs,
-            ));
+            out.push(warn("DUP_CLUSTER_ID", format!("cluster id {id} is used by {}", cs.join(", ")), cs));
         }
     }
     let networks = group_by(&known, |c| c.mesh.network.clone());
     if networks.len() > 1 || !federated.is_empty() && known.len() > 1 {
-        let missing: Vec<String> = known
-            .iter()
-            .filter(|c| c.mesh.east_west_gateway.is_none())
-            .map(|c| c.name.clone())
-            .collect();
+        let missing: Vec<String> = known.iter().filter(|c| c.mesh.east_west_gateway.is_none()).map(|c| c.name.clone()).collect();
         if !missing.is_empty() {
             out.push(warn(
                 "NO_EASTWEST",
-                format!(
-                    "no east-west gateway address in {}: federation cannot reach it",
-                    missing.join(", ")
-                ),
+                format!("no east-west gateway address in {}: federation cannot reach it", missing.join(", ")),
                 missing,
             ));
         }
     }
-    let versions = group_by(&known, |c| {
-        c.mesh
-            .istio_version
-            .as_ref()
-            .map(|v| v.split('.').take(2).collect::<Vec<_>>().join("."))
-    });
+    let versions = group_by(&known, |c| c.mesh.istio_version.as_ref().map(|v| v.split('.').take(2).collect::<Vec<_>>().join(".")));
     if versions.len() > 1 {
-        let detail: Vec<String> = versions
-            .iter()
-            .map(|(v, cs)| format!("{v} on {}", cs.join(",")))
-            .collect();
+        let detail: Vec<String> = versions.iter().map(|(v, cs)| format!("{v} on {}", cs.join(","))).collect();
         out.push(warn(
             "ISTIO_SKEW",
             format!("Istio minor versions differ: {}", detail.join("; ")),
@@ -116,57 +73,27 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
     let no_istio: Vec<String> = snap
         .clusters
         .iter()
-        .filter(|c| {
-            !c.state.pending()
-                && c.state == super::model::ClusterState::Live
-                && c.mesh.istio_version.is_none()
-        })
+        .filter(|c| !c.state.pending() && c.state == super::model::ClusterState::Live && c.mesh.istio_version.is_none())
         .map(|c| c.name.clone())
         .collect();
     if !no_istio.is_empty() {
-        out.push(warn(
-            "NO_ISTIO",
-            format!("no istiod found in {}", no_istio.join(", ")),
-            no_istio,
-        ));
+        out.push(warn("NO_ISTIO", format!("no istiod found in {}", no_istio.join(", ")), no_istio));
     }
-    let live: Vec<&str> = snap
-        .clusters
-        .iter()
-        .filter(|c| c.state == super::model::ClusterState::Live)
-        .map(|c| c.name.as_str())
-        .collect();
+    let live: Vec<&str> = snap.clusters.iter().filter(|c| c.state == super::model::ClusterState::Live).map(|c| c.name.as_str()).collect();
     for row in &snap.services {
         // Only mesh workloads (with a sidecar) are routed by version.
-        let unlabelled: Vec<String> = row
-            .clusters
-            .iter()
-            .filter(|(_, p)| p.unversioned.injected > 0)
-            .map(|(c, _)| c.clone())
-            .collect();
+        let unlabelled: Vec<String> = row.clusters.iter().filter(|(_, p)| p.unversioned.injected > 0).map(|(c, _)| c.clone()).collect();
         if !unlabelled.is_empty() {
             out.push(warn(
                 "NO_VERSION_LABEL",
-                format!(
-                    "{}: pods without the version label in {}",
-                    row.key(),
-                    unlabelled.join(", ")
-                ),
+                format!("{}: pods without the version label in {}", row.key(), unlabelled.join(", ")),
                 unlabelled,
             ));
         }
         if row.namespace != "kube-system" && row.namespace != "istio-system" && live.len() > 1 {
-            let absent: Vec<String> = live
-                .iter()
-                .filter(|c| !row.clusters.contains_key(**c))
-                .map(|c| c.to_string())
-                .collect();
+            let absent: Vec<String> = live.iter().filter(|c| !row.clusters.contains_key(**c)).map(|c| c.to_string()).collect();
             if !absent.is_empty() && absent.len() < live.len() {
-                out.push(warn(
-                    "PARTIAL_SERVICE",
-                    format!("{} is missing in {}", row.key(), absent.join(", ")),
-                    absent,
-                ));
+                out.push(warn("PARTIAL_SERVICE", format!("{} is missing in {}", row.key(), absent.join(", ")), absent));
             }
         }
     }
@@ -205,20 +132,14 @@ mod tests {
         a.server = Some("https://127.0.0.1:1".into());
         let mut a2 = a.clone();
         a2.name = "a-restricted".into();
-        let snap = FleetSnapshot {
-            clusters: vec![a, a2],
-            ..Default::default()
-        };
+        let snap = FleetSnapshot { clusters: vec![a, a2], ..Default::default() };
         assert!(codes(&snap).is_empty(), "{:?}", compute(&snap));
     }
 
     #[test]
     fn a_healthy_federation_has_no_warnings() {
         let snap = FleetSnapshot {
-            clusters: vec![
-                cluster("a", "sha256:1", "a.local", "1.27.3", true),
-                cluster("b", "sha256:1", "b.local", "1.27.1", true),
-            ],
+            clusters: vec![cluster("a", "sha256:1", "a.local", "1.27.3", true), cluster("b", "sha256:1", "b.local", "1.27.1", true)],
             ..Default::default()
         };
         assert!(codes(&snap).is_empty(), "{:?}", compute(&snap));
@@ -227,23 +148,12 @@ mod tests {
     #[test]
     fn mismatched_roots_duplicate_domains_skew_and_missing_gateways_are_named() {
         let snap = FleetSnapshot {
-            clusters: vec![
-                cluster("a", "sha256:1", "same.local", "1.27.3", true),
-                cluster("b", "sha256:2", "same.local", "1.26.0", false),
-            ],
+            clusters: vec![cluster("a", "sha256:1", "same.local", "1.27.3", true), cluster("b", "sha256:2", "same.local", "1.26.0", false)],
             ..Default::default()
         };
         let warnings = compute(&snap);
         let c: Vec<&str> = warnings.iter().map(|w| w.code.as_str()).collect();
-        assert_eq!(
-            c,
-            [
-                "ROOT_MISMATCH",
-                "DUP_TRUST_DOMAIN",
-                "NO_EASTWEST",
-                "ISTIO_SKEW"
-            ]
-        );
+        assert_eq!(c, ["ROOT_MISMATCH", "DUP_TRUST_DOMAIN", "NO_EASTWEST", "ISTIO_SKEW"]);
         assert_eq!(warnings[2].clusters, ["b"]);
     }
 }

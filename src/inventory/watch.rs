@@ -17,10 +17,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use super::facts::{
-    IstiodFacts, MeshConfigFacts, PodFacts, ServiceFacts, istio_object, mesh_config_facts,
-    network_of,
-};
+use super::facts::{IstiodFacts, MeshConfigFacts, PodFacts, ServiceFacts, istio_object, mesh_config_facts, network_of};
 use super::model::IstioObject;
 use crate::registry::{ClusterError, Probe, health};
 
@@ -79,11 +76,7 @@ pub const ISTIO_KINDS: &[(&str, &str, &str)] = &[
     ("networking.istio.io", "DestinationRule", "destinationrules"),
     ("networking.istio.io", "ServiceEntry", "serviceentries"),
     ("networking.istio.io", "Gateway", "gateways"),
-    (
-        "security.istio.io",
-        "AuthorizationPolicy",
-        "authorizationpolicies",
-    ),
+    ("security.istio.io", "AuthorizationPolicy", "authorizationpolicies"),
 ];
 
 /// Doubling from 200 ms, capped at 3 s (kube's default caps at 30 s): a cluster
@@ -95,9 +88,7 @@ pub struct FleetBackoff {
 
 impl Default for FleetBackoff {
     fn default() -> Self {
-        Self {
-            next: Duration::from_millis(200),
-        }
+        Self { next: Duration::from_millis(200) }
     }
 }
 
@@ -121,17 +112,14 @@ fn backoff() -> FleetBackoff {
 }
 
 fn key_of<K: Resource>(o: &K) -> ObjKey {
-    (
-        o.meta().namespace.clone().unwrap_or_default(),
-        o.meta().name.clone().unwrap_or_default(),
-    )
+    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
 }
 
 fn classify(e: &watcher::Error) -> ClusterError {
     match e {
-        watcher::Error::InitialListFailed(k)
-        | watcher::Error::WatchStartFailed(k)
-        | watcher::Error::WatchFailed(k) => ClusterError::from_kube(k),
+        watcher::Error::InitialListFailed(k) | watcher::Error::WatchStartFailed(k) | watcher::Error::WatchFailed(k) => {
+            ClusterError::from_kube(k)
+        }
         watcher::Error::WatchError(s) => ClusterError::from_kube(&kube::Error::Api(s.clone())),
         other => ClusterError::Degraded(other.to_string()),
     }
@@ -157,48 +145,23 @@ async fn pump<K, T>(
     while let Some(item) = stream.next().await {
         let change = match item {
             Ok(watcher::Event::Init) => wrap(Delta::Init),
-            Ok(watcher::Event::InitApply(o)) => wrap(Delta::Upsert {
-                init: true,
-                key: key_of(&o),
-                value: convert(&o),
-            }),
+            Ok(watcher::Event::InitApply(o)) => wrap(Delta::Upsert { init: true, key: key_of(&o), value: convert(&o) }),
             Ok(watcher::Event::InitDone) => wrap(Delta::InitDone),
-            Ok(watcher::Event::Apply(o)) => wrap(Delta::Upsert {
-                init: false,
-                key: key_of(&o),
-                value: convert(&o),
-            }),
+            Ok(watcher::Event::Apply(o)) => wrap(Delta::Upsert { init: false, key: key_of(&o), value: convert(&o) }),
             Ok(watcher::Event::Delete(o)) => wrap(Delta::Delete(key_of(&o))),
             Err(e) if stop_on_404 && is_not_found(&e) => {
-                let _ = tx
-                    .send(ClusterEvent {
-                        cluster,
-                        kind: Some(kind),
-                        change: Change::IstioAbsent,
-                    })
-                    .await;
+                let _ = tx.send(ClusterEvent { cluster, kind: Some(kind), change: Change::IstioAbsent }).await;
                 return;
             }
             Err(e) => Change::Error(classify(&e)),
         };
-        if tx
-            .send(ClusterEvent {
-                cluster,
-                kind: Some(kind),
-                change,
-            })
-            .await
-            .is_err()
-        {
+        if tx.send(ClusterEvent { cluster, kind: Some(kind), change }).await.is_err() {
             return;
         }
     }
 }
 
-fn typed<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+fn typed<K>(api: Api<K>, cfg: watcher::Config) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -213,11 +176,7 @@ pub fn spawn_cluster(
     tx: mpsc::Sender<ClusterEvent>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
-    let scoped: Vec<Option<String>> = if namespaces.is_empty() {
-        vec![None]
-    } else {
-        namespaces.iter().cloned().map(Some).collect()
-    };
+    let scoped: Vec<Option<String>> = if namespaces.is_empty() { vec![None] } else { namespaces.iter().cloned().map(Some).collect() };
     for ns in scoped {
         let pods: Api<Pod> = match &ns {
             Some(n) => Api::namespaced(client.clone(), n),
@@ -268,10 +227,7 @@ pub fn spawn_cluster(
     )));
     let namespaces_api: Api<Namespace> = Api::all(client.clone());
     tasks.push(tokio::spawn(pump(
-        typed(
-            namespaces_api,
-            watcher::Config::default().fields("metadata.name=istio-system"),
-        ),
+        typed(namespaces_api, watcher::Config::default().fields("metadata.name=istio-system")),
         cluster,
         WatchKind::Network,
         tx.clone(),
@@ -281,28 +237,18 @@ pub fn spawn_cluster(
     )));
     // Remote secrets by metadata only: meshdeck never reads secret data.
     let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), "istio-system");
-    let remote = watcher(
-        secrets,
-        watcher::Config::default().labels("istio/multiCluster=true"),
-    )
-    .backoff(backoff());
+    let remote = watcher(secrets, watcher::Config::default().labels("istio/multiCluster=true")).backoff(backoff());
     tasks.push(tokio::spawn(pump(
         remote,
         cluster,
         WatchKind::RemoteSecrets,
         tx.clone(),
-        |m: &PartialObjectMeta<Secret>| {
-            m.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("networking.istio.io/cluster").cloned())
-        },
+        |m: &PartialObjectMeta<Secret>| m.metadata.annotations.as_ref().and_then(|a| a.get("networking.istio.io/cluster").cloned()),
         Change::RemoteSecrets,
         false,
     )));
     for &(group, kind, plural) in ISTIO_KINDS {
-        let ar =
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
+        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
         let stream = watcher(api, watcher::Config::default()).backoff(backoff());
         tasks.push(tokio::spawn(pump(
@@ -321,15 +267,7 @@ pub fn spawn_cluster(
         loop {
             tick.tick().await;
             let p = health::probe(&client, Duration::from_secs(5)).await;
-            if probe_tx
-                .send(ClusterEvent {
-                    cluster,
-                    kind: None,
-                    change: Change::Probe(p),
-                })
-                .await
-                .is_err()
-            {
+            if probe_tx.send(ClusterEvent { cluster, kind: None, change: Change::Probe(p) }).await.is_err() {
                 return;
             }
         }

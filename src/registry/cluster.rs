@@ -25,26 +25,12 @@ pub struct Cluster {
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the client: its config holds credentials.
-        f.debug_struct("Cluster")
-            .field("name", &self.name)
-            .field("context", &self.context.name)
-            .field("options", &self.options)
-            .finish()
+        f.debug_struct("Cluster").field("name", &self.name).field("context", &self.context.name).field("options", &self.options).finish()
     }
 }
 
 impl Cluster {
-    pub fn new(
-        name: String,
-        context: ContextSpec,
-        client: Result<kube::Client, String>,
-        options: ClusterOptions,
-    ) -> Self {
-        Self {
-            name,
-            context,
-            client,
-            options,
-        }
+    pub fn new(name: String, context: ContextSpec, client: Result<kube::Client, String>, options: ClusterOptions) -> Self {
+        Self { name, context, client, options }
     }
 }

@@ -24,15 +24,9 @@ pub enum ClusterError {
 impl ClusterError {
     pub fn from_kube(e: &kube::Error) -> Self {
         match e {
-            kube::Error::Api(s) if s.code == 401 => {
-                ClusterError::Unauthorized(format!("401 Unauthorized: {}", s.message))
-            }
-            kube::Error::Api(s) if s.code == 403 => {
-                ClusterError::Forbidden(format!("403 Forbidden: {}", s.message))
-            }
-            kube::Error::Api(s) => {
-                ClusterError::Degraded(format!("{} {}: {}", s.code, s.reason, s.message))
-            }
+            kube::Error::Api(s) if s.code == 401 => ClusterError::Unauthorized(format!("401 Unauthorized: {}", s.message)),
+            kube::Error::Api(s) if s.code == 403 => ClusterError::Forbidden(format!("403 Forbidden: {}", s.message)),
+            kube::Error::Api(s) => ClusterError::Degraded(format!("{} {}: {}", s.code, s.reason, s.message)),
             other => ClusterError::Unreachable(short(other)),
         }
     }
@@ -72,23 +66,12 @@ pub async fn probe(client: &kube::Client, timeout: Duration) -> Probe {
     let result = tokio::time::timeout(timeout, client.apiserver_version()).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok(Ok(info)) => Probe {
-            kubernetes_version: Some(info.git_version),
-            latency_ms,
-            error: None,
-        },
-        Ok(Err(e)) => Probe {
-            kubernetes_version: None,
-            latency_ms,
-            error: Some(ClusterError::from_kube(&e)),
-        },
+        Ok(Ok(info)) => Probe { kubernetes_version: Some(info.git_version), latency_ms, error: None },
+        Ok(Err(e)) => Probe { kubernetes_version: None, latency_ms, error: Some(ClusterError::from_kube(&e)) },
         Err(_) => Probe {
             kubernetes_version: None,
             latency_ms,
-            error: Some(ClusterError::Unreachable(format!(
-                "no answer within {}s",
-                timeout.as_secs()
-            ))),
+            error: Some(ClusterError::Unreachable(format!("no answer within {}s", timeout.as_secs()))),
         },
     }
 }

@@ -15,12 +15,7 @@ use crate::kubeconfig::{self, KubeconfigError};
 
 /// Build the registry. Bad input (unknown context, a config entry naming a missing
 /// context) is an error; a context that fails to build a client is kept with the error.
-pub async fn connect(
-    kc: &Kubeconfig,
-    wanted: &[String],
-    cfg: &MeshdeckConfig,
-    read_only: bool,
-) -> Result<Vec<Cluster>, KubeconfigError> {
+pub async fn connect(kc: &Kubeconfig, wanted: &[String], cfg: &MeshdeckConfig, read_only: bool) -> Result<Vec<Cluster>, KubeconfigError> {
     let all = kubeconfig::contexts(kc);
     let (selected, entries): (Vec<_>, Vec<_>) = match &cfg.clusters {
         // The config file registers a subset (and may rename); --context narrows further.
@@ -31,14 +26,8 @@ pub async fn connect(
         }
         _ => {
             let specs = kubeconfig::select(all, wanted)?;
-            let entries: Vec<_> = specs
-                .iter()
-                .map(|s| {
-                    cfg.clusters
-                        .as_ref()
-                        .and_then(|es| es.iter().find(|e| e.context == s.name))
-                })
-                .collect();
+            let entries: Vec<_> =
+                specs.iter().map(|s| cfg.clusters.as_ref().and_then(|es| es.iter().find(|e| e.context == s.name))).collect();
             (specs, entries)
         }
     };
@@ -50,13 +39,8 @@ pub async fn connect(
             accent: entry.and_then(|e| e.accent.clone()),
             read_only: read_only || cfg.read_only || entry.is_some_and(|e| e.read_only),
         };
-        let name = entry
-            .and_then(|e| e.name.clone())
-            .unwrap_or_else(|| spec.name.clone());
-        let opts = KubeConfigOptions {
-            context: Some(spec.name.clone()),
-            ..Default::default()
-        };
+        let name = entry.and_then(|e| e.name.clone()).unwrap_or_else(|| spec.name.clone());
+        let opts = KubeConfigOptions { context: Some(spec.name.clone()), ..Default::default() };
         let client = match kube::Config::from_custom_kubeconfig(kc.clone(), &opts).await {
             Ok(config) => kube::Client::try_from(config).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),

@@ -29,9 +29,7 @@ pub async fn serve(clusters: Vec<Arc<SimCluster>>, listener: TcpListener) {
                 let clusters = clusters.clone();
                 async move { Ok::<_, Infallible>(handle(&clusters, req)) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
@@ -47,18 +45,13 @@ fn handle(clusters: &[Arc<SimCluster>], req: Request<Incoming>) -> Response<Body
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match (req.method(), segs.as_slice()) {
         (&Method::GET, []) => {
-            let list: Vec<_> = clusters
-                .iter()
-                .map(|c| json!({"name": c.name, "server": c.server_url(), "fault": c.fault().describe()}))
-                .collect();
+            let list: Vec<_> =
+                clusters.iter().map(|c| json!({"name": c.name, "server": c.server_url(), "fault": c.fault().describe()})).collect();
             reply(StatusCode::OK, json!({"clusters": list}))
         }
         (&Method::POST, ["clusters", name, "fault", fault]) => {
             let Some(c) = clusters.iter().find(|c| c.name == *name) else {
-                return reply(
-                    StatusCode::NOT_FOUND,
-                    json!({"error": format!("no cluster {name}")}),
-                );
+                return reply(StatusCode::NOT_FOUND, json!({"error": format!("no cluster {name}")}));
             };
             match Fault::parse(fault) {
                 Ok(f) => {
@@ -70,10 +63,7 @@ fn handle(clusters: &[Arc<SimCluster>], req: Request<Incoming>) -> Response<Body
         }
         (&Method::POST, ["clusters", name, "compact"]) => {
             let Some(c) = clusters.iter().find(|c| c.name == *name) else {
-                return reply(
-                    StatusCode::NOT_FOUND,
-                    json!({"error": format!("no cluster {name}")}),
-                );
+                return reply(StatusCode::NOT_FOUND, json!({"error": format!("no cluster {name}")}));
             };
             c.store().compact();
             reply(StatusCode::OK, json!({"name": name, "compacted": true}))

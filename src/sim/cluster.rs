@@ -64,30 +64,11 @@ impl SimCluster {
     }
 
     /// Create or replace as the sim's own controllers do (manager `sim-controller`).
-    pub fn put(
-        &self,
-        group: &str,
-        version: &str,
-        plural: &str,
-        obj: Value,
-    ) -> Result<(), ApiError> {
-        let rt = self
-            .resource(group, version, plural)
-            .ok_or_else(|| ApiError::not_found("resource", plural))?;
-        let ns = obj
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let name = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let opts = super::store::WriteOptions {
-            manager: "sim-controller".into(),
-            ..Default::default()
-        };
+    pub fn put(&self, group: &str, version: &str, plural: &str, obj: Value) -> Result<(), ApiError> {
+        let rt = self.resource(group, version, plural).ok_or_else(|| ApiError::not_found("resource", plural))?;
+        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let opts = super::store::WriteOptions { manager: "sim-controller".into(), ..Default::default() };
         let mut store = self.store();
         match store.get(&rt, &ns, &name) {
             Ok(_) => store.update(&rt, &ns, &name, obj, &opts).map(|_| ()),

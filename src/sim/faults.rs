@@ -28,9 +28,7 @@ impl Fault {
             "401" | "expired" => Ok(Fault::TokensExpired),
             other => {
                 let Some(d) = other.strip_prefix("slow:") else {
-                    return Err(format!(
-                        "unknown fault {other:?}: expected down, slow:<duration>, 500, 401 or healthy"
-                    ));
+                    return Err(format!("unknown fault {other:?}: expected down, slow:<duration>, 500, 401 or healthy"));
                 };
                 let d = if let Some(ms) = d.strip_suffix("ms") {
                     ms.parse().map(Duration::from_millis)
@@ -39,8 +37,7 @@ impl Fault {
                 } else {
                     d.parse().map(Duration::from_millis)
                 };
-                d.map(Fault::Slow)
-                    .map_err(|e| format!("bad duration in {other:?}: {e}"))
+                d.map(Fault::Slow).map_err(|e| format!("bad duration in {other:?}: {e}"))
             }
         }
     }
@@ -62,19 +59,10 @@ mod tests {
 
     #[test]
     fn faults_parse_from_their_names() {
-        assert_eq!(
-            Fault::parse("slow:250ms"),
-            Ok(Fault::Slow(Duration::from_millis(250)))
-        );
-        assert_eq!(
-            Fault::parse("slow:2s"),
-            Ok(Fault::Slow(Duration::from_secs(2)))
-        );
+        assert_eq!(Fault::parse("slow:250ms"), Ok(Fault::Slow(Duration::from_millis(250))));
+        assert_eq!(Fault::parse("slow:2s"), Ok(Fault::Slow(Duration::from_secs(2))));
         assert_eq!(Fault::parse("down"), Ok(Fault::Down));
         assert!(Fault::parse("sideways").is_err());
-        assert_eq!(
-            Fault::parse(&Fault::Slow(Duration::from_millis(7)).describe()),
-            Ok(Fault::Slow(Duration::from_millis(7)))
-        );
+        assert_eq!(Fault::parse(&Fault::Slow(Duration::from_millis(7)).describe()), Ok(Fault::Slow(Duration::from_millis(7))));
     }
 }

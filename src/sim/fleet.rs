@@ -62,21 +62,8 @@ fn ns(name: &str, labels: Value) -> Value {
 pub fn populate(c: &SimCluster, spec: &ClusterSpec) -> Result<(), ApiError> {
     let network = network_of(spec.index, spec.topology);
     c.put("", "v1", "namespaces", ns("kube-system", json!({})))?;
-    c.put(
-        "",
-        "v1",
-        "namespaces",
-        ns(
-            "istio-system",
-            json!({"topology.istio.io/network": network}),
-        ),
-    )?;
-    c.put(
-        "",
-        "v1",
-        "namespaces",
-        ns("default", json!({"istio-injection": "enabled"})),
-    )?;
+    c.put("", "v1", "namespaces", ns("istio-system", json!({"topology.istio.io/network": network})))?;
+    c.put("", "v1", "namespaces", ns("default", json!({"istio-injection": "enabled"})))?;
     install_istio(c, spec, &network)?;
     let bookinfo: Vec<(&str, Vec<&str>)> = vec![
         ("productpage", vec!["v1"]),
@@ -91,12 +78,7 @@ pub fn populate(c: &SimCluster, spec: &ClusterSpec) -> Result<(), ApiError> {
     for i in 0..spec.services {
         let namespace = format!("apps-{}", i % 10);
         if i < 10 {
-            c.put(
-                "",
-                "v1",
-                "namespaces",
-                ns(&namespace, json!({"istio-injection": "enabled"})),
-            )?;
+            c.put("", "v1", "namespaces", ns(&namespace, json!({"istio-injection": "enabled"})))?;
         }
         let name = format!("svc-{i:04}");
         add_service(c, spec, &namespace, &name, &[("v1", 2), ("v2", 1)], 8080)?;
@@ -112,17 +94,27 @@ fn install_istio(c: &SimCluster, spec: &ClusterSpec, network: &str) -> Result<()
     let mesh = format!(
         "trustDomain: {trust_domain}\ndefaultConfig:\n  meshId: mesh1\n  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: \"true\"\nenablePrometheusMerge: true\nrootNamespace: istio-system\n"
     );
-    c.put("", "v1", "configmaps", json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "istio", "namespace": "istio-system", "labels": {"istio.io/rev": "default", "release": "istio"}},
-        "data": {"mesh": mesh, "meshNetworks": "networks: {}"}
-    }))?;
-    for namespace in ["istio-system", "default"] {
-        c.put("", "v1", "configmaps", json!({
+    c.put(
+        "",
+        "v1",
+        "configmaps",
+        json!({
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "istio-ca-root-cert", "namespace": namespace, "labels": {"istio.io/config": "true"}},
-            "data": {"root-cert.pem": spec.root_cert_pem}
-        }))?;
+            "metadata": {"name": "istio", "namespace": "istio-system", "labels": {"istio.io/rev": "default", "release": "istio"}},
+            "data": {"mesh": mesh, "meshNetworks": "networks: {}"}
+        }),
+    )?;
+    for namespace in ["istio-system", "default"] {
+        c.put(
+            "",
+            "v1",
+            "configmaps",
+            json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "istio-ca-root-cert", "namespace": namespace, "labels": {"istio.io/config": "true"}},
+                "data": {"root-cert.pem": spec.root_cert_pem}
+            }),
+        )?;
     }
     let istiod_env = json!([
         {"name": "CLUSTER_ID", "value": spec.name},
@@ -157,17 +149,22 @@ fn install_istio(c: &SimCluster, spec: &ClusterSpec, network: &str) -> Result<()
         spec.index,
         false,
     )?;
-    c.put("", "v1", "services", json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "istio-eastwestgateway", "namespace": "istio-system",
-                     "labels": {"app": "istio-eastwestgateway", "istio": "eastwestgateway", "topology.istio.io/network": network}},
-        "spec": {"type": "LoadBalancer", "selector": {"istio": "eastwestgateway"}, "ports": [
-            {"name": "status-port", "port": 15021, "protocol": "TCP", "nodePort": 31021},
-            {"name": "tls", "port": 15443, "protocol": "TCP", "nodePort": 31443},
-            {"name": "tls-istiod", "port": 15012, "protocol": "TCP", "nodePort": 31012},
-            {"name": "tls-webhook", "port": 15017, "protocol": "TCP", "nodePort": 31017}]},
-        "status": {"loadBalancer": {"ingress": [{"ip": eastwest_address(spec.index)}]}}
-    }))?;
+    c.put(
+        "",
+        "v1",
+        "services",
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "istio-eastwestgateway", "namespace": "istio-system",
+                         "labels": {"app": "istio-eastwestgateway", "istio": "eastwestgateway", "topology.istio.io/network": network}},
+            "spec": {"type": "LoadBalancer", "selector": {"istio": "eastwestgateway"}, "ports": [
+                {"name": "status-port", "port": 15021, "protocol": "TCP", "nodePort": 31021},
+                {"name": "tls", "port": 15443, "protocol": "TCP", "nodePort": 31443},
+                {"name": "tls-istiod", "port": 15012, "protocol": "TCP", "nodePort": 31012},
+                {"name": "tls-webhook", "port": 15017, "protocol": "TCP", "nodePort": 31017}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": eastwest_address(spec.index)}]}}
+        }),
+    )?;
     set_service_status(
         c,
         "istio-system",
@@ -176,26 +173,24 @@ fn install_istio(c: &SimCluster, spec: &ClusterSpec, network: &str) -> Result<()
     )?;
     if spec.topology == MeshTopology::SharedDiscovery {
         for other in spec.cluster_names.iter().filter(|n| **n != spec.name) {
-            c.put("", "v1", "secrets", json!({
-                "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                "metadata": {"name": format!("istio-remote-secret-{other}"), "namespace": "istio-system",
-                             "labels": {"istio/multiCluster": "true"}, "annotations": {"networking.istio.io/cluster": other}},
-                "data": {other.clone(): "cmVtb3RlIGt1YmVjb25maWcgKHNpbXVsYXRlZCk="}
-            }))?;
+            c.put(
+                "",
+                "v1",
+                "secrets",
+                json!({
+                    "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": format!("istio-remote-secret-{other}"), "namespace": "istio-system",
+                                 "labels": {"istio/multiCluster": "true"}, "annotations": {"networking.istio.io/cluster": other}},
+                    "data": {other.clone(): "cmVtb3RlIGt1YmVjb25maWcgKHNpbXVsYXRlZCk="}
+                }),
+            )?;
         }
     }
     Ok(())
 }
 
-fn set_service_status(
-    c: &SimCluster,
-    namespace: &str,
-    name: &str,
-    status: Value,
-) -> Result<(), ApiError> {
-    let rt = c
-        .resource("", "v1", "services")
-        .ok_or_else(|| ApiError::not_found("resource", "services"))?;
+fn set_service_status(c: &SimCluster, namespace: &str, name: &str, status: Value) -> Result<(), ApiError> {
+    let rt = c.resource("", "v1", "services").ok_or_else(|| ApiError::not_found("resource", "services"))?;
     c.store().set_status(&rt, namespace, name, status)
 }
 
@@ -208,12 +203,22 @@ fn add_service(
     port: u16,
 ) -> Result<(), ApiError> {
     let sa = format!("bookinfo-{app}");
-    c.put("", "v1", "serviceaccounts", json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace, "labels": {"account": app}}}))?;
-    c.put("", "v1", "services", json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": app, "namespace": namespace, "labels": {"app": app, "service": app}},
-        "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": port}]}
-    }))?;
+    c.put(
+        "",
+        "v1",
+        "serviceaccounts",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace, "labels": {"account": app}}}),
+    )?;
+    c.put(
+        "",
+        "v1",
+        "services",
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": app, "namespace": namespace, "labels": {"app": app, "service": app}},
+            "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": port}]}
+        }),
+    )?;
     let mut addresses = Vec::new();
     for (version, replicas) in versions {
         let labels = json!({"app": app, "version": version});
@@ -233,12 +238,18 @@ fn add_service(
         )?;
         addresses.extend(ips);
     }
-    let eps: Vec<Value> = addresses.iter().map(|(ip, pod)| json!({"ip": ip, "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace}})).collect();
-    c.put("", "v1", "endpoints", json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": app, "namespace": namespace, "labels": {"app": app}},
-        "subsets": [{"addresses": eps, "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}]
-    }))?;
+    let eps: Vec<Value> =
+        addresses.iter().map(|(ip, pod)| json!({"ip": ip, "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace}})).collect();
+    c.put(
+        "",
+        "v1",
+        "endpoints",
+        json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": app, "namespace": namespace, "labels": {"app": app}},
+            "subsets": [{"addresses": eps, "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}]
+        }),
+    )?;
     Ok(())
 }
 
@@ -246,10 +257,7 @@ fn short_hash(s: &str) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(s.as_bytes());
     let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-    d.iter()
-        .take(10)
-        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
-        .collect()
+    d.iter().take(10).map(|b| alphabet[*b as usize % alphabet.len()] as char).collect()
 }
 
 /// A Deployment and its running pods; returns the pods' (ip, name).
@@ -268,19 +276,9 @@ fn deployment_with_pods(
 ) -> Result<Vec<(String, String)>, ApiError> {
     let service_account = sa
         .first()
-        .map(|(app, kind)| {
-            if *kind == "sa" {
-                format!("bookinfo-{app}")
-            } else {
-                app.to_string()
-            }
-        })
+        .map(|(app, kind)| if *kind == "sa" { format!("bookinfo-{app}") } else { app.to_string() })
         .unwrap_or_else(|| "default".into());
-    let container_name = labels
-        .get("app")
-        .and_then(Value::as_str)
-        .unwrap_or(name)
-        .to_string();
+    let container_name = labels.get("app").and_then(Value::as_str).unwrap_or(name).to_string();
     let template_hash = short_hash(&format!("{namespace}/{name}/{image}"))[..10].to_string();
     c.put("apps", "v1", "deployments", json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -314,23 +312,14 @@ fn deployment_with_pods(
         )?;
         out.push((ip, pod_name));
     }
-    let dep_rt = c
-        .resource("apps", "v1", "deployments")
-        .ok_or_else(|| ApiError::not_found("resource", "deployments"))?;
+    let dep_rt = c.resource("apps", "v1", "deployments").ok_or_else(|| ApiError::not_found("resource", "deployments"))?;
     c.store().set_status(&dep_rt, namespace, name, json!({"replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas, "observedGeneration": 1}))?;
     Ok(out)
 }
 
 fn pod_ip(cluster_index: usize, pod_name: &str) -> String {
-    let h = short_hash(pod_name)
-        .bytes()
-        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
-    format!(
-        "10.{}.{}.{}",
-        100 + cluster_index % 100,
-        (h >> 8) % 250,
-        2 + h % 250
-    )
+    let h = short_hash(pod_name).bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
+    format!("10.{}.{}.{}", 100 + cluster_index % 100, (h >> 8) % 250, 2 + h % 250)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -356,10 +345,8 @@ fn pod(
     let mut annotations = json!({});
     if injected {
         labels["security.istio.io/tlsMode"] = json!("istio");
-        labels["service.istio.io/canonical-name"] =
-            labels.get("app").cloned().unwrap_or(json!(container));
-        labels["service.istio.io/canonical-revision"] =
-            labels.get("version").cloned().unwrap_or(json!("latest"));
+        labels["service.istio.io/canonical-name"] = labels.get("app").cloned().unwrap_or(json!(container));
+        labels["service.istio.io/canonical-revision"] = labels.get("version").cloned().unwrap_or(json!("latest"));
         annotations["sidecar.istio.io/status"] = json!(
             r#"{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"]}"#
         );
@@ -385,10 +372,7 @@ pub fn life_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
             continue;
         };
         let pods = c.store().all_of(&pods_rt);
-        for p in pods
-            .iter()
-            .filter(|p| p.pointer("/status/containerStatuses/0/ready") == Some(&json!(false)))
-        {
+        for p in pods.iter().filter(|p| p.pointer("/status/containerStatuses/0/ready") == Some(&json!(false))) {
             set_pod_ready(c, &pods_rt, p, true);
         }
     }
@@ -402,10 +386,8 @@ pub fn life_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
         return;
     };
     let pods = c.store().all_of(&pods_rt);
-    let candidates: Vec<&Arc<Value>> = pods
-        .iter()
-        .filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default"))
-        .collect();
+    let candidates: Vec<&Arc<Value>> =
+        pods.iter().filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default")).collect();
     if !candidates.is_empty() {
         let p = candidates[rng.random_range(0..candidates.len())];
         set_pod_ready(c, &pods_rt, p, false);
@@ -414,29 +396,16 @@ pub fn life_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
 
 fn set_pod_ready(c: &SimCluster, pods_rt: &super::resources::ResourceType, p: &Value, ready: bool) {
     let mut status = p.get("status").cloned().unwrap_or(json!({}));
-    if let Some(first) = status
-        .get_mut("containerStatuses")
-        .and_then(Value::as_array_mut)
-        .and_then(|l| l.first_mut())
-    {
+    if let Some(first) = status.get_mut("containerStatuses").and_then(Value::as_array_mut).and_then(|l| l.first_mut()) {
         first["ready"] = json!(ready);
         if !ready {
-            let n = first
-                .get("restartCount")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let n = first.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
             first["restartCount"] = json!(n + 1);
         }
     }
     status["conditions"] = json!([{"type": "Ready", "status": if ready { "True" } else { "False" }}, {"type": "ContainersReady", "status": if ready { "True" } else { "False" }}]);
-    let namespace = p
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let name = p
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let namespace = p.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+    let name = p.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
     let _ = c.store().set_status(pods_rt, namespace, name, status);
 }
 

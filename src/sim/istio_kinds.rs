@@ -4,14 +4,7 @@
 
 use serde_json::{Value, json};
 
-fn crd(
-    group: &str,
-    kind: &str,
-    plural: &str,
-    short: &[&str],
-    spec: Value,
-    columns: Value,
-) -> Value {
+fn crd(group: &str, kind: &str, plural: &str, short: &[&str], spec: Value, columns: Value) -> Value {
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -124,22 +117,8 @@ pub fn minimal_crds() -> Vec<Value> {
                         "mode": {"type": "string", "enum": ["PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"]}}}}}}}}),
             json!([age()]),
         ),
-        crd(
-            "networking.istio.io",
-            "Sidecar",
-            "sidecars",
-            &[],
-            open(),
-            json!([age()]),
-        ),
-        crd(
-            "networking.istio.io",
-            "WorkloadEntry",
-            "workloadentries",
-            &["we"],
-            open(),
-            json!([age()]),
-        ),
+        crd("networking.istio.io", "Sidecar", "sidecars", &[], open(), json!([age()])),
+        crd("networking.istio.io", "WorkloadEntry", "workloadentries", &["we"], open(), json!([age()])),
         crd(
             "security.istio.io",
             "AuthorizationPolicy",
@@ -156,13 +135,6 @@ pub fn minimal_crds() -> Vec<Value> {
                 "targetRef": open(), "targetRefs": {"type": "array", "items": open()}, "provider": open()}}),
             json!([{"name": "Action", "type": "string", "jsonPath": ".spec.action"}, age()]),
         ),
-        crd(
-            "security.istio.io",
-            "PeerAuthentication",
-            "peerauthentications",
-            &["pa"],
-            open(),
-            json!([age()]),
-        ),
+        crd("security.istio.io", "PeerAuthentication", "peerauthentications", &["pa"], open(), json!([age()])),
     ]
 }

@@ -19,19 +19,11 @@ pub fn render(fleet: &SimFleet) -> String {
         for u in &c.users {
             let user_name = format!("{}-{}", c.name, u.name);
             users.push(json!({"name": user_name, "user": {"token": u.token}}));
-            let ctx_name = if u.name == "admin" {
-                c.name.clone()
-            } else {
-                format!("{}-{}", c.name, u.name)
-            };
+            let ctx_name = if u.name == "admin" { c.name.clone() } else { format!("{}-{}", c.name, u.name) };
             contexts.push(json!({"name": ctx_name, "context": {"cluster": c.name, "user": user_name, "namespace": "default"}}));
         }
     }
-    let first = fleet
-        .clusters
-        .first()
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
+    let first = fleet.clusters.first().map(|c| c.name.clone()).unwrap_or_default();
     let doc = json!({
         "apiVersion": "v1",
         "kind": "Config",

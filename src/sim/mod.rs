@@ -54,15 +54,7 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self {
-            clusters: 3,
-            services: 0,
-            crds_dir: None,
-            topology: MeshTopology::Federation,
-            live: false,
-            chaos: false,
-            admin_port: 0,
-        }
+        Self { clusters: 3, services: 0, crds_dir: None, topology: MeshTopology::Federation, live: false, chaos: false, admin_port: 0 }
     }
 }
 
@@ -96,10 +88,7 @@ impl Drop for SimFleet {
 
 /// CRD documents from every `.yaml`/`.yml` file in `dir`.
 pub fn load_crds(dir: &Path) -> Result<Vec<Value>, SimError> {
-    let err = |message: String| SimError::Crds {
-        path: dir.display().to_string(),
-        message,
-    };
+    let err = |message: String| SimError::Crds { path: dir.display().to_string(), message };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| err(e.to_string()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -112,13 +101,8 @@ pub fn load_crds(dir: &Path) -> Result<Vec<Value>, SimError> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).map_err(|e| err(format!("{}: {e}", f.display())))?;
-        let docs = crate::yaml::parse_documents(&text)
-            .map_err(|e| err(format!("{}: {e}", f.display())))?;
-        out.extend(
-            docs.into_iter().filter(|d| {
-                d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
-            }),
-        );
+        let docs = crate::yaml::parse_documents(&text).map_err(|e| err(format!("{}: {e}", f.display())))?;
+        out.extend(docs.into_iter().filter(|d| d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")));
     }
     Ok(out)
 }
@@ -134,15 +118,10 @@ impl SimFleet {
         // Compile each CRD once; every cluster shares the compiled schemas.
         let mut base_registry = ResourceRegistry::with_builtins();
         for crd in &crds {
-            let types =
-                ResourceRegistry::types_from_crd(crd).map_err(|message| SimError::Crds {
-                    path: crd
-                        .pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                        .to_string(),
-                    message,
-                })?;
+            let types = ResourceRegistry::types_from_crd(crd).map_err(|message| SimError::Crds {
+                path: crd.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_string(),
+                message,
+            })?;
             for t in types {
                 base_registry.insert(t);
             }
@@ -156,22 +135,13 @@ impl SimFleet {
                 User::restricted(random_token(&mut rng, name, "restricted"), "default"),
             ];
             let mut store = ClusterStore::new(base_registry.clone(), i as u64 + 1);
-            let crd_rt = store
-                .registry
-                .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-                .cloned();
+            let crd_rt = store.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions").cloned();
             if let Some(crd_rt) = crd_rt {
-                let opts = WriteOptions {
-                    manager: "sim-install".into(),
-                    ..Default::default()
-                };
+                let opts = WriteOptions { manager: "sim-install".into(), ..Default::default() };
                 for crd in &crds {
-                    store.create(&crd_rt, "", crd.clone(), &opts).map_err(|e| {
-                        SimError::Populate {
-                            cluster: name.clone(),
-                            message: e.message,
-                        }
-                    })?;
+                    store
+                        .create(&crd_rt, "", crd.clone(), &opts)
+                        .map_err(|e| SimError::Populate { cluster: name.clone(), message: e.message })?;
                 }
             }
             clusters.push(SimCluster::new(name, store, users));
@@ -189,19 +159,14 @@ impl SimFleet {
         for (i, c) in clusters.iter().enumerate() {
             let c = c.clone();
             let spec = spec_for(i, &c.name);
-            handles.push(tokio::task::spawn_blocking(move || {
-                fleet::populate(&c, &spec).map_err(|e| (spec.name, e.message))
-            }));
+            handles.push(tokio::task::spawn_blocking(move || fleet::populate(&c, &spec).map_err(|e| (spec.name, e.message))));
         }
         for h in handles {
             match h.await {
                 Ok(Ok(())) => {}
                 Ok(Err((cluster, message))) => return Err(SimError::Populate { cluster, message }),
                 Err(e) => {
-                    return Err(SimError::Populate {
-                        cluster: "?".into(),
-                        message: e.to_string(),
-                    });
+                    return Err(SimError::Populate { cluster: "?".into(), message: e.to_string() });
                 }
             }
         }
@@ -210,11 +175,7 @@ impl SimFleet {
         for c in &clusters {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             *c.addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener.local_addr()?);
-            tasks.push(tokio::spawn(server::serve(
-                c.clone(),
-                listener,
-                acceptor.clone(),
-            )));
+            tasks.push(tokio::spawn(server::serve(c.clone(), listener, acceptor.clone())));
         }
         let admin_listener = TcpListener::bind(("127.0.0.1", cfg.admin_port)).await?;
         let admin_url = format!("http://{}", admin_listener.local_addr()?);
@@ -242,12 +203,7 @@ impl SimFleet {
                 }
             }));
         }
-        Ok(SimFleet {
-            clusters,
-            ca_pem: tls.ca_pem,
-            admin_url,
-            tasks,
-        })
+        Ok(SimFleet { clusters, ca_pem: tls.ca_pem, admin_url, tasks })
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Arc<SimCluster>> {
@@ -274,18 +230,14 @@ fn random_token(rng: &mut StdRng, cluster: &str, user: &str) -> String {
 fn server_tls(tls: &tls::FleetTls) -> Result<tokio_rustls::TlsAcceptor, String> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
+        CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).map_err(|e| e.to_string())?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| e.to_string())?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -9,18 +9,11 @@ use sha2::{Digest, Sha256};
 use super::resources::{ResourceRegistry, ResourceType};
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
 }
 
 fn group_versions(reg: &ResourceRegistry) -> Vec<(String, String)> {
-    let mut gvs: Vec<(String, String)> = reg
-        .all()
-        .map(|rt| (rt.group.clone(), rt.version.clone()))
-        .collect();
+    let mut gvs: Vec<(String, String)> = reg.all().map(|rt| (rt.group.clone(), rt.version.clone())).collect();
     gvs.sort();
     gvs.dedup();
     gvs
@@ -32,10 +25,7 @@ pub fn index(reg: &ResourceRegistry) -> Value {
         let doc = document(reg, &g, &v).unwrap_or_default();
         let hash = format!("{:X}", Sha256::digest(doc.to_string().as_bytes()));
         let path = gv_path(&g, &v);
-        paths.insert(
-            path.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", &hash[..32])}),
-        );
+        paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", &hash[..32])}));
     }
     json!({"paths": paths})
 }
@@ -55,53 +45,27 @@ fn operation(rt: &ResourceType, action: &str, params: &[&str]) -> Value {
 }
 
 pub fn document(reg: &ResourceRegistry, group: &str, version: &str) -> Option<Value> {
-    let types: Vec<&ResourceType> = reg
-        .all()
-        .filter(|rt| rt.group == group && rt.version == version)
-        .collect();
+    let types: Vec<&ResourceType> = reg.all().filter(|rt| rt.group == group && rt.version == version).collect();
     if types.is_empty() {
         return None;
     }
     let mut paths = Map::new();
     let write = ["dryRun", "fieldManager", "fieldValidation", "pretty"];
-    let patch = [
-        "dryRun",
-        "fieldManager",
-        "fieldValidation",
-        "force",
-        "pretty",
-    ];
-    let list = [
-        "allowWatchBookmarks",
-        "continue",
-        "fieldSelector",
-        "labelSelector",
-        "limit",
-        "resourceVersion",
-        "timeoutSeconds",
-        "watch",
-    ];
+    let patch = ["dryRun", "fieldManager", "fieldValidation", "force", "pretty"];
+    let list = ["allowWatchBookmarks", "continue", "fieldSelector", "labelSelector", "limit", "resourceVersion", "timeoutSeconds", "watch"];
     let base = format!("/{}", gv_path(group, version));
     for rt in types {
-        let collection = if rt.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}", rt.plural)
-        } else {
-            format!("{base}/{}", rt.plural)
-        };
+        let collection =
+            if rt.namespaced { format!("{base}/namespaces/{{namespace}}/{}", rt.plural) } else { format!("{base}/{}", rt.plural) };
         if rt.virtual_only {
             paths.insert(collection, json!({"post": operation(rt, "post", &write)}));
             continue;
         }
-        paths.insert(
-            collection.clone(),
-            json!({"get": operation(rt, "list", &list), "post": operation(rt, "post", &write)}),
-        );
+        paths.insert(collection.clone(), json!({"get": operation(rt, "list", &list), "post": operation(rt, "post", &write)}));
         paths.insert(
             format!("{collection}/{{name}}"),
             json!({"get": operation(rt, "get", &[]), "put": operation(rt, "put", &write), "patch": operation(rt, "patch", &patch), "delete": operation(rt, "delete", &["dryRun"])}),
         );
     }
-    Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.2"}, "paths": paths, "components": {"schemas": {}}}),
-    )
+    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.2"}, "paths": paths, "components": {"schemas": {}}}))
 }

@@ -83,11 +83,7 @@ fn map_of(fs: &[(u64, Field<'_>)], n: u64, base64_values: bool) -> Option<Value>
             m.insert(key, json!(value));
         }
     }
-    if m.is_empty() {
-        None
-    } else {
-        Some(Value::Object(m))
-    }
+    if m.is_empty() { None } else { Some(Value::Object(m)) }
 }
 
 fn object_meta(b: &[u8]) -> Option<Value> {
@@ -110,19 +106,13 @@ fn object_meta(b: &[u8]) -> Option<Value> {
 
 /// Decode a `k8s\0`-enveloped body into the JSON form of the object, for the kinds listed above.
 pub fn decode(body: &[u8]) -> Result<Value, String> {
-    let envelope = body
-        .strip_prefix(b"k8s\x00")
-        .ok_or("not a Kubernetes protobuf body")?;
+    let envelope = body.strip_prefix(b"k8s\x00").ok_or("not a Kubernetes protobuf body")?;
     let unknown = fields(envelope).ok_or("malformed protobuf envelope")?;
-    let type_meta =
-        fields(bytes_of(&unknown, 1).unwrap_or_default()).ok_or("malformed typeMeta")?;
+    let type_meta = fields(bytes_of(&unknown, 1).unwrap_or_default()).ok_or("malformed typeMeta")?;
     let api_version = string_of(&type_meta, 1).unwrap_or_default();
     let kind = string_of(&type_meta, 2).unwrap_or_default();
-    let raw =
-        fields(bytes_of(&unknown, 2).ok_or("empty protobuf body")?).ok_or("malformed object")?;
-    let meta = bytes_of(&raw, 1)
-        .and_then(object_meta)
-        .unwrap_or_else(|| json!({}));
+    let raw = fields(bytes_of(&unknown, 2).ok_or("empty protobuf body")?).ok_or("malformed object")?;
+    let meta = bytes_of(&raw, 1).and_then(object_meta).unwrap_or_else(|| json!({}));
     let mut obj = json!({"apiVersion": api_version, "kind": kind, "metadata": meta});
     match kind.as_str() {
         "Namespace" | "ServiceAccount" => {}
@@ -146,15 +136,9 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
             let spec = bytes_of(&raw, 2).and_then(fields).unwrap_or_default();
             let mut attrs = Map::new();
             if let Some(ra) = bytes_of(&spec, 1).and_then(fields) {
-                for (n, key) in [
-                    (1, "namespace"),
-                    (2, "verb"),
-                    (3, "group"),
-                    (4, "version"),
-                    (5, "resource"),
-                    (6, "subresource"),
-                    (7, "name"),
-                ] {
+                for (n, key) in
+                    [(1, "namespace"), (2, "verb"), (3, "group"), (4, "version"), (5, "resource"), (6, "subresource"), (7, "name")]
+                {
                     if let Some(v) = string_of(&ra, n) {
                         attrs.insert(key.into(), json!(v));
                     }
@@ -163,9 +147,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
             obj["spec"] = json!({"resourceAttributes": attrs});
         }
         other => {
-            return Err(format!(
-                "protobuf bodies are not supported for {other}; send application/json"
-            ));
+            return Err(format!("protobuf bodies are not supported for {other}; send application/json"));
         }
     }
     Ok(obj)
@@ -187,24 +169,14 @@ mod tests {
         let tm = [ld(1, b"v1"), ld(2, b"ConfigMap")].concat();
         let body = [&b"k8s\x00"[..], &ld(1, &tm), &ld(2, &raw)].concat();
         let v = decode(&body).expect("decodes");
-        assert_eq!(
-            v,
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm1"}, "data": {"a": "b"}})
-        );
+        assert_eq!(v, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm1"}, "data": {"a": "b"}}));
 
         let ra = [ld(1, b"default"), ld(2, b"get"), ld(5, b"pods")].concat();
         let raw = ld(2, &ld(1, &ra));
-        let tm = [
-            ld(1, b"authorization.k8s.io/v1"),
-            ld(2, b"SelfSubjectAccessReview"),
-        ]
-        .concat();
+        let tm = [ld(1, b"authorization.k8s.io/v1"), ld(2, b"SelfSubjectAccessReview")].concat();
         let body = [&b"k8s\x00"[..], &ld(1, &tm), &ld(2, &raw)].concat();
         let v = decode(&body).expect("decodes");
-        assert_eq!(
-            v["spec"]["resourceAttributes"],
-            json!({"namespace": "default", "verb": "get", "resource": "pods"})
-        );
+        assert_eq!(v["spec"]["resourceAttributes"], json!({"namespace": "default", "verb": "get", "resource": "pods"}));
     }
 
     #[test]

@@ -15,12 +15,7 @@ pub struct Rule {
 impl Rule {
     fn new(verbs: &[&str], groups: &[&str], resources: &[&str], namespaces: &[&str]) -> Self {
         let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
-        Self {
-            verbs: v(verbs),
-            groups: v(groups),
-            resources: v(resources),
-            namespaces: v(namespaces),
-        }
+        Self { verbs: v(verbs), groups: v(groups), resources: v(resources), namespaces: v(namespaces) }
     }
 
     fn allows(&self, verb: &str, group: &str, resource: &str, ns: Option<&str>) -> bool {
@@ -41,11 +36,7 @@ pub struct User {
 
 impl User {
     pub fn admin(token: String) -> Self {
-        Self {
-            name: "admin".into(),
-            token,
-            rules: vec![Rule::new(&["*"], &["*"], &["*"], &[])],
-        }
+        Self { name: "admin".into(), token, rules: vec![Rule::new(&["*"], &["*"], &["*"], &[])] }
     }
 
     /// Reads everything; writes Istio objects in `namespace` only.
@@ -55,12 +46,7 @@ impl User {
             token,
             rules: vec![
                 Rule::new(&["get", "list", "watch"], &["*"], &["*"], &[]),
-                Rule::new(
-                    &["create"],
-                    &["authorization.k8s.io"],
-                    &["selfsubjectaccessreviews"],
-                    &[],
-                ),
+                Rule::new(&["create"], &["authorization.k8s.io"], &["selfsubjectaccessreviews"], &[]),
                 Rule::new(
                     &["create", "update", "patch", "delete", "deletecollection"],
                     &["networking.istio.io", "security.istio.io"],
@@ -72,20 +58,11 @@ impl User {
     }
 
     pub fn can(&self, verb: &str, group: &str, resource: &str, ns: Option<&str>) -> bool {
-        self.rules
-            .iter()
-            .any(|r| r.allows(verb, group, resource, ns))
+        self.rules.iter().any(|r| r.allows(verb, group, resource, ns))
     }
 }
 
-pub fn forbidden_message(
-    user: &str,
-    verb: &str,
-    group: &str,
-    resource: &str,
-    name: Option<&str>,
-    ns: Option<&str>,
-) -> String {
+pub fn forbidden_message(user: &str, verb: &str, group: &str, resource: &str, name: Option<&str>, ns: Option<&str>) -> String {
     let what = match name {
         Some(n) => format!("{resource} \"{n}\""),
         None => resource.to_string(),
@@ -94,31 +71,15 @@ pub fn forbidden_message(
         Some(n) => format!("in the namespace \"{n}\""),
         None => "at the cluster scope".into(),
     };
-    format!(
-        "{what} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
-    )
+    format!("{what} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}")
 }
 
 /// Answer a SelfSubjectAccessReview body for `user`.
 pub fn review(user: &User, body: &Value) -> Value {
-    let attrs = body
-        .pointer("/spec/resourceAttributes")
-        .cloned()
-        .unwrap_or(json!({}));
-    let s = |k: &str| {
-        attrs
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let attrs = body.pointer("/spec/resourceAttributes").cloned().unwrap_or(json!({}));
+    let s = |k: &str| attrs.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let ns = s("namespace");
-    let allowed = user.can(
-        &s("verb"),
-        &s("group"),
-        &s("resource"),
-        if ns.is_empty() { None } else { Some(&ns) },
-    );
+    let allowed = user.can(&s("verb"), &s("group"), &s("resource"), if ns.is_empty() { None } else { Some(&ns) });
     let mut out = body.clone();
     out["apiVersion"] = json!("authorization.k8s.io/v1");
     out["kind"] = json!("SelfSubjectAccessReview");
@@ -138,28 +99,11 @@ mod tests {
     fn restricted_user_writes_istio_objects_in_its_namespace_only() {
         let u = User::restricted("t".into(), "default");
         assert!(u.can("list", "", "pods", Some("istio-system")));
-        assert!(u.can(
-            "patch",
-            "networking.istio.io",
-            "virtualservices",
-            Some("default")
-        ));
-        assert!(!u.can(
-            "patch",
-            "networking.istio.io",
-            "gateways",
-            Some("istio-system")
-        ));
+        assert!(u.can("patch", "networking.istio.io", "virtualservices", Some("default")));
+        assert!(!u.can("patch", "networking.istio.io", "gateways", Some("istio-system")));
         assert!(!u.can("delete", "", "pods", Some("default")));
         assert_eq!(
-            forbidden_message(
-                "restricted",
-                "delete",
-                "",
-                "pods",
-                Some("p"),
-                Some("default")
-            ),
+            forbidden_message("restricted", "delete", "", "pods", Some("p"), Some("default")),
             "pods \"p\" is forbidden: User \"restricted\" cannot delete resource \"pods\" in API group \"\" in the namespace \"default\""
         );
     }

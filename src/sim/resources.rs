@@ -50,42 +50,18 @@ pub struct StorageKey {
 
 impl ResourceType {
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
     /// `pods`, or `virtualservices.networking.istio.io`: how Status messages name a resource.
     pub fn qualified_plural(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
+        if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
     }
 }
 
-const CRUD: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const CRUD: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
-fn builtin(
-    group: &str,
-    version: &str,
-    kind: &str,
-    plural: &str,
-    namespaced: bool,
-    short: &[&str],
-) -> ResourceType {
+fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool, short: &[&str]) -> ResourceType {
     ResourceType {
         group: group.into(),
         version: version.into(),
@@ -98,10 +74,7 @@ fn builtin(
         verbs: CRUD.to_vec(),
         schema: None,
         printer_columns: vec![],
-        storage: StorageKey {
-            group: group.into(),
-            plural: plural.into(),
-        },
+        storage: StorageKey { group: group.into(), plural: plural.into() },
         preferred: true,
         virtual_only: false,
     }
@@ -126,14 +99,7 @@ impl ResourceRegistry {
             builtin("", "v1", "Secret", "secrets", true, &[]),
             builtin("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"]),
             builtin("apps", "v1", "Deployment", "deployments", true, &["deploy"]),
-            builtin(
-                "apiextensions.k8s.io",
-                "v1",
-                "CustomResourceDefinition",
-                "customresourcedefinitions",
-                false,
-                &["crd", "crds"],
-            ),
+            builtin("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"]),
         ];
         for mut rt in all {
             if rt.kind == "Endpoints" {
@@ -144,14 +110,7 @@ impl ResourceRegistry {
             }
             reg.insert(rt);
         }
-        let mut ssar = builtin(
-            "authorization.k8s.io",
-            "v1",
-            "SelfSubjectAccessReview",
-            "selfsubjectaccessreviews",
-            false,
-            &[],
-        );
+        let mut ssar = builtin("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false, &[]);
         ssar.verbs = vec!["create"];
         ssar.virtual_only = true;
         reg.insert(ssar);
@@ -159,15 +118,11 @@ impl ResourceRegistry {
     }
 
     pub fn insert(&mut self, rt: ResourceType) {
-        self.by_path.insert(
-            (rt.group.clone(), rt.version.clone(), rt.plural.clone()),
-            rt,
-        );
+        self.by_path.insert((rt.group.clone(), rt.version.clone(), rt.plural.clone()), rt);
     }
 
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
-        self.by_path
-            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+        self.by_path.get(&(group.to_string(), version.to_string(), plural.to_string()))
     }
 
     pub fn all(&self) -> impl Iterator<Item = &ResourceType> {
@@ -181,16 +136,9 @@ impl ResourceRegistry {
 
     /// The group's versions in preference order (the CRD storage version first).
     pub fn group_versions(&self, group: &str) -> Vec<String> {
-        let mut versions: Vec<(bool, String)> = self
-            .by_path
-            .values()
-            .filter(|rt| rt.group == group)
-            .map(|rt| (!rt.preferred, rt.version.clone()))
-            .collect();
-        versions.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| version_rank(&b.1).cmp(&version_rank(&a.1)))
-        });
+        let mut versions: Vec<(bool, String)> =
+            self.by_path.values().filter(|rt| rt.group == group).map(|rt| (!rt.preferred, rt.version.clone())).collect();
+        versions.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| version_rank(&b.1).cmp(&version_rank(&a.1))));
         versions.dedup_by(|a, b| a.1 == b.1);
         let mut out: Vec<String> = Vec::new();
         for (_, v) in versions {
@@ -202,12 +150,7 @@ impl ResourceRegistry {
     }
 
     pub fn groups(&self) -> Vec<String> {
-        let mut groups: Vec<String> = self
-            .by_path
-            .values()
-            .map(|rt| rt.group.clone())
-            .filter(|g| !g.is_empty())
-            .collect();
+        let mut groups: Vec<String> = self.by_path.values().map(|rt| rt.group.clone()).filter(|g| !g.is_empty()).collect();
         groups.sort();
         groups.dedup();
         groups
@@ -220,32 +163,21 @@ impl ResourceRegistry {
         let names = spec.get("names").ok_or("spec.names: Required value")?;
         let plural = str_at(names, &["plural"]).ok_or("spec.names.plural: Required value")?;
         let kind = str_at(names, &["kind"]).ok_or("spec.names.kind: Required value")?;
-        let singular = str_at(names, &["singular"])
-            .map(str::to_string)
-            .unwrap_or_else(|| kind.to_lowercase());
+        let singular = str_at(names, &["singular"]).map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
         let namespaced = str_at(spec, &["scope"]).unwrap_or("Namespaced") == "Namespaced";
         let expected = format!("{plural}.{group}");
         let name = str_at(crd, &["metadata", "name"]).unwrap_or_default();
         if name != expected {
-            return Err(format!(
-                "metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"
-            ));
+            return Err(format!("metadata.name: Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"));
         }
         let list = |key: &str| -> Vec<String> {
             names
                 .get(key)
                 .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
                 .unwrap_or_default()
         };
-        let versions = spec
-            .get("versions")
-            .and_then(Value::as_array)
-            .ok_or("spec.versions: Required value")?;
+        let versions = spec.get("versions").and_then(Value::as_array).ok_or("spec.versions: Required value")?;
         let mut out = Vec::new();
         for v in versions {
             let vname = str_at(v, &["name"]).ok_or("spec.versions[].name: Required value")?;
@@ -253,11 +185,7 @@ impl ResourceRegistry {
                 continue;
             }
             let schema = match v.pointer("/schema/openAPIV3Schema") {
-                Some(s) => {
-                    Some(Arc::new(Schema::compile(s).map_err(|e| {
-                        format!("spec.versions[{vname}].schema: {e}")
-                    })?))
-                }
+                Some(s) => Some(Arc::new(Schema::compile(s).map_err(|e| format!("spec.versions[{vname}].schema: {e}"))?)),
                 None => None,
             };
             let printer_columns = v
@@ -270,9 +198,7 @@ impl ResourceRegistry {
                             kind: str_at(c, &["type"]).unwrap_or("string").to_string(),
                             json_path: str_at(c, &["jsonPath"]).unwrap_or_default().to_string(),
                             priority: c.get("priority").and_then(Value::as_i64).unwrap_or(0),
-                            description: str_at(c, &["description"])
-                                .unwrap_or_default()
-                                .to_string(),
+                            description: str_at(c, &["description"]).unwrap_or_default().to_string(),
                         })
                         .collect()
                 })
@@ -289,10 +215,7 @@ impl ResourceRegistry {
                 verbs: CRUD.to_vec(),
                 schema,
                 printer_columns,
-                storage: StorageKey {
-                    group: group.into(),
-                    plural: plural.into(),
-                },
+                storage: StorageKey { group: group.into(), plural: plural.into() },
                 preferred: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
                 virtual_only: false,
             });
@@ -326,23 +249,14 @@ impl ResourceRegistry {
         if resources.is_empty() {
             return None;
         }
-        let gv = if group.is_empty() {
-            version.to_string()
-        } else {
-            format!("{group}/{version}")
-        };
-        Some(
-            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
-        )
+        let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
     }
 
     pub fn api_group(&self, group: &str) -> Option<Value> {
         let versions = self.group_versions(group);
         let first = versions.first()?;
-        let vs: Vec<Value> = versions
-            .iter()
-            .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
-            .collect();
+        let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
         Some(json!({
             "name": group,
             "versions": vs,
@@ -351,11 +265,7 @@ impl ResourceRegistry {
     }
 
     pub fn group_list(&self) -> Value {
-        let groups: Vec<Value> = self
-            .groups()
-            .iter()
-            .filter_map(|g| self.api_group(g))
-            .collect();
+        let groups: Vec<Value> = self.groups().iter().filter_map(|g| self.api_group(g)).collect();
         json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
     }
 }
@@ -399,12 +309,7 @@ mod tests {
     fn builtins_list_pods_with_short_name() {
         let reg = ResourceRegistry::with_builtins();
         let list = reg.resource_list("", "v1").expect("core group");
-        let pods = list["resources"]
-            .as_array()
-            .expect("array")
-            .iter()
-            .find(|r| r["name"] == "pods")
-            .expect("pods");
+        let pods = list["resources"].as_array().expect("array").iter().find(|r| r["name"] == "pods").expect("pods");
         assert_eq!(pods["shortNames"][0], "po");
         assert!(reg.get("apps", "v1", "deployments").is_some());
     }

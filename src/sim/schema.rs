@@ -80,10 +80,7 @@ impl Schema {
             }
         }
         if let Some(req) = obj.get("required").and_then(Value::as_array) {
-            s.required = req
-                .iter()
-                .filter_map(|r| r.as_str().map(String::from))
-                .collect();
+            s.required = req.iter().filter_map(|r| r.as_str().map(String::from)).collect();
         }
         match obj.get("additionalProperties") {
             Some(Value::Bool(b)) => s.additional_allowed = *b,
@@ -97,10 +94,7 @@ impl Schema {
             s.enum_values = e.clone();
         }
         let list = |key: &str| -> Result<Vec<Schema>, String> {
-            obj.get(key)
-                .and_then(Value::as_array)
-                .map(|a| a.iter().map(Schema::compile).collect())
-                .unwrap_or(Ok(vec![]))
+            obj.get(key).and_then(Value::as_array).map(|a| a.iter().map(Schema::compile).collect()).unwrap_or(Ok(vec![]))
         };
         s.one_of = list("oneOf")?;
         s.any_of = list("anyOf")?;
@@ -125,10 +119,7 @@ impl Schema {
             }
             for r in &self.required {
                 if !map.contains_key(r) {
-                    errs.push(FieldError {
-                        path: r.clone(),
-                        message: "Required value".into(),
-                    });
+                    errs.push(FieldError { path: r.clone(), message: "Required value".into() });
                 }
             }
         }
@@ -141,24 +132,14 @@ impl Schema {
                 errs.push(invalid(
                     path,
                     v,
-                    &format!(
-                        "{path} in body must be of type {}: \"null\"",
-                        self.ty.as_deref().unwrap_or("object")
-                    ),
+                    &format!("{path} in body must be of type {}: \"null\"", self.ty.as_deref().unwrap_or("object")),
                 ));
             }
             return;
         }
         if self.int_or_string {
             if !(v.is_string() || v.is_i64() || v.is_u64()) {
-                errs.push(invalid(
-                    path,
-                    v,
-                    &format!(
-                        "{path} in body must be of type integer or string: \"{}\"",
-                        type_name(v)
-                    ),
-                ));
+                errs.push(invalid(path, v, &format!("{path} in body must be of type integer or string: \"{}\"", type_name(v))));
             }
         } else if let Some(ty) = &self.ty {
             let ok = match ty.as_str() {
@@ -171,11 +152,7 @@ impl Schema {
                 _ => true,
             };
             if !ok {
-                errs.push(invalid(
-                    path,
-                    v,
-                    &format!("{path} in body must be of type {ty}: \"{}\"", type_name(v)),
-                ));
+                errs.push(invalid(path, v, &format!("{path} in body must be of type {ty}: \"{}\"", type_name(v))));
                 return;
             }
         }
@@ -183,31 +160,19 @@ impl Schema {
             let allowed: Vec<String> = self.enum_values.iter().map(|e| e.to_string()).collect();
             errs.push(FieldError {
                 path: path.into(),
-                message: format!(
-                    "Unsupported value: {}: supported values: {}",
-                    v,
-                    allowed.join(", ")
-                ),
+                message: format!("Unsupported value: {}: supported values: {}", v, allowed.join(", ")),
             });
         }
         if let Some(n) = v.as_f64() {
             if let Some(min) = self.minimum
                 && (n < min || (self.exclusive_minimum && n <= min))
             {
-                errs.push(invalid(
-                    path,
-                    v,
-                    &format!("{path} in body should be greater than or equal to {min}"),
-                ));
+                errs.push(invalid(path, v, &format!("{path} in body should be greater than or equal to {min}")));
             }
             if let Some(max) = self.maximum
                 && (n > max || (self.exclusive_maximum && n >= max))
             {
-                errs.push(invalid(
-                    path,
-                    v,
-                    &format!("{path} in body should be less than or equal to {max}"),
-                ));
+                errs.push(invalid(path, v, &format!("{path} in body should be less than or equal to {max}")));
             }
             let range = match self.format.as_deref() {
                 Some("int32") => Some((i32::MIN as f64, i32::MAX as f64)),
@@ -217,14 +182,7 @@ impl Schema {
             if let Some((lo, hi)) = range
                 && (n < lo || n > hi)
             {
-                errs.push(invalid(
-                    path,
-                    v,
-                    &format!(
-                        "{path} in body must be of type {}",
-                        self.format.as_deref().unwrap_or("")
-                    ),
-                ));
+                errs.push(invalid(path, v, &format!("{path} in body must be of type {}", self.format.as_deref().unwrap_or(""))));
             }
         }
         if let Some(s) = v.as_str() {
@@ -232,47 +190,29 @@ impl Schema {
             if let Some(min) = self.min_length
                 && len < min
             {
-                errs.push(invalid(
-                    path,
-                    v,
-                    &format!("{path} in body should be at least {min} chars long"),
-                ));
+                errs.push(invalid(path, v, &format!("{path} in body should be at least {min} chars long")));
             }
             if let Some(max) = self.max_length
                 && len > max
             {
-                errs.push(FieldError {
-                    path: path.into(),
-                    message: format!("Too long: may not be more than {max} bytes"),
-                });
+                errs.push(FieldError { path: path.into(), message: format!("Too long: may not be more than {max} bytes") });
             }
             if let Some(re) = &self.pattern
                 && !re.is_match(s)
             {
-                errs.push(invalid(
-                    path,
-                    v,
-                    &format!("{path} in body should match '{}'", re.as_str()),
-                ));
+                errs.push(invalid(path, v, &format!("{path} in body should match '{}'", re.as_str())));
             }
         }
         if let Some(items) = v.as_array() {
             if let Some(min) = self.min_items
                 && items.len() < min
             {
-                errs.push(invalid(
-                    path,
-                    v,
-                    &format!("{path} in body should have at least {min} items"),
-                ));
+                errs.push(invalid(path, v, &format!("{path} in body should have at least {min} items")));
             }
             if let Some(max) = self.max_items
                 && items.len() > max
             {
-                errs.push(FieldError {
-                    path: path.into(),
-                    message: format!("Too many: {}: must have at most {max} items", items.len()),
-                });
+                errs.push(FieldError { path: path.into(), message: format!("Too many: {}: must have at most {max} items", items.len()) });
             }
             if let Some(item_schema) = &self.items {
                 for (i, item) in items.iter().enumerate() {
@@ -284,19 +224,12 @@ impl Schema {
             if let Some(max) = self.max_properties
                 && map.len() > max
             {
-                errs.push(FieldError {
-                    path: path.into(),
-                    message: format!("Too many: {}: must have at most {max} items", map.len()),
-                });
+                errs.push(FieldError { path: path.into(), message: format!("Too many: {}: must have at most {max} items", map.len()) });
             }
             if let Some(min) = self.min_properties
                 && map.len() < min
             {
-                errs.push(invalid(
-                    path,
-                    v,
-                    &format!("{path} in body should have at least {min} properties"),
-                ));
+                errs.push(invalid(path, v, &format!("{path} in body should have at least {min} properties")));
             }
             for (k, child) in map {
                 let child_path = format!("{path}.{k}");
@@ -308,10 +241,7 @@ impl Schema {
             }
             for r in &self.required {
                 if !map.contains_key(r) {
-                    errs.push(FieldError {
-                        path: format!("{path}.{r}"),
-                        message: "Required value".into(),
-                    });
+                    errs.push(FieldError { path: format!("{path}.{r}"), message: "Required value".into() });
                 }
             }
         }
@@ -323,23 +253,15 @@ impl Schema {
             s.validate(v, path, errs);
         }
         if !self.any_of.is_empty() && !self.any_of.iter().any(|s| s.matches(v, path)) {
-            errs.push(invalid(
-                path,
-                v,
-                &format!("{path} in body must satisfy at least one of the allowed schemas (anyOf)"),
-            ));
+            errs.push(invalid(path, v, &format!("{path} in body must satisfy at least one of the allowed schemas (anyOf)")));
         }
         if !self.one_of.is_empty() {
             let n = self.one_of.iter().filter(|s| s.matches(v, path)).count();
             if n != 1 {
                 let message = if n == 0 {
-                    format!(
-                        "{path} in body must validate one and only one schema (oneOf). Found none valid"
-                    )
+                    format!("{path} in body must validate one and only one schema (oneOf). Found none valid")
                 } else {
-                    format!(
-                        "{path} in body must validate one and only one schema (oneOf). Found {n} valid alternatives"
-                    )
+                    format!("{path} in body must validate one and only one schema (oneOf). Found {n} valid alternatives")
                 };
                 errs.push(invalid(path, v, &message));
             }
@@ -347,11 +269,7 @@ impl Schema {
         if let Some(not) = &self.not
             && not.matches(v, path)
         {
-            errs.push(invalid(
-                path,
-                v,
-                &format!("{path} in body must not validate the schema (not)"),
-            ));
+            errs.push(invalid(path, v, &format!("{path} in body must not validate the schema (not)")));
         }
     }
 
@@ -390,8 +308,7 @@ impl Schema {
     fn prune(&self, v: &mut Value, path: &str, unknown: &mut Vec<String>) {
         match v {
             Value::Object(map) => {
-                if self.preserve_unknown && self.properties.is_empty() && self.additional.is_none()
-                {
+                if self.preserve_unknown && self.properties.is_empty() && self.additional.is_none() {
                     return;
                 }
                 prune_map(self, map, path, unknown);
@@ -454,10 +371,7 @@ fn invalid(path: &str, v: &Value, message: &str) -> FieldError {
         Value::Array(_) => "\"array\"".into(),
         other => other.to_string(),
     };
-    FieldError {
-        path: path.into(),
-        message: format!("Invalid value: {shown}: {message}"),
-    }
+    FieldError { path: path.into(), message: format!("Invalid value: {shown}: {message}") }
 }
 
 #[cfg(test)]
@@ -485,36 +399,21 @@ mod tests {
         let errs = weight_schema().validate_object(&json!({"spec": {"weight": "ten"}}));
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].path, "spec.weight");
-        assert!(
-            errs[0].message.contains("must be of type integer"),
-            "{}",
-            errs[0]
-        );
+        assert!(errs[0].message.contains("must be of type integer"), "{}", errs[0]);
     }
 
     #[test]
     fn ranges_enums_and_one_of_are_enforced() {
         let s = weight_schema();
-        assert!(
-            s.validate_object(&json!({"spec": {"weight": 100, "mode": "A", "pick": {"a": "x"}}}))
-                .is_empty()
-        );
-        assert_eq!(
-            s.validate_object(&json!({"spec": {"weight": 101}})).len(),
-            1
-        );
+        assert!(s.validate_object(&json!({"spec": {"weight": 100, "mode": "A", "pick": {"a": "x"}}})).is_empty());
+        assert_eq!(s.validate_object(&json!({"spec": {"weight": 101}})).len(), 1);
         assert_eq!(s.validate_object(&json!({"spec": {"mode": "C"}})).len(), 1);
-        assert_eq!(
-            s.validate_object(&json!({"spec": {"pick": {"a": "x", "b": "y"}}}))
-                .len(),
-            1
-        );
+        assert_eq!(s.validate_object(&json!({"spec": {"pick": {"a": "x", "b": "y"}}})).len(), 1);
     }
 
     #[test]
     fn unknown_fields_are_pruned_and_reported() {
-        let mut obj =
-            json!({"apiVersion": "x/v1", "spec": {"weight": 1, "bogus": true}, "extra": 1});
+        let mut obj = json!({"apiVersion": "x/v1", "spec": {"weight": 1, "bogus": true}, "extra": 1});
         let unknown = weight_schema().prune_object(&mut obj);
         assert_eq!(unknown, ["spec.bogus", "extra"]);
         assert_eq!(obj, json!({"apiVersion": "x/v1", "spec": {"weight": 1}}));

@@ -68,9 +68,7 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (k, true, v)
             } else {
-                return Err(format!(
-                    "invalid selector: '{part}'; can't understand '{part}'"
-                ));
+                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
             };
             let k = k.trim();
             if !matches!(k, "metadata.name" | "metadata.namespace") {
@@ -84,11 +82,7 @@ impl FieldSelector {
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(k, eq, v)| {
             let field = k.trim_start_matches("metadata.");
-            let actual = obj
-                .get("metadata")
-                .and_then(|m| m.get(field))
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let actual = obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("");
             (actual == v) == *eq
         })
     }
@@ -114,35 +108,20 @@ fn split_top_level(text: &str) -> Vec<&str> {
 }
 
 fn split_word<'a>(part: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
-    part.find(word)
-        .map(|i| (part[..i].trim(), part[i + word.len()..].trim()))
+    part.find(word).map(|i| (part[..i].trim(), part[i + word.len()..].trim()))
 }
 
 fn set_values(rest: &str) -> Result<Vec<String>, String> {
     let inner = rest
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| {
-            format!("unable to parse requirement: expected '(' and ')' around {rest}")
-        })?;
-    Ok(inner
-        .split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect())
+        .ok_or_else(|| format!("unable to parse requirement: expected '(' and ')' around {rest}"))?;
+    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
 }
 
 fn check_key(k: &str) -> Result<String, String> {
-    let ok = !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok {
-        Ok(k.to_string())
-    } else {
-        Err(format!(
-            "unable to parse requirement: invalid label key \"{k}\""
-        ))
-    }
+    let ok = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if ok { Ok(k.to_string()) } else { Err(format!("unable to parse requirement: invalid label key \"{k}\"")) }
 }
 
 #[cfg(test)]
@@ -166,16 +145,8 @@ mod tests {
     #[test]
     fn field_selector_on_name() {
         let obj = json!({"metadata": {"name": "x", "namespace": "default"}});
-        assert!(
-            FieldSelector::parse("metadata.name=x")
-                .expect("parse")
-                .matches(&obj)
-        );
-        assert!(
-            !FieldSelector::parse("metadata.name!=x")
-                .expect("parse")
-                .matches(&obj)
-        );
+        assert!(FieldSelector::parse("metadata.name=x").expect("parse").matches(&obj));
+        assert!(!FieldSelector::parse("metadata.name!=x").expect("parse").matches(&obj));
         assert!(FieldSelector::parse("spec.nodeName=a").is_err());
     }
 }

@@ -67,10 +67,7 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 fn json_response(code: u16, v: &Value) -> Response<Body> {
     let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     r
 }
 
@@ -106,9 +103,7 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -136,26 +131,14 @@ async fn handle(cluster: Arc<SimCluster>, req: Request<Incoming>) -> Response<Bo
     match cluster.fault() {
         Fault::Slow(d) => tokio::time::sleep(d).await,
         Fault::ServerErrors => {
-            return error_response(&ApiError::new(
-                500,
-                "InternalError",
-                "Internal error occurred: injected fault",
-            ));
+            return error_response(&ApiError::new(500, "InternalError", "Internal error occurred: injected fault"));
         }
         Fault::TokensExpired => return error_response(&ApiError::unauthorized()),
         Fault::Down | Fault::Healthy => {}
     }
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let Some(user) = token
-        .as_deref()
-        .and_then(|t| cluster.user_by_token(t))
-        .cloned()
-    else {
+    let token =
+        req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).map(str::to_string);
+    let Some(user) = token.as_deref().and_then(|t| cluster.user_by_token(t)).cloned() else {
         return error_response(&ApiError::unauthorized());
     };
     let path = req.uri().path().trim_end_matches('/').to_string();
@@ -174,10 +157,7 @@ async fn handle(cluster: Arc<SimCluster>, req: Request<Incoming>) -> Response<Bo
         }
         (Method::GET, "/healthz" | "/livez" | "/readyz") => {
             let mut r = Response::new(full("ok"));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/plain"),
-            );
+            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
             return r;
         }
         (Method::GET, "/api") => {
@@ -202,11 +182,7 @@ async fn handle(cluster: Arc<SimCluster>, req: Request<Incoming>) -> Response<Bo
             };
             return match doc {
                 Some(d) => json_response(200, &d),
-                None => error_response(&ApiError::new(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                )),
+                None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
             };
         }
         _ => {}
@@ -223,72 +199,34 @@ async fn handle(cluster: Arc<SimCluster>, req: Request<Incoming>) -> Response<Bo
                     g["apiVersion"] = json!("v1");
                     json_response(200, &g)
                 }
-                None => error_response(&ApiError::new(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                )),
+                None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
             };
         }
         _ => {
-            return error_response(&ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ));
+            return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
         }
     };
     if rest.is_empty() {
         let list = cluster.store().registry.resource_list(group, version);
         return match list {
             Some(l) if method == Method::GET => json_response(200, &l),
-            _ => error_response(&ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )),
+            _ => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
         };
     }
     let target = match parse_target(&cluster, group, version, rest) {
         Some(t) => t,
         None => {
-            return error_response(&ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ));
+            return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
         }
     };
-    let accept = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("unknown")
-        .to_string();
+    let accept = req.headers().get(header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("unknown").to_string();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return error_response(&ApiError::bad_request(format!("reading body: {e}"))),
     };
-    let ctx = RequestContext {
-        cluster,
-        user,
-        query,
-        accept,
-        content_type,
-        user_agent,
-    };
+    let ctx = RequestContext { cluster, user, query, accept, content_type, user_agent };
     match dispatch(&ctx, method, target, &body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -314,24 +252,13 @@ impl RequestContext {
     }
 
     fn write_options(&self, default_manager: &str) -> WriteOptions {
-        let derived = self
-            .user_agent
-            .split('/')
-            .next()
-            .unwrap_or("unknown")
-            .to_string();
+        let derived = self.user_agent.split('/').next().unwrap_or("unknown").to_string();
         WriteOptions {
             manager: self
                 .query
                 .get("fieldManager")
                 .map(str::to_string)
-                .unwrap_or_else(|| {
-                    if default_manager.is_empty() {
-                        derived
-                    } else {
-                        default_manager.to_string()
-                    }
-                }),
+                .unwrap_or_else(|| if default_manager.is_empty() { derived } else { default_manager.to_string() }),
             dry_run: self.query.get("dryRun") == Some("All"),
             strict: self.query.get("fieldValidation") == Some("Strict"),
             force: self.query.flag("force"),
@@ -343,23 +270,13 @@ impl RequestContext {
             Some(s) => format!("{}/{s}", t.rt.plural),
             None => t.rt.plural.clone(),
         };
-        if self
-            .user
-            .can(verb, &t.rt.group, &t.rt.plural, t.namespace.as_deref())
-        {
+        if self.user.can(verb, &t.rt.group, &t.rt.plural, t.namespace.as_deref()) {
             return Ok(());
         }
         Err(ApiError::new(
             403,
             "Forbidden",
-            rbac::forbidden_message(
-                &self.user.name,
-                verb,
-                &t.rt.group,
-                &resource,
-                t.name.as_deref(),
-                t.namespace.as_deref(),
-            ),
+            rbac::forbidden_message(&self.user.name, verb, &t.rt.group, &resource, t.name.as_deref(), t.namespace.as_deref()),
         )
         .with_details(json!({"kind": t.rt.plural, "group": t.rt.group, "name": t.name})))
     }
@@ -391,48 +308,27 @@ fn parse_target(cluster: &SimCluster, group: &str, version: &str, rest: &[&str])
             None
         }
         [plural] => lookup(plural).map(|rt| t(rt, None, None, None)),
-        [plural, name] => lookup(plural)
-            .filter(|rt| !rt.namespaced)
-            .map(|rt| t(rt, None, Some(name), None)),
-        [plural, name, sub] => lookup(plural)
-            .filter(|rt| !rt.namespaced)
-            .map(|rt| t(rt, None, Some(name), Some(sub))),
+        [plural, name] => lookup(plural).filter(|rt| !rt.namespaced).map(|rt| t(rt, None, Some(name), None)),
+        [plural, name, sub] => lookup(plural).filter(|rt| !rt.namespaced).map(|rt| t(rt, None, Some(name), Some(sub))),
         _ => None,
     }
 }
 
-async fn dispatch(
-    ctx: &RequestContext,
-    method: Method,
-    t: Target,
-    body: &Bytes,
-) -> Result<Response<Body>, ApiError> {
+async fn dispatch(ctx: &RequestContext, method: Method, t: Target, body: &Bytes) -> Result<Response<Body>, ApiError> {
     let ns = t.namespace.clone().unwrap_or_default();
     let rt = t.rt.clone();
     if rt.virtual_only {
         if method != Method::POST {
-            return Err(ApiError::new(
-                405,
-                "MethodNotAllowed",
-                "the server does not allow this method on the requested resource",
-            ));
+            return Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
         }
         let parsed = parse_body(&ctx.content_type, body)?;
         return Ok(json_response(201, &rbac::review(&ctx.user, &parsed)));
     }
     match (&method, &t.name) {
         (&Method::GET, None) => {
-            let verb = if ctx.query.flag("watch") {
-                "watch"
-            } else {
-                "list"
-            };
+            let verb = if ctx.query.flag("watch") { "watch" } else { "list" };
             ctx.authorize(verb, &t)?;
-            if verb == "watch" {
-                watch(ctx, &t).await
-            } else {
-                list(ctx, &t)
-            }
+            if verb == "watch" { watch(ctx, &t).await } else { list(ctx, &t) }
         }
         (&Method::GET, Some(name)) => {
             ctx.authorize("get", &t)?;
@@ -444,14 +340,7 @@ async fn dispatch(
             if ctx.wants_table() {
                 return Ok(json_response(
                     200,
-                    &table(
-                        &rt,
-                        &[&obj],
-                        object_rv(&obj),
-                        IncludeObject::parse(ctx.query.get("includeObject")),
-                        true,
-                        chrono::Utc::now(),
-                    ),
+                    &table(&rt, &[&obj], object_rv(&obj), IncludeObject::parse(ctx.query.get("includeObject")), true, chrono::Utc::now()),
                 ));
             }
             Ok(json_response(200, &obj))
@@ -459,53 +348,27 @@ async fn dispatch(
         (&Method::POST, None) => {
             ctx.authorize("create", &t)?;
             let obj = parse_body(&ctx.content_type, body)?;
-            let out = ctx
-                .cluster
-                .store()
-                .create(&rt, &ns, obj, &ctx.write_options(""))?;
-            Ok(with_warnings(
-                json_response(201, &as_version(&out.object, &rt)),
-                &out.warnings,
-            ))
+            let out = ctx.cluster.store().create(&rt, &ns, obj, &ctx.write_options(""))?;
+            Ok(with_warnings(json_response(201, &as_version(&out.object, &rt)), &out.warnings))
         }
         (&Method::PUT, Some(name)) => {
             ctx.authorize("update", &t)?;
             let obj = parse_body(&ctx.content_type, body)?;
-            let out = ctx
-                .cluster
-                .store()
-                .update(&rt, &ns, name, obj, &ctx.write_options(""))?;
-            Ok(with_warnings(
-                json_response(200, &as_version(&out.object, &rt)),
-                &out.warnings,
-            ))
+            let out = ctx.cluster.store().update(&rt, &ns, name, obj, &ctx.write_options(""))?;
+            Ok(with_warnings(json_response(200, &as_version(&out.object, &rt)), &out.warnings))
         }
         (&Method::PATCH, Some(name)) => {
             ctx.authorize("patch", &t)?;
-            let ct = ctx
-                .content_type
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
+            let ct = ctx.content_type.split(';').next().unwrap_or("").trim().to_string();
             let out = match ct.as_str() {
                 "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-                    let applied = crate::yaml::parse_json_or_yaml(body)
-                        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-                    ctx.cluster
-                        .store()
-                        .apply(&rt, &ns, name, &applied, &ctx.write_options(""))?
+                    let applied =
+                        crate::yaml::parse_json_or_yaml(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+                    ctx.cluster.store().apply(&rt, &ns, name, &applied, &ctx.write_options(""))?
                 }
                 "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
                     let patch = parse_body(&ctx.content_type, body)?;
-                    ctx.cluster.store().merge_patch(
-                        &rt,
-                        &ns,
-                        name,
-                        &patch,
-                        &ctx.write_options(""),
-                    )?
+                    ctx.cluster.store().merge_patch(&rt, &ns, name, &patch, &ctx.write_options(""))?
                 }
                 "application/json-patch+json" => {
                     let ops = parse_body(&ctx.content_type, body)?;
@@ -525,10 +388,7 @@ async fn dispatch(
                 }
             };
             let code = if out.created { 201 } else { 200 };
-            Ok(with_warnings(
-                json_response(code, &as_version(&out.object, &rt)),
-                &out.warnings,
-            ))
+            Ok(with_warnings(json_response(code, &as_version(&out.object, &rt)), &out.warnings))
         }
         (&Method::DELETE, Some(name)) => {
             ctx.authorize("delete", &t)?;
@@ -543,25 +403,15 @@ async fn dispatch(
         }
         (&Method::DELETE, None) => {
             ctx.authorize("deletecollection", &t)?;
-            let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or(""))
-                .map_err(ApiError::bad_request)?;
-            let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or(""))
-                .map_err(ApiError::bad_request)?;
+            let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
+            let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
             let dry = ctx.query.get("dryRun") == Some("All");
             let mut store = ctx.cluster.store();
             let listed = store.list(&rt, t.namespace.as_deref(), &labels, &fields, None, None);
             let mut items = Vec::new();
             for o in listed.items {
-                let ons = o
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let oname = o
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
+                let ons = o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+                let oname = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
                 items.push(as_version(&store.delete(&rt, &ons, &oname, dry)?, &rt));
             }
             Ok(json_response(
@@ -569,21 +419,15 @@ async fn dispatch(
                 &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": store.resource_version().to_string()}, "items": items}),
             ))
         }
-        _ => Err(ApiError::new(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-        )),
+        _ => Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")),
     }
 }
 
 fn parse_body(content_type: &str, body: &Bytes) -> Result<Value, ApiError> {
     if content_type.starts_with("application/vnd.kubernetes.protobuf") {
-        return super::protobuf::decode(body)
-            .map_err(|e| ApiError::new(415, "UnsupportedMediaType", e));
+        return super::protobuf::decode(body).map_err(|e| ApiError::new(415, "UnsupportedMediaType", e));
     }
-    crate::yaml::parse_json_or_yaml(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))
+    crate::yaml::parse_json_or_yaml(body).map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))
 }
 
 fn strip_rv(mut v: Value) -> Value {
@@ -616,27 +460,16 @@ fn as_version(obj: &Value, rt: &ResourceType) -> Value {
 }
 
 fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
-    let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or(""))
-        .map_err(ApiError::bad_request)?;
-    let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or(""))
-        .map_err(ApiError::bad_request)?;
-    let limit = ctx
-        .query
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0);
+    let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
+    let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
+    let limit = ctx.query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
     let after = match ctx.query.get("continue").filter(|c| !c.is_empty()) {
-        Some(c) => Some(decode_continue(c).ok_or_else(|| ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"))?),
+        Some(c) => Some(decode_continue(c).ok_or_else(|| {
+            ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        })?),
         None => None,
     };
-    let result = ctx.cluster.store().list(
-        &t.rt,
-        t.namespace.as_deref(),
-        &labels,
-        &fields,
-        limit,
-        after,
-    );
+    let result = ctx.cluster.store().list(&t.rt, t.namespace.as_deref(), &labels, &fields, limit, after);
     let mut meta = json!({"resourceVersion": result.resource_version.to_string()});
     if let Some(c) = &result.continue_token {
         meta["continue"] = json!(c);
@@ -645,14 +478,8 @@ fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
     if ctx.wants_table() {
         let objs: Vec<Value> = result.items.iter().map(|o| as_version(o, &t.rt)).collect();
         let refs: Vec<&Value> = objs.iter().collect();
-        let mut tbl = table(
-            &t.rt,
-            &refs,
-            result.resource_version,
-            IncludeObject::parse(ctx.query.get("includeObject")),
-            true,
-            chrono::Utc::now(),
-        );
+        let mut tbl =
+            table(&t.rt, &refs, result.resource_version, IncludeObject::parse(ctx.query.get("includeObject")), true, chrono::Utc::now());
         tbl["metadata"] = meta;
         return Ok(json_response(200, &tbl));
     }
@@ -665,14 +492,7 @@ fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
     }
     // Serialize item by item: a large list is built once, without cloning every object.
     let mut out = Vec::with_capacity(result.items.len() * 1024);
-    out.extend_from_slice(
-        format!(
-            "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":",
-            t.rt.kind,
-            t.rt.api_version()
-        )
-        .as_bytes(),
-    );
+    out.extend_from_slice(format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":", t.rt.kind, t.rt.api_version()).as_bytes());
     out.extend_from_slice(&serde_json::to_vec(&meta).unwrap_or_default());
     out.extend_from_slice(b",\"items\":[");
     let api_version = t.rt.api_version();
@@ -688,32 +508,20 @@ fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
     }
     out.extend_from_slice(b"]}");
     let mut r = Response::new(full(out));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     Ok(r)
 }
 
 async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
-    let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or(""))
-        .map_err(ApiError::bad_request)?;
-    let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or(""))
-        .map_err(ApiError::bad_request)?;
+    let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
+    let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
     let initial_events = ctx.query.flag("sendInitialEvents");
     let from = match ctx.query.get("resourceVersion") {
         None | Some("") | Some("0") => None,
         Some(_) if initial_events => None,
-        Some(rv) => Some(
-            rv.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
-        ),
+        Some(rv) => Some(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?),
     };
-    let timeout = ctx
-        .query
-        .get("timeoutSeconds")
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(1800);
+    let timeout = ctx.query.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1800);
     let bookmarks = ctx.query.flag("allowWatchBookmarks");
     let table_mode = ctx.wants_table();
     let metadata_mode = ctx.wants_metadata();
@@ -724,23 +532,14 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
     let cluster = ctx.cluster.clone();
     let started = {
         let store = cluster.store();
-        store
-            .watch_from(&rt, ns.as_deref(), from)
-            .map(|(backlog, live)| (backlog, live, store.resource_version()))
+        store.watch_from(&rt, ns.as_deref(), from).map(|(backlog, live)| (backlog, live, store.resource_version()))
     };
     let mut fault_rx = cluster.fault_changes();
     tokio::spawn(async move {
         let mut headers_sent = false;
         let encode = |event: &str, obj: &Value, headers_sent: &mut bool| -> Bytes {
             let object = if table_mode && event != "BOOKMARK" && event != "ERROR" {
-                let t = table(
-                    &rt,
-                    &[obj],
-                    object_rv(obj),
-                    include,
-                    !*headers_sent,
-                    chrono::Utc::now(),
-                );
+                let t = table(&rt, &[obj], object_rv(obj), include, !*headers_sent, chrono::Utc::now());
                 *headers_sent = true;
                 t
             } else if metadata_mode && event != "ERROR" {
@@ -748,17 +547,14 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
             } else {
                 obj.clone()
             };
-            let mut line =
-                serde_json::to_vec(&json!({"type": event, "object": object})).unwrap_or_default();
+            let mut line = serde_json::to_vec(&json!({"type": event, "object": object})).unwrap_or_default();
             line.push(b'\n');
             Bytes::from(line)
         };
         let (backlog, mut live, start_rv) = match started {
             Ok(s) => s,
             Err(e) => {
-                let _ = tx
-                    .send(encode("ERROR", &e.to_status(), &mut headers_sent))
-                    .await;
+                let _ = tx.send(encode("ERROR", &e.to_status(), &mut headers_sent)).await;
                 return;
             }
         };
@@ -778,11 +574,7 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
         }
         if initial_events {
             let bm = json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": {"resourceVersion": start_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
-            if tx
-                .send(encode("BOOKMARK", &bm, &mut headers_sent))
-                .await
-                .is_err()
-            {
+            if tx.send(encode("BOOKMARK", &bm, &mut headers_sent)).await.is_err() {
                 return;
             }
         }
@@ -824,26 +616,15 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
             }
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx)) });
     let mut r = Response::new(StreamBody::new(stream).boxed());
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     Ok(r)
 }
 
 /// How one change looks through a selector: objects entering the selection are
 /// ADDED, objects leaving it are DELETED, as the API server reports them.
-fn visible(
-    rec: &WatchRecord,
-    labels: &LabelSelector,
-    fields: &FieldSelector,
-) -> Option<(&'static str, Value)> {
+fn visible(rec: &WatchRecord, labels: &LabelSelector, fields: &FieldSelector) -> Option<(&'static str, Value)> {
     let m = |o: &Value| labels.matches(o.pointer("/metadata/labels")) && fields.matches(o);
     let now = m(&rec.object);
     let before = rec.previous.as_deref().map(m);
@@ -861,69 +642,39 @@ fn visible(
 /// RFC 6902 JSON patch: add, remove, replace, test (what `kubectl patch --type=json` sends).
 fn json_patch(doc: &Value, ops: &Value) -> Result<Value, ApiError> {
     let mut doc = doc.clone();
-    let ops = ops
-        .as_array()
-        .ok_or_else(|| ApiError::bad_request("json patch must be an array"))?;
+    let ops = ops.as_array().ok_or_else(|| ApiError::bad_request("json patch must be an array"))?;
     for op in ops {
         let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
         let path = op.get("path").and_then(Value::as_str).unwrap_or("");
-        let (parent_path, last) = path
-            .rsplit_once('/')
-            .ok_or_else(|| ApiError::bad_request(format!("invalid path {path:?}")))?;
+        let (parent_path, last) = path.rsplit_once('/').ok_or_else(|| ApiError::bad_request(format!("invalid path {path:?}")))?;
         let last = last.replace("~1", "/").replace("~0", "~");
         let value = op.get("value").cloned().unwrap_or(Value::Null);
         if kind == "test" {
             if doc.pointer(path) != Some(&value) {
-                return Err(ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("testing value {path} failed"),
-                ));
+                return Err(ApiError::new(422, "Invalid", format!("testing value {path} failed")));
             }
             continue;
         }
-        let parent = doc.pointer_mut(parent_path).ok_or_else(|| {
-            ApiError::new(
-                422,
-                "Invalid",
-                format!("doc is missing path: {parent_path:?}"),
-            )
-        })?;
+        let parent =
+            doc.pointer_mut(parent_path).ok_or_else(|| ApiError::new(422, "Invalid", format!("doc is missing path: {parent_path:?}")))?;
         match (kind, parent) {
             ("add" | "replace", Value::Object(m)) => {
                 m.insert(last, value);
             }
             ("remove", Value::Object(m)) => {
-                m.remove(&last).ok_or_else(|| {
-                    ApiError::new(422, "Invalid", format!("doc is missing key: {path:?}"))
-                })?;
+                m.remove(&last).ok_or_else(|| ApiError::new(422, "Invalid", format!("doc is missing key: {path:?}")))?;
             }
             ("add", Value::Array(a)) => {
-                let i = if last == "-" {
-                    a.len()
-                } else {
-                    last.parse()
-                        .map_err(|_| ApiError::bad_request(format!("bad index {last}")))?
-                };
+                let i = if last == "-" { a.len() } else { last.parse().map_err(|_| ApiError::bad_request(format!("bad index {last}")))? };
                 if i > a.len() {
-                    return Err(ApiError::new(
-                        422,
-                        "Invalid",
-                        format!("index out of range: {path}"),
-                    ));
+                    return Err(ApiError::new(422, "Invalid", format!("index out of range: {path}")));
                 }
                 a.insert(i, value);
             }
             ("replace" | "remove", Value::Array(a)) => {
-                let i: usize = last
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("bad index {last}")))?;
+                let i: usize = last.parse().map_err(|_| ApiError::bad_request(format!("bad index {last}")))?;
                 if i >= a.len() {
-                    return Err(ApiError::new(
-                        422,
-                        "Invalid",
-                        format!("index out of range: {path}"),
-                    ));
+                    return Err(ApiError::new(422, "Invalid", format!("index out of range: {path}")));
                 }
                 if kind == "remove" {
                     a.remove(i);
@@ -932,9 +683,7 @@ fn json_patch(doc: &Value, ops: &Value) -> Result<Value, ApiError> {
                 }
             }
             (other, _) => {
-                return Err(ApiError::bad_request(format!(
-                    "unsupported json patch op {other:?} at {path}"
-                )));
+                return Err(ApiError::bad_request(format!("unsupported json patch op {other:?} at {path}")));
             }
         }
     }
@@ -947,9 +696,7 @@ mod tests {
 
     #[test]
     fn query_strings_are_percent_decoded() {
-        let q = Query::parse(Some(
-            "labelSelector=app%3Dreviews%2Cversion+in+(v1)&watch=1",
-        ));
+        let q = Query::parse(Some("labelSelector=app%3Dreviews%2Cversion+in+(v1)&watch=1"));
         assert_eq!(q.get("labelSelector"), Some("app=reviews,version in (v1)"));
         assert!(q.flag("watch"));
     }
@@ -967,9 +714,6 @@ mod tests {
             ]),
         )
         .expect("patch");
-        assert_eq!(
-            out,
-            json!({"metadata": {"labels": {"b": "2"}}, "spec": {"l": [0, 2, 3]}})
-        );
+        assert_eq!(out, json!({"metadata": {"labels": {"b": "2"}}, "spec": {"l": [0, 2, 3]}}));
     }
 }

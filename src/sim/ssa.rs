@@ -89,9 +89,7 @@ fn remove_path(v: &mut Value, path: &[String]) {
         m.remove(last);
     }
     // Drop maps the removal emptied, below the top level (a removed route leaves no `{}`).
-    if parents.len() > 1
-        && get_path(v, parents).is_some_and(|p| p.as_object().is_some_and(Map::is_empty))
-    {
+    if parents.len() > 1 && get_path(v, parents).is_some_and(|p| p.as_object().is_some_and(Map::is_empty)) {
         remove_path(v, parents);
     }
 }
@@ -118,31 +116,17 @@ fn overlaps(a: &FieldPath, b: &FieldPath) -> bool {
 }
 
 pub fn read_managers(obj: &Value) -> Vec<ManagerEntry> {
-    let Some(list) = obj
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
+    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
         return vec![];
     };
     list.iter()
         .map(|e| {
-            let s = |k: &str| {
-                e.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
+            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
             let mut fields = FieldSet::new();
             if let Some(f) = e.get("fieldsV1") {
                 decode(f, &mut vec![], &mut fields);
             }
-            ManagerEntry {
-                manager: s("manager"),
-                operation: s("operation"),
-                api_version: s("apiVersion"),
-                time: s("time"),
-                fields,
-            }
+            ManagerEntry { manager: s("manager"), operation: s("operation"), api_version: s("apiVersion"), time: s("time"), fields }
         })
         .collect()
 }
@@ -213,17 +197,10 @@ pub fn apply(
     let mut managers = live.map(read_managers).unwrap_or_default();
     let mut conflicts = Vec::new();
     if let Some(live) = live {
-        for other in managers
-            .iter()
-            .filter(|m| !(m.manager == manager && m.operation == "Apply"))
-        {
+        for other in managers.iter().filter(|m| !(m.manager == manager && m.operation == "Apply")) {
             for owned in &other.fields {
                 for mine in fields.iter().filter(|f| overlaps(f, owned)) {
-                    let shorter = if mine.len() <= owned.len() {
-                        mine
-                    } else {
-                        owned
-                    };
+                    let shorter = if mine.len() <= owned.len() { mine } else { owned };
                     if get_path(applied, shorter) != get_path(live, shorter) {
                         conflicts.push(Conflict {
                             manager: other.manager.clone(),
@@ -241,27 +218,15 @@ pub fn apply(
         return Err(conflicts);
     }
     // Forced: the other managers lose the conflicting fields; equal values stay co-owned.
-    for m in managers
-        .iter_mut()
-        .filter(|m| !(m.manager == manager && m.operation == "Apply"))
-    {
-        m.fields.retain(|owned| {
-            !conflicts
-                .iter()
-                .any(|c| c.manager == m.manager && overlaps(&c.path, owned))
-        });
+    for m in managers.iter_mut().filter(|m| !(m.manager == manager && m.operation == "Apply")) {
+        m.fields.retain(|owned| !conflicts.iter().any(|c| c.manager == m.manager && overlaps(&c.path, owned)));
     }
-    let previous: FieldSet = managers
-        .iter()
-        .find(|m| m.manager == manager && m.operation == "Apply")
-        .map(|m| m.fields.clone())
-        .unwrap_or_default();
+    let previous: FieldSet =
+        managers.iter().find(|m| m.manager == manager && m.operation == "Apply").map(|m| m.fields.clone()).unwrap_or_default();
     let mut result = live.cloned().unwrap_or_else(|| json!({}));
     for gone in previous.difference(&fields) {
-        let shared = managers.iter().any(|m| {
-            !(m.manager == manager && m.operation == "Apply")
-                && m.fields.iter().any(|f| overlaps(f, gone))
-        });
+        let shared =
+            managers.iter().any(|m| !(m.manager == manager && m.operation == "Apply") && m.fields.iter().any(|f| overlaps(f, gone)));
         if !shared {
             remove_path(&mut result, gone);
         }
@@ -272,10 +237,7 @@ pub fn apply(
     }
     merge(&mut result, &body);
     let unchanged = previous == fields && live.is_some_and(|l| strip(l) == strip(&result));
-    match managers
-        .iter_mut()
-        .find(|m| m.manager == manager && m.operation == "Apply")
-    {
+    match managers.iter_mut().find(|m| m.manager == manager && m.operation == "Apply") {
         Some(m) => {
             if !unchanged {
                 m.time = now.to_string();
@@ -296,31 +258,17 @@ pub fn apply(
 }
 
 /// Record a non-apply write (create, update, patch): the updater owns what it changed.
-pub fn record_update(
-    old: Option<&Value>,
-    new: &mut Value,
-    manager: &str,
-    api_version: &str,
-    now: &str,
-) {
+pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str, now: &str) {
     let old_fields = old.map(owned_fields).unwrap_or_default();
     let new_fields = owned_fields(new);
-    let changed: FieldSet = new_fields
-        .iter()
-        .filter(|p| old.is_none_or(|o| get_path(o, p) != get_path(new, p)))
-        .cloned()
-        .collect();
+    let changed: FieldSet = new_fields.iter().filter(|p| old.is_none_or(|o| get_path(o, p) != get_path(new, p))).cloned().collect();
     let removed: FieldSet = old_fields.difference(&new_fields).cloned().collect();
     let mut managers = old.map(read_managers).unwrap_or_default();
     for m in managers.iter_mut() {
-        m.fields
-            .retain(|f| !changed.iter().any(|c| overlaps(c, f)) && !removed.contains(f));
+        m.fields.retain(|f| !changed.iter().any(|c| overlaps(c, f)) && !removed.contains(f));
     }
     if !changed.is_empty() {
-        match managers
-            .iter_mut()
-            .find(|m| m.manager == manager && m.operation == "Update")
-        {
+        match managers.iter_mut().find(|m| m.manager == manager && m.operation == "Update") {
             Some(m) => {
                 m.fields.extend(changed);
                 m.time = now.into();
@@ -341,13 +289,7 @@ pub fn record_update(
 pub fn strip(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in [
-            "managedFields",
-            "resourceVersion",
-            "generation",
-            "creationTimestamp",
-            "uid",
-        ] {
+        for k in ["managedFields", "resourceVersion", "generation", "creationTimestamp", "uid"] {
             meta.remove(k);
         }
     }
@@ -377,30 +319,15 @@ mod tests {
     #[test]
     fn another_manager_conflicts_on_a_different_value_only() {
         let first = apply(None, &vs(100), "meshdeck", "v1", false, "t0").expect("create");
-        assert!(
-            apply(Some(&first), &vs(100), "kubectl", "v1", false, "t1").is_ok(),
-            "same value is shared"
-        );
+        assert!(apply(Some(&first), &vs(100), "kubectl", "v1", false, "t1").is_ok(), "same value is shared");
         let err = apply(Some(&first), &vs(50), "kubectl", "v1", false, "t1").expect_err("conflict");
         assert_eq!(err[0].manager, "meshdeck");
         assert_eq!(err[0].field, ".spec.http");
         let forced = apply(Some(&first), &vs(50), "kubectl", "v1", true, "t1").expect("force");
         let owners = read_managers(&forced);
-        let meshdeck = owners
-            .iter()
-            .find(|m| m.manager == "meshdeck")
-            .expect("still owns hosts");
-        assert!(
-            !meshdeck
-                .fields
-                .contains(&vec!["spec".to_string(), "http".to_string()])
-        );
-        assert!(
-            meshdeck
-                .fields
-                .contains(&vec!["spec".to_string(), "hosts".to_string()]),
-            "equal values stay co-owned"
-        );
+        let meshdeck = owners.iter().find(|m| m.manager == "meshdeck").expect("still owns hosts");
+        assert!(!meshdeck.fields.contains(&vec!["spec".to_string(), "http".to_string()]));
+        assert!(meshdeck.fields.contains(&vec!["spec".to_string(), "hosts".to_string()]), "equal values stay co-owned");
     }
 
     #[test]

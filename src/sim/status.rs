@@ -12,26 +12,16 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason,
-            message: message.into(),
-            details: None,
-        }
+        Self { code, reason, message: message.into(), details: None }
     }
 
     pub fn not_found(resource: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
-            .with_details(json!({"name": name, "kind": resource}))
+        Self::new(404, "NotFound", format!("{resource} \"{name}\" not found")).with_details(json!({"name": name, "kind": resource}))
     }
 
     pub fn already_exists(resource: &str, name: &str) -> Self {
-        Self::new(
-            409,
-            "AlreadyExists",
-            format!("{resource} \"{name}\" already exists"),
-        )
-        .with_details(json!({"name": name, "kind": resource}))
+        Self::new(409, "AlreadyExists", format!("{resource} \"{name}\" already exists"))
+            .with_details(json!({"name": name, "kind": resource}))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -40,21 +30,10 @@ impl ApiError {
 
     pub fn invalid(kind_group: &str, name: &str, causes: &[(String, String)]) -> Self {
         let msgs: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
-        let joined = if msgs.len() == 1 {
-            msgs[0].clone()
-        } else {
-            format!("[{}]", msgs.join(", "))
-        };
-        let causes: Vec<Value> = causes
-            .iter()
-            .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
-            .collect();
-        Self::new(
-            422,
-            "Invalid",
-            format!("{kind_group} \"{name}\" is invalid: {joined}"),
-        )
-        .with_details(json!({"name": name, "kind": kind_group, "causes": causes}))
+        let joined = if msgs.len() == 1 { msgs[0].clone() } else { format!("[{}]", msgs.join(", ")) };
+        let causes: Vec<Value> = causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect();
+        Self::new(422, "Invalid", format!("{kind_group} \"{name}\" is invalid: {joined}"))
+            .with_details(json!({"name": name, "kind": kind_group, "causes": causes}))
     }
 
     pub fn gone(message: impl Into<String>) -> Self {

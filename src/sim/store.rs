@@ -153,30 +153,19 @@ impl ClusterStore {
                 return ListResult {
                     items,
                     resource_version: self.rv,
-                    continue_token: last
-                        .map(|(ns, name): (String, String)| encode_continue(&ns, &name, self.rv)),
+                    continue_token: last.map(|(ns, name): (String, String)| encode_continue(&ns, &name, self.rv)),
                     remaining: Some(remaining),
                 };
             }
             last = Some(k.clone());
             items.push(o.clone());
         }
-        ListResult {
-            items,
-            resource_version: self.rv,
-            continue_token: None,
-            remaining: None,
-        }
+        ListResult { items, resource_version: self.rv, continue_token: None, remaining: None }
     }
 
     /// Events after `from` for one kind (and namespace), plus a receiver for what follows.
     /// `None` for `from` means: the current state as ADDED events.
-    pub fn watch_from(
-        &self,
-        rt: &ResourceType,
-        ns: Option<&str>,
-        from: Option<u64>,
-    ) -> Result<WatchStart, ApiError> {
+    pub fn watch_from(&self, rt: &ResourceType, ns: Option<&str>, from: Option<u64>) -> Result<WatchStart, ApiError> {
         let rx = self.tx.subscribe();
         let backlog = match from {
             None => {
@@ -200,10 +189,7 @@ impl ClusterStore {
             }
             Some(rv) => {
                 if rv < self.compacted_below {
-                    return Err(ApiError::gone(format!(
-                        "too old resource version: {rv} ({})",
-                        self.compacted_below
-                    )));
+                    return Err(ApiError::gone(format!("too old resource version: {rv} ({})", self.compacted_below)));
                 }
                 self.log
                     .iter()
@@ -217,10 +203,7 @@ impl ClusterStore {
     }
 
     fn next_uid(&mut self) -> String {
-        self.uid_seed = self
-            .uid_seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.uid_seed = self.uid_seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let a = self.uid_seed;
         let b = a.rotate_left(17) ^ 0x5bd1_e995;
         format!(
@@ -233,22 +216,8 @@ impl ClusterStore {
         )
     }
 
-    fn record(
-        &mut self,
-        key: &StorageKey,
-        ns: &str,
-        event: EventType,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
-    ) {
-        let rec = Arc::new(WatchRecord {
-            rv: self.rv,
-            key: key.clone(),
-            namespace: ns.to_string(),
-            event,
-            object,
-            previous,
-        });
+    fn record(&mut self, key: &StorageKey, ns: &str, event: EventType, object: Arc<Value>, previous: Option<Arc<Value>>) {
+        let rec = Arc::new(WatchRecord { rv: self.rv, key: key.clone(), namespace: ns.to_string(), event, object, previous });
         self.log.push_back(rec.clone());
         while self.log.len() > self.log_capacity {
             if let Some(old) = self.log.pop_front() {
@@ -258,13 +227,7 @@ impl ClusterStore {
         let _ = self.tx.send(rec);
     }
 
-    fn check_target(
-        &self,
-        rt: &ResourceType,
-        ns: &str,
-        obj: &Value,
-        name_in_path: Option<&str>,
-    ) -> Result<(), ApiError> {
+    fn check_target(&self, rt: &ResourceType, ns: &str, obj: &Value, name_in_path: Option<&str>) -> Result<(), ApiError> {
         if let Some(kind) = obj.get("kind").and_then(Value::as_str)
             && kind != rt.kind
         {
@@ -273,17 +236,12 @@ impl ClusterStore {
                 rt.kind
             )));
         }
-        let obj_ns = obj
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty());
+        let obj_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).filter(|n| !n.is_empty());
         if rt.namespaced {
             if let Some(o) = obj_ns
                 && o != ns
             {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
+                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
             }
             let ns_rt = self.registry.get("", "v1", "namespaces").cloned();
             if let Some(ns_rt) = ns_rt
@@ -292,35 +250,18 @@ impl ClusterStore {
                 return Err(ApiError::not_found("namespaces", ns));
             }
         }
-        if let (Some(path_name), Some(obj_name)) = (
-            name_in_path,
-            obj.pointer("/metadata/name").and_then(Value::as_str),
-        ) && path_name != obj_name
+        if let (Some(path_name), Some(obj_name)) = (name_in_path, obj.pointer("/metadata/name").and_then(Value::as_str))
+            && path_name != obj_name
         {
-            return Err(ApiError::bad_request(
-                "the name of the object does not match the name on the URL",
-            ));
+            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
         }
         Ok(())
     }
 
     /// Schema validation (CRD kinds), name rules, and pruning of unknown fields.
-    fn admit(
-        &self,
-        rt: &ResourceType,
-        obj: &mut Value,
-        opts: &WriteOptions,
-    ) -> Result<Vec<String>, ApiError> {
-        let name = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind_group = if rt.group.is_empty() {
-            rt.kind.clone()
-        } else {
-            format!("{}.{}", rt.kind, rt.group)
-        };
+    fn admit(&self, rt: &ResourceType, obj: &mut Value, opts: &WriteOptions) -> Result<Vec<String>, ApiError> {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let kind_group = if rt.group.is_empty() { rt.kind.clone() } else { format!("{}.{}", rt.kind, rt.group) };
         let mut causes = Vec::new();
         if !is_dns_subdomain(&name) {
             causes.push((
@@ -365,11 +306,7 @@ impl ClusterStore {
             meta.remove("namespace");
         }
         if rt.kind == "Service" {
-            let typ = obj
-                .pointer("/spec/type")
-                .and_then(Value::as_str)
-                .unwrap_or("ClusterIP")
-                .to_string();
+            let typ = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
             let needs_ip = obj.pointer("/spec/clusterIP").is_none() && typ != "ExternalName";
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.entry("type").or_insert(json!(typ));
@@ -387,26 +324,12 @@ impl ClusterStore {
         }
     }
 
-    fn store(
-        &mut self,
-        rt: &ResourceType,
-        ns: &str,
-        name: &str,
-        mut obj: Value,
-        previous: Option<Arc<Value>>,
-    ) -> Value {
+    fn store(&mut self, rt: &ResourceType, ns: &str, name: &str, mut obj: Value, previous: Option<Arc<Value>>) -> Value {
         self.rv += 1;
         ensure_meta(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
         let arc = Arc::new(obj.clone());
-        self.objects
-            .entry(rt.storage.clone())
-            .or_default()
-            .insert((ns.to_string(), name.to_string()), arc.clone());
-        let event = if previous.is_some() {
-            EventType::Modified
-        } else {
-            EventType::Added
-        };
+        self.objects.entry(rt.storage.clone()).or_default().insert((ns.to_string(), name.to_string()), arc.clone());
+        let event = if previous.is_some() { EventType::Modified } else { EventType::Added };
         self.record(&rt.storage, ns, event, arc, previous);
         if rt.kind == "CustomResourceDefinition" {
             self.install_crd(&obj);
@@ -425,50 +348,24 @@ impl ClusterStore {
         }
     }
 
-    pub fn create(
-        &mut self,
-        rt: &ResourceType,
-        ns: &str,
-        mut obj: Value,
-        opts: &WriteOptions,
-    ) -> Result<WriteOutcome, ApiError> {
+    pub fn create(&mut self, rt: &ResourceType, ns: &str, mut obj: Value, opts: &WriteOptions) -> Result<WriteOutcome, ApiError> {
         self.check_target(rt, ns, &obj, None)?;
-        if obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            match obj
-                .pointer("/metadata/generateName")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-            {
+        if obj.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty) {
+            match obj.pointer("/metadata/generateName").and_then(Value::as_str).map(str::to_string) {
                 Some(prefix) => {
-                    let suffix: String = self
-                        .next_uid()
-                        .chars()
-                        .filter(|c| c.is_ascii_alphanumeric())
-                        .take(5)
-                        .collect();
+                    let suffix: String = self.next_uid().chars().filter(|c| c.is_ascii_alphanumeric()).take(5).collect();
                     ensure_meta(&mut obj).insert("name".into(), json!(format!("{prefix}{suffix}")));
                 }
                 None => {
                     return Err(ApiError::invalid(
                         &rt.kind,
                         "",
-                        &[(
-                            "metadata.name".into(),
-                            "Required value: name or generateName is required".into(),
-                        )],
+                        &[("metadata.name".into(), "Required value: name or generateName is required".into())],
                     ));
                 }
             }
         }
-        let name = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
         if self.get(rt, ns, &name).is_ok() {
             return Err(ApiError::already_exists(&rt.qualified_plural(), &name));
         }
@@ -478,16 +375,8 @@ impl ClusterStore {
         self.finish_new(rt, ns, &mut obj);
         let now = (self.clock)();
         ssa::record_update(None, &mut obj, &opts.manager, &rt.api_version(), &now);
-        let object = if opts.dry_run {
-            obj
-        } else {
-            self.store(rt, ns, &name, obj, None)
-        };
-        Ok(WriteOutcome {
-            object,
-            created: true,
-            warnings,
-        })
+        let object = if opts.dry_run { obj } else { self.store(rt, ns, &name, obj, None) };
+        Ok(WriteOutcome { object, created: true, warnings })
     }
 
     /// PUT: replace the object, honouring optimistic concurrency on resourceVersion.
@@ -501,9 +390,7 @@ impl ClusterStore {
     ) -> Result<WriteOutcome, ApiError> {
         self.check_target(rt, ns, &obj, Some(name))?;
         let old = self.get(rt, ns, name)?;
-        if let Some(rv) = obj
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
+        if let Some(rv) = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str)
             && rv != object_rv(&old).to_string()
         {
             return Err(ApiError::new(409, "Conflict", format!(
@@ -515,13 +402,8 @@ impl ClusterStore {
         obj["kind"] = json!(rt.kind);
         ensure_meta(&mut obj).insert("name".into(), json!(name));
         let warnings = self.admit(rt, &mut obj, opts)?;
-        let object =
-            self.commit_change(rt, ns, name, old, obj, &opts.manager, opts.dry_run, false)?;
-        Ok(WriteOutcome {
-            object,
-            created: false,
-            warnings,
-        })
+        let object = self.commit_change(rt, ns, name, old, obj, &opts.manager, opts.dry_run, false)?;
+        Ok(WriteOutcome { object, created: false, warnings })
     }
 
     /// JSON merge patch (RFC 7386); strategic merge patch is treated the same for the kinds served here.
@@ -537,13 +419,8 @@ impl ClusterStore {
         let mut obj = (*old).clone();
         json_merge_patch(&mut obj, patch);
         let warnings = self.admit(rt, &mut obj, opts)?;
-        let object =
-            self.commit_change(rt, ns, name, old, obj, &opts.manager, opts.dry_run, false)?;
-        Ok(WriteOutcome {
-            object,
-            created: false,
-            warnings,
-        })
+        let object = self.commit_change(rt, ns, name, old, obj, &opts.manager, opts.dry_run, false)?;
+        Ok(WriteOutcome { object, created: false, warnings })
     }
 
     /// Server-side apply (`application/apply-patch+yaml`).
@@ -561,9 +438,7 @@ impl ClusterStore {
             ));
         }
         if applied.get("apiVersion").is_none() || applied.get("kind").is_none() {
-            return Err(ApiError::bad_request(
-                "apiVersion and kind must be set in an apply configuration",
-            ));
+            return Err(ApiError::bad_request("apiVersion and kind must be set in an apply configuration"));
         }
         self.check_target(rt, ns, applied, Some(name))?;
         let mut applied = applied.clone();
@@ -579,15 +454,8 @@ impl ClusterStore {
         }
         let live = self.get(rt, ns, name).ok();
         let now = (self.clock)();
-        let merged = ssa::apply(
-            live.as_deref(),
-            &applied,
-            &opts.manager,
-            &rt.api_version(),
-            opts.force,
-            &now,
-        )
-        .map_err(|conflicts| conflict_error(&conflicts))?;
+        let merged = ssa::apply(live.as_deref(), &applied, &opts.manager, &rt.api_version(), opts.force, &now)
+            .map_err(|conflicts| conflict_error(&conflicts))?;
         let mut obj = merged;
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
@@ -596,25 +464,12 @@ impl ClusterStore {
         match live {
             None => {
                 self.finish_new(rt, ns, &mut obj);
-                let object = if opts.dry_run {
-                    obj
-                } else {
-                    self.store(rt, ns, name, obj, None)
-                };
-                Ok(WriteOutcome {
-                    object,
-                    created: true,
-                    warnings,
-                })
+                let object = if opts.dry_run { obj } else { self.store(rt, ns, name, obj, None) };
+                Ok(WriteOutcome { object, created: true, warnings })
             }
             Some(old) => {
-                let object =
-                    self.commit_change(rt, ns, name, old, obj, &opts.manager, opts.dry_run, true)?;
-                Ok(WriteOutcome {
-                    object,
-                    created: false,
-                    warnings,
-                })
+                let object = self.commit_change(rt, ns, name, old, obj, &opts.manager, opts.dry_run, true)?;
+                Ok(WriteOutcome { object, created: false, warnings })
             }
         }
     }
@@ -645,29 +500,17 @@ impl ClusterStore {
                     }
                 }
             }
-            meta.insert(
-                "resourceVersion".into(),
-                old_meta
-                    .get("resourceVersion")
-                    .cloned()
-                    .unwrap_or(json!("")),
-            );
+            meta.insert("resourceVersion".into(), old_meta.get("resourceVersion").cloned().unwrap_or(json!("")));
         }
         if !managed_already {
             let now = (self.clock)();
             ssa::record_update(Some(&old), &mut obj, manager, &rt.api_version(), &now);
         }
-        if ssa::strip(&old) == ssa::strip(&obj)
-            && old.pointer("/metadata/managedFields") == obj.pointer("/metadata/managedFields")
-        {
+        if ssa::strip(&old) == ssa::strip(&obj) && old.pointer("/metadata/managedFields") == obj.pointer("/metadata/managedFields") {
             return Ok((*old).clone());
         }
         if old.get("spec") != obj.get("spec") {
-            let generation = old_meta
-                .get("generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(1)
-                + 1;
+            let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1) + 1;
             ensure_meta(&mut obj).insert("generation".into(), json!(generation));
         }
         if dry_run {
@@ -676,13 +519,7 @@ impl ClusterStore {
         Ok(self.store(rt, ns, name, obj, Some(old)))
     }
 
-    pub fn delete(
-        &mut self,
-        rt: &ResourceType,
-        ns: &str,
-        name: &str,
-        dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    pub fn delete(&mut self, rt: &ResourceType, ns: &str, name: &str, dry_run: bool) -> Result<Value, ApiError> {
         let old = self.get(rt, ns, name)?;
         if dry_run {
             return Ok((*old).clone());
@@ -693,23 +530,13 @@ impl ClusterStore {
 
     fn remove(&mut self, rt: &ResourceType, ns: &str, name: &str) {
         let key = (ns.to_string(), name.to_string());
-        let Some(old) = self
-            .objects
-            .get_mut(&rt.storage)
-            .and_then(|m| m.remove(&key))
-        else {
+        let Some(old) = self.objects.get_mut(&rt.storage).and_then(|m| m.remove(&key)) else {
             return;
         };
         self.rv += 1;
         let mut gone = (*old).clone();
         ensure_meta(&mut gone).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        self.record(
-            &rt.storage,
-            ns,
-            EventType::Deleted,
-            Arc::new(gone),
-            Some(old.clone()),
-        );
+        self.record(&rt.storage, ns, EventType::Deleted, Arc::new(gone), Some(old.clone()));
         if rt.kind == "Namespace" {
             // Everything in the namespace goes with it (finalization is immediate here).
             let doomed: Vec<(ResourceType, String)> = self
@@ -719,12 +546,7 @@ impl ClusterStore {
                 .flat_map(|t| {
                     self.objects
                         .get(&t.storage)
-                        .map(|m| {
-                            m.keys()
-                                .filter(|(o, _)| o == name)
-                                .map(|(_, n)| (t.clone(), n.clone()))
-                                .collect::<Vec<_>>()
-                        })
+                        .map(|m| m.keys().filter(|(o, _)| o == name).map(|(_, n)| (t.clone(), n.clone())).collect::<Vec<_>>())
                         .unwrap_or_default()
                 })
                 .collect();
@@ -744,20 +566,11 @@ impl ClusterStore {
 
     /// Everything in the store of one kind (for the fleet's own controllers).
     pub fn all_of(&self, rt: &ResourceType) -> Vec<Arc<Value>> {
-        self.objects
-            .get(&rt.storage)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        self.objects.get(&rt.storage).map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Replace an object's status without validation or generation bump (controllers only).
-    pub fn set_status(
-        &mut self,
-        rt: &ResourceType,
-        ns: &str,
-        name: &str,
-        status: Value,
-    ) -> Result<(), ApiError> {
+    pub fn set_status(&mut self, rt: &ResourceType, ns: &str, name: &str, status: Value) -> Result<(), ApiError> {
         let old = self.get(rt, ns, name)?;
         let mut obj = (*old).clone();
         obj["status"] = status;
@@ -770,10 +583,7 @@ impl ClusterStore {
 
 /// `fieldValidation=Strict` (kubectl's default) turns pruned fields into a 400.
 fn strict_error(unknown: &[String]) -> ApiError {
-    let list: Vec<String> = unknown
-        .iter()
-        .map(|u| format!("unknown field \"{u}\""))
-        .collect();
+    let list: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
     ApiError::bad_request(format!("strict decoding error: {}", list.join(", ")))
 }
 
@@ -781,21 +591,11 @@ fn conflict_error(conflicts: &[ssa::Conflict]) -> ApiError {
     let n = conflicts.len();
     let message = if n == 1 {
         let c = &conflicts[0];
-        format!(
-            "Apply failed with 1 conflict: conflict with \"{}\" using {}: {}",
-            c.manager, c.api_version, c.field
-        )
+        format!("Apply failed with 1 conflict: conflict with \"{}\" using {}: {}", c.manager, c.api_version, c.field)
     } else {
         let mut m = format!("Apply failed with {n} conflicts: ");
-        let lines: Vec<String> = conflicts
-            .iter()
-            .map(|c| {
-                format!(
-                    "conflict with \"{}\" using {}: {}",
-                    c.manager, c.api_version, c.field
-                )
-            })
-            .collect();
+        let lines: Vec<String> =
+            conflicts.iter().map(|c| format!("conflict with \"{}\" using {}: {}", c.manager, c.api_version, c.field)).collect();
         m.push_str(&lines.join("\n"));
         m
     };
@@ -837,36 +637,25 @@ pub fn ensure_meta(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
 }
 
 pub fn object_rv(o: &Value) -> u64 {
-    o.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    o.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 pub fn encode_continue(ns: &str, name: &str, rv: u64) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(json!({"ns": ns, "name": name, "rv": rv}).to_string())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!({"ns": ns, "name": name, "rv": rv}).to_string())
 }
 
 pub fn decode_continue(token: &str) -> Option<(String, String)> {
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
-    Some((
-        v.get("ns")?.as_str()?.to_string(),
-        v.get("name")?.as_str()?.to_string(),
-    ))
+    Some((v.get("ns")?.as_str()?.to_string(), v.get("name")?.as_str()?.to_string()))
 }

@@ -64,66 +64,30 @@ fn builtin_columns(kind: &str) -> Option<Vec<Col>> {
             col("Images", "string", 1),
             col("Selector", "string", 1),
         ],
-        "Namespace" => vec![
-            col("Name", "string", 0),
-            col("Status", "string", 0),
-            col("Age", "string", 0),
-        ],
-        "ConfigMap" => vec![
-            col("Name", "string", 0),
-            col("Data", "integer", 0),
-            col("Age", "string", 0),
-        ],
-        "Secret" => vec![
-            col("Name", "string", 0),
-            col("Type", "string", 0),
-            col("Data", "integer", 0),
-            col("Age", "string", 0),
-        ],
-        "Endpoints" => vec![
-            col("Name", "string", 0),
-            col("Endpoints", "string", 0),
-            col("Age", "string", 0),
-        ],
-        "ServiceAccount" => vec![
-            col("Name", "string", 0),
-            col("Secrets", "integer", 0),
-            col("Age", "string", 0),
-        ],
+        "Namespace" => vec![col("Name", "string", 0), col("Status", "string", 0), col("Age", "string", 0)],
+        "ConfigMap" => vec![col("Name", "string", 0), col("Data", "integer", 0), col("Age", "string", 0)],
+        "Secret" => vec![col("Name", "string", 0), col("Type", "string", 0), col("Data", "integer", 0), col("Age", "string", 0)],
+        "Endpoints" => vec![col("Name", "string", 0), col("Endpoints", "string", 0), col("Age", "string", 0)],
+        "ServiceAccount" => vec![col("Name", "string", 0), col("Secrets", "integer", 0), col("Age", "string", 0)],
         "CustomResourceDefinition" => vec![col("Name", "string", 0), col("Created At", "date", 0)],
         _ => return None,
     })
 }
 
-pub fn table(
-    rt: &ResourceType,
-    objects: &[&Value],
-    rv: u64,
-    include: IncludeObject,
-    headers: bool,
-    now: DateTime<Utc>,
-) -> Value {
+pub fn table(rt: &ResourceType, objects: &[&Value], rv: u64, include: IncludeObject, headers: bool, now: DateTime<Utc>) -> Value {
     let (defs, rows): (Vec<Value>, Vec<Value>) = if let Some(cols) = builtin_columns(&rt.kind) {
         let defs = cols
             .iter()
             .map(|c| json!({"name": c.name, "type": c.ty, "format": if c.name == "Name" {"name"} else {""}, "description": "", "priority": c.priority}))
             .collect();
-        let rows = objects
-            .iter()
-            .map(|o| row(builtin_cells(&rt.kind, o, now), o, include))
-            .collect();
+        let rows = objects.iter().map(|o| row(builtin_cells(&rt.kind, o, now), o, include)).collect();
         (defs, rows)
     } else {
-        let mut defs = vec![
-            json!({"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}),
-        ];
+        let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0})];
         for c in &rt.printer_columns {
             defs.push(json!({"name": c.name, "type": c.kind, "format": "", "description": c.description, "priority": c.priority}));
         }
-        let has_age = rt
-            .printer_columns
-            .iter()
-            .any(|c| c.json_path == ".metadata.creationTimestamp");
+        let has_age = rt.printer_columns.iter().any(|c| c.json_path == ".metadata.creationTimestamp");
         if !has_age {
             defs.push(json!({"name": "Age", "type": "date", "format": "", "description": "", "priority": 0}));
         }
@@ -176,15 +140,11 @@ fn row(cells: Vec<Value>, o: &Value, include: IncludeObject) -> Value {
 }
 
 fn name(o: &Value) -> &str {
-    o.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
+    o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
 }
 
 fn created(o: &Value) -> &str {
-    o.pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str)
-        .unwrap_or("")
+    o.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("")
 }
 
 fn s<'a>(o: &'a Value, p: &str) -> &'a str {
@@ -195,28 +155,11 @@ fn builtin_cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let age = age(created(o), now);
     match kind {
         "Pod" => {
-            let statuses = o
-                .pointer("/status/containerStatuses")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let total = o
-                .pointer("/spec/containers")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            let ready = statuses
-                .iter()
-                .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
-                .count();
-            let restarts: i64 = statuses
-                .iter()
-                .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
-                .sum();
-            let phase = if o.pointer("/metadata/deletionTimestamp").is_some() {
-                "Terminating"
-            } else {
-                s(o, "/status/phase")
-            };
+            let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
+            let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
+            let ready = statuses.iter().filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true)).count();
+            let restarts: i64 = statuses.iter().filter_map(|c| c.get("restartCount").and_then(Value::as_i64)).sum();
+            let phase = if o.pointer("/metadata/deletionTimestamp").is_some() { "Terminating" } else { s(o, "/status/phase") };
             let ip = s(o, "/status/podIP");
             let node = s(o, "/spec/nodeName");
             vec![
@@ -249,15 +192,7 @@ fn builtin_cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
             let external: Vec<&str> = o
                 .pointer("/status/loadBalancer/ingress")
                 .and_then(Value::as_array)
-                .map(|is| {
-                    is.iter()
-                        .filter_map(|i| {
-                            i.get("ip")
-                                .or_else(|| i.get("hostname"))
-                                .and_then(Value::as_str)
-                        })
-                        .collect()
-                })
+                .map(|is| is.iter().filter_map(|i| i.get("ip").or_else(|| i.get("hostname")).and_then(Value::as_str)).collect())
                 .unwrap_or_default();
             let typ = s(o, "/spec/type");
             let ext = if !external.is_empty() {
@@ -270,12 +205,7 @@ fn builtin_cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
             let selector = o
                 .pointer("/spec/selector")
                 .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
+                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
                 .filter(|x| !x.is_empty())
                 .unwrap_or_else(|| "<none>".into());
             let ip = s(o, "/spec/clusterIP");
@@ -284,47 +214,24 @@ fn builtin_cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 json!(typ),
                 json!(if ip.is_empty() { "<none>" } else { ip }),
                 json!(ext),
-                json!(if ports.is_empty() {
-                    "<none>".to_string()
-                } else {
-                    ports.join(",")
-                }),
+                json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") }),
                 json!(age),
                 json!(selector),
             ]
         }
         "Deployment" => {
             let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-            let containers = o
-                .pointer("/spec/template/spec/containers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let names: Vec<&str> = containers
-                .iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str))
-                .collect();
-            let images: Vec<&str> = containers
-                .iter()
-                .filter_map(|c| c.get("image").and_then(Value::as_str))
-                .collect();
+            let containers = o.pointer("/spec/template/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let names: Vec<&str> = containers.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect();
+            let images: Vec<&str> = containers.iter().filter_map(|c| c.get("image").and_then(Value::as_str)).collect();
             let selector = o
                 .pointer("/spec/selector/matchLabels")
                 .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
+                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
                 .unwrap_or_default();
             vec![
                 json!(name(o)),
-                json!(format!(
-                    "{}/{}",
-                    n("/status/readyReplicas"),
-                    n("/spec/replicas")
-                )),
+                json!(format!("{}/{}", n("/status/readyReplicas"), n("/spec/replicas"))),
                 json!(n("/status/updatedReplicas")),
                 json!(n("/status/availableReplicas")),
                 json!(age),
@@ -334,33 +241,13 @@ fn builtin_cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
             ]
         }
         "Namespace" => vec![json!(name(o)), json!(s(o, "/status/phase")), json!(age)],
-        "ConfigMap" => vec![
-            json!(name(o)),
-            json!(
-                o.get("data")
-                    .and_then(Value::as_object)
-                    .map_or(0, |m| m.len())
-            ),
-            json!(age),
-        ],
-        "Secret" => vec![
-            json!(name(o)),
-            json!(s(o, "/type")),
-            json!(
-                o.get("data")
-                    .and_then(Value::as_object)
-                    .map_or(0, |m| m.len())
-            ),
-            json!(age),
-        ],
+        "ConfigMap" => vec![json!(name(o)), json!(o.get("data").and_then(Value::as_object).map_or(0, |m| m.len())), json!(age)],
+        "Secret" => {
+            vec![json!(name(o)), json!(s(o, "/type")), json!(o.get("data").and_then(Value::as_object).map_or(0, |m| m.len())), json!(age)]
+        }
         "Endpoints" => {
             let mut eps = Vec::new();
-            for subset in o
-                .get("subsets")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for subset in o.get("subsets").and_then(Value::as_array).into_iter().flatten() {
                 let ports: Vec<i64> = subset
                     .get("ports")
                     .and_then(Value::as_array)
@@ -368,12 +255,7 @@ fn builtin_cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
                     .flatten()
                     .filter_map(|p| p.get("port").and_then(Value::as_i64))
                     .collect();
-                for a in subset
-                    .get("addresses")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for a in subset.get("addresses").and_then(Value::as_array).into_iter().flatten() {
                     let ip = a.get("ip").and_then(Value::as_str).unwrap_or("");
                     for p in &ports {
                         eps.push(format!("{ip}:{p}"));
@@ -389,15 +271,7 @@ fn builtin_cells(kind: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
             };
             vec![json!(name(o)), json!(shown), json!(age)]
         }
-        "ServiceAccount" => vec![
-            json!(name(o)),
-            json!(
-                o.get("secrets")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len)
-            ),
-            json!(age),
-        ],
+        "ServiceAccount" => vec![json!(name(o)), json!(o.get("secrets").and_then(Value::as_array).map_or(0, Vec::len)), json!(age)],
         "CustomResourceDefinition" => vec![json!(name(o)), json!(created(o))],
         _ => vec![json!(name(o)), json!(age)],
     }
@@ -446,9 +320,7 @@ mod tests {
 
     #[test]
     fn ages_read_like_kubectl() {
-        let now = DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z")
-            .expect("ts")
-            .with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z").expect("ts").with_timezone(&Utc);
         assert_eq!(age("2026-01-01T23:59:15Z", now), "45s");
         assert_eq!(age("2026-01-01T23:56:40Z", now), "3m20s");
         assert_eq!(age("2026-01-01T19:00:00Z", now), "5h0m");

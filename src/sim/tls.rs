@@ -1,9 +1,6 @@
 //! A certificate authority per simulated fleet and one serving certificate for 127.0.0.1.
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
-};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
 
 pub struct FleetTls {
     pub ca_pem: String,
@@ -14,29 +11,15 @@ pub struct FleetTls {
 impl FleetTls {
     pub fn generate() -> Result<Self, rcgen::Error> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "meshdeck-sim-ca");
+        ca_params.distinguished_name.push(DnType::CommonName, "meshdeck-sim-ca");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
         let mut leaf = CertificateParams::new(vec!["localhost".to_string()])?;
-        leaf.distinguished_name
-            .push(DnType::CommonName, "meshdeck-sim-apiserver");
-        leaf.subject_alt_names
-            .push(SanType::IpAddress(std::net::IpAddr::V4(
-                std::net::Ipv4Addr::LOCALHOST,
-            )));
+        leaf.distinguished_name.push(DnType::CommonName, "meshdeck-sim-apiserver");
+        leaf.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
         let key = KeyPair::generate()?;
         let cert = leaf.signed_by(&key, &ca)?;
-        Ok(Self {
-            ca_pem: ca.pem(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(Self { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 }

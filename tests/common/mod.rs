@@ -13,13 +13,8 @@ pub async fn fleet(cfg: SimConfig) -> SimFleet {
 
 pub async fn client(fleet: &SimFleet, context: &str) -> Client {
     let kc = Kubeconfig::from_yaml(&fleet.kubeconfig_yaml()).expect("sim kubeconfig parses");
-    let opts = KubeConfigOptions {
-        context: Some(context.to_string()),
-        ..Default::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(kc, &opts)
-        .await
-        .expect("context loads");
+    let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
+    let config = kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("context loads");
     Client::try_from(config).expect("client builds")
 }
 
@@ -34,10 +29,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {secs}s"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {secs}s");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -47,11 +39,7 @@ pub fn istio_crds_dir() -> std::path::PathBuf {
     match std::env::var("MESHDECK_ISTIO_CRDS") {
         Ok(dir) => {
             let p = std::path::PathBuf::from(&dir);
-            let p = if p.is_relative() {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-            } else {
-                p
-            };
+            let p = if p.is_relative() { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p) } else { p };
             assert!(
                 p.join("crd-all.gen.yaml").is_file(),
                 "MESHDECK_ISTIO_CRDS={dir} is set but {}/crd-all.gen.yaml is missing",
@@ -78,14 +66,7 @@ pub fn shared_dir() -> std::path::PathBuf {
 pub async fn registry(fleet: &SimFleet) -> Vec<meshdeck::registry::Cluster> {
     let kc = Kubeconfig::from_yaml(&fleet.kubeconfig_yaml()).expect("kubeconfig");
     let names: Vec<String> = fleet.clusters.iter().map(|c| c.name.clone()).collect();
-    meshdeck::registry::connect(
-        &kc,
-        &names,
-        &meshdeck::config::MeshdeckConfig::default(),
-        false,
-    )
-    .await
-    .expect("registry")
+    meshdeck::registry::connect(&kc, &names, &meshdeck::config::MeshdeckConfig::default(), false).await.expect("registry")
 }
 
 /// Wait for a snapshot that satisfies `pred`, failing after `secs`.
@@ -104,16 +85,47 @@ pub async fn snapshot_where(
         match tokio::time::timeout_at(deadline, inv.snapshots.changed()).await {
             Ok(Ok(())) => {}
             _ => {
-                let states: Vec<String> = snap
-                    .clusters
-                    .iter()
-                    .map(|c| format!("{}={}", c.name, c.state.as_str()))
-                    .collect();
-                panic!(
-                    "no snapshot within {secs}s where {what} (last: {})",
-                    states.join(" ")
-                );
+                let states: Vec<String> = snap.clusters.iter().map(|c| format!("{}={}", c.name, c.state.as_str())).collect();
+                panic!("no snapshot within {secs}s where {what} (last: {})", states.join(" "));
             }
         }
     }
+}
+
+/// An inventory fixture captured from the sim (`tests/fixtures/inventory-*.json`).
+pub fn inventory_fixture(name: &str) -> meshdeck::inventory::FleetSnapshot {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("inventory-{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture parses")
+}
+
+/// Istio's real CRD schemas, compiled by the sim's validator, keyed by kind.
+pub fn istio_schemas() -> std::collections::BTreeMap<String, std::sync::Arc<meshdeck::sim::schema::Schema>> {
+    let crds = meshdeck::sim::load_crds(&istio_crds_dir()).expect("CRDs load");
+    let mut out = std::collections::BTreeMap::new();
+    for crd in &crds {
+        for t in meshdeck::sim::resources::ResourceRegistry::types_from_crd(crd).expect("CRD compiles") {
+            if t.version == "v1"
+                && let Some(s) = t.schema
+            {
+                out.insert(format!("{}/{}", t.group, t.kind), s);
+            }
+        }
+    }
+    out
+}
+
+/// Validate an object as the API server would with Istio's CRDs: no unknown fields, no schema errors.
+pub fn assert_valid_istio(
+    schemas: &std::collections::BTreeMap<String, std::sync::Arc<meshdeck::sim::schema::Schema>>,
+    obj: &serde_json::Value,
+) {
+    let api = obj["apiVersion"].as_str().expect("apiVersion");
+    let group = api.split('/').next().expect("group");
+    let key = format!("{group}/{}", obj["kind"].as_str().expect("kind"));
+    let schema = schemas.get(&key).unwrap_or_else(|| panic!("no Istio CRD for {key}"));
+    let mut pruned = obj.clone();
+    let unknown = schema.prune_object(&mut pruned);
+    assert!(unknown.is_empty(), "{key} {}: fields Istio's schema does not know: {unknown:?}", obj["metadata"]["name"]);
+    let errors = schema.validate_object(obj);
+    assert!(errors.is_empty(), "{key} {}: {errors:?}", obj["metadata"]["name"]);
 }

@@ -1,0 +1,336 @@
+//! `meshdeck bench …`: benchmarks that print numbers (never assertions).
+//! The simulated fleet runs as a child process so meshdeck's own memory and
+//! CPU are measured apart from the servers'.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+
+use super::{CliError, GlobalArgs};
+use crate::inventory::Inventory;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub which: Bench,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Bench {
+    /// Sim start-up time and a full list of every cluster.
+    Sim(FleetSize),
+    /// Time to a complete inventory, peak RSS, bytes per pod, against a kubectl loop.
+    Inventory(FleetSize),
+    /// Render many plans over a large inventory (no clusters needed).
+    Render(RenderSize),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RenderSize {
+    #[arg(long, default_value_t = 1000)]
+    pub plans: usize,
+    #[arg(long, default_value_t = 50)]
+    pub clusters: usize,
+    #[arg(long, default_value_t = 200)]
+    pub services: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FleetSize {
+    #[arg(long, default_value_t = 50)]
+    pub clusters: usize,
+    #[arg(long, default_value_t = 200)]
+    pub services: usize,
+    /// Skip the kubectl comparison.
+    #[arg(long)]
+    pub no_kubectl: bool,
+}
+
+/// A `meshdeck sim` child process; killed on drop.
+pub struct SimProcess {
+    child: Child,
+    pub kubeconfig: PathBuf,
+    pub startup: Duration,
+    _dir: tempfile_dir::Dir,
+}
+
+mod tempfile_dir {
+    /// A private temporary directory removed on drop (no dev-dependency in the binary).
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SimProcess {
+    pub fn start(size: &FleetSize) -> Result<SimProcess, CliError> {
+        let dir = std::env::temp_dir().join(format!("meshdeck-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| CliError::failed(e.to_string()))?;
+        let kubeconfig = dir.join("kubeconfig");
+        let exe = std::env::current_exe().map_err(|e| CliError::failed(e.to_string()))?;
+        let started = Instant::now();
+        let child = Command::new(exe)
+            .args([
+                "sim",
+                "--still",
+                "--clusters",
+                &size.clusters.to_string(),
+                "--services",
+                &size.services.to_string(),
+                "--kubeconfig-out",
+            ])
+            .arg(&kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| CliError::failed(format!("starting the sim: {e}")))?;
+        let mut sim = SimProcess { child, kubeconfig, startup: Duration::ZERO, _dir: tempfile_dir::Dir(dir) };
+        while !std::fs::read_to_string(&sim.kubeconfig).is_ok_and(|t| t.contains("current-context")) {
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err(CliError::failed("the sim did not start within 120 s"));
+            }
+            if let Ok(Some(status)) = sim.child.try_wait() {
+                return Err(CliError::failed(format!("the sim exited: {status}")));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sim.startup = started.elapsed();
+        Ok(sim)
+    }
+
+    pub fn contexts(&self, n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("cluster{i}")).collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Peak resident set size of a process in MiB (Linux `VmHWM`).
+pub fn peak_rss_mib(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".into(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn kubectl_available() -> bool {
+    Command::new("kubectl").args(["version", "--client"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// `kubectl get <what> -A -o json` over every context, one after another.
+fn kubectl_loop(kubeconfig: &Path, contexts: &[String], what: &str) -> Result<(Duration, usize), CliError> {
+    let home = std::env::temp_dir().join(format!("meshdeck-bench-kubectl-{}", std::process::id()));
+    let _cleanup = tempfile_dir::Dir(home.clone());
+    let started = Instant::now();
+    let mut bytes = 0;
+    for ctx in contexts {
+        let out = Command::new("kubectl")
+            .args(["--context", ctx, "get", what, "-A", "-o", "json"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", &home)
+            .output()
+            .map_err(|e| CliError::failed(format!("kubectl: {e}")))?;
+        if !out.status.success() {
+            return Err(CliError::failed(format!("kubectl failed on {ctx}: {}", String::from_utf8_lossy(&out.stderr))));
+        }
+        bytes += out.stdout.len();
+    }
+    Ok((started.elapsed(), bytes))
+}
+
+pub async fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<(), CliError> {
+    match args.which {
+        Bench::Sim(size) => bench_sim(&size).await,
+        Bench::Inventory(size) => bench_inventory(&size).await,
+        Bench::Render(size) => bench_render(&size),
+    }
+}
+
+async fn bench_sim(size: &FleetSize) -> Result<(), CliError> {
+    let sim = SimProcess::start(size)?;
+    println!("sim: {} clusters x {} services: started in {:.2} s", size.clusters, size.services, sim.startup.as_secs_f64());
+    let global = GlobalArgs { kubeconfig: Some(sim.kubeconfig.clone()), contexts: sim.contexts(size.clusters), read_only: true };
+    let (clusters, _) = super::fleet::registry(&global).await?;
+    let started = Instant::now();
+    let mut pods = 0;
+    for c in &clusters {
+        let client = c.client.clone().map_err(CliError::failed)?;
+        let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client);
+        pods += api.list(&kube::api::ListParams::default()).await.map_err(|e| CliError::failed(e.to_string()))?.items.len();
+    }
+    let t = started.elapsed();
+    println!(
+        "sim: full pod list of every cluster: {pods} pods in {:.2} s ({:.1} ms per cluster)",
+        t.as_secs_f64(),
+        t.as_secs_f64() * 1000.0 / clusters.len() as f64
+    );
+    println!("sim: peak RSS of the sim process: {:.0} MiB", peak_rss_mib(Some(sim.pid())).unwrap_or(f64::NAN));
+    Ok(())
+}
+
+async fn bench_inventory(size: &FleetSize) -> Result<(), CliError> {
+    let sim = SimProcess::start(size)?;
+    println!("fleet: {} clusters x {} services (sim started in {:.2} s)", size.clusters, size.services, sim.startup.as_secs_f64());
+    let global = GlobalArgs { kubeconfig: Some(sim.kubeconfig.clone()), contexts: sim.contexts(size.clusters), read_only: true };
+    let rss_before = rss_mib().unwrap_or(0.0);
+    let started = Instant::now();
+    let (clusters, _) = super::fleet::registry(&global).await?;
+    let mut inv = Inventory::start(&clusters);
+    let snap = inv.settled(Duration::from_secs(120)).await;
+    let t_inventory = started.elapsed();
+    let live = snap.clusters.iter().filter(|c| c.state == crate::inventory::ClusterState::Live).count();
+    let services: usize = snap.services.iter().map(|s| s.clusters.len()).sum();
+    let pods: u32 = snap
+        .services
+        .iter()
+        .flat_map(|s| s.clusters.values())
+        .map(|p| p.versions.values().map(|v| v.total).sum::<u32>() + p.unversioned.total)
+        .sum();
+    // Let the first burst settle, then read memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_mib().unwrap_or(0.0);
+    let peak = peak_rss_mib(None).unwrap_or(f64::NAN);
+    println!(
+        "meshdeck: complete inventory ({live}/{} clusters live, {services} services, {pods} pods) in {:.2} s",
+        snap.clusters.len(),
+        t_inventory.as_secs_f64()
+    );
+    println!(
+        "meshdeck: peak RSS {peak:.0} MiB; retained after sync {:.1} MiB, about {:.0} bytes per pod",
+        rss_after - rss_before,
+        (rss_after - rss_before) * 1024.0 * 1024.0 / f64::from(pods.max(1))
+    );
+    drop(inv);
+    if size.no_kubectl || !kubectl_available() {
+        println!("kubectl: not run");
+        return Ok(());
+    }
+    let (t_kubectl, bytes) = tokio::task::spawn_blocking({
+        let kc = sim.kubeconfig.clone();
+        let contexts = sim.contexts(size.clusters);
+        move || kubectl_loop(&kc, &contexts, "svc,pods")
+    })
+    .await
+    .map_err(|e| CliError::failed(e.to_string()))??;
+    println!(
+        "kubectl: get svc,pods -A -o json over {} contexts, one after another: {:.2} s ({:.1} MiB of JSON)",
+        size.clusters,
+        t_kubectl.as_secs_f64(),
+        bytes as f64 / 1048576.0
+    );
+    println!("ratio: meshdeck is {:.1}x faster than the kubectl loop", t_kubectl.as_secs_f64() / t_inventory.as_secs_f64());
+    Ok(())
+}
+
+/// A synthetic inventory shaped like the sim's: `services` services per cluster with v1 and v2.
+pub fn synthetic_inventory(clusters: usize, services: usize) -> crate::inventory::FleetSnapshot {
+    use crate::inventory::{ClusterState, ClusterView, FleetSnapshot, MeshFacts, ServicePresence, ServiceRow, VersionCount};
+    let names: Vec<String> = (1..=clusters).map(|i| format!("cluster{i}")).collect();
+    let views = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ClusterView {
+            name: n.clone(),
+            context: n.clone(),
+            state: ClusterState::Live,
+            version_label: "version".into(),
+            mesh: MeshFacts {
+                istio_version: Some("1.27.3".into()),
+                trust_domain: Some(format!("{n}.local")),
+                cluster_id: Some(n.clone()),
+                network: Some(format!("network{}", i + 1)),
+                east_west_gateway: Some(crate::sim::fleet::eastwest_address(i + 1)),
+                istio_crds: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .collect();
+    let count = VersionCount { ready: 1, total: 1, injected: 1 };
+    let rows = (0..services)
+        .map(|s| {
+            let presence = ServicePresence {
+                versions: [("v1".to_string(), count), ("v2".to_string(), count)].into(),
+                ports: vec![8080],
+                selector: [("app".to_string(), format!("svc-{s:04}"))].into(),
+                ..Default::default()
+            };
+            std::sync::Arc::new(ServiceRow {
+                name: format!("svc-{s:04}"),
+                namespace: format!("apps-{}", s % 10),
+                clusters: names.iter().map(|n| (n.clone(), presence.clone())).collect(),
+            })
+        })
+        .collect();
+    FleetSnapshot { clusters: views, services: rows, ..Default::default() }
+}
+
+fn bench_render(size: &RenderSize) -> Result<(), CliError> {
+    use crate::plan::{Destination, Plan, RouteAction, ServiceRef, TopologyChoice, TrafficRoute};
+    let inv = synthetic_inventory(size.clusters, size.services);
+    let plans: Vec<Plan> = (0..size.plans)
+        .map(|i| {
+            let s = i % size.services;
+            let c = |k: usize| format!("cluster{}", (i * 7 + k * 13) % size.clusters + 1);
+            let (a, b) = (c(0), c(1));
+            let b = if a == b { format!("cluster{}", (i + 1) % size.clusters + 1) } else { b };
+            let route = TrafficRoute {
+                name: format!("plan-{i}"),
+                service: ServiceRef { name: format!("svc-{s:04}"), namespace: format!("apps-{}", s % 10) },
+                from_clusters: vec![a.clone()],
+                action: RouteAction::Split(vec![
+                    Destination { cluster: b.clone(), version: "v2".into(), weight: 60 },
+                    Destination { cluster: a.clone(), version: "v1".into(), weight: 30 },
+                    Destination { cluster: a, version: "v2".into(), weight: 10 },
+                ]),
+                outlier_detection: None,
+                retries: None,
+                timeout: None,
+                matches: vec![],
+                topology: TopologyChoice::Auto,
+            };
+            Plan { routes: vec![route], access: vec![] }
+        })
+        .collect();
+    let started = Instant::now();
+    let mut objects = 0;
+    let mut bytes = 0;
+    for p in &plans {
+        let out = crate::render::render(p, &inv).map_err(|e| CliError::failed(e.to_string()))?;
+        objects += out.object_count();
+        bytes += out.to_yaml().len();
+    }
+    let t = started.elapsed();
+    println!(
+        "render: {} plans over {} clusters x {} services: {objects} objects ({:.1} MiB of YAML) in {:.3} s ({:.0} us per plan, YAML included)",
+        size.plans,
+        size.clusters,
+        size.services,
+        bytes as f64 / 1048576.0,
+        t.as_secs_f64(),
+        t.as_secs_f64() * 1e6 / size.plans as f64
+    );
+    Ok(())
+}

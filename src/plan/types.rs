@@ -1,0 +1,139 @@
+//! The validated plan: what the operator asked for, in meshdeck's own terms.
+//! (The YAML shapes with positions live in `parse`; these carry no spans.)
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: &str = "meshdeck.dev/v1alpha1";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub routes: Vec<TrafficRoute>,
+    pub access: Vec<AccessPolicy>,
+}
+
+/// `reviews.default`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceRef {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl ServiceRef {
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.name, self.namespace)
+    }
+    /// The cluster-local FQDN callers address.
+    pub fn local_host(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.name, self.namespace)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TopologyChoice {
+    /// Decide from the inventory (remote secrets mean shared discovery).
+    #[default]
+    Auto,
+    SharedDiscovery,
+    Federation,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrafficRoute {
+    pub name: String,
+    pub service: ServiceRef,
+    pub from_clusters: Vec<String>,
+    pub action: RouteAction,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub retries: Option<Retries>,
+    pub timeout: Option<String>,
+    /// Empty: every request. Otherwise the route applies to matching requests only.
+    pub matches: Vec<RouteMatch>,
+    pub topology: TopologyChoice,
+}
+
+impl TrafficRoute {
+    /// Whether callers in `from` reach `to` through shared discovery (else federation).
+    pub fn shared_discovery(&self, inv: &crate::inventory::FleetSnapshot, from: &str, to: &str) -> bool {
+        match self.topology {
+            TopologyChoice::SharedDiscovery => true,
+            TopologyChoice::Federation => from == to,
+            TopologyChoice::Auto => inv.shares_discovery(from, to),
+        }
+    }
+
+    /// Shared discovery only if every caller shares discovery with every target.
+    pub fn uses_shared_discovery(&self, inv: &crate::inventory::FleetSnapshot) -> bool {
+        let targets: Vec<&str> = match &self.action {
+            RouteAction::Split(ds) => ds.iter().map(|d| d.cluster.as_str()).collect(),
+            RouteAction::Failover(ts) => ts.iter().map(|t| t.cluster.as_str()).collect(),
+        };
+        self.from_clusters.iter().all(|f| targets.iter().all(|t| self.shared_discovery(inv, f, t)))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RouteAction {
+    Split(Vec<Destination>),
+    Failover(Vec<FailoverTarget>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    pub cluster: String,
+    pub version: String,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverTarget {
+    pub cluster: String,
+    pub version: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierDetection {
+    pub consecutive_5xx_errors: u32,
+    pub interval: String,
+    pub base_ejection_time: String,
+    pub max_ejection_percent: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retries {
+    pub attempts: u32,
+    pub per_try_timeout: Option<String>,
+    pub retry_on: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteMatch {
+    pub headers: BTreeMap<String, StringMatch>,
+    pub path_prefix: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessPolicy {
+    pub name: String,
+    pub service: ServiceRef,
+    pub allow_from: Vec<Caller>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Caller {
+    pub cluster: String,
+    pub namespace: String,
+    pub service_account: String,
+}

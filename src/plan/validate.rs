@@ -1,0 +1,441 @@
+//! From positioned YAML to a `Plan`, checked against the inventory. Every
+//! problem found is reported (not just the first), each at `file:line:col`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::PlanError;
+use super::parse::{RawDestination, RawDoc, RawSpec, RawTarget, S, edit_distance};
+use super::types::*;
+use crate::inventory::FleetSnapshot;
+
+struct Checker<'a> {
+    file: &'a str,
+    inv: &'a FleetSnapshot,
+    errors: Vec<PlanError>,
+}
+
+impl<'a> Checker<'a> {
+    fn err<T>(&mut self, at: &S<T>, message: impl Into<String>) {
+        self.errors.push(PlanError {
+            file: self.file.into(),
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            message: message.into(),
+        });
+    }
+
+    fn known_cluster(&mut self, c: &S<String>) -> bool {
+        if self.inv.cluster(&c.value).is_some() {
+            return true;
+        }
+        let names: Vec<&str> = self.inv.clusters.iter().map(|c| c.name.as_str()).collect();
+        let hint = closest(&c.value, &names).map(|n| format!("; did you mean {n}?")).unwrap_or_default();
+        self.err(c, format!("unknown cluster {:?} (registered: {}){hint}", c.value, names.join(", ")));
+        false
+    }
+
+    fn service(&mut self, s: &Option<S<String>>, at: &S<RawSpec>) -> Option<ServiceRef> {
+        let Some(s) = s else {
+            self.err(at, "spec.service is required (`<name>.<namespace>`)");
+            return None;
+        };
+        let Some((name, ns)) = s.value.split_once('.').filter(|(n, ns)| !n.is_empty() && !ns.is_empty() && !ns.contains('.')) else {
+            self.err(s, format!("service {:?} must be `<name>.<namespace>`, e.g. reviews.default", s.value));
+            return None;
+        };
+        if self.inv.service(&s.value).is_none() {
+            let keys: Vec<String> = self.inv.services.iter().map(|r| r.key()).collect();
+            let hint = closest(&s.value, &keys.iter().map(String::as_str).collect::<Vec<_>>())
+                .map(|k| format!("; did you mean {k}?"))
+                .unwrap_or_default();
+            self.err(s, format!("service {} is not in any registered cluster{hint}", s.value));
+            return None;
+        }
+        Some(ServiceRef { name: name.into(), namespace: ns.into() })
+    }
+
+    /// The service must have a Service object in `cluster`; with a version, pods of it there.
+    fn runs_in(&mut self, svc: &ServiceRef, cluster: &S<String>, version: Option<&S<String>>) -> bool {
+        let presence = self.inv.service(&svc.key()).and_then(|r| r.clusters.get(&cluster.value));
+        let Some(p) = presence else {
+            self.err(cluster, format!("{} has no Service in {}", svc.key(), cluster.value));
+            return false;
+        };
+        if let Some(v) = version
+            && !p.versions.contains_key(&v.value)
+        {
+            let have: Vec<&str> = p.versions.keys().map(String::as_str).collect();
+            self.err(
+                v,
+                format!(
+                    "version {:?} of {} does not run in {} (running: {})",
+                    v.value,
+                    svc.key(),
+                    cluster.value,
+                    if have.is_empty() { "none".into() } else { have.join(", ") }
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn whole(&mut self, v: &S<Value>, what: &str, min: u64, max: u64) -> Option<u32> {
+        match v.value.as_u64().filter(|n| *n >= min && *n <= max) {
+            Some(n) => u32::try_from(n).ok(),
+            None => {
+                self.err(v, format!("{what} must be a whole number from {min} to {max}, not {}", v.value));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, d: &S<String>, what: &str) -> Option<String> {
+        let ok = regex::Regex::new(r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$").is_ok_and(|re| re.is_match(&d.value));
+        if ok {
+            Some(d.value.clone())
+        } else {
+            self.err(d, format!("{what} {:?} is not a duration like 250ms, 10s or 1m", d.value));
+            None
+        }
+    }
+}
+
+pub fn closest<'b>(word: &str, candidates: &[&'b str]) -> Option<&'b str> {
+    candidates.iter().map(|c| (edit_distance(word, c), *c)).filter(|(d, _)| *d <= 2.max(word.len() / 3)).min().map(|(_, c)| c)
+}
+
+fn dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+pub fn validate(file: &str, docs: Vec<RawDoc>, inv: &FleetSnapshot) -> Result<Plan, Vec<PlanError>> {
+    let mut ck = Checker { file, inv, errors: Vec::new() };
+    let mut plan = Plan::default();
+    let mut names: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut routed: BTreeMap<(String, String), String> = BTreeMap::new();
+    if docs.is_empty() {
+        ck.errors.push(PlanError {
+            file: file.into(),
+            line: 1,
+            column: 1,
+            message: "no plan documents (expected TrafficRoute or AccessPolicy)".into(),
+        });
+    }
+    for doc in docs {
+        if doc.api_version.value != API_VERSION {
+            ck.err(&doc.api_version, format!("apiVersion must be {API_VERSION}, not {:?}", doc.api_version.value));
+        }
+        let name = doc.metadata.name.value.clone();
+        if !dns_label(&name) {
+            ck.err(&doc.metadata.name, format!("metadata.name {name:?} must be a DNS label of at most 40 characters (lower case, digits, '-'): objects are named after it"));
+        }
+        if !names.insert((doc.kind.value.clone(), name.clone())) {
+            ck.err(&doc.metadata.name, format!("a {} named {name} is already in this file", doc.kind.value));
+        }
+        match doc.kind.value.as_str() {
+            "TrafficRoute" => {
+                if let Some(r) = traffic_route(&mut ck, &name, &doc.spec) {
+                    for c in &r.from_clusters {
+                        if let Some(other) = routed.insert((r.service.key(), c.clone()), r.name.clone()) {
+                            ck.err(&doc.metadata.name, format!("{} from {c} is already routed by {other} in this file", r.service.key()));
+                        }
+                    }
+                    plan.routes.push(r);
+                }
+            }
+            "AccessPolicy" => {
+                if let Some(a) = access_policy(&mut ck, &name, &doc.spec) {
+                    plan.access.push(a);
+                }
+            }
+            other => {
+                let hint = closest(other, &["TrafficRoute", "AccessPolicy"]).map(|k| format!("; did you mean {k}?")).unwrap_or_default();
+                ck.err(&doc.kind, format!("unknown kind {other:?} (expected TrafficRoute or AccessPolicy){hint}"));
+            }
+        }
+    }
+    if ck.errors.is_empty() { Ok(plan) } else { Err(ck.errors) }
+}
+
+fn traffic_route(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<TrafficRoute> {
+    let spec = &spec_at.value;
+    if let Some(a) = &spec.allow_from {
+        ck.err(a, "allowFrom belongs in an AccessPolicy, not a TrafficRoute");
+    }
+    let service = ck.service(&spec.service, spec_at);
+    let mut from_clusters = Vec::new();
+    match &spec.from {
+        None => ck.err(spec_at, "spec.from.clusters is required: where the callers run"),
+        Some(f) if f.value.clusters.is_empty() => ck.err(f, "from.clusters must name at least one cluster"),
+        Some(f) => {
+            for c in &f.value.clusters {
+                if ck.known_cluster(c)
+                    && let Some(svc) = &service
+                {
+                    ck.runs_in(svc, c, None);
+                }
+                if from_clusters.contains(&c.value) {
+                    ck.err(c, format!("{} is listed twice", c.value));
+                }
+                from_clusters.push(c.value.clone());
+            }
+        }
+    }
+    let action = match (&spec.split, &spec.failover) {
+        (Some(_), Some(f)) => {
+            ck.err(f, "a TrafficRoute has either split or failover, not both");
+            None
+        }
+        (None, None) => {
+            ck.err(spec_at, "a TrafficRoute needs split (weighted destinations) or failover (ordered targets)");
+            None
+        }
+        (Some(split), None) => split_action(ck, service.as_ref(), split),
+        (None, Some(f)) => failover_action(ck, service.as_ref(), f, spec.outlier_detection.is_some()),
+    };
+    let outlier_detection = spec.outlier_detection.as_ref().map(|o| {
+        let o = &o.value;
+        OutlierDetection {
+            consecutive_5xx_errors: o
+                .consecutive_5xx_errors
+                .as_ref()
+                .and_then(|v| ck.whole(v, "consecutive5xxErrors", 1, 1000))
+                .unwrap_or(5),
+            interval: o.interval.as_ref().and_then(|d| ck.duration(d, "interval")).unwrap_or_else(|| "10s".into()),
+            base_ejection_time: o
+                .base_ejection_time
+                .as_ref()
+                .and_then(|d| ck.duration(d, "baseEjectionTime"))
+                .unwrap_or_else(|| "30s".into()),
+            max_ejection_percent: o.max_ejection_percent.as_ref().and_then(|v| ck.whole(v, "maxEjectionPercent", 0, 100)),
+        }
+    });
+    let retries = spec.retries.as_ref().map(|r| Retries {
+        attempts: ck.whole(&r.value.attempts, "retries.attempts", 0, 100).unwrap_or(0),
+        per_try_timeout: r.value.per_try_timeout.as_ref().and_then(|d| ck.duration(d, "perTryTimeout")),
+        retry_on: r.value.retry_on.as_ref().map(|s| s.value.clone()),
+    });
+    let timeout = spec.timeout.as_ref().and_then(|d| ck.duration(d, "timeout"));
+    let mut matches = Vec::new();
+    if let Some(ms) = &spec.matches {
+        if ms.value.is_empty() {
+            ck.err(ms, "match must list at least one condition (or be left out to route every request)");
+        }
+        for m in &ms.value {
+            let mut rm = RouteMatch::default();
+            if m.value.headers.is_empty() && m.value.path_prefix.is_none() {
+                ck.err(m, "a match needs headers or pathPrefix");
+            }
+            if let Some(p) = &m.value.path_prefix {
+                if !p.value.starts_with('/') {
+                    ck.err(p, format!("pathPrefix {:?} must start with /", p.value));
+                }
+                rm.path_prefix = Some(p.value.clone());
+            }
+            for (h, sm) in &m.value.headers {
+                let v = &sm.value;
+                let chosen: Vec<StringMatch> = [
+                    v.exact.clone().map(StringMatch::Exact),
+                    v.prefix.clone().map(StringMatch::Prefix),
+                    v.regex.clone().map(StringMatch::Regex),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                match <[StringMatch; 1]>::try_from(chosen) {
+                    Ok([one]) => {
+                        rm.headers.insert(h.to_lowercase(), one);
+                    }
+                    Err(_) => ck.err(sm, format!("header {h:?} needs exactly one of exact, prefix or regex")),
+                }
+            }
+            matches.push(rm);
+        }
+    }
+    let topology = match spec.topology.as_ref() {
+        None => TopologyChoice::Auto,
+        Some(t) => match t.value.as_str() {
+            "auto" => TopologyChoice::Auto,
+            "sharedDiscovery" => TopologyChoice::SharedDiscovery,
+            "federation" => TopologyChoice::Federation,
+            other => {
+                ck.err(t, format!("topology {other:?} must be auto, sharedDiscovery or federation"));
+                TopologyChoice::Auto
+            }
+        },
+    };
+    let route = TrafficRoute {
+        name: name.into(),
+        service: service?,
+        from_clusters,
+        action: action?,
+        outlier_detection,
+        retries,
+        timeout,
+        matches,
+        topology,
+    };
+    check_reachability(ck, &route, spec);
+    Some(route)
+}
+
+fn split_action(ck: &mut Checker, svc: Option<&ServiceRef>, split: &S<Vec<S<RawDestination>>>) -> Option<RouteAction> {
+    if split.value.is_empty() {
+        ck.err(split, "split must list at least one destination");
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut sum = 0u32;
+    let mut all_weights = true;
+    for d in &split.value {
+        let d = &d.value;
+        let weight = ck.whole(&d.weight, "weight", 0, 100);
+        all_weights &= weight.is_some();
+        if ck.known_cluster(&d.cluster)
+            && let Some(svc) = svc
+        {
+            ck.runs_in(svc, &d.cluster, Some(&d.version));
+        }
+        if !seen.insert((d.cluster.value.clone(), d.version.value.clone())) {
+            ck.err(&d.cluster, format!("{} in {} is listed twice", d.version.value, d.cluster.value));
+        }
+        sum += weight.unwrap_or(0);
+        out.push(Destination { cluster: d.cluster.value.clone(), version: d.version.value.clone(), weight: weight.unwrap_or(0) });
+    }
+    if all_weights && sum != 100 {
+        ck.err(split, format!("weights sum to {sum}; they must sum to 100"));
+    }
+    Some(RouteAction::Split(out))
+}
+
+fn failover_action(ck: &mut Checker, svc: Option<&ServiceRef>, targets: &S<Vec<S<RawTarget>>>, has_outlier: bool) -> Option<RouteAction> {
+    if targets.value.len() < 2 {
+        ck.err(targets, "failover needs at least two targets: a primary and where to go when it fails");
+    }
+    if !has_outlier {
+        ck.err(targets, "failover needs outlierDetection: Istio only fails over from endpoints it has ejected");
+    }
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for t in &targets.value {
+        let t = &t.value;
+        if ck.known_cluster(&t.cluster)
+            && let Some(svc) = svc
+        {
+            ck.runs_in(svc, &t.cluster, t.version.as_ref());
+        }
+        if !seen.insert(t.cluster.value.clone()) {
+            ck.err(&t.cluster, format!("{} is listed twice", t.cluster.value));
+        }
+        out.push(FailoverTarget { cluster: t.cluster.value.clone(), version: t.version.as_ref().map(|v| v.value.clone()) });
+    }
+    Some(RouteAction::Failover(out))
+}
+
+/// Checks that depend on the topology: federation reaches remote clusters through
+/// their east-west gateways, so those must have an address.
+fn check_reachability(ck: &mut Checker, route: &TrafficRoute, spec: &RawSpec) {
+    let federated = |to: &str| route.from_clusters.iter().any(|from| from != to && !route.shared_discovery(ck.inv, from, to));
+    let mut positions: Vec<(&S<String>, Option<&S<String>>)> = Vec::new();
+    if let Some(s) = &spec.split {
+        positions.extend(s.value.iter().map(|d| (&d.value.cluster, Some(&d.value.version))));
+    }
+    if let Some(f) = &spec.failover {
+        positions.extend(f.value.iter().map(|t| (&t.value.cluster, t.value.version.as_ref())));
+    }
+    for (cluster, version) in positions {
+        if ck.inv.cluster(&cluster.value).is_none() || !federated(&cluster.value) {
+            continue;
+        }
+        if ck.inv.cluster(&cluster.value).and_then(|c| c.mesh.east_west_gateway.as_ref()).is_none() {
+            ck.err(cluster, format!("{} has no east-west gateway address: federated callers cannot reach it", cluster.value));
+        }
+        if let RouteAction::Failover(_) = route.action
+            && route.from_clusters.contains(&cluster.value)
+        {
+            ck.err(cluster, format!("{} is both a caller and a remote failover target; route it in a separate plan", cluster.value));
+        }
+        let _ = version;
+    }
+    if let RouteAction::Failover(targets) = &route.action
+        && route.uses_shared_discovery(ck.inv)
+    {
+        let versions: BTreeSet<&str> = targets.iter().filter_map(|t| t.version.as_deref()).collect();
+        if (versions.len() > 1 || (versions.len() == 1 && targets.iter().any(|t| t.version.is_none())))
+            && let Some(f) = &spec.failover
+        {
+            ck.err(
+                f,
+                "with shared discovery every failover target takes the same version (or none): one DestinationRule subset selects them all",
+            );
+        }
+    }
+    if let RouteAction::Failover(targets) = &route.action {
+        for t in targets.iter().filter(|t| route.from_clusters.contains(&t.cluster) && t.version.is_some()) {
+            if !route.uses_shared_discovery(ck.inv) {
+                let at = spec
+                    .failover
+                    .as_ref()
+                    .and_then(|f| f.value.iter().find(|x| x.value.cluster.value == t.cluster))
+                    .map(|x| &x.value.cluster);
+                if let Some(at) = at {
+                    ck.err(
+                        at,
+                        format!(
+                            "in a federated failover the local target {} takes every version of the Service; drop its version",
+                            t.cluster
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn access_policy(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<AccessPolicy> {
+    let spec = &spec_at.value;
+    for (present, field) in [
+        (spec.from.is_some(), "from"),
+        (spec.split.is_some(), "split"),
+        (spec.failover.is_some(), "failover"),
+        (spec.matches.is_some(), "match"),
+        (spec.retries.is_some(), "retries"),
+    ] {
+        if present {
+            ck.err(spec_at, format!("{field} belongs in a TrafficRoute, not an AccessPolicy"));
+        }
+    }
+    let service = ck.service(&spec.service, spec_at);
+    let mut allow_from = Vec::new();
+    match &spec.allow_from {
+        None => ck.err(spec_at, "spec.allowFrom is required: who may call the service"),
+        Some(list) if list.value.is_empty() => ck.err(list, "allowFrom must name at least one caller (an empty list would deny everyone)"),
+        Some(list) => {
+            for c in &list.value {
+                let c = &c.value;
+                if ck.known_cluster(&c.cluster) && ck.inv.cluster(&c.cluster.value).and_then(|v| v.mesh.trust_domain.as_ref()).is_none() {
+                    ck.err(&c.cluster, format!("the trust domain of {} is unknown (no istio mesh config seen)", c.cluster.value));
+                }
+                for (v, what) in [(&c.namespace, "namespace"), (&c.service_account, "serviceAccount")] {
+                    if v.value.is_empty() || v.value.contains('/') {
+                        ck.err(v, format!("{what} {:?} is not a valid name", v.value));
+                    }
+                }
+                allow_from.push(Caller {
+                    cluster: c.cluster.value.clone(),
+                    namespace: c.namespace.value.clone(),
+                    service_account: c.service_account.value.clone(),
+                });
+            }
+        }
+    }
+    Some(AccessPolicy { name: name.into(), service: service?, allow_from })
+}

@@ -1,0 +1,103 @@
+//! Plans back to YAML (what the composer shows in the editor and saves).
+//! `load(write(plan)) == plan` for every valid plan.
+
+use serde_json::{Map, Value, json};
+
+use super::types::*;
+
+fn route_doc(r: &TrafficRoute) -> Value {
+    let mut spec = Map::new();
+    spec.insert("service".into(), json!(r.service.key()));
+    spec.insert("from".into(), json!({"clusters": r.from_clusters}));
+    match &r.action {
+        RouteAction::Split(ds) => {
+            spec.insert(
+                "split".into(),
+                Value::Array(ds.iter().map(|d| json!({"cluster": d.cluster, "version": d.version, "weight": d.weight})).collect()),
+            );
+        }
+        RouteAction::Failover(ts) => {
+            let targets = ts
+                .iter()
+                .map(|t| match &t.version {
+                    Some(v) => json!({"cluster": t.cluster, "version": v}),
+                    None => json!({"cluster": t.cluster}),
+                })
+                .collect();
+            spec.insert("failover".into(), Value::Array(targets));
+        }
+    }
+    if let Some(o) = &r.outlier_detection {
+        let mut od =
+            json!({"consecutive5xxErrors": o.consecutive_5xx_errors, "interval": o.interval, "baseEjectionTime": o.base_ejection_time});
+        if let Some(p) = o.max_ejection_percent {
+            od["maxEjectionPercent"] = json!(p);
+        }
+        spec.insert("outlierDetection".into(), od);
+    }
+    if let Some(rt) = &r.retries {
+        let mut v = json!({"attempts": rt.attempts});
+        if let Some(t) = &rt.per_try_timeout {
+            v["perTryTimeout"] = json!(t);
+        }
+        if let Some(on) = &rt.retry_on {
+            v["retryOn"] = json!(on);
+        }
+        spec.insert("retries".into(), v);
+    }
+    if let Some(t) = &r.timeout {
+        spec.insert("timeout".into(), json!(t));
+    }
+    if !r.matches.is_empty() {
+        let ms = r
+            .matches
+            .iter()
+            .map(|m| {
+                let mut o = Map::new();
+                if !m.headers.is_empty() {
+                    let hs: Map<String, Value> = m
+                        .headers
+                        .iter()
+                        .map(|(h, sm)| {
+                            let v = match sm {
+                                StringMatch::Exact(s) => json!({"exact": s}),
+                                StringMatch::Prefix(s) => json!({"prefix": s}),
+                                StringMatch::Regex(s) => json!({"regex": s}),
+                            };
+                            (h.clone(), v)
+                        })
+                        .collect();
+                    o.insert("headers".into(), Value::Object(hs));
+                }
+                if let Some(p) = &m.path_prefix {
+                    o.insert("pathPrefix".into(), json!(p));
+                }
+                Value::Object(o)
+            })
+            .collect();
+        spec.insert("match".into(), Value::Array(ms));
+    }
+    match r.topology {
+        TopologyChoice::Auto => {}
+        TopologyChoice::SharedDiscovery => {
+            spec.insert("topology".into(), json!("sharedDiscovery"));
+        }
+        TopologyChoice::Federation => {
+            spec.insert("topology".into(), json!("federation"));
+        }
+    }
+    json!({"apiVersion": API_VERSION, "kind": "TrafficRoute", "metadata": {"name": r.name}, "spec": spec})
+}
+
+fn access_doc(a: &AccessPolicy) -> Value {
+    let callers: Vec<Value> =
+        a.allow_from.iter().map(|c| json!({"cluster": c.cluster, "namespace": c.namespace, "serviceAccount": c.service_account})).collect();
+    json!({"apiVersion": API_VERSION, "kind": "AccessPolicy", "metadata": {"name": a.name}, "spec": {"service": a.service.key(), "allowFrom": callers}})
+}
+
+impl Plan {
+    pub fn to_yaml(&self) -> String {
+        let docs: Vec<Value> = self.routes.iter().map(route_doc).chain(self.access.iter().map(access_doc)).collect();
+        docs.iter().map(|d| format!("---\n{}", crate::yaml::to_yaml(d))).collect()
+    }
+}

@@ -1,0 +1,247 @@
+//! Federation: independent meshes on different networks, one root of trust.
+//! Callers reach a remote cluster through its east-west gateway on 15443 (mTLS,
+//! SNI passthrough). The caller gets a ServiceEntry for a fleet-global host of
+//! the remote service (endpoint: the remote gateway) and a DestinationRule with
+//! ISTIO_MUTUAL; the remote side gets the AUTO_PASSTHROUGH Gateway and what maps
+//! the global host onto its local workloads of the chosen version.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde_json::{Value, json};
+
+use super::{EASTWEST_PORT, RenderError, RenderedObjects, ServiceFacts, http_routes, object, outlier, service_facts, version_label};
+use crate::inventory::FleetSnapshot;
+use crate::plan::{FailoverTarget, RouteAction, ServiceRef, TrafficRoute};
+
+/// `reviews.default.svc.cluster2.global`: the service as cluster2 exposes it to the fleet.
+pub fn global_host(svc: &ServiceRef, cluster: &str) -> String {
+    format!("{}.{}.svc.{cluster}.global", svc.name, svc.namespace)
+}
+
+/// `reviews.default.failover.global`: one host whose endpoints are ranked targets.
+pub fn failover_host(svc: &ServiceRef) -> String {
+    format!("{}.{}.failover.global", svc.name, svc.namespace)
+}
+
+/// The label marking failover tier membership (see `rank_labels`).
+pub const RANK_LABEL: &str = "failover.meshdeck.dev/tier";
+
+fn eastwest(inv: &FleetSnapshot, cluster: &str) -> Result<String, RenderError> {
+    inv.cluster(cluster)
+        .and_then(|c| c.mesh.east_west_gateway.clone())
+        .ok_or_else(|| RenderError::Input(format!("{cluster} has no east-west gateway address")))
+}
+
+/// STATIC for IP endpoints, DNS when an address is a host name (load balancers often are).
+fn resolution(addresses: &[String]) -> &'static str {
+    if addresses.iter().all(|a| a.parse::<IpAddr>().is_ok()) { "STATIC" } else { "DNS" }
+}
+
+fn http_port(port: u16) -> Value {
+    json!([{"number": port, "name": "http", "protocol": "HTTP"}])
+}
+
+/// What one target cluster exposes through its east-west gateway.
+struct Exposure<'a> {
+    cluster: &'a str,
+    host: &'a str,
+    /// Narrow the workloads to one version: (label, version).
+    version: Option<(&'a str, &'a str)>,
+    /// Subsets callers name (carried in the SNI): (label, version).
+    subsets: &'a [(String, String)],
+    suffix: &'a str,
+}
+
+/// What a target cluster needs so its east-west gateway can take `host` to local pods.
+fn expose(out: &mut RenderedObjects, route: &TrafficRoute, facts: &ServiceFacts, e: Exposure) {
+    let ns = &route.service.namespace;
+    let mut selector = facts.selector.clone();
+    if let Some((label, v)) = e.version {
+        selector.insert(label.to_string(), v.to_string());
+    }
+    out.add(
+        e.cluster,
+        object(
+            "Gateway",
+            ns,
+            &format!("{}-eastwest", route.name),
+            &route.name,
+            json!({"selector": {"istio": "eastwestgateway"}, "servers": [{"port": {"number": EASTWEST_PORT, "name": "tls", "protocol": "TLS"}, "tls": {"mode": "AUTO_PASSTHROUGH"}, "hosts": [e.host]}]}),
+        ),
+    );
+    out.add(
+        e.cluster,
+        object(
+            "ServiceEntry",
+            ns,
+            &format!("{}-{}", route.name, e.suffix),
+            &route.name,
+            json!({"hosts": [e.host], "location": "MESH_INTERNAL", "resolution": "STATIC", "ports": http_port(facts.port), "workloadSelector": {"labels": selector}}),
+        ),
+    );
+    if !e.subsets.is_empty() {
+        let subsets: Vec<Value> = e.subsets.iter().map(|(label, v)| json!({"name": v, "labels": {label: v}})).collect();
+        out.add(
+            e.cluster,
+            object(
+                "DestinationRule",
+                ns,
+                &format!("{}-{}", route.name, e.suffix),
+                &route.name,
+                json!({"host": e.host, "subsets": subsets}),
+            ),
+        );
+    }
+}
+
+pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -> Result<(), RenderError> {
+    match &route.action {
+        RouteAction::Split(_) => split(route, inv, out),
+        RouteAction::Failover(targets) => failover(route, targets, inv, out),
+    }
+}
+
+fn split(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -> Result<(), RenderError> {
+    let RouteAction::Split(dests) = &route.action else { return Ok(()) };
+    let ns = &route.service.namespace;
+    let local_host = route.service.local_host();
+    for caller in &route.from_clusters {
+        let facts = service_facts(&route.service, inv, caller)?;
+        let mut local_subsets = Vec::new();
+        let mut remote: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut destinations = Vec::new();
+        for d in dests {
+            if d.cluster == *caller || route.shared_discovery(inv, caller, &d.cluster) {
+                local_subsets.push(json!({"name": d.version, "labels": {version_label(inv, caller): d.version}}));
+                destinations.push(
+                    json!({"destination": {"host": local_host, "subset": d.version, "port": {"number": facts.port}}, "weight": d.weight}),
+                );
+            } else {
+                remote.entry(d.cluster.as_str()).or_default().push(d.version.as_str());
+                destinations.push(json!({"destination": {"host": global_host(&route.service, &d.cluster), "subset": d.version, "port": {"number": facts.port}}, "weight": d.weight}));
+            }
+        }
+        if !local_subsets.is_empty() {
+            out.add(caller, object("DestinationRule", ns, &route.name, &route.name, json!({"host": local_host, "subsets": local_subsets})));
+        }
+        for (cluster, versions) in &remote {
+            let host = global_host(&route.service, cluster);
+            let address = eastwest(inv, cluster)?;
+            let label = version_label(inv, cluster);
+            let endpoints: Vec<Value> =
+                versions.iter().map(|v| json!({"address": address, "ports": {"http": EASTWEST_PORT}, "labels": {&label: v}})).collect();
+            let name = format!("{}-{cluster}", route.name);
+            out.add(
+                caller,
+                object(
+                    "ServiceEntry",
+                    ns,
+                    &name,
+                    &route.name,
+                    json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution(std::slice::from_ref(&address)), "ports": http_port(facts.port), "endpoints": endpoints}),
+                ),
+            );
+            let subsets: Vec<Value> = versions.iter().map(|v| json!({"name": v, "labels": {&label: v}})).collect();
+            out.add(
+                caller,
+                object(
+                    "DestinationRule",
+                    ns,
+                    &name,
+                    &route.name,
+                    json!({"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}, "subsets": subsets}),
+                ),
+            );
+            let target_subsets: Vec<(String, String)> = versions.iter().map(|v| (label.clone(), v.to_string())).collect();
+            expose(out, route, &facts, Exposure { cluster, host: &host, version: None, subsets: &target_subsets, suffix: "global" });
+        }
+        out.add(
+            caller,
+            object(
+                "VirtualService",
+                ns,
+                &route.name,
+                &route.name,
+                json!({"hosts": [local_host], "http": http_routes(route, destinations, facts.port)}),
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Failover tiers as endpoint labels: tier i carries labels 1..=(n-1-i), and the
+/// DestinationRule's `failoverPriority` lists `label=primary` for 1..n-1, so Istio's
+/// prefix matching puts tier 0 at priority 0, tier 1 at 1, and so on.
+pub fn rank_labels(tier: usize, tiers: usize) -> BTreeMap<String, String> {
+    (1..tiers.saturating_sub(tier)).map(|j| (format!("{RANK_LABEL}-{j}"), "primary".to_string())).collect()
+}
+
+pub fn failover_priority(tiers: usize) -> Vec<String> {
+    (1..tiers).map(|j| format!("{RANK_LABEL}-{j}=primary")).collect()
+}
+
+fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapshot, out: &mut RenderedObjects) -> Result<(), RenderError> {
+    let ns = &route.service.namespace;
+    let host = failover_host(&route.service);
+    let mut exposed: BTreeSet<&str> = BTreeSet::new();
+    for caller in &route.from_clusters {
+        let facts = service_facts(&route.service, inv, caller)?;
+        let mut endpoints = Vec::new();
+        let mut addresses = Vec::new();
+        for (tier, t) in targets.iter().enumerate() {
+            let labels = rank_labels(tier, targets.len());
+            if t.cluster == *caller {
+                // The local Service by its cluster DNS name: no hairpin through the gateway.
+                addresses.push(route.service.local_host());
+                endpoints.push(json!({"address": route.service.local_host(), "ports": {"http": facts.port}, "labels": labels}));
+            } else {
+                let address = eastwest(inv, &t.cluster)?;
+                addresses.push(address.clone());
+                endpoints.push(json!({"address": address, "ports": {"http": EASTWEST_PORT}, "labels": labels}));
+                exposed.insert(t.cluster.as_str());
+            }
+        }
+        let name = format!("{}-failover", route.name);
+        out.add(
+            caller,
+            object("ServiceEntry", ns, &name, &route.name, json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution(&addresses), "ports": http_port(facts.port), "endpoints": endpoints})),
+        );
+        let mut policy = json!({"tls": {"mode": "ISTIO_MUTUAL"}, "loadBalancer": {"localityLbSetting": {"enabled": true, "failoverPriority": failover_priority(targets.len())}}});
+        if let Some(o) = outlier(route) {
+            policy["outlierDetection"] = o;
+        }
+        out.add(caller, object("DestinationRule", ns, &name, &route.name, json!({"host": host, "trafficPolicy": policy})));
+        let destinations = vec![json!({"destination": {"host": host, "port": {"number": facts.port}}})];
+        out.add(
+            caller,
+            object(
+                "VirtualService",
+                ns,
+                &route.name,
+                &route.name,
+                json!({"hosts": [route.service.local_host()], "http": http_routes(route, destinations, facts.port)}),
+            ),
+        );
+    }
+    let facts = service_facts(&route.service, inv, route.from_clusters.first().map(String::as_str).unwrap_or(""))?;
+    for t in targets.iter().filter(|t| exposed.contains(t.cluster.as_str())) {
+        let label = version_label(inv, &t.cluster);
+        let version = t.version.as_deref().map(|v| (label.as_str(), v));
+        expose(out, route, &facts, Exposure { cluster: &t.cluster, host: &host, version, subsets: &[], suffix: "failover" });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_get_decreasing_rank_labels() {
+        assert_eq!(failover_priority(3), [format!("{RANK_LABEL}-1=primary"), format!("{RANK_LABEL}-2=primary")]);
+        assert_eq!(rank_labels(0, 3).len(), 2);
+        assert_eq!(rank_labels(1, 3).keys().collect::<Vec<_>>(), [&format!("{RANK_LABEL}-1")]);
+        assert!(rank_labels(2, 3).is_empty());
+    }
+}

@@ -1,0 +1,253 @@
+//! The Istio renderer: plan + inventory → the objects each cluster needs.
+//! Pure and deterministic: no I/O, no clock, sorted objects and keys, names
+//! derived from the plan. Every render ends with the cross-reference check; a
+//! render that fails it is a bug, reported as an error, never a warning.
+
+pub mod access;
+pub mod check;
+pub mod federation;
+pub mod shared_discovery;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::inventory::FleetSnapshot;
+use crate::plan::{Plan, RouteMatch, StringMatch, TrafficRoute};
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const PLAN_LABEL: &str = "meshdeck.dev/plan";
+/// The east-west gateway's mTLS passthrough port.
+pub const EASTWEST_PORT: u16 = 15443;
+
+/// Objects per cluster, sorted; plus notes on what Istio cannot express exactly.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RenderedObjects {
+    pub clusters: BTreeMap<String, Vec<Value>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RenderError {
+    #[error("{0}")]
+    Input(String),
+    #[error("the render failed its cross-reference check (a meshdeck bug):\n  {}", .0.join("\n  "))]
+    CrossReference(Vec<String>),
+}
+
+impl RenderedObjects {
+    fn add(&mut self, cluster: &str, obj: Value) {
+        let list = self.clusters.entry(cluster.to_string()).or_default();
+        // Two routes may need the same target-side object; keep one.
+        if !list.contains(&obj) {
+            list.push(obj);
+        }
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.clusters.values().map(Vec::len).sum()
+    }
+
+    /// YAML grouped by cluster: a comment naming the cluster, then its documents.
+    pub fn to_yaml(&self) -> String {
+        let mut text = String::new();
+        for (cluster, objs) in &self.clusters {
+            text.push_str(&format!("# cluster: {cluster} ({} objects)\n", objs.len()));
+            for o in objs {
+                text.push_str("---\n");
+                text.push_str(&crate::yaml::to_yaml(o));
+            }
+        }
+        text
+    }
+
+    /// `{"clusters": {"cluster1": [...], ...}}`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&serde_json::json!({"clusters": self.clusters})).unwrap_or_default()
+    }
+
+    /// Every object of every cluster as `(cluster, object)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.clusters.iter().flat_map(|(c, objs)| objs.iter().map(move |o| (c.as_str(), o)))
+    }
+}
+
+pub fn api_version(kind: &str) -> &'static str {
+    match kind {
+        "AuthorizationPolicy" | "PeerAuthentication" => "security.istio.io/v1",
+        _ => "networking.istio.io/v1",
+    }
+}
+
+/// An Istio object with meshdeck's labels.
+pub fn object(kind: &str, namespace: &str, name: &str, plan: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": api_version(kind),
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: "meshdeck", PLAN_LABEL: plan}},
+        "spec": spec,
+    })
+}
+
+/// Render every document of a plan.
+pub fn render(plan: &Plan, inv: &FleetSnapshot) -> Result<RenderedObjects, RenderError> {
+    let mut out = RenderedObjects::default();
+    for route in &plan.routes {
+        if route.uses_shared_discovery(inv) {
+            shared_discovery::render_route(route, inv, &mut out)?;
+        } else {
+            federation::render_route(route, inv, &mut out)?;
+        }
+    }
+    for policy in &plan.access {
+        access::render_policy(policy, inv, &mut out)?;
+    }
+    for objs in out.clusters.values_mut() {
+        for o in objs.iter_mut() {
+            canonicalize(o);
+        }
+        objs.sort_by_key(sort_key);
+    }
+    check::cross_references(&out, inv).map_err(RenderError::CrossReference)?;
+    Ok(out)
+}
+
+fn sort_key(o: &Value) -> (u8, String, String) {
+    let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
+    let order = match kind {
+        "Gateway" => 0,
+        "ServiceEntry" => 1,
+        "DestinationRule" => 2,
+        "VirtualService" => 3,
+        "AuthorizationPolicy" => 4,
+        _ => 5,
+    };
+    let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    (order, s("/metadata/namespace"), s("/metadata/name"))
+}
+
+/// Sort every map's keys, so output bytes depend on content only.
+pub fn canonicalize(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut sorted = Map::new();
+            for (k, mut child) in entries {
+                canonicalize(&mut child);
+                sorted.insert(k, child);
+            }
+            *m = sorted;
+        }
+        Value::Array(items) => items.iter_mut().for_each(canonicalize),
+        _ => {}
+    }
+}
+
+/// Facts about the routed service that every topology needs.
+pub struct ServiceFacts {
+    pub port: u16,
+    pub selector: BTreeMap<String, String>,
+}
+
+pub fn service_facts(
+    route_service: &crate::plan::ServiceRef,
+    inv: &FleetSnapshot,
+    preferred_cluster: &str,
+) -> Result<ServiceFacts, RenderError> {
+    let row =
+        inv.service(&route_service.key()).ok_or_else(|| RenderError::Input(format!("{} is not in the inventory", route_service.key())))?;
+    let presence = row
+        .clusters
+        .get(preferred_cluster)
+        .or_else(|| row.clusters.values().next())
+        .ok_or_else(|| RenderError::Input(format!("{} has no clusters", route_service.key())))?;
+    let selector = row
+        .clusters
+        .values()
+        .map(|p| &p.selector)
+        .find(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| [("app".to_string(), route_service.name.clone())].into());
+    Ok(ServiceFacts { port: presence.ports.first().copied().unwrap_or(80), selector })
+}
+
+pub fn version_label(inv: &FleetSnapshot, cluster: &str) -> String {
+    inv.cluster(cluster).map(|c| c.version_label.clone()).filter(|l| !l.is_empty()).unwrap_or_else(|| "version".into())
+}
+
+pub fn cluster_id(inv: &FleetSnapshot, cluster: &str) -> String {
+    inv.cluster(cluster).and_then(|c| c.mesh.cluster_id.clone()).unwrap_or_else(|| cluster.to_string())
+}
+
+/// `match` conditions in VirtualService form.
+fn http_match(m: &RouteMatch) -> Value {
+    let mut out = Map::new();
+    if !m.headers.is_empty() {
+        let headers: Map<String, Value> = m
+            .headers
+            .iter()
+            .map(|(h, sm)| {
+                let v = match sm {
+                    StringMatch::Exact(s) => json!({"exact": s}),
+                    StringMatch::Prefix(s) => json!({"prefix": s}),
+                    StringMatch::Regex(s) => json!({"regex": s}),
+                };
+                (h.clone(), v)
+            })
+            .collect();
+        out.insert("headers".into(), Value::Object(headers));
+    }
+    if let Some(p) = &m.path_prefix {
+        out.insert("uri".into(), json!({"prefix": p}));
+    }
+    Value::Object(out)
+}
+
+/// The VirtualService's http routes: the plan's route (matched, if the plan says so),
+/// then for matched plans a last route that keeps other requests on the local Service.
+pub fn http_routes(route: &TrafficRoute, destinations: Vec<Value>, port: u16) -> Value {
+    let mut main = Map::new();
+    main.insert("name".into(), json!(route.name));
+    if !route.matches.is_empty() {
+        main.insert("match".into(), Value::Array(route.matches.iter().map(http_match).collect()));
+    }
+    main.insert("route".into(), Value::Array(destinations));
+    if let Some(r) = &route.retries {
+        let mut retries = json!({"attempts": r.attempts});
+        if let Some(t) = &r.per_try_timeout {
+            retries["perTryTimeout"] = json!(t);
+        }
+        if let Some(on) = &r.retry_on {
+            retries["retryOn"] = json!(on);
+        }
+        main.insert("retries".into(), retries);
+    }
+    if let Some(t) = &route.timeout {
+        main.insert("timeout".into(), json!(t));
+    }
+    let mut routes = vec![Value::Object(main)];
+    if !route.matches.is_empty() {
+        routes.push(json!({"name": "default", "route": [{"destination": {"host": route.service.local_host(), "port": {"number": port}}}]}));
+    }
+    Value::Array(routes)
+}
+
+pub fn outlier(route: &TrafficRoute) -> Option<Value> {
+    route.outlier_detection.as_ref().map(|o| {
+        let mut v =
+            json!({"consecutive5xxErrors": o.consecutive_5xx_errors, "interval": o.interval, "baseEjectionTime": o.base_ejection_time});
+        if let Some(p) = o.max_ejection_percent {
+            v["maxEjectionPercent"] = json!(p);
+        }
+        v
+    })
+}
+
+/// Write each object to `DIR/<cluster>/<kind>-<namespace>-<name>.yaml`.
+pub fn file_name(obj: &Value) -> String {
+    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    format!("{}-{}-{}.yaml", s("/kind").to_lowercase(), s("/metadata/namespace"), s("/metadata/name"))
+}

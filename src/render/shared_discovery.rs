@@ -1,0 +1,84 @@
+//! Shared discovery (multi-primary or primary-remote): istiod in the caller's
+//! cluster already sees every cluster's endpoints, so a destination in another
+//! cluster is a subset on `version` plus `topology.istio.io/cluster`.
+
+use serde_json::{Value, json};
+
+use super::{RenderError, RenderedObjects, cluster_id, http_routes, object, outlier, service_facts, version_label};
+use crate::inventory::FleetSnapshot;
+use crate::plan::{RouteAction, TrafficRoute};
+
+const CLUSTER_LABEL: &str = "topology.istio.io/cluster";
+
+pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -> Result<(), RenderError> {
+    let ns = &route.service.namespace;
+    let host = route.service.local_host();
+    for caller in &route.from_clusters {
+        let facts = service_facts(&route.service, inv, caller)?;
+        match &route.action {
+            RouteAction::Split(dests) => {
+                let mut subsets = Vec::new();
+                let mut destinations = Vec::new();
+                for d in dests {
+                    let subset = format!("{}-{}", d.version, d.cluster);
+                    subsets.push(json!({"name": subset, "labels": {version_label(inv, &d.cluster): d.version, CLUSTER_LABEL: cluster_id(inv, &d.cluster)}}));
+                    destinations
+                        .push(json!({"destination": {"host": host, "subset": subset, "port": {"number": facts.port}}, "weight": d.weight}));
+                }
+                let mut dr = json!({"host": host, "subsets": subsets});
+                if let Some(o) = outlier(route) {
+                    dr["trafficPolicy"] = json!({"outlierDetection": o});
+                }
+                out.add(caller, object("DestinationRule", ns, &route.name, &route.name, dr));
+                out.add(
+                    caller,
+                    object(
+                        "VirtualService",
+                        ns,
+                        &route.name,
+                        &route.name,
+                        json!({"hosts": [host], "http": http_routes(route, destinations, facts.port)}),
+                    ),
+                );
+            }
+            RouteAction::Failover(targets) => {
+                let Some(primary) = targets.first() else { return Err(RenderError::Input("failover without targets".into())) };
+                // Istio ranks endpoints by label prefix: one cluster label gives the primary, then the rest.
+                let priority = vec![format!("{CLUSTER_LABEL}={}", cluster_id(inv, &primary.cluster))];
+                if targets.len() > 2 {
+                    let rest: Vec<&str> = targets[1..].iter().map(|t| t.cluster.as_str()).collect();
+                    out.notes.push(format!(
+                        "{}: with shared discovery the fallbacks {} share one priority after {}",
+                        route.name,
+                        rest.join(", "),
+                        primary.cluster
+                    ));
+                }
+                let mut policy = json!({"loadBalancer": {"localityLbSetting": {"enabled": true, "failoverPriority": priority}}});
+                if let Some(o) = outlier(route) {
+                    policy["outlierDetection"] = o;
+                }
+                let mut dr = json!({"host": host, "trafficPolicy": policy});
+                let version = targets.iter().find_map(|t| t.version.clone());
+                let mut destination = json!({"host": host, "port": {"number": facts.port}});
+                if let Some(v) = &version {
+                    dr["subsets"] = json!([{"name": v, "labels": {version_label(inv, caller): v}}]);
+                    destination["subset"] = json!(v);
+                }
+                out.add(caller, object("DestinationRule", ns, &route.name, &route.name, dr));
+                let routes: Vec<Value> = vec![json!({"destination": destination})];
+                out.add(
+                    caller,
+                    object(
+                        "VirtualService",
+                        ns,
+                        &route.name,
+                        &route.name,
+                        json!({"hosts": [host], "http": http_routes(route, routes, facts.port)}),
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}

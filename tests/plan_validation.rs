@@ -1,0 +1,81 @@
+//! Bad plans: every problem is reported at file:line:col with a clear message.
+
+mod common;
+
+fn errors(text: &str) -> Vec<String> {
+    let inv = common::inventory_fixture("federation");
+    match meshdeck::plan::load("plan.yaml", text, &inv) {
+        Ok(p) => panic!("expected errors, got a valid plan: {p:?}"),
+        Err(es) => es.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const HEAD: &str = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: r\nspec:\n  service: reviews.default\n  from:\n    clusters: [cluster1]\n";
+
+#[test]
+fn weights_must_sum_to_100_and_be_whole_numbers() {
+    let es = errors(&format!(
+        "{HEAD}  split:\n    - {{cluster: cluster1, version: v1, weight: 80}}\n    - {{cluster: cluster1, version: v2, weight: 15}}\n"
+    ));
+    assert_eq!(es, ["plan.yaml:10:5: weights sum to 95; they must sum to 100"]);
+    let es = errors(&format!("{HEAD}  split:\n    - cluster: cluster1\n      version: v1\n      weight: ten\n"));
+    assert_eq!(es, ["plan.yaml:12:15: weight must be a whole number from 0 to 100, not \"ten\""]);
+    let es = errors(&format!("{HEAD}  split:\n    - {{cluster: cluster1, version: v1, weight: 101}}\n"));
+    assert!(es[0].contains("weight must be a whole number from 0 to 100, not 101"), "{es:?}");
+}
+
+#[test]
+fn clusters_services_and_versions_must_exist() {
+    let es = errors(&format!(
+        "{HEAD}  split:\n    - {{cluster: clustr2, version: v3, weight: 50}}\n    - {{cluster: cluster1, version: v3, weight: 50}}\n"
+    ));
+    assert_eq!(es.len(), 2, "{es:?}");
+    assert!(es[0].starts_with("plan.yaml:10:17: unknown cluster \"clustr2\"") && es[0].ends_with("did you mean cluster2?"), "{es:?}");
+    assert_eq!(es[1], "plan.yaml:11:36: version \"v3\" of reviews.default does not run in cluster1 (running: v1, v2)");
+    let bad_service = HEAD.replace("reviews.default", "reviwes.default");
+    let es = errors(&format!("{bad_service}  split:\n    - {{cluster: cluster1, version: v1, weight: 100}}\n"));
+    assert!(
+        es[0].starts_with("plan.yaml:6:12: service reviwes.default is not in any registered cluster; did you mean reviews.default?"),
+        "{es:?}"
+    );
+}
+
+#[test]
+fn unknown_fields_and_kinds_are_rejected_with_a_suggestion() {
+    let es = errors(&format!("{HEAD}  split:\n    - {{cluster: cluster1, version: v1, wieght: 100}}\n"));
+    assert_eq!(es.len(), 1);
+    assert!(
+        es[0].starts_with("plan.yaml:10:") && es[0].contains("unknown field `wieght`") && es[0].contains("did you mean `weight`?"),
+        "{es:?}"
+    );
+    let es = errors(&HEAD.replace("TrafficRoute", "TraficRoute"));
+    assert!(es[0].starts_with("plan.yaml:2:7: unknown kind \"TraficRoute\"") && es[0].contains("did you mean TrafficRoute?"), "{es:?}");
+}
+
+#[test]
+fn failover_needs_two_targets_and_outlier_detection() {
+    let es = errors(&format!("{HEAD}  failover:\n    - {{cluster: cluster1}}\n"));
+    assert_eq!(
+        es,
+        [
+            "plan.yaml:10:5: failover needs at least two targets: a primary and where to go when it fails",
+            "plan.yaml:10:5: failover needs outlierDetection: Istio only fails over from endpoints it has ejected"
+        ]
+    );
+}
+
+#[test]
+fn kinds_keep_their_own_fields() {
+    let es = errors(
+        "apiVersion: meshdeck.dev/v1alpha1\nkind: AccessPolicy\nmetadata: {name: a}\nspec:\n  service: reviews.default\n  split: []\n  allowFrom: []\n",
+    );
+    assert!(es.iter().any(|e| e.contains("split belongs in a TrafficRoute")), "{es:?}");
+    assert!(es.iter().any(|e| e.contains("allowFrom must name at least one caller")), "{es:?}");
+}
+
+#[test]
+fn a_syntax_error_has_a_position() {
+    let es = errors("apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: r\n spec: {}\n");
+    assert_eq!(es.len(), 1);
+    assert!(es[0].starts_with("plan.yaml:5:"), "{es:?}");
+}
