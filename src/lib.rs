@@ -10,15 +10,19 @@
 //! | [`inventory`] | per-cluster watchers folded into one fleet model; mesh facts; warnings |
 //! | [`plan`] | route plans: parsing with positions, validation against the inventory |
 //! | [`render`] | plan + inventory → Istio objects per cluster, both topologies; cross-reference check |
+//! | [`policy`] | personas: who may route from where to what |
+//! | [`apply`] | preflight, dry run, diff, all-or-nothing server-side apply, rollback, history |
 //! | [`sim`] | the embedded simulated fleet: real Kubernetes API servers over HTTPS on loopback |
 //! | [`cli`] | the subcommands wiring the stages together |
 //! | [`yaml`] | YAML parsing and emitting, one place |
 
+pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod inventory;
 pub mod kubeconfig;
 pub mod plan;
+pub mod policy;
 pub mod registry;
 pub mod render;
 pub mod sim;

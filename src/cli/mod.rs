@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Exit codes: 0 success,
 //! 1 failure of the operation, 2 bad input (usage, invalid plan, bad kubeconfig).
 
+mod apply;
 mod bench;
 mod clusters;
 mod fleet;
@@ -47,6 +48,14 @@ pub enum Command {
     Inventory(inventory::InventoryArgs),
     /// The Istio objects each cluster needs for a plan.
     Render(render::RenderArgs),
+    /// What applying a plan would change: preflight, server dry run, diff against live.
+    Diff(apply::DiffArgs),
+    /// Apply a plan everywhere or nowhere: checked first, confirmed, recorded, reversible.
+    Apply(apply::ApplyArgs),
+    /// Past applies and rollbacks.
+    History(apply::HistoryArgs),
+    /// Restore the fleet to the state before an apply (through the same pipeline).
+    Rollback(apply::RollbackArgs),
     /// Benchmarks that print numbers (the sim runs as a child process).
     #[command(hide = true)]
     Bench(bench::BenchArgs),
@@ -91,6 +100,10 @@ pub fn main() -> ExitCode {
             Command::Clusters(args) => clusters::run(&cli.global, args).await,
             Command::Inventory(args) => inventory::run(&cli.global, args).await,
             Command::Render(args) => render::run(&cli.global, args).await,
+            Command::Diff(args) => apply::diff(&cli.global, args).await,
+            Command::Apply(args) => apply::apply(&cli.global, args).await,
+            Command::History(args) => apply::list(args),
+            Command::Rollback(args) => apply::rollback(&cli.global, args).await,
             Command::Bench(args) => bench::run(&cli.global, args).await,
         }
     });

@@ -1,6 +1,6 @@
 //! The sim's admin endpoint (plain HTTP on loopback, no auth: it only exists on
 //! 127.0.0.1): `GET /` lists clusters and faults; `POST /clusters/<name>/fault/<fault>`
-//! sets one (`down`, `slow:300ms`, `500`, `401`, `healthy`); `POST /clusters/<name>/compact`
+//! sets one (`down`, `slow:300ms`, `500`, `401`, `writes-fail-after:2`, `healthy`); `POST /clusters/<name>/compact`
 //! expires watch history so watches from older versions get 410 Gone.
 
 use std::convert::Infallible;

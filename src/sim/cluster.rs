@@ -18,6 +18,8 @@ pub struct SimCluster {
     pub users: Vec<User>,
     fault: watch::Sender<Fault>,
     pub addr: Mutex<Option<std::net::SocketAddr>>,
+    /// Writes refused by an injected fault so far (tests wait on it, not on time).
+    pub injected_write_failures: watch::Sender<u64>,
 }
 
 impl SimCluster {
@@ -29,6 +31,7 @@ impl SimCluster {
             users,
             fault: watch::Sender::new(Fault::Healthy),
             addr: Mutex::new(None),
+            injected_write_failures: watch::Sender::new(0),
         })
     }
 

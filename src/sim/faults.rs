@@ -16,6 +16,9 @@ pub enum Fault {
     ServerErrors,
     /// Every token is rejected with 401, as after expiry.
     TokensExpired,
+    /// The next N writes (not dry runs) succeed, then every write answers 500: a cluster
+    /// failing in the middle of an apply.
+    WritesFailAfter(u32),
 }
 
 impl Fault {
@@ -26,9 +29,14 @@ impl Fault {
             "down" => Ok(Fault::Down),
             "500" | "errors" => Ok(Fault::ServerErrors),
             "401" | "expired" => Ok(Fault::TokensExpired),
+            other if other.starts_with("writes-fail-after:") => {
+                other["writes-fail-after:".len()..].parse().map(Fault::WritesFailAfter).map_err(|e| format!("bad count in {other:?}: {e}"))
+            }
             other => {
                 let Some(d) = other.strip_prefix("slow:") else {
-                    return Err(format!("unknown fault {other:?}: expected down, slow:<duration>, 500, 401 or healthy"));
+                    return Err(format!(
+                        "unknown fault {other:?}: expected down, slow:<duration>, 500, 401, writes-fail-after:<n> or healthy"
+                    ));
                 };
                 let d = if let Some(ms) = d.strip_suffix("ms") {
                     ms.parse().map(Duration::from_millis)
@@ -49,6 +57,7 @@ impl Fault {
             Fault::Slow(d) => format!("slow:{}ms", d.as_millis()),
             Fault::ServerErrors => "500".into(),
             Fault::TokensExpired => "401".into(),
+            Fault::WritesFailAfter(n) => format!("writes-fail-after:{n}"),
         }
     }
 }

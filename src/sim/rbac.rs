@@ -39,7 +39,8 @@ impl User {
         Self { name: "admin".into(), token, rules: vec![Rule::new(&["*"], &["*"], &["*"], &[])] }
     }
 
-    /// Reads everything; writes Istio objects in `namespace` only.
+    /// Reads everything; writes Istio networking objects (routes) in `namespace` only:
+    /// a team that may route but not set access policies.
     pub fn restricted(token: String, namespace: &str) -> Self {
         Self {
             name: "restricted".into(),
@@ -47,12 +48,7 @@ impl User {
             rules: vec![
                 Rule::new(&["get", "list", "watch"], &["*"], &["*"], &[]),
                 Rule::new(&["create"], &["authorization.k8s.io"], &["selfsubjectaccessreviews"], &[]),
-                Rule::new(
-                    &["create", "update", "patch", "delete", "deletecollection"],
-                    &["networking.istio.io", "security.istio.io"],
-                    &["*"],
-                    &[namespace],
-                ),
+                Rule::new(&["create", "update", "patch", "delete", "deletecollection"], &["networking.istio.io"], &["*"], &[namespace]),
             ],
         }
     }
@@ -102,6 +98,7 @@ mod tests {
         assert!(u.can("patch", "networking.istio.io", "virtualservices", Some("default")));
         assert!(!u.can("patch", "networking.istio.io", "gateways", Some("istio-system")));
         assert!(!u.can("delete", "", "pods", Some("default")));
+        assert!(!u.can("patch", "security.istio.io", "authorizationpolicies", Some("default")), "routes, not access");
         assert_eq!(
             forbidden_message("restricted", "delete", "", "pods", Some("p"), Some("default")),
             "pods \"p\" is forbidden: User \"restricted\" cannot delete resource \"pods\" in API group \"\" in the namespace \"default\""

@@ -134,6 +134,16 @@ async fn handle(cluster: Arc<SimCluster>, req: Request<Incoming>) -> Response<Bo
             return error_response(&ApiError::new(500, "InternalError", "Internal error occurred: injected fault"));
         }
         Fault::TokensExpired => return error_response(&ApiError::unauthorized()),
+        Fault::WritesFailAfter(n) => {
+            let write = !matches!(*req.method(), Method::GET | Method::HEAD) && !req.uri().query().unwrap_or("").contains("dryRun=All");
+            if write && !req.uri().path().contains("selfsubjectaccessreviews") {
+                if n == 0 {
+                    cluster.injected_write_failures.send_modify(|c| *c += 1);
+                    return error_response(&ApiError::new(500, "InternalError", "Internal error occurred: injected write failure"));
+                }
+                cluster.set_fault(Fault::WritesFailAfter(n - 1));
+            }
+        }
         Fault::Down | Fault::Healthy => {}
     }
     let token =

@@ -1,0 +1,254 @@
+//! The apply engine: what a change will do is established before anything is
+//! written (RBAC preflight, server dry-run, diff against live), then it is
+//! written everywhere or nowhere (server-side apply as `meshdeck`, bounded
+//! concurrency, verify, and on any failure every written cluster is restored),
+//! and recorded. Plans and rollbacks go through the same pipeline.
+
+pub mod diff;
+pub mod dry_run;
+pub mod history;
+pub mod preflight;
+pub mod target;
+pub mod write;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use target::ObjRef;
+
+use crate::registry::Cluster;
+
+pub const FIELD_MANAGER: &str = "meshdeck";
+
+/// What should be true of one object afterwards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "op", content = "object")]
+pub enum Desired {
+    /// Server-side apply of a rendered object.
+    Apply(Value),
+    /// Make the object exactly this again (rollback of a change).
+    Restore(Value),
+    /// The object must not exist (prune, or rollback of a create).
+    Absent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeKind {
+    Create,
+    Update,
+    Unchanged,
+    Delete,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Create => "create",
+            ChangeKind::Update => "update",
+            ChangeKind::Unchanged => "unchanged",
+            ChangeKind::Delete => "delete",
+        }
+    }
+}
+
+/// One object's planned change, with the state before it (for rollback).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub target: ObjRef,
+    pub desired: Desired,
+    pub change: ChangeKind,
+    /// The live object before the change, if any.
+    pub previous: Option<Value>,
+    /// What the server said the object will be (dry run), if it will exist.
+    pub expected: Option<Value>,
+    pub diff: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeSet {
+    pub steps: Vec<Step>,
+}
+
+impl ChangeSet {
+    pub fn pending(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.change != ChangeKind::Unchanged)
+    }
+
+    pub fn is_noop(&self) -> bool {
+        self.pending().next().is_none()
+    }
+
+    pub fn clusters(&self) -> Vec<String> {
+        let mut cs: Vec<String> = self.pending().map(|s| s.target.cluster.clone()).collect();
+        cs.sort();
+        cs.dedup();
+        cs
+    }
+
+    /// `create 2, update 1, delete 1, unchanged 3`.
+    pub fn summary(&self) -> String {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &self.steps {
+            *counts.entry(s.change.as_str()).or_default() += 1;
+        }
+        ["create", "update", "delete", "unchanged"]
+            .iter()
+            .filter_map(|k| counts.get(k).map(|n| format!("{k} {n}")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The diff as text: one header per object, then its unified diff.
+    pub fn render_diff(&self) -> String {
+        let mut out = String::new();
+        for s in &self.steps {
+            out.push_str(&format!("{} {} {}\n", marker(s.change), s.target, s.change.as_str()));
+            if !s.diff.is_empty() {
+                out.push_str(&s.diff);
+            }
+        }
+        out
+    }
+}
+
+fn marker(c: ChangeKind) -> &'static str {
+    match c {
+        ChangeKind::Create => "+",
+        ChangeKind::Update => "~",
+        ChangeKind::Delete => "-",
+        ChangeKind::Unchanged => "=",
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("read-only: refusing to write to {0} ({1})")]
+    ReadOnly(String, String),
+    #[error("{0}")]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("missing permissions (nothing was written):\n  {}", .0.join("\n  "))]
+    Forbidden(Vec<String>),
+    #[error("the server dry run refused the change (nothing was written):\n  {}", .0.join("\n  "))]
+    DryRun(Vec<String>),
+    #[error("{cluster}: {message}")]
+    Cluster { cluster: String, message: String },
+    #[error("{0}")]
+    History(String),
+}
+
+/// Options of one apply.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyOptions {
+    pub force_conflicts: bool,
+    /// Clusters written at once.
+    pub concurrency: usize,
+}
+
+pub fn cluster<'a>(clusters: &'a [Cluster], name: &str) -> Result<&'a Cluster, ApplyError> {
+    clusters
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| ApplyError::Cluster { cluster: name.into(), message: "not a registered cluster".into() })
+}
+
+pub fn client(clusters: &[Cluster], name: &str) -> Result<kube::Client, ApplyError> {
+    cluster(clusters, name)?.client.clone().map_err(|e| ApplyError::Cluster { cluster: name.into(), message: e })
+}
+
+/// Refuse when any cluster to be written is read-only (globally or in the config).
+pub fn check_read_only(clusters: &[Cluster], set: &ChangeSet) -> Result<(), ApplyError> {
+    for name in set.clusters() {
+        let c = cluster(clusters, &name)?;
+        if c.options.read_only {
+            return Err(ApplyError::ReadOnly(name, "--read-only or readOnly in the config".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Establish a change set: preflight, live state, dry run, diff. Nothing is written.
+pub async fn prepare(clusters: &[Cluster], desired: Vec<(ObjRef, Desired)>, opts: &ApplyOptions) -> Result<ChangeSet, ApplyError> {
+    preflight::check(clusters, &desired).await?;
+    let mut steps = Vec::new();
+    let mut refused = Vec::new();
+    for (target, want) in desired {
+        let client = client(clusters, &target.cluster)?;
+        let previous =
+            target::get(&client, &target).await.map_err(|e| ApplyError::Cluster { cluster: target.cluster.clone(), message: e })?;
+        match dry_run::simulate(&client, &target, &want, previous.as_ref(), opts.force_conflicts).await {
+            Ok(expected) => {
+                let change = diff::classify(previous.as_ref(), expected.as_ref());
+                let diff = diff::object_diff(previous.as_ref(), expected.as_ref());
+                steps.push(Step { target, desired: want, change, previous, expected, diff });
+            }
+            Err(message) => refused.push(format!("{target}: {message}")),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(ApplyError::DryRun(refused));
+    }
+    Ok(ChangeSet { steps })
+}
+
+/// The desired state for a plan: every rendered object applied, and every object
+/// labelled as one of the plan's documents that the render no longer produces pruned.
+/// Objects of other plans, or not managed by meshdeck, are never touched.
+pub async fn desired_for_plan(
+    clusters: &[Cluster],
+    plan: &crate::plan::Plan,
+    rendered: &crate::render::RenderedObjects,
+) -> Result<Vec<(ObjRef, Desired)>, ApplyError> {
+    let mut out: Vec<(ObjRef, Desired)> = rendered.iter().map(|(c, o)| (ObjRef::of(c, o), Desired::Apply(o.clone()))).collect();
+    let names: Vec<String> = plan.routes.iter().map(|r| r.name.clone()).chain(plan.access.iter().map(|a| a.name.clone())).collect();
+    if names.is_empty() {
+        return Ok(out);
+    }
+    let selector = format!("{}=meshdeck,{} in ({})", crate::render::MANAGED_BY, crate::render::PLAN_LABEL, names.join(","));
+    for c in clusters {
+        let Ok(client) = &c.client else { continue };
+        for (_, kind, _) in crate::inventory::watch::ISTIO_KINDS {
+            let Some((ar, _)) = target::resource(kind) else { continue };
+            let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(client.clone(), &ar);
+            let listed = match api.list(&kube::api::ListParams::default().labels(&selector)).await {
+                Ok(l) => l,
+                // A cluster without Istio's CRDs has nothing of ours to prune.
+                Err(kube::Error::Api(s)) if s.code == 404 => continue,
+                Err(e) => {
+                    return Err(ApplyError::Cluster {
+                        cluster: c.name.clone(),
+                        message: crate::registry::ClusterError::from_kube(&e).message().to_string(),
+                    });
+                }
+            };
+            for o in listed.items {
+                let mut v = serde_json::to_value(&o).unwrap_or_default();
+                v["kind"] = serde_json::json!(kind);
+                let r = ObjRef::of(&c.name, &v);
+                if !out.iter().any(|(t, _)| *t == r) {
+                    out.push((r, Desired::Absent));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The desired state that undoes a recorded change: what existed is restored, what was created is removed.
+pub fn desired_for_rollback(record: &history::HistoryRecord) -> Vec<(ObjRef, Desired)> {
+    record
+        .changes
+        .pending()
+        .map(|s| {
+            let want = match &s.previous {
+                Some(prev) => Desired::Restore(target::normalized(prev)),
+                None => Desired::Absent,
+            };
+            (s.target.clone(), want)
+        })
+        .collect()
+}

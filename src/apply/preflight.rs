@@ -1,0 +1,53 @@
+//! RBAC preflight: a SelfSubjectAccessReview on every target cluster for every
+//! kind, namespace and verb the change needs. What is missing is listed per
+//! cluster before anything is written.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+use kube::api::{Api, PostParams};
+
+use super::{ApplyError, Desired, ObjRef, client, target};
+use crate::registry::Cluster;
+
+pub async fn check(clusters: &[Cluster], desired: &[(ObjRef, Desired)]) -> Result<(), ApplyError> {
+    let mut needs: BTreeSet<(String, String, String, &'static str)> = BTreeSet::new();
+    for (t, d) in desired {
+        let verbs: &[&'static str] = match d {
+            Desired::Apply(_) => &["get", "create", "patch"],
+            Desired::Restore(_) => &["get", "create", "update"],
+            Desired::Absent => &["get", "delete"],
+        };
+        for v in verbs {
+            needs.insert((t.cluster.clone(), t.kind.clone(), t.namespace.clone(), v));
+        }
+    }
+    let mut missing = Vec::new();
+    for (cluster, kind, ns, verb) in needs {
+        let client = client(clusters, &cluster)?;
+        let (ar, group) = target::resource(&kind)
+            .ok_or_else(|| ApplyError::Cluster { cluster: cluster.clone(), message: format!("unknown kind {kind}") })?;
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    group: Some(group.into()),
+                    resource: Some(ar.plural.clone()),
+                    namespace: Some(ns.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SelfSubjectAccessReview> = Api::all(client);
+        let answer = api.create(&PostParams::default(), &review).await.map_err(|e| ApplyError::Cluster {
+            cluster: cluster.clone(),
+            message: format!("access review: {}", crate::registry::ClusterError::from_kube(&e).message()),
+        })?;
+        if !answer.status.is_some_and(|s| s.allowed) {
+            missing.push(format!("{cluster}: cannot {verb} {}.{group} in namespace {ns}", ar.plural));
+        }
+    }
+    if missing.is_empty() { Ok(()) } else { Err(ApplyError::Forbidden(missing)) }
+}
