@@ -172,26 +172,58 @@ pub fn check_read_only(clusters: &[Cluster], set: &ChangeSet) -> Result<(), Appl
 }
 
 /// Establish a change set: preflight, live state, dry run, diff. Nothing is written.
+/// Clusters are examined in parallel (bounded); problems from all of them are reported.
 pub async fn prepare(clusters: &[Cluster], desired: Vec<(ObjRef, Desired)>, opts: &ApplyOptions) -> Result<ChangeSet, ApplyError> {
-    preflight::check(clusters, &desired).await?;
-    let mut steps = Vec::new();
-    let mut refused = Vec::new();
-    for (target, want) in desired {
-        let client = client(clusters, &target.cluster)?;
-        let previous =
-            target::get(&client, &target).await.map_err(|e| ApplyError::Cluster { cluster: target.cluster.clone(), message: e })?;
-        match dry_run::simulate(&client, &target, &want, previous.as_ref(), opts.force_conflicts).await {
-            Ok(expected) => {
-                let change = diff::classify(previous.as_ref(), expected.as_ref());
-                let diff = diff::object_diff(previous.as_ref(), expected.as_ref());
-                steps.push(Step { target, desired: want, change, previous, expected, diff });
+    use futures::StreamExt;
+    let mut by_cluster: BTreeMap<String, Vec<(ObjRef, Desired)>> = BTreeMap::new();
+    for (t, d) in desired {
+        by_cluster.entry(t.cluster.clone()).or_default().push((t, d));
+    }
+    let results: Vec<Result<(Vec<Step>, Vec<String>), ApplyError>> =
+        futures::stream::iter(by_cluster.into_values().map(|items| async move {
+            preflight::check(clusters, &items).await?;
+            let mut steps = Vec::new();
+            let mut refused = Vec::new();
+            for (target, want) in items {
+                let client = client(clusters, &target.cluster)?;
+                let previous =
+                    target::get(&client, &target).await.map_err(|e| ApplyError::Cluster { cluster: target.cluster.clone(), message: e })?;
+                match dry_run::simulate(&client, &target, &want, previous.as_ref(), opts.force_conflicts).await {
+                    Ok(expected) => {
+                        let change = diff::classify(previous.as_ref(), expected.as_ref());
+                        let diff = diff::object_diff(previous.as_ref(), expected.as_ref());
+                        steps.push(Step { target, desired: want, change, previous, expected, diff });
+                    }
+                    Err(message) => refused.push(format!("{target}: {message}")),
+                }
             }
-            Err(message) => refused.push(format!("{target}: {message}")),
+            Ok((steps, refused))
+        }))
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let (mut steps, mut refused, mut forbidden) = (Vec::new(), Vec::new(), Vec::new());
+    for r in results {
+        match r {
+            Ok((s, f)) => {
+                steps.extend(s);
+                refused.extend(f);
+            }
+            Err(ApplyError::Forbidden(missing)) => forbidden.extend(missing),
+            Err(other) => return Err(other),
         }
     }
+    if !forbidden.is_empty() {
+        forbidden.sort();
+        return Err(ApplyError::Forbidden(forbidden));
+    }
     if !refused.is_empty() {
+        refused.sort();
         return Err(ApplyError::DryRun(refused));
     }
+    steps.sort_by(|a, b| {
+        (a.target.cluster.as_str(), a.target.write_order(), &a.target).cmp(&(b.target.cluster.as_str(), b.target.write_order(), &b.target))
+    });
     Ok(ChangeSet { steps })
 }
 
