@@ -171,6 +171,9 @@ pub fn check_read_only(clusters: &[Cluster], set: &ChangeSet) -> Result<(), Appl
     Ok(())
 }
 
+/// One cluster's planned steps, and what its dry run refused.
+type ClusterExamination = (Vec<Step>, Vec<String>);
+
 /// Establish a change set: preflight, live state, dry run, diff. Nothing is written.
 /// Clusters are examined in parallel (bounded); problems from all of them are reported.
 pub async fn prepare(clusters: &[Cluster], desired: Vec<(ObjRef, Desired)>, opts: &ApplyOptions) -> Result<ChangeSet, ApplyError> {
@@ -179,7 +182,7 @@ pub async fn prepare(clusters: &[Cluster], desired: Vec<(ObjRef, Desired)>, opts
     for (t, d) in desired {
         by_cluster.entry(t.cluster.clone()).or_default().push((t, d));
     }
-    let results: Vec<Result<(Vec<Step>, Vec<String>), ApplyError>> =
+    let results: Vec<Result<ClusterExamination, ApplyError>> =
         futures::stream::iter(by_cluster.into_values().map(|items| async move {
             preflight::check(clusters, &items).await?;
             let mut steps = Vec::new();
