@@ -12,6 +12,7 @@
 //! | [`render`] | plan + inventory → Istio objects per cluster, both topologies; cross-reference check |
 //! | [`policy`] | personas: who may route from where to what |
 //! | [`apply`] | preflight, dry run, diff, all-or-nothing server-side apply, rollback, history |
+//! | [`tui`] | the cockpit: app state and update, views, keymaps, themes, the terminal loop |
 //! | [`sim`] | the embedded simulated fleet: real Kubernetes API servers over HTTPS on loopback |
 //! | [`cli`] | the subcommands wiring the stages together |
 //! | [`yaml`] | YAML parsing and emitting, one place |
@@ -26,4 +27,5 @@ pub mod policy;
 pub mod registry;
 pub mod render;
 pub mod sim;
+pub mod tui;
 pub mod yaml;

@@ -193,6 +193,23 @@ impl Persona {
     }
 }
 
+/// The persona for a run against `clusters`: none configured means unrestricted.
+pub fn persona_for(
+    clusters: &[crate::registry::Cluster],
+    explicit: Option<&str>,
+    config_dir: Option<&Path>,
+) -> Result<Persona, PolicyError> {
+    let Some(file) = PolicyFile::load(config_dir)? else {
+        return match explicit {
+            Some(name) => Err(PolicyError::File(format!("--as-persona {name}: there is no policy.yaml in the config directory"))),
+            None => Ok(Persona::unrestricted()),
+        };
+    };
+    let contexts: Vec<String> = clusters.iter().map(|c| c.context.name.clone()).collect();
+    let users: Vec<String> = clusters.iter().map(|c| c.context.user.clone()).collect();
+    file.persona(explicit, &contexts, &users).cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

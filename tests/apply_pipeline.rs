@@ -35,7 +35,7 @@ async fn env() -> Env {
 }
 
 fn opts(force: bool) -> ApplyOptions {
-    ApplyOptions { force_conflicts: force, concurrency: 8 }
+    ApplyOptions { force_conflicts: force, concurrency: 8, progress: None }
 }
 
 fn plan(env: &Env, text: &str) -> (Plan, RenderedObjects) {

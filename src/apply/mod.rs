@@ -147,6 +147,8 @@ pub struct ApplyOptions {
     pub force_conflicts: bool,
     /// Clusters written at once.
     pub concurrency: usize,
+    /// Where per-cluster progress lines go while writing (the cockpit shows them).
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 pub fn cluster<'a>(clusters: &'a [Cluster], name: &str) -> Result<&'a Cluster, ApplyError> {
@@ -174,6 +176,30 @@ pub fn check_read_only(clusters: &[Cluster], set: &ChangeSet) -> Result<(), Appl
 /// One cluster's planned steps, and what its dry run refused.
 type ClusterExamination = (Vec<Step>, Vec<String>);
 
+async fn examine_cluster(
+    clusters: &[Cluster],
+    items: Vec<(ObjRef, Desired)>,
+    opts: &ApplyOptions,
+) -> Result<ClusterExamination, ApplyError> {
+    preflight::check(clusters, &items).await?;
+    let mut steps = Vec::new();
+    let mut refused = Vec::new();
+    for (target, want) in items {
+        let client = client(clusters, &target.cluster)?;
+        let previous =
+            target::get(&client, &target).await.map_err(|e| ApplyError::Cluster { cluster: target.cluster.clone(), message: e })?;
+        match dry_run::simulate(&client, &target, &want, previous.as_ref(), opts.force_conflicts).await {
+            Ok(expected) => {
+                let change = diff::classify(previous.as_ref(), expected.as_ref());
+                let diff = diff::object_diff(previous.as_ref(), expected.as_ref());
+                steps.push(Step { target, desired: want, change, previous, expected, diff });
+            }
+            Err(message) => refused.push(format!("{target}: {message}")),
+        }
+    }
+    Ok((steps, refused))
+}
+
 /// Establish a change set: preflight, live state, dry run, diff. Nothing is written.
 /// Clusters are examined in parallel (bounded); problems from all of them are reported.
 pub async fn prepare(clusters: &[Cluster], desired: Vec<(ObjRef, Desired)>, opts: &ApplyOptions) -> Result<ChangeSet, ApplyError> {
@@ -182,29 +208,9 @@ pub async fn prepare(clusters: &[Cluster], desired: Vec<(ObjRef, Desired)>, opts
     for (t, d) in desired {
         by_cluster.entry(t.cluster.clone()).or_default().push((t, d));
     }
+    let futures: Vec<_> = by_cluster.into_values().map(|items| examine_cluster(clusters, items, opts)).collect();
     let results: Vec<Result<ClusterExamination, ApplyError>> =
-        futures::stream::iter(by_cluster.into_values().map(|items| async move {
-            preflight::check(clusters, &items).await?;
-            let mut steps = Vec::new();
-            let mut refused = Vec::new();
-            for (target, want) in items {
-                let client = client(clusters, &target.cluster)?;
-                let previous =
-                    target::get(&client, &target).await.map_err(|e| ApplyError::Cluster { cluster: target.cluster.clone(), message: e })?;
-                match dry_run::simulate(&client, &target, &want, previous.as_ref(), opts.force_conflicts).await {
-                    Ok(expected) => {
-                        let change = diff::classify(previous.as_ref(), expected.as_ref());
-                        let diff = diff::object_diff(previous.as_ref(), expected.as_ref());
-                        steps.push(Step { target, desired: want, change, previous, expected, diff });
-                    }
-                    Err(message) => refused.push(format!("{target}: {message}")),
-                }
-            }
-            Ok((steps, refused))
-        }))
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
+        futures::stream::iter(futures).buffer_unordered(opts.concurrency.max(1)).collect().await;
     let (mut steps, mut refused, mut forbidden) = (Vec::new(), Vec::new(), Vec::new());
     for r in results {
         match r {

@@ -133,6 +133,52 @@ async fn verify(client: &kube::Client, step: &Step) -> Result<(), String> {
     }
 }
 
+/// One cluster's writes: what was written, and how it ended.
+type ClusterWrite<'a> = (String, Vec<&'a Step>, Result<(), String>);
+
+async fn write_cluster<'a>(
+    clusters: &[Cluster],
+    cluster: String,
+    steps: Vec<&'a Step>,
+    abort: Arc<AtomicBool>,
+    opts: &ApplyOptions,
+) -> ClusterWrite<'a> {
+    let mut written = Vec::new();
+    let client = match client(clusters, &cluster) {
+        Ok(c) => c,
+        Err(e) => return (cluster, written, Err(e.to_string())),
+    };
+    for step in ordered(&steps) {
+        if abort.load(Ordering::SeqCst) {
+            return (cluster, written, Err("stopped: another cluster failed".into()));
+        }
+        match perform(&client, step, opts.force_conflicts).await {
+            Ok(_) => {
+                if let Some(p) = &opts.progress {
+                    let _ = p.send(format!(
+                        "{}: wrote {}/{}/{}",
+                        step.target.cluster, step.target.kind, step.target.namespace, step.target.name
+                    ));
+                }
+                written.push(step)
+            }
+            Err(e) => {
+                abort.store(true, Ordering::SeqCst);
+                // A failed write may still have landed: restore it too.
+                written.push(step);
+                return (cluster, written, Err(format!("{}: {e}", step.target)));
+            }
+        }
+    }
+    for step in &written {
+        if let Err(e) = verify(&client, step).await {
+            abort.store(true, Ordering::SeqCst);
+            return (cluster, written, Err(e));
+        }
+    }
+    (cluster, written, Ok(()))
+}
+
 pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     super::check_read_only(clusters, set)?;
     if set.is_noop() {
@@ -143,41 +189,9 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions)
         by_cluster.entry(s.target.cluster.clone()).or_default().push(s);
     }
     let abort = Arc::new(AtomicBool::new(false));
-    let concurrency = opts.concurrency.max(1);
-    let results: Vec<(String, Vec<&Step>, Result<(), String>)> = futures::stream::iter(by_cluster.into_iter().map(|(cluster, steps)| {
-        let abort = abort.clone();
-        async move {
-            let mut written = Vec::new();
-            let client = match client(clusters, &cluster) {
-                Ok(c) => c,
-                Err(e) => return (cluster, written, Err(e.to_string())),
-            };
-            for step in ordered(&steps) {
-                if abort.load(Ordering::SeqCst) {
-                    return (cluster, written, Err("stopped: another cluster failed".into()));
-                }
-                match perform(&client, step, opts.force_conflicts).await {
-                    Ok(_) => written.push(step),
-                    Err(e) => {
-                        abort.store(true, Ordering::SeqCst);
-                        // A failed write may still have landed: restore it too.
-                        written.push(step);
-                        return (cluster, written, Err(format!("{}: {e}", step.target)));
-                    }
-                }
-            }
-            for step in &written {
-                if let Err(e) = verify(&client, step).await {
-                    abort.store(true, Ordering::SeqCst);
-                    return (cluster, written, Err(e));
-                }
-            }
-            (cluster, written, Ok(()))
-        }
-    }))
-    .buffer_unordered(concurrency)
-    .collect()
-    .await;
+    let futures: Vec<_> =
+        by_cluster.into_iter().map(|(cluster, steps)| write_cluster(clusters, cluster, steps, abort.clone(), opts)).collect();
+    let results: Vec<ClusterWrite> = futures::stream::iter(futures).buffer_unordered(opts.concurrency.max(1)).collect().await;
     let failed = results.iter().any(|(_, _, r)| r.is_err());
     let mut report = ApplyReport { outcome: Outcome::Applied, clusters: BTreeMap::new() };
     for (cluster, written, result) in &results {

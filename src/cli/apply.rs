@@ -14,7 +14,7 @@ use crate::apply::history::{History, HistoryRecord};
 use crate::apply::write::{ApplyReport, Outcome, execute};
 use crate::apply::{ApplyError, ApplyOptions, ChangeSet, desired_for_plan, desired_for_rollback, prepare};
 use crate::config::{config_dir, data_dir};
-use crate::policy::{Persona, PolicyFile};
+use crate::policy::Persona;
 use crate::registry::Cluster;
 
 #[derive(Args, Debug)]
@@ -65,16 +65,10 @@ fn err(e: ApplyError) -> CliError {
 
 /// The persona for this run: none configured means unrestricted.
 pub fn persona(clusters: &[Cluster], explicit: Option<&str>) -> Result<Persona, CliError> {
-    let file = PolicyFile::load(config_dir().as_deref()).map_err(|e| CliError::bad_input(e.to_string()))?;
-    let Some(file) = file else {
-        return match explicit {
-            Some(name) => Err(CliError::bad_input(format!("--as-persona {name}: there is no policy.yaml in the config directory"))),
-            None => Ok(Persona::unrestricted()),
-        };
-    };
-    let contexts: Vec<String> = clusters.iter().map(|c| c.context.name.clone()).collect();
-    let users: Vec<String> = clusters.iter().map(|c| c.context.user.clone()).collect();
-    file.persona(explicit, &contexts, &users).cloned().map_err(|e| CliError::failed(e.to_string()))
+    crate::policy::persona_for(clusters, explicit, config_dir().as_deref()).map_err(|e| match e {
+        crate::policy::PolicyError::File(_) => CliError::bad_input(e.to_string()),
+        other => CliError::failed(other.to_string()),
+    })
 }
 
 pub fn history() -> Result<History, CliError> {
@@ -110,7 +104,7 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, 
     persona.check(&plan).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
     let rendered = render_plan(&plan, &inv)?;
     let desired = desired_for_plan(&clusters, &plan, &rendered).await.map_err(err)?;
-    let opts = ApplyOptions { force_conflicts: args.force_conflicts, concurrency: 8 };
+    let opts = ApplyOptions { force_conflicts: args.force_conflicts, concurrency: 8, progress: None };
     let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
     let plan_names = plan.routes.iter().map(|r| r.name.clone()).chain(plan.access.iter().map(|a| a.name.clone())).collect();
     Ok(Prepared { clusters, persona, plan_names, plan_yaml: plan.to_yaml(), changes })
@@ -152,7 +146,8 @@ pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError>
         return Err(CliError::failed("not applied"));
     }
     let history = history()?;
-    let report = execute(&p.clusters, &p.changes, &ApplyOptions { force_conflicts: force, concurrency: 8 }).await.map_err(err)?;
+    let report =
+        execute(&p.clusters, &p.changes, &ApplyOptions { force_conflicts: force, concurrency: 8, progress: None }).await.map_err(err)?;
     let record = HistoryRecord {
         id: History::new_id(),
         time: chrono::Utc::now().to_rfc3339(),
@@ -174,7 +169,7 @@ pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), Cli
     let (clusters, _) = fleet::registry(global).await?;
     let persona = persona(&clusters, args.as_persona.as_deref())?;
     let desired = desired_for_rollback(&original);
-    let opts = ApplyOptions { force_conflicts: true, concurrency: 8 };
+    let opts = ApplyOptions { force_conflicts: true, concurrency: 8, progress: None };
     let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
     print!("{}", changes.render_diff());
     eprintln!("{}", changes.summary());

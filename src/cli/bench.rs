@@ -354,7 +354,7 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
     );
     let plan = crate::plan::load("bench.yaml", &text, &snap).map_err(|e| CliError::failed(format!("{e:?}")))?;
     let rendered = crate::render::render(&plan, &snap).map_err(|e| CliError::failed(e.to_string()))?;
-    let opts = ApplyOptions { force_conflicts: false, concurrency: 8 };
+    let opts = ApplyOptions { force_conflicts: false, concurrency: 8, progress: None };
     let started = Instant::now();
     let desired = desired_for_plan(&clusters, &plan, &rendered).await.map_err(|e| CliError::failed(e.to_string()))?;
     let set = prepare(&clusters, desired, &opts).await.map_err(|e| CliError::failed(e.to_string()))?;
@@ -382,7 +382,7 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
         changes: set,
         rollback_of: None,
     };
-    let undo = prepare(&clusters, desired_for_rollback(&record), &ApplyOptions { force_conflicts: true, concurrency: 8 })
+    let undo = prepare(&clusters, desired_for_rollback(&record), &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None })
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
     execute(&clusters, &undo, &opts).await.map_err(|e| CliError::failed(e.to_string()))?;

@@ -4,6 +4,7 @@
 mod apply;
 mod bench;
 mod clusters;
+mod cockpit;
 mod fleet;
 mod inventory;
 mod output;
@@ -20,8 +21,11 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    #[command(flatten)]
+    pub look: cockpit::LookArgs,
+    /// Without a subcommand: the cockpit on the kubeconfig's clusters.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// Options every subcommand that talks to clusters understands.
@@ -40,6 +44,8 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The cockpit on the embedded simulated fleet (bookinfo on 3 clusters): no cluster needed.
+    Demo(cockpit::DemoArgs),
     /// Run the simulated fleet in the foreground and write a kubeconfig for it.
     Sim(sim::SimArgs),
     /// Registered clusters and the facts of their meshes.
@@ -96,15 +102,17 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Sim(args) => sim::run(args).await,
-            Command::Clusters(args) => clusters::run(&cli.global, args).await,
-            Command::Inventory(args) => inventory::run(&cli.global, args).await,
-            Command::Render(args) => render::run(&cli.global, args).await,
-            Command::Diff(args) => apply::diff(&cli.global, args).await,
-            Command::Apply(args) => apply::apply(&cli.global, args).await,
-            Command::History(args) => apply::list(args),
-            Command::Rollback(args) => apply::rollback(&cli.global, args).await,
-            Command::Bench(args) => bench::run(&cli.global, args).await,
+            None => cockpit::cockpit(&cli.global, &cli.look).await,
+            Some(Command::Demo(args)) => cockpit::demo(&cli.global, &cli.look, args).await,
+            Some(Command::Sim(args)) => sim::run(args).await,
+            Some(Command::Clusters(args)) => clusters::run(&cli.global, args).await,
+            Some(Command::Inventory(args)) => inventory::run(&cli.global, args).await,
+            Some(Command::Render(args)) => render::run(&cli.global, args).await,
+            Some(Command::Diff(args)) => apply::diff(&cli.global, args).await,
+            Some(Command::Apply(args)) => apply::apply(&cli.global, args).await,
+            Some(Command::History(args)) => apply::list(args),
+            Some(Command::Rollback(args)) => apply::rollback(&cli.global, args).await,
+            Some(Command::Bench(args)) => bench::run(&cli.global, args).await,
         }
     });
     // Watch tasks may still be parked in the runtime; do not wait for them.

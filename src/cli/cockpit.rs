@@ -1,0 +1,118 @@
+//! `meshdeck` (the cockpit on the kubeconfig's clusters) and `meshdeck demo`
+//! (the cockpit on the embedded simulated fleet: no cluster or kubeconfig needed).
+
+use clap::Args;
+
+use super::{CliError, GlobalArgs, fleet};
+use crate::config::{MeshdeckConfig, config_dir, data_dir};
+use crate::sim::{SimConfig, SimFleet};
+use crate::tui::keymap::Keymap;
+use crate::tui::theme::{ColorDepth, Theme};
+use crate::tui::{CockpitConfig, run};
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct LookArgs {
+    /// Theme: dark, light, high-contrast, or a file in <config>/themes/.
+    #[arg(long, global = true)]
+    pub theme: Option<String>,
+    /// Keymap: default, vim, or a file in <config>/keymaps/.
+    #[arg(long, global = true)]
+    pub keymap: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    #[arg(long, default_value_t = 3)]
+    pub clusters: usize,
+    #[arg(long, default_value_t = 0)]
+    pub services: usize,
+    /// Take a cluster down now and then.
+    #[arg(long)]
+    pub chaos: bool,
+    /// Keep the fleet still (no pod restarts).
+    #[arg(long)]
+    pub still: bool,
+}
+
+/// Keymap and theme: a name given on the command line must load (exit 2 if not);
+/// the implicit one falls back to the built-in default with warnings shown.
+fn look(args: &LookArgs, cfg: &MeshdeckConfig) -> Result<(Keymap, Theme, Vec<String>), CliError> {
+    let dir = config_dir();
+    let mut warnings = Vec::new();
+    let keymap = match &args.keymap {
+        Some(name) => {
+            let (k, w) = Keymap::load(name, dir.as_deref()).map_err(CliError::bad_input)?;
+            if let Some(first) = w.first() {
+                return Err(CliError::bad_input(first.clone()));
+            }
+            k
+        }
+        None => {
+            let name = cfg.keymap.clone().unwrap_or_else(|| "default".into());
+            match Keymap::load(&name, dir.as_deref()) {
+                Ok((k, w)) => {
+                    warnings.extend(w);
+                    k
+                }
+                Err(e) => {
+                    warnings.push(e);
+                    Keymap::builtin("default")
+                }
+            }
+        }
+    };
+    let depth = ColorDepth::detect();
+    let theme = match &args.theme {
+        Some(name) => {
+            let (t, w) = Theme::load(name, dir.as_deref(), depth).map_err(CliError::bad_input)?;
+            if let Some(first) = w.first() {
+                return Err(CliError::bad_input(first.clone()));
+            }
+            t
+        }
+        None => {
+            let name = cfg.theme.clone().unwrap_or_else(|| "dark".into());
+            match Theme::load(&name, dir.as_deref(), depth) {
+                Ok((t, w)) => {
+                    warnings.extend(w);
+                    t
+                }
+                Err(e) => {
+                    warnings.push(e);
+                    Theme::load("dark", None, depth).map(|(t, _)| t).unwrap_or_else(|_| Theme::builtin("dark"))
+                }
+            }
+        }
+    };
+    Ok((keymap, theme, warnings))
+}
+
+pub async fn cockpit(global: &GlobalArgs, look_args: &LookArgs) -> Result<(), CliError> {
+    let (clusters, cfg) = fleet::registry(global).await?;
+    let (keymap, theme, warnings) = look(look_args, &cfg)?;
+    let read_only = global.read_only || cfg.read_only;
+    run(CockpitConfig { clusters, keymap, theme, read_only, warnings, data_dir: data_dir(), config_dir: config_dir() })
+        .await
+        .map_err(CliError::failed)
+}
+
+pub async fn demo(global: &GlobalArgs, look_args: &LookArgs, args: DemoArgs) -> Result<(), CliError> {
+    let fleet = SimFleet::start(SimConfig {
+        clusters: args.clusters.max(1),
+        services: args.services,
+        live: !args.still,
+        chaos: args.chaos,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| CliError::failed(e.to_string()))?;
+    let dir = std::env::temp_dir().join(format!("meshdeck-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::failed(e.to_string()))?;
+    let kubeconfig = dir.join("kubeconfig");
+    fleet.write_kubeconfig(&kubeconfig).map_err(|e| CliError::failed(e.to_string()))?;
+    let contexts = fleet.clusters.iter().map(|c| c.name.clone()).collect();
+    let demo_global = GlobalArgs { kubeconfig: Some(kubeconfig), contexts, read_only: global.read_only };
+    let result = cockpit(&demo_global, look_args).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,815 @@
+//! The cockpit's state and its one `update` function: keys become actions
+//! through the keymap, actions and results change state, and effects (data)
+//! ask the runner for background work. Never awaits, never draws.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui_textarea::TextArea;
+
+use super::action::Action;
+use super::composer::{Composer, Mode};
+use super::keymap::{Key, Keymap, Resolved};
+use super::msg::{Effect, Msg};
+use crate::apply::ChangeSet;
+use crate::apply::history::HistoryRecord;
+use crate::apply::write::{ApplyReport, Outcome};
+use crate::inventory::FleetSnapshot;
+use crate::plan::Plan;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Fleet,
+    Service,
+    Composer,
+    Editor,
+    Diff,
+    History,
+    Clusters,
+    Help,
+    Log,
+}
+
+impl View {
+    pub fn id(self) -> &'static str {
+        match self {
+            View::Fleet => "fleet",
+            View::Service => "service",
+            View::Composer => "composer",
+            View::Editor => "editor",
+            View::Diff => "diff",
+            View::History => "history",
+            View::Clusters => "clusters",
+            View::Help => "help",
+            View::Log => "log",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortBy {
+    Name,
+    Namespace,
+    Health,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    Filter(String),
+    Command(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum DiffPhase {
+    Preparing,
+    Ready(ChangeSet),
+    Applying { changes: ChangeSet, progress: Vec<String> },
+    Done { report: ApplyReport, id: String },
+    Failed(String),
+}
+
+/// Where a diff came from: what to record when it is applied.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DiffOrigin {
+    Plan(Plan),
+    Rollback(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiffState {
+    pub generation: u64,
+    pub origin: DiffOrigin,
+    pub phase: DiffPhase,
+    pub scroll: usize,
+}
+
+pub struct EditorState {
+    pub textarea: TextArea<'static>,
+    /// Tab 0 is the plan; then one tab per cluster's rendered objects.
+    pub tabs: Vec<(String, String)>,
+    pub tab: usize,
+    pub errors: Vec<crate::plan::PlanError>,
+    pub scroll: usize,
+}
+
+impl EditorState {
+    pub fn new(plan_yaml: &str) -> Self {
+        let textarea = TextArea::from(plan_yaml.lines().map(String::from).collect::<Vec<_>>());
+        Self { textarea, tabs: vec![("plan".into(), plan_yaml.into())], tab: 0, errors: vec![], scroll: 0 }
+    }
+
+    pub fn text(&self) -> String {
+        self.textarea.lines().join("\n") + "\n"
+    }
+}
+
+pub struct AppState {
+    pub view: View,
+    pub back: Vec<View>,
+    pub snapshot: Arc<FleetSnapshot>,
+    /// Indices into `snapshot.services`, filtered and sorted.
+    pub rows: Vec<usize>,
+    pub selected: usize,
+    pub offset: usize,
+    pub col_offset: usize,
+    pub filter: String,
+    pub namespace: Option<String>,
+    pub sort: SortBy,
+    pub hidden: BTreeSet<String>,
+    pub input: Option<Input>,
+    pub composer: Option<Composer>,
+    pub editor: Option<EditorState>,
+    pub diff: Option<DiffState>,
+    pub history: Vec<HistoryRecord>,
+    pub history_selected: usize,
+    pub clusters_selected: usize,
+    pub log: VecDeque<String>,
+    pub status: Option<String>,
+    pub warnings: Vec<String>,
+    pub read_only: bool,
+    pub generation: u64,
+    pub now: DateTime<Utc>,
+    pub page_rows: usize,
+    pub keymap: Keymap,
+    pending: Vec<Key>,
+    pending_since: Option<Instant>,
+    pub quit: bool,
+}
+
+impl AppState {
+    pub fn new(snapshot: Arc<FleetSnapshot>, keymap: Keymap, read_only: bool, now: DateTime<Utc>) -> Self {
+        let mut s = AppState {
+            view: View::Fleet,
+            back: vec![],
+            snapshot,
+            rows: vec![],
+            selected: 0,
+            offset: 0,
+            col_offset: 0,
+            filter: String::new(),
+            namespace: None,
+            sort: SortBy::Namespace,
+            hidden: BTreeSet::new(),
+            input: None,
+            composer: None,
+            editor: None,
+            diff: None,
+            history: vec![],
+            history_selected: 0,
+            clusters_selected: 0,
+            log: VecDeque::new(),
+            status: None,
+            warnings: vec![],
+            read_only,
+            generation: 0,
+            now,
+            page_rows: 10,
+            keymap,
+            pending: vec![],
+            pending_since: None,
+            quit: false,
+        };
+        s.recompute_rows();
+        s
+    }
+
+    /// A state on a fixed clock and the default keymap, for tests.
+    pub fn for_test(snapshot: FleetSnapshot) -> Self {
+        let now = DateTime::parse_from_rfc3339("2026-11-24T12:00:05Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+        AppState::new(Arc::new(snapshot), Keymap::builtin("default"), false, now)
+    }
+
+    pub fn log(&mut self, line: impl Into<String>) {
+        let line = format!("{} {}", self.now.format("%H:%M:%S"), line.into());
+        tracing::info!("{line}");
+        self.log.push_back(line);
+        while self.log.len() > 500 {
+            self.log.pop_front();
+        }
+    }
+
+    pub fn selected_service(&self) -> Option<&crate::inventory::ServiceRow> {
+        self.rows.get(self.selected).and_then(|i| self.snapshot.services.get(*i)).map(|s| s.as_ref())
+    }
+
+    /// Clusters shown as fleet columns (not hidden), in registry order.
+    pub fn visible_clusters(&self) -> Vec<&crate::inventory::ClusterView> {
+        self.snapshot.clusters.iter().filter(|c| !self.hidden.contains(&c.name)).collect()
+    }
+
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut ns: Vec<String> = self.snapshot.services.iter().map(|s| s.namespace.clone()).collect();
+        ns.sort();
+        ns.dedup();
+        ns
+    }
+
+    fn go(&mut self, v: View) {
+        if self.view != v {
+            self.back.push(self.view);
+            self.view = v;
+        }
+    }
+
+    fn go_back(&mut self) {
+        self.view = self.back.pop().unwrap_or(View::Fleet);
+    }
+
+    /// Filter and sort rows; keep the selection on the same service.
+    pub fn recompute_rows(&mut self) {
+        let keep = self.selected_service().map(|s| (s.namespace.clone(), s.name.clone()));
+        let filter = self.filter.to_lowercase();
+        let mut rows: Vec<usize> = self
+            .snapshot
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| self.namespace.as_ref().is_none_or(|n| &s.namespace == n))
+            .filter(|(_, s)| filter.is_empty() || format!("{}.{}", s.name, s.namespace).contains(&filter))
+            .map(|(i, _)| i)
+            .collect();
+        let svc = |i: &usize| &self.snapshot.services[*i];
+        match self.sort {
+            SortBy::Name => rows.sort_by(|a, b| (&svc(a).name, &svc(a).namespace).cmp(&(&svc(b).name, &svc(b).namespace))),
+            SortBy::Namespace => rows.sort_by(|a, b| (&svc(a).namespace, &svc(a).name).cmp(&(&svc(b).namespace, &svc(b).name))),
+            SortBy::Health => rows.sort_by_key(|i| {
+                let s = svc(i);
+                let (ready, total) =
+                    s.clusters.values().flat_map(|p| p.versions.values()).fold((0, 0), |(r, t), v| (r + v.ready, t + v.total));
+                (ready == total, s.namespace.clone(), s.name.clone())
+            }),
+        }
+        self.rows = rows;
+        self.selected = keep
+            .and_then(|(ns, name)| {
+                self.rows.iter().position(|i| self.snapshot.services[*i].namespace == ns && self.snapshot.services[*i].name == name)
+            })
+            .unwrap_or(self.selected)
+            .min(self.rows.len().saturating_sub(1));
+        self.keep_in_view();
+    }
+
+    fn keep_in_view(&mut self) {
+        let page = self.page_rows.max(1);
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + page {
+            self.offset = self.selected + 1 - page;
+        }
+    }
+
+    fn list_len(&self) -> usize {
+        match self.view {
+            View::Fleet => self.rows.len(),
+            View::Composer => self.composer.as_ref().map_or(0, |c| c.rows.len()),
+            View::History => self.history.len(),
+            View::Clusters => self.snapshot.clusters.len(),
+            _ => 0,
+        }
+    }
+
+    fn cursor(&mut self) -> Option<&mut usize> {
+        match self.view {
+            View::Fleet => Some(&mut self.selected),
+            View::Composer => self.composer.as_mut().map(|c| &mut c.selected),
+            View::History => Some(&mut self.history_selected),
+            View::Clusters => Some(&mut self.clusters_selected),
+            View::Diff => self.diff.as_mut().map(|d| &mut d.scroll),
+            View::Editor => self.editor.as_mut().map(|e| &mut e.scroll),
+            _ => None,
+        }
+    }
+
+    fn move_cursor(&mut self, delta: i64) {
+        let len = self.list_len();
+        let scrolling = matches!(self.view, View::Diff | View::Editor);
+        if let Some(c) = self.cursor() {
+            let max = if scrolling { usize::MAX / 2 } else { len.saturating_sub(1) } as i64;
+            *c = (*c as i64 + delta).clamp(0, max.max(0)) as usize;
+        }
+        if self.view == View::Fleet {
+            self.keep_in_view();
+        }
+    }
+
+    fn open_composer(&mut self, mode: Mode) -> Vec<Effect> {
+        let Some(key) = self.selected_service().map(|s| s.key()) else {
+            self.status = Some("no service selected".into());
+            return vec![];
+        };
+        match Composer::new(&self.snapshot, &key, mode) {
+            Some(c) => {
+                self.composer = Some(c);
+                self.go(View::Composer);
+            }
+            None => self.status = Some(format!("{key} has no clusters")),
+        }
+        vec![]
+    }
+
+    fn start_diff(&mut self, origin: DiffOrigin) -> Vec<Effect> {
+        self.generation += 1;
+        let generation = self.generation;
+        let effect = match &origin {
+            DiffOrigin::Plan(p) => Effect::Prepare { generation, plan: p.clone() },
+            DiffOrigin::Rollback(id) => Effect::PrepareRollback { generation, id: id.clone() },
+        };
+        self.diff = Some(DiffState { generation, origin, phase: DiffPhase::Preparing, scroll: 0 });
+        self.go(View::Diff);
+        vec![effect]
+    }
+
+    /// The plan of the editor's text, or its errors shown at their lines.
+    fn editor_plan(&mut self) -> Option<Plan> {
+        let text = self.editor.as_ref()?.text();
+        match crate::plan::load("editor", &text, &self.snapshot) {
+            Ok(p) => {
+                if let Some(e) = self.editor.as_mut() {
+                    e.errors.clear();
+                }
+                Some(p)
+            }
+            Err(errs) => {
+                if let Some(e) = self.editor.as_mut() {
+                    if let Some(first) = errs.first() {
+                        e.textarea.move_cursor(ratatui_textarea::CursorMove::Jump(
+                            first.line.saturating_sub(1) as u16,
+                            first.column.saturating_sub(1) as u16,
+                        ));
+                    }
+                    e.errors = errs;
+                }
+                None
+            }
+        }
+    }
+
+    /// Fill the editor: the plan, then each cluster's rendered objects.
+    fn open_editor(&mut self, plan: &Plan) {
+        let mut ed = EditorState::new(&plan.to_yaml());
+        match crate::render::render(plan, &self.snapshot) {
+            Ok(out) => {
+                for (cluster, objs) in &out.clusters {
+                    let text: String = objs.iter().map(|o| format!("---\n{}", crate::yaml::to_yaml(o))).collect();
+                    ed.tabs.push((cluster.clone(), text));
+                }
+            }
+            Err(e) => self.status = Some(e.to_string()),
+        }
+        self.editor = Some(ed);
+        self.go(View::Editor);
+    }
+
+    fn refuse_write(&mut self) -> bool {
+        if self.read_only {
+            self.status = Some("read-only: writes are disabled (--read-only)".into());
+        }
+        self.read_only
+    }
+
+    pub fn act(&mut self, a: Action) -> Vec<Effect> {
+        if a.dangerous() && self.refuse_write() {
+            return vec![];
+        }
+        match a {
+            Action::Quit => {
+                self.quit = true;
+                vec![Effect::Quit]
+            }
+            Action::Help => {
+                self.go(View::Help);
+                vec![]
+            }
+            Action::Back => {
+                if let Some(c) = self.composer.as_mut().filter(|c| !c.typed.is_empty() && self.view == View::Composer) {
+                    c.typed.clear();
+                } else if self.view == View::Fleet && !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.recompute_rows();
+                } else {
+                    self.go_back();
+                }
+                vec![]
+            }
+            Action::Command => {
+                self.input = Some(Input::Command(String::new()));
+                vec![]
+            }
+            Action::Filter => {
+                self.input = Some(Input::Filter(self.filter.clone()));
+                vec![]
+            }
+            Action::Up => self.step(-1),
+            Action::Down => self.step(1),
+            Action::PageUp => self.step(-(self.page_rows.max(1) as i64)),
+            Action::PageDown => self.step(self.page_rows.max(1) as i64),
+            Action::Top => self.step(i64::MIN / 2),
+            Action::Bottom => self.step(i64::MAX / 2),
+            Action::Left => {
+                self.col_offset = self.col_offset.saturating_sub(1);
+                vec![]
+            }
+            Action::Right => {
+                self.col_offset = (self.col_offset + 1).min(self.visible_clusters().len().saturating_sub(1));
+                vec![]
+            }
+            Action::OpenService => {
+                if self.selected_service().is_some() {
+                    self.go(View::Service);
+                }
+                vec![]
+            }
+            Action::ComposeRoute => self.open_composer(Mode::Split),
+            Action::ComposeFailover => self.open_composer(Mode::Failover),
+            Action::GotoFleet => {
+                self.go(View::Fleet);
+                vec![]
+            }
+            Action::GotoClusters => {
+                self.go(View::Clusters);
+                vec![]
+            }
+            Action::GotoHistory => {
+                self.go(View::History);
+                vec![Effect::LoadHistory]
+            }
+            Action::GotoLog => {
+                self.go(View::Log);
+                vec![]
+            }
+            Action::CycleSort => {
+                self.sort = match self.sort {
+                    SortBy::Namespace => SortBy::Name,
+                    SortBy::Name => SortBy::Health,
+                    SortBy::Health => SortBy::Namespace,
+                };
+                self.recompute_rows();
+                vec![]
+            }
+            Action::CycleNamespace => {
+                let all = self.namespaces();
+                self.namespace = match &self.namespace {
+                    None => all.first().cloned(),
+                    Some(cur) => all.iter().position(|n| n == cur).and_then(|i| all.get(i + 1)).cloned(),
+                };
+                self.recompute_rows();
+                vec![]
+            }
+            Action::WeightUp
+            | Action::WeightDown
+            | Action::WeightUp10
+            | Action::WeightDown10
+            | Action::Balance
+            | Action::ToggleTarget
+            | Action::MoveUp
+            | Action::MoveDown
+            | Action::CycleFrom
+            | Action::ToggleMode
+            | Action::AddAccessRule => {
+                self.compose(a);
+                vec![]
+            }
+            Action::Preview | Action::Edit => {
+                if let Some(plan) = self.composer.as_ref().map(Composer::to_plan) {
+                    self.open_editor(&plan);
+                }
+                vec![]
+            }
+            Action::ExternalEditor => {
+                let text = match (&self.editor, &self.composer) {
+                    (Some(e), _) if self.view == View::Editor => e.text(),
+                    (_, Some(c)) => c.to_plan().to_yaml(),
+                    _ => return vec![],
+                };
+                vec![Effect::ExternalEdit(text)]
+            }
+            Action::NextTab => {
+                if let Some(e) = self.editor.as_mut() {
+                    e.tab = (e.tab + 1) % e.tabs.len().max(1);
+                    e.scroll = 0;
+                }
+                vec![]
+            }
+            Action::Validate => {
+                if self.editor_plan().is_some() {
+                    self.status = Some("the plan is valid".into());
+                }
+                vec![]
+            }
+            Action::Apply => {
+                let plan = match self.view {
+                    View::Editor => self.editor_plan(),
+                    _ => {
+                        let c = self.composer.as_ref();
+                        match c {
+                            Some(c) if c.errors.is_empty() => Some(c.to_plan()),
+                            Some(c) => {
+                                self.status = Some(format!("fix the plan first: {}", c.errors[0]));
+                                None
+                            }
+                            None => None,
+                        }
+                    }
+                };
+                match plan {
+                    Some(p) => {
+                        self.log(format!(
+                            "prepare {}",
+                            p.routes
+                                .iter()
+                                .map(|r| r.name.as_str())
+                                .chain(p.access.iter().map(|a| a.name.as_str()))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        ));
+                        self.start_diff(DiffOrigin::Plan(p))
+                    }
+                    None => vec![],
+                }
+            }
+            Action::Confirm => {
+                let Some(d) = self.diff.as_mut() else { return vec![] };
+                let DiffPhase::Ready(changes) = &d.phase else { return vec![] };
+                if changes.is_noop() {
+                    self.status = Some("nothing to change".into());
+                    return vec![];
+                }
+                let changes = changes.clone();
+                let (action, plans, plan_yaml, rollback_of) = match &d.origin {
+                    DiffOrigin::Plan(p) => (
+                        "apply".to_string(),
+                        p.routes.iter().map(|r| r.name.clone()).chain(p.access.iter().map(|a| a.name.clone())).collect(),
+                        p.to_yaml(),
+                        None,
+                    ),
+                    DiffOrigin::Rollback(id) => ("rollback".to_string(), vec![], String::new(), Some(id.clone())),
+                };
+                d.phase = DiffPhase::Applying { changes: changes.clone(), progress: vec![] };
+                let generation = d.generation;
+                self.log(format!("{action}: writing to {}", changes.clusters().join(", ")));
+                vec![Effect::Execute { generation, changes, action, plans, plan_yaml, rollback_of }]
+            }
+            Action::Rollback => {
+                let Some(id) = self.history.get(self.history_selected).map(|r| r.id.clone()) else { return vec![] };
+                self.log(format!("prepare rollback of {id}"));
+                self.start_diff(DiffOrigin::Rollback(id))
+            }
+            Action::ToggleCluster => {
+                if let Some(c) = self.snapshot.clusters.get(self.clusters_selected).map(|c| c.name.clone())
+                    && !self.hidden.remove(&c)
+                {
+                    self.hidden.insert(c);
+                }
+                vec![]
+            }
+        }
+    }
+
+    fn step(&mut self, delta: i64) -> Vec<Effect> {
+        if self.view == View::Editor
+            && let Some(e) = self.editor.as_mut()
+            && e.tab == 0
+        {
+            return vec![];
+        }
+        self.move_cursor(delta);
+        vec![]
+    }
+
+    fn compose(&mut self, a: Action) {
+        let snap = self.snapshot.clone();
+        let Some(c) = self.composer.as_mut() else { return };
+        match a {
+            Action::WeightUp => c.adjust(1),
+            Action::WeightDown => c.adjust(-1),
+            Action::WeightUp10 => c.adjust(10),
+            Action::WeightDown10 => c.adjust(-10),
+            Action::Balance => c.balance(),
+            Action::ToggleTarget => {
+                if let Some(r) = c.rows.get_mut(c.selected) {
+                    r.included = !r.included;
+                }
+            }
+            Action::MoveUp => c.move_selected(true),
+            Action::MoveDown => c.move_selected(false),
+            Action::CycleFrom => c.cycle_from(&snap),
+            Action::ToggleMode => {
+                c.mode = if c.mode == Mode::Split { Mode::Failover } else { Mode::Split };
+                c.reset_rows(&snap);
+            }
+            Action::AddAccessRule => c.add_caller(&snap),
+            _ => {}
+        }
+        c.revalidate(&snap);
+    }
+
+    fn command(&mut self, text: &str) -> Vec<Effect> {
+        let mut words = text.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("q" | "quit"), _) => self.act(Action::Quit),
+            (Some("fleet"), _) => self.act(Action::GotoFleet),
+            (Some("clusters" | "ctx" | "contexts"), _) => self.act(Action::GotoClusters),
+            (Some("history"), _) => self.act(Action::GotoHistory),
+            (Some("log"), _) => self.act(Action::GotoLog),
+            (Some("help"), _) => self.act(Action::Help),
+            (Some("ns" | "namespace"), arg) => {
+                self.namespace = arg.filter(|a| *a != "all").map(String::from);
+                self.recompute_rows();
+                self.go(View::Fleet);
+                vec![]
+            }
+            (Some("sort"), Some(by)) => {
+                self.sort = match by {
+                    "name" => SortBy::Name,
+                    "health" => SortBy::Health,
+                    _ => SortBy::Namespace,
+                };
+                self.recompute_rows();
+                vec![]
+            }
+            (Some(other), _) => {
+                self.status =
+                    Some(format!("unknown command :{other} (fleet, clusters, history, log, help, ns NAME, sort name|namespace|health, q)"));
+                vec![]
+            }
+            (None, _) => vec![],
+        }
+    }
+
+    fn key_into_input(&mut self, k: &KeyEvent) -> Vec<Effect> {
+        let Some(input) = self.input.as_mut() else { return vec![] };
+        let buf = match input {
+            Input::Filter(s) | Input::Command(s) => s,
+        };
+        match k.code {
+            KeyCode::Char(c) => buf.push(c),
+            KeyCode::Backspace => {
+                buf.pop();
+            }
+            KeyCode::Esc => {
+                if matches!(input, Input::Filter(_)) {
+                    self.filter.clear();
+                    self.recompute_rows();
+                }
+                self.input = None;
+                return vec![];
+            }
+            KeyCode::Enter => {
+                let done = self.input.take();
+                if let Some(Input::Command(c)) = done {
+                    return self.command(&c);
+                }
+                return vec![];
+            }
+            _ => {}
+        }
+        if let Some(Input::Filter(f)) = &self.input {
+            self.filter = f.clone();
+            self.recompute_rows();
+        }
+        vec![]
+    }
+
+    fn key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        if self.input.is_some() {
+            return self.key_into_input(&k);
+        }
+        if self.pending_since.is_some_and(|t| t.elapsed().as_millis() > 1000) {
+            self.pending.clear();
+        }
+        let key = Key::from_event(&k);
+        // The composer takes digits (a weight being typed) and Enter (set it).
+        if self.view == View::Composer
+            && self.pending.is_empty()
+            && let Some(c) = self.composer.as_mut()
+        {
+            match k.code {
+                KeyCode::Char(d) if d.is_ascii_digit() && c.typed.len() < 3 => {
+                    c.typed.push(d);
+                    return vec![];
+                }
+                KeyCode::Enter if !c.typed.is_empty() => {
+                    c.set_typed();
+                    let snap = self.snapshot.clone();
+                    c.revalidate(&snap);
+                    return vec![];
+                }
+                _ => {}
+            }
+        }
+        self.pending.push(key);
+        let resolved = self.keymap.resolve(self.view.id(), &self.pending);
+        // In the editor's plan tab, unbound keys are typing.
+        if self.view == View::Editor
+            && resolved == Resolved::Unbound
+            && let Some(e) = self.editor.as_mut()
+            && e.tab == 0
+        {
+            self.pending.clear();
+            e.textarea.input(k);
+            return vec![];
+        }
+        match resolved {
+            Resolved::Action(a) => {
+                self.pending.clear();
+                self.pending_since = None;
+                self.status = None;
+                self.act(a)
+            }
+            Resolved::Prefix => {
+                self.pending_since = Some(Instant::now());
+                vec![]
+            }
+            Resolved::Unbound => {
+                self.pending.clear();
+                vec![]
+            }
+        }
+    }
+}
+
+/// The one place state changes.
+pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
+    match msg {
+        Msg::Key(k) => state.key(k),
+        Msg::Fleet(snap) => {
+            state.snapshot = snap;
+            state.recompute_rows();
+            vec![]
+        }
+        Msg::Tick(now) => {
+            state.now = now;
+            vec![]
+        }
+        Msg::Layout { rows } => {
+            state.page_rows = usize::from(rows).max(1);
+            state.keep_in_view();
+            vec![]
+        }
+        Msg::Prepared { generation, result } => {
+            let Some(d) = state.diff.as_mut().filter(|d| d.generation == generation) else { return vec![] };
+            d.phase = match result {
+                Ok(cs) => DiffPhase::Ready(cs),
+                Err(e) => DiffPhase::Failed(e),
+            };
+            let line = match &d.phase {
+                DiffPhase::Ready(cs) => format!("prepared: {}", cs.summary()),
+                DiffPhase::Failed(e) => format!("refused: {}", e.lines().next().unwrap_or_default()),
+                _ => String::new(),
+            };
+            state.log(line);
+            vec![]
+        }
+        Msg::Progress { generation, line } => {
+            if let Some(DiffState { phase: DiffPhase::Applying { progress, .. }, .. }) =
+                state.diff.as_mut().filter(|d| d.generation == generation)
+            {
+                progress.push(line.clone());
+            }
+            state.log(line);
+            vec![]
+        }
+        Msg::Applied { generation, result } => {
+            let Some(d) = state.diff.as_mut().filter(|d| d.generation == generation) else { return vec![] };
+            let line = match &result {
+                Ok((report, id)) => format!("{:?}: recorded as {id}", report.outcome),
+                Err(e) => format!("apply failed: {e}"),
+            };
+            d.phase = match result {
+                Ok((report, id)) => DiffPhase::Done { report, id },
+                Err(e) => DiffPhase::Failed(e),
+            };
+            if let DiffPhase::Done { report, .. } = &d.phase
+                && report.outcome != Outcome::Applied
+            {
+                state.status = Some(format!("{:?}: see the report", report.outcome));
+            }
+            state.log(line);
+            vec![Effect::LoadHistory]
+        }
+        Msg::History(records) => {
+            state.history = records;
+            state.history.reverse();
+            state.history_selected = state.history_selected.min(state.history.len().saturating_sub(1));
+            vec![]
+        }
+        Msg::EditedExternally(result) => {
+            match result {
+                Ok(text) => {
+                    let mut ed = EditorState::new(&text);
+                    if let Some(old) = state.editor.take() {
+                        ed.tabs.extend(old.tabs.into_iter().skip(1));
+                    }
+                    state.editor = Some(ed);
+                    state.go(View::Editor);
+                    state.editor_plan();
+                }
+                Err(e) => state.status = Some(e),
+            }
+            vec![]
+        }
+    }
+}

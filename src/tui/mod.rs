@@ -1,0 +1,243 @@
+//! The cockpit: a thin front over the pipeline. It owns the terminal and the
+//! loop; `app::update` owns state; `views::draw` reads it. Background work
+//! (inventory, prepare, apply, history) talks to it only through `Msg`s.
+
+pub mod action;
+pub mod app;
+pub mod composer;
+pub mod keymap;
+pub mod msg;
+pub mod terminal;
+pub mod theme;
+pub mod views;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{self, UnboundedSender};
+
+use app::{AppState, update};
+use keymap::Keymap;
+use msg::{Effect, Msg};
+use theme::Theme;
+
+use crate::apply::history::{History, HistoryRecord};
+use crate::apply::{ApplyOptions, desired_for_plan, desired_for_rollback, prepare};
+use crate::inventory::Inventory;
+use crate::registry::Cluster;
+
+pub struct CockpitConfig {
+    pub clusters: Vec<Cluster>,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub read_only: bool,
+    /// Config problems to show in the status bar.
+    pub warnings: Vec<String>,
+    pub data_dir: Option<PathBuf>,
+    pub config_dir: Option<PathBuf>,
+}
+
+/// Everything background work needs; cheap to clone into tasks.
+#[derive(Clone)]
+struct Runner {
+    clusters: Arc<Vec<Cluster>>,
+    data_dir: Option<PathBuf>,
+    config_dir: Option<PathBuf>,
+    tx: UnboundedSender<Msg>,
+    paused: Arc<AtomicBool>,
+}
+
+impl Runner {
+    fn history(&self) -> Result<History, String> {
+        let dir = self.data_dir.as_ref().ok_or("no data directory for history")?;
+        History::open(dir).map_err(|e| e.to_string())
+    }
+
+    fn spawn(&self, effect: Effect, snapshot: Arc<crate::inventory::FleetSnapshot>) {
+        let r = self.clone();
+        match effect {
+            Effect::Quit => {}
+            Effect::LoadHistory => {
+                tokio::spawn(async move {
+                    let records = r.history().and_then(|h| h.list().map_err(|e| e.to_string())).unwrap_or_default();
+                    let _ = r.tx.send(Msg::History(records));
+                });
+            }
+            Effect::Prepare { generation, plan } => {
+                tokio::spawn(async move {
+                    let result = async {
+                        let persona = crate::policy::persona_for(&r.clusters, None, r.config_dir.as_deref()).map_err(|e| e.to_string())?;
+                        persona.check(&plan).map_err(|e| e.to_string())?;
+                        let rendered = crate::render::render(&plan, &snapshot).map_err(|e| e.to_string())?;
+                        let desired = desired_for_plan(&r.clusters, &plan, &rendered).await.map_err(|e| e.to_string())?;
+                        prepare(&r.clusters, desired, &ApplyOptions { force_conflicts: false, concurrency: 8, progress: None })
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    .await;
+                    let _ = r.tx.send(Msg::Prepared { generation, result });
+                });
+            }
+            Effect::PrepareRollback { generation, id } => {
+                tokio::spawn(async move {
+                    let result = async {
+                        let record = r.history()?.get(&id).map_err(|e| e.to_string())?;
+                        prepare(
+                            &r.clusters,
+                            desired_for_rollback(&record),
+                            &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None },
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                    }
+                    .await;
+                    let _ = r.tx.send(Msg::Prepared { generation, result });
+                });
+            }
+            Effect::Execute { generation, changes, action, plans, plan_yaml, rollback_of } => {
+                tokio::spawn(async move {
+                    let (ptx, mut prx) = mpsc::unbounded_channel();
+                    let forward = r.tx.clone();
+                    let pump = tokio::spawn(async move {
+                        while let Some(line) = prx.recv().await {
+                            let _ = forward.send(Msg::Progress { generation, line });
+                        }
+                    });
+                    let force = rollback_of.is_some();
+                    let result = async {
+                        let report = crate::apply::write::execute(
+                            &r.clusters,
+                            &changes,
+                            &ApplyOptions { force_conflicts: force, concurrency: 8, progress: Some(ptx) },
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        let persona = crate::policy::persona_for(&r.clusters, None, r.config_dir.as_deref())
+                            .map(|p| p.name)
+                            .unwrap_or_else(|_| "unknown".into());
+                        let record = HistoryRecord {
+                            id: History::new_id(),
+                            time: chrono::Utc::now().to_rfc3339(),
+                            action,
+                            persona,
+                            plans,
+                            plan_yaml,
+                            clusters: changes.clusters(),
+                            report: report.clone(),
+                            changes,
+                            rollback_of,
+                        };
+                        r.history()?.record(&record).map_err(|e| e.to_string())?;
+                        Ok((report, record.id))
+                    }
+                    .await;
+                    let _ = pump.await;
+                    let _ = r.tx.send(Msg::Applied { generation, result });
+                });
+            }
+            Effect::ExternalEdit(text) => {
+                // Blocking on the terminal is the point here: the editor owns it meanwhile.
+                let result = terminal::edit_externally(&text, &r.paused);
+                let _ = r.tx.send(Msg::EditedExternally(result));
+            }
+        }
+    }
+}
+
+/// Write logs to a file in the state directory: never to the screen while the cockpit runs.
+pub fn init_logging() -> Option<PathBuf> {
+    let dir = std::env::var_os("MESHDECK_STATE_DIR").map(PathBuf::from).or_else(|| {
+        directories::ProjectDirs::from("dev", "meshdeck", "meshdeck")
+            .map(|p| p.state_dir().map(|d| d.to_path_buf()).unwrap_or_else(|| p.data_dir().join("state")))
+    })?;
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join("meshdeck.log");
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(std::env::var("MESHDECK_LOG").unwrap_or_else(|_| "meshdeck=info".into())))
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).ok()?;
+    Some(path)
+}
+
+pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
+    let log_file = init_logging();
+    let inventory = Inventory::start(&cfg.clusters);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let mut snapshots = inventory.snapshots.clone();
+    let fleet_tx = tx.clone();
+    let forward = tokio::spawn(async move {
+        while snapshots.changed().await.is_ok() {
+            let snap = snapshots.borrow_and_update().clone();
+            if fleet_tx.send(Msg::Fleet(snap)).is_err() {
+                return;
+            }
+        }
+    });
+    let tick_tx = tx.clone();
+    let ticker = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if tick_tx.send(Msg::Tick(chrono::Utc::now())).is_err() {
+                return;
+            }
+        }
+    });
+    let paused = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = Runner {
+        clusters: Arc::new(cfg.clusters),
+        data_dir: cfg.data_dir,
+        config_dir: cfg.config_dir,
+        tx: tx.clone(),
+        paused: paused.clone(),
+    };
+    let initial = inventory.snapshots.borrow().clone();
+    let mut state = AppState::new(initial, cfg.keymap, cfg.read_only, chrono::Utc::now());
+    state.warnings = cfg.warnings;
+    if let Some(p) = log_file {
+        state.log(format!("logging to {}", p.display()));
+    }
+    state.log(format!("watching {} clusters", runner.clusters.len()));
+    let mut terminal = terminal::init();
+    terminal::spawn_input(tx.clone(), paused.clone(), stop.clone());
+    let mut dirty = true;
+    let result = loop {
+        if dirty {
+            let size = terminal.size().map_err(|e| e.to_string())?;
+            let body = ratatui::layout::Rect::new(0, 0, size.width, size.height.saturating_sub(2));
+            let rows = views::table_geometry(&state, body).table_rows;
+            update(&mut state, Msg::Layout { rows });
+            if let Err(e) = terminal.draw(|f| views::draw(f, &state, &cfg.theme)) {
+                break Err(e.to_string());
+            }
+        }
+        let Some(first) = rx.recv().await else { break Ok(()) };
+        // Drain what is queued: many events, one frame.
+        let mut batch = vec![first];
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        for m in batch {
+            for effect in update(&mut state, m) {
+                runner.spawn(effect, state.snapshot.clone());
+            }
+        }
+        // Every message may change what is shown; idle means no messages, so no frames.
+        dirty = true;
+        if state.quit {
+            break Ok(());
+        }
+    };
+    stop.store(true, Ordering::SeqCst);
+    forward.abort();
+    ticker.abort();
+    terminal::restore();
+    drop(inventory);
+    result
+}

@@ -1,0 +1,68 @@
+//! What the loop receives, and what `update` asks for. Effects are data, not
+//! futures, so tests can assert on them; results come back tagged with `generation`
+//! and stale ones are dropped.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use crossterm::event::KeyEvent;
+
+use crate::apply::ChangeSet;
+use crate::apply::history::HistoryRecord;
+use crate::apply::write::ApplyReport;
+use crate::inventory::FleetSnapshot;
+use crate::plan::Plan;
+
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    /// The latest inventory (coalesced).
+    Fleet(Arc<FleetSnapshot>),
+    Prepared {
+        generation: u64,
+        result: Result<ChangeSet, String>,
+    },
+    Progress {
+        generation: u64,
+        line: String,
+    },
+    Applied {
+        generation: u64,
+        result: Result<(ApplyReport, String), String>,
+    },
+    History(Vec<HistoryRecord>),
+    /// 1 Hz: ages and the clock.
+    Tick(DateTime<Utc>),
+    /// Table rows the last draw could show (for paging and scrolling).
+    Layout {
+        rows: u16,
+    },
+    EditedExternally(Result<String, String>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Preflight, dry run and diff of a plan (nothing written).
+    Prepare {
+        generation: u64,
+        plan: Plan,
+    },
+    /// The same for undoing a history entry.
+    PrepareRollback {
+        generation: u64,
+        id: String,
+    },
+    /// Write a prepared change set and record it.
+    Execute {
+        generation: u64,
+        changes: ChangeSet,
+        action: String,
+        plans: Vec<String>,
+        plan_yaml: String,
+        rollback_of: Option<String>,
+    },
+    LoadHistory,
+    /// Suspend the cockpit and edit this text in $EDITOR.
+    ExternalEdit(String),
+    Quit,
+}

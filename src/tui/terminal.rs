@@ -1,0 +1,74 @@
+//! The terminal: raw mode and the alternate screen on, and always off again
+//! (panic hook via ratatui::init after color-eyre's), plus suspend/resume
+//! around $EDITOR. The input thread pauses while suspended.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossterm::event::{self, Event, KeyEventKind};
+use ratatui::DefaultTerminal;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::msg::Msg;
+
+pub fn init() -> DefaultTerminal {
+    ratatui::init()
+}
+
+pub fn restore() {
+    ratatui::restore();
+}
+
+/// Read keys on a thread of their own; `paused` hands the terminal to another program.
+pub fn spawn_input(tx: UnboundedSender<Msg>, paused: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            if paused.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            match event::poll(Duration::from_millis(100)) {
+                Ok(true) => match event::read() {
+                    Ok(Event::Key(k)) if k.kind == KeyEventKind::Press => {
+                        if tx.send(Msg::Key(k)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Event::Resize(_, _)) => {
+                        if tx.send(Msg::Tick(chrono::Utc::now())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                },
+                Ok(false) => {}
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+/// Edit `text` in $VISUAL/$EDITOR (default vi) with the cockpit suspended.
+pub fn edit_externally(text: &str, paused: &AtomicBool) -> Result<String, String> {
+    let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
+    let path = std::env::temp_dir().join(format!("meshdeck-plan-{}.yaml", std::process::id()));
+    std::fs::File::create(&path).and_then(|mut f| f.write_all(text.as_bytes())).map_err(|e| format!("{}: {e}", path.display()))?;
+    paused.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(120));
+    restore();
+    let mut parts = editor.split_whitespace();
+    let program = parts.next().unwrap_or("vi");
+    let status = std::process::Command::new(program).args(parts).arg(&path).status();
+    let _ = init();
+    paused.store(false, Ordering::SeqCst);
+    let status = status.map_err(|e| format!("{editor}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{editor} exited with {status}"));
+    }
+    let out = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()));
+    let _ = std::fs::remove_file(&path);
+    out
+}

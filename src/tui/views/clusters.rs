@@ -1,0 +1,63 @@
+//! Clusters: registered contexts with their state, facts and last error.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::Span;
+use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
+
+use super::{ago, state_style};
+use crate::tui::app::AppState;
+use crate::tui::theme::Theme;
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+    let rows: Vec<Row> = state
+        .snapshot
+        .clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let d = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            let shown = if state.hidden.contains(&c.name) { "hidden" } else { "shown" };
+            Row::new(vec![
+                Cell::from(Span::styled(c.name.clone(), theme.cluster(i))),
+                Cell::from(c.context.clone()),
+                Cell::from(Span::styled(c.state.as_str(), state_style(theme, c.state))),
+                Cell::from(d(&c.kubernetes_version)),
+                Cell::from(c.latency_ms.map(|l| format!("{l}ms")).unwrap_or_else(|| "-".into())),
+                Cell::from(ago(state, c)),
+                Cell::from(d(&c.mesh.istio_version)),
+                Cell::from(d(&c.mesh.trust_domain)),
+                Cell::from(d(&c.mesh.cluster_id)),
+                Cell::from(shown),
+                Cell::from(Span::styled(c.error.as_ref().map(|e| e.message().to_string()).unwrap_or_default(), theme.style("error"))),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(12),
+        Constraint::Length(14),
+        Constraint::Length(12),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Length(15),
+        Constraint::Length(10),
+        Constraint::Length(6),
+        Constraint::Min(10),
+    ];
+    let table = Table::new(rows, widths)
+        .header(
+            Row::new(["NAME", "CONTEXT", "STATE", "K8S", "LATENCY", "SEEN", "ISTIO", "TRUST-DOMAIN", "CLUSTER-ID", "COLUMN", "ERROR"])
+                .style(theme.style("table.header")),
+        )
+        .row_highlight_style(theme.style("table.selected"))
+        .block(
+            Block::default()
+                .borders(Borders::TOP)
+                .title(Span::styled(" registered clusters ", theme.style("dim")))
+                .border_style(theme.style("dim")),
+        );
+    let mut ts = TableState::default().with_selected(Some(state.clusters_selected));
+    frame.render_stateful_widget(table, area, &mut ts);
+}

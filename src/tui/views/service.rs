@@ -1,0 +1,82 @@
+//! One service: per cluster and version, pods ready/total and sidecars; the
+//! Istio objects that route it now (managed by meshdeck or not), and drift.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use crate::tui::app::AppState;
+use crate::tui::theme::Theme;
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+    let Some(s) = state.selected_service() else {
+        frame.render_widget(Paragraph::new("no service selected"), area);
+        return;
+    };
+    let [top, bottom] = Layout::vertical([Constraint::Percentage(55), Constraint::Min(3)]).areas(area);
+    let mut lines = vec![Line::from(vec![Span::styled(format!("{}.{}", s.name, s.namespace), theme.style("title"))])];
+    for (i, c) in state.snapshot.clusters.iter().enumerate() {
+        let Some(p) = s.clusters.get(&c.name) else {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {:<10}", c.name), theme.cluster(i)),
+                Span::styled(" not deployed", theme.style("dim")),
+            ]));
+            continue;
+        };
+        let ports = p.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {:<10}", c.name), theme.cluster(i)),
+            Span::styled(format!(" ports {ports}  accounts {}", p.service_accounts.join(",")), theme.style("dim")),
+        ]));
+        for (v, n) in &p.versions {
+            let style = if n.ready == n.total { theme.style("health") } else { theme.style("health.degraded") };
+            lines.push(Line::from(vec![
+                Span::raw("      "),
+                Span::styled(format!("{v:<6} {}/{} ready", n.ready, n.total), style),
+                Span::styled(
+                    format!("  sidecar {}/{}", n.injected, n.total),
+                    if n.injected == n.total { theme.style("dim") } else { theme.style("warning") },
+                ),
+            ]));
+        }
+        if p.unversioned.total > 0 {
+            lines.push(Line::from(Span::styled(
+                format!("      {} pods without the version label", p.unversioned.total),
+                theme.style("warning"),
+            )));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::BOTTOM).border_style(theme.style("dim"))), top);
+
+    let fqdn = format!("{}.{}.svc.cluster.local", s.name, s.namespace);
+    let routing: Vec<_> = state
+        .snapshot
+        .istio_objects
+        .iter()
+        .filter(|o| {
+            o.namespace == s.namespace
+                && o.hosts.iter().any(|h| *h == s.name || *h == fqdn || h.starts_with(&format!("{}.{}.", s.name, s.namespace)))
+        })
+        .collect();
+    let mut lines = vec![Line::from(Span::styled("Istio objects routing it", theme.style("table.header")))];
+    if routing.is_empty() {
+        lines.push(Line::from(Span::styled("  none: plain Kubernetes load balancing", theme.style("dim"))));
+    }
+    for o in &routing {
+        let who = match (&o.managed, &o.plan) {
+            (true, Some(p)) => Span::styled(format!("meshdeck plan {p}"), theme.style("health")),
+            _ => Span::styled("not managed by meshdeck".to_string(), theme.style("warning")),
+        };
+        lines.push(Line::from(vec![Span::raw(format!("  {:<10} {:<16} {:<28} ", o.cluster, o.kind, o.name)), who]));
+    }
+    // Drift: objects meshdeck does not manage route the same host as a plan of ours.
+    let managed_clusters: Vec<&str> = routing.iter().filter(|o| o.managed).map(|o| o.cluster.as_str()).collect();
+    for o in routing.iter().filter(|o| !o.managed && managed_clusters.contains(&o.cluster.as_str())) {
+        lines.push(Line::from(Span::styled(
+            format!("  drift: {} {} in {} also routes this host", o.kind, o.name, o.cluster),
+            theme.style("error"),
+        )));
+    }
+    frame.render_widget(Paragraph::new(lines), bottom);
+}

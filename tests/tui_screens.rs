@@ -1,0 +1,196 @@
+//! Every screen drawn on ratatui's TestBackend at 80x24 and 160x45, snapshotted.
+//! The clock and the inventory are fixed, so the bytes are stable.
+
+mod common;
+
+use crossterm::event::{KeyEvent, KeyModifiers};
+use meshdeck::apply::history::HistoryRecord;
+use meshdeck::apply::write::{ApplyReport, ClusterReport, Outcome};
+use meshdeck::apply::{ChangeKind, ChangeSet, Desired, ObjRef, Step};
+use meshdeck::tui::app::{AppState, update};
+use meshdeck::tui::keymap::Key;
+use meshdeck::tui::msg::Msg;
+use meshdeck::tui::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn press(app: &mut AppState, keys: &str) {
+    for k in keys.split_whitespace() {
+        let key = Key::parse(k).expect("key");
+        let mods = if key.ctrl { KeyModifiers::CONTROL } else { KeyModifiers::empty() };
+        update(app, Msg::Key(KeyEvent::new(key.code, mods)));
+    }
+}
+
+fn screen(app: &mut AppState, w: u16, h: u16) -> String {
+    let body = ratatui::layout::Rect::new(0, 0, w, h - 2);
+    let rows = meshdeck::tui::views::table_geometry(app, body).table_rows;
+    update(app, Msg::Layout { rows });
+    let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    let theme = Theme::builtin("dark");
+    term.draw(|f| meshdeck::tui::views::draw(f, app, &theme)).expect("draw");
+    format!("{}", term.backend())
+}
+
+fn app() -> AppState {
+    AppState::for_test(common::inventory_fixture("federation"))
+}
+
+fn canary(app: &mut AppState) {
+    press(app, "down down down r 1 5 enter down 1 0 enter down down down 7 5 enter");
+}
+
+fn changes(app: &AppState) -> ChangeSet {
+    let plan = app.composer.as_ref().expect("composer").to_plan();
+    let out = meshdeck::render::render(&plan, &app.snapshot).expect("renders");
+    let steps = out
+        .iter()
+        .map(|(c, o)| Step {
+            target: ObjRef::of(c, o),
+            desired: Desired::Apply(o.clone()),
+            change: ChangeKind::Create,
+            previous: None,
+            expected: Some(o.clone()),
+            diff: meshdeck::apply::diff::object_diff(None, Some(o)),
+        })
+        .collect();
+    ChangeSet { steps }
+}
+
+macro_rules! both_sizes {
+    ($name:ident, $setup:expr) => {
+        #[test]
+        fn $name() {
+            for (w, h) in [(80u16, 24u16), (160, 45)] {
+                let mut a = app();
+                let setup: fn(&mut AppState) = $setup;
+                setup(&mut a);
+                insta::assert_snapshot!(format!("{}_{w}x{h}", stringify!($name)), screen(&mut a, w, h));
+            }
+        }
+    };
+}
+
+both_sizes!(fleet, |_| {});
+both_sizes!(service_detail, |a| press(a, "down down down enter"));
+both_sizes!(composer_split, canary);
+both_sizes!(composer_failover, |a| press(a, "down down down f down J"));
+both_sizes!(editor_plan, |a| {
+    canary(a);
+    press(a, "p");
+});
+both_sizes!(editor_rendered_cluster2, |a| {
+    canary(a);
+    press(a, "p tab tab");
+});
+both_sizes!(diff_ready, |a| {
+    canary(a);
+    let set = changes(a);
+    press(a, "A");
+    let generation = a.diff.as_ref().expect("diff").generation;
+    update(a, Msg::Prepared { generation, result: Ok(set) });
+});
+both_sizes!(diff_refused, |a| {
+    canary(a);
+    press(a, "A");
+    let generation = a.diff.as_ref().expect("diff").generation;
+    update(
+        a,
+        Msg::Prepared {
+            generation,
+            result: Err(
+                "missing permissions (nothing was written):\n  cluster2: cannot patch gateways.networking.istio.io in namespace default"
+                    .into(),
+            ),
+        },
+    );
+});
+both_sizes!(apply_done, |a| {
+    canary(a);
+    let set = changes(a);
+    press(a, "A");
+    let generation = a.diff.as_ref().expect("diff").generation;
+    update(a, Msg::Prepared { generation, result: Ok(set) });
+    press(a, "y");
+    update(a, Msg::Progress { generation, line: "cluster1: wrote VirtualService/default/reviews-route".into() });
+    let report = ApplyReport {
+        outcome: Outcome::Applied,
+        clusters: [
+            ("cluster1".to_string(), ClusterReport { written: vec!["a".into(); 4], ..Default::default() }),
+            ("cluster2".to_string(), ClusterReport { written: vec!["b".into(); 3], ..Default::default() }),
+        ]
+        .into(),
+    };
+    update(a, Msg::Applied { generation, result: Ok((report, "20261124-120000-abcd".into())) });
+});
+both_sizes!(history, |a| {
+    canary(a);
+    let set = changes(a);
+    let rec = HistoryRecord {
+        id: "20261124-120000-abcd".into(),
+        time: "2026-11-24T12:00:00Z".into(),
+        action: "apply".into(),
+        persona: "unrestricted".into(),
+        plans: vec!["reviews-route".into()],
+        plan_yaml: String::new(),
+        clusters: vec!["cluster1".into(), "cluster2".into()],
+        report: ApplyReport { outcome: Outcome::Applied, clusters: Default::default() },
+        changes: set,
+        rollback_of: None,
+    };
+    update(a, Msg::History(vec![rec]));
+    press(a, "esc esc g h");
+});
+both_sizes!(clusters, |a| press(a, "g c"));
+both_sizes!(help, |a| press(a, "?"));
+both_sizes!(log, |a| {
+    a.log("watching 3 clusters");
+    a.log("prepare reviews-route");
+    press(a, "g l");
+});
+
+#[test]
+fn read_only_hides_dangerous_hints() {
+    let mut a = app();
+    a.read_only = true;
+    canary(&mut a);
+    let s = screen(&mut a, 120, 24);
+    assert!(s.contains("READ-ONLY"));
+    assert!(!s.contains("A apply"), "{s}");
+}
+
+#[test]
+fn a_down_cluster_shows_its_error_and_stale_rows() {
+    let mut inv = common::inventory_fixture("federation");
+    inv.clusters[1].state = meshdeck::inventory::ClusterState::Unreachable;
+    inv.clusters[1].error = Some(meshdeck::registry::ClusterError::Unreachable("connection refused".into()));
+    let mut a = AppState::for_test(inv);
+    let s = screen(&mut a, 160, 45);
+    assert!(s.contains("unreachable") && s.contains("connection refused"), "{s}");
+    assert!(s.contains("v3 1/1"), "stale rows stay visible: {s}");
+}
+
+#[test]
+fn wide_fleets_scroll_their_cluster_columns() {
+    let inv = meshdeck_bench_inventory(12);
+    let mut a = AppState::for_test(inv);
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("CLUSTER1") && !s.contains("CLUSTER12"), "{s}");
+    press(&mut a, "right right right right right right right right right right right");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("CLUSTER12"), "{s}");
+    assert!(s.contains("… 10 more clusters"), "{s}");
+}
+
+fn meshdeck_bench_inventory(n: usize) -> meshdeck::inventory::FleetSnapshot {
+    let mut inv = common::inventory_fixture("federation");
+    let template = inv.clusters[0].clone();
+    inv.clusters = (1..=n)
+        .map(|i| meshdeck::inventory::ClusterView { name: format!("cluster{i}"), context: format!("cluster{i}"), ..template.clone() })
+        .collect();
+    for row in inv.services.iter_mut() {
+        let p = row.clusters.values().next().cloned().expect("presence");
+        std::sync::Arc::make_mut(row).clusters = (1..=n).map(|i| (format!("cluster{i}"), p.clone())).collect();
+    }
+    inv
+}

@@ -1,0 +1,169 @@
+//! The cockpit's behaviour through `update`, driven by key strings and the real
+//! default keymap: no terminal, no tasks, no clusters.
+
+mod common;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use meshdeck::plan::{Destination, RouteAction};
+use meshdeck::tui::app::{AppState, DiffPhase, View, update};
+use meshdeck::tui::keymap::Key;
+use meshdeck::tui::msg::{Effect, Msg};
+
+/// Press space-separated keys ("down r 1 5 enter ctrl-s"); returns every effect.
+fn press(app: &mut AppState, keys: &str) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    for k in keys.split_whitespace() {
+        let key = Key::parse(k).unwrap_or_else(|| panic!("bad key {k}"));
+        let mut mods = KeyModifiers::empty();
+        if key.ctrl {
+            mods |= KeyModifiers::CONTROL;
+        }
+        if let KeyCode::Char(c) = key.code
+            && c.is_ascii_uppercase()
+        {
+            mods |= KeyModifiers::SHIFT;
+        }
+        effects.extend(update(app, Msg::Key(KeyEvent::new(key.code, mods))));
+    }
+    effects
+}
+
+fn app() -> AppState {
+    AppState::for_test(common::inventory_fixture("federation"))
+}
+
+#[test]
+fn the_talks_canary_is_composed_with_keys_only_and_nothing_applies_until_asked() {
+    let mut app = app();
+    let effects = press(&mut app, "down down down r 1 5 enter down 1 0 enter down down down 7 5 enter");
+    assert!(effects.is_empty(), "composing never applies: {effects:?}");
+    assert_eq!(app.view, View::Composer);
+    let c = app.composer.as_ref().expect("composer");
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    let plan = c.to_plan();
+    assert_eq!(plan.routes[0].from_clusters, ["cluster1"]);
+    let RouteAction::Split(split) = &plan.routes[0].action else { panic!("split") };
+    let d = |c: &str, v: &str, w| Destination { cluster: c.into(), version: v.into(), weight: w };
+    assert_eq!(*split, [d("cluster1", "v1", 15), d("cluster1", "v2", 10), d("cluster2", "v3", 75)]);
+
+    let effects = press(&mut app, "A");
+    assert_eq!(app.view, View::Diff);
+    match effects.as_slice() {
+        [Effect::Prepare { plan: p, .. }] => assert_eq!(*p, plan),
+        other => panic!("apply first prepares (dry run + diff): {other:?}"),
+    }
+}
+
+#[test]
+fn weights_keys_balance_and_live_validation() {
+    let mut app = app();
+    press(&mut app, "down down down r down ] ] + +");
+    let c = app.composer.as_ref().expect("composer");
+    assert_eq!(c.rows[1].weight, 22);
+    assert_eq!(c.errors[0], "weights sum to 122; they must sum to 100", "validation in place: {:?}", c.errors);
+    press(&mut app, "up - - [ =");
+    let c = app.composer.as_ref().expect("composer");
+    assert_eq!((c.rows[0].weight, c.rows[1].weight), (78, 22), "= gives the selected destination the rest of 100");
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+}
+
+#[test]
+fn failover_targets_are_ordered_with_keys() {
+    let mut app = app();
+    press(&mut app, "down down down f down J");
+    let c = app.composer.as_ref().expect("composer");
+    let RouteAction::Failover(targets) = &c.to_plan().routes[0].action else { panic!("failover") };
+    let order: Vec<&str> = targets.iter().map(|t| t.cluster.as_str()).collect();
+    assert_eq!(order, ["cluster1", "cluster3", "cluster2"]);
+    assert!(c.to_plan().routes[0].outlier_detection.is_some(), "failover carries outlier detection");
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+}
+
+#[test]
+fn read_only_refuses_to_apply() {
+    let mut app = app();
+    app.read_only = true;
+    let effects = press(&mut app, "down down down r A");
+    assert!(effects.is_empty());
+    assert_eq!(app.view, View::Composer);
+    assert!(app.status.as_deref().is_some_and(|s| s.contains("read-only")));
+}
+
+#[test]
+fn stale_results_are_dropped_and_confirm_executes_the_shown_diff() {
+    let mut app = app();
+    press(&mut app, "down down down r A");
+    let generation = app.diff.as_ref().expect("diff").generation;
+    update(&mut app, Msg::Prepared { generation: generation + 7, result: Err("old".into()) });
+    assert_eq!(app.diff.as_ref().map(|d| &d.phase), Some(&DiffPhase::Preparing), "a stale result never lands");
+    let set = meshdeck::apply::ChangeSet {
+        steps: vec![meshdeck::apply::Step {
+            target: meshdeck::apply::ObjRef {
+                cluster: "cluster1".into(),
+                kind: "VirtualService".into(),
+                namespace: "default".into(),
+                name: "x".into(),
+            },
+            desired: meshdeck::apply::Desired::Absent,
+            change: meshdeck::apply::ChangeKind::Delete,
+            previous: None,
+            expected: None,
+            diff: String::new(),
+        }],
+    };
+    update(&mut app, Msg::Prepared { generation, result: Ok(set.clone()) });
+    let effects = press(&mut app, "y");
+    match effects.as_slice() {
+        [Effect::Execute { changes, action, .. }] => {
+            assert_eq!(*changes, set);
+            assert_eq!(action, "apply");
+        }
+        other => panic!("confirm writes exactly what was shown: {other:?}"),
+    }
+}
+
+#[test]
+fn filter_command_mode_chords_and_stable_selection() {
+    let mut app = app();
+    press(&mut app, "/ r e v enter");
+    assert_eq!(app.rows.len(), 1);
+    assert_eq!(app.selected_service().map(|s| s.name.as_str()), Some("reviews"));
+    press(&mut app, "esc");
+    assert_eq!(app.rows.len(), 6, "esc clears the filter");
+    assert_eq!(app.selected_service().map(|s| s.name.as_str()), Some("reviews"), "the selection follows the service");
+    update(&mut app, Msg::Fleet(std::sync::Arc::new(common::inventory_fixture("federation"))));
+    assert_eq!(app.selected_service().map(|s| s.name.as_str()), Some("reviews"), "live updates keep the selection");
+    press(&mut app, ": n s space i s t i o - s y s t e m enter");
+    assert_eq!(app.rows.len(), 2);
+    press(&mut app, "g c");
+    assert_eq!(app.view, View::Clusters);
+    press(&mut app, "space esc");
+    assert_eq!(app.view, View::Fleet);
+    assert!(app.hidden.contains("cluster1"), "the clusters view hides a column");
+    let effects = press(&mut app, "q");
+    assert_eq!(effects, [Effect::Quit]);
+}
+
+#[test]
+fn the_editor_shows_the_plan_and_each_clusters_objects_and_errors_at_their_line() {
+    let mut app = app();
+    press(&mut app, "down down down r down down down down 1 0 0 enter up up up up 0 enter p");
+    assert_eq!(app.view, View::Editor);
+    let ed = app.editor.as_ref().expect("editor");
+    let tabs: Vec<&str> = ed.tabs.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(tabs, ["plan", "cluster1", "cluster2"]);
+    assert!(ed.text().contains("weight: 100"), "{}", ed.text());
+    // Break the plan: the service name becomes unknown.
+    press(&mut app, "ctrl-s");
+    assert!(app.editor.as_ref().expect("editor").errors.is_empty());
+    let ed = app.editor.as_mut().expect("editor");
+    let broken = ed.text().replace("reviews.default", "reviewz.default");
+    *ed = meshdeck::tui::app::EditorState::new(&broken);
+    press(&mut app, "ctrl-s");
+    let errs = &app.editor.as_ref().expect("editor").errors;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].line, 7, "the line of `service:` in the editor text");
+    assert!(errs[0].message.contains("did you mean reviews.default?"));
+    let effects = press(&mut app, "ctrl-a");
+    assert!(effects.is_empty(), "an invalid plan is not applied");
+}
