@@ -45,12 +45,13 @@ pub fn unified(a: &[String], b: &[String], context: usize) -> String {
             ops.push((' ', &a[i], i, j));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', &b[j], i, j));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removals before additions, as unified diffs read.
             ops.push(('-', &a[i], i, j));
             i += 1;
+        } else {
+            ops.push(('+', &b[j], i, j));
+            j += 1;
         }
     }
     let changed: Vec<usize> = ops.iter().enumerate().filter(|(_, o)| o.0 != ' ').map(|(k, _)| k).collect();

@@ -27,6 +27,8 @@ pub enum Bench {
     Render(RenderSize),
     /// One plan applied to every cluster, against `kubectl apply --server-side` cluster by cluster.
     Apply(FleetSize),
+    /// Cockpit frame time, event-to-screen latency under pod churn, idle CPU.
+    Tui,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -168,6 +170,7 @@ pub async fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<(), CliError> 
         Bench::Inventory(size) => bench_inventory(&size).await,
         Bench::Render(size) => bench_render(&size),
         Bench::Apply(size) => bench_apply(&size).await,
+        Bench::Tui => bench_tui().await,
     }
 }
 
@@ -423,5 +426,162 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
     .map_err(|e| CliError::failed(e.to_string()))??;
     println!("kubectl: apply --server-side of the same files, cluster by cluster: {:.2} s", t_kubectl.as_secs_f64());
     println!("ratio: meshdeck (checked, all-or-nothing, verified) is {:.1}x faster", t_kubectl.as_secs_f64() / t_meshdeck.as_secs_f64());
+    Ok(())
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples.get(i).copied().unwrap_or(f64::NAN)
+}
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+async fn bench_tui() -> Result<(), CliError> {
+    use crate::tui::app::{AppState, update};
+    use crate::tui::msg::Msg;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    let theme = crate::tui::theme::Theme::builtin("dark");
+    let draw = |term: &mut Terminal<TestBackend>, app: &AppState| -> Result<(), CliError> {
+        term.draw(|f| crate::tui::views::draw(f, app, &theme)).map(|_| ()).map_err(|e| CliError::failed(e.to_string()))
+    };
+
+    // 1. Frames: 10,000 services over 50 clusters at 200x60.
+    let built = Instant::now();
+    let snap = std::sync::Arc::new(synthetic_inventory(50, 10_000));
+    let mut app = AppState::new(snap.clone(), crate::tui::keymap::Keymap::builtin("default"), false, chrono::Utc::now());
+    let t_rows = built.elapsed();
+    let mut term = Terminal::new(TestBackend::new(200, 60)).map_err(|e| CliError::failed(e.to_string()))?;
+    update(&mut app, Msg::Layout { rows: 45 });
+    let mut frames = Vec::new();
+    for i in 0..500 {
+        if i % 10 == 0 {
+            update(&mut app, Msg::Key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::PageDown)));
+        }
+        let t = Instant::now();
+        draw(&mut term, &app)?;
+        frames.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut updates = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        update(&mut app, Msg::Fleet(snap.clone()));
+        updates.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "frame: 10,000 services x 50 clusters at 200x60: draw p50 {:.2} ms, p99 {:.2} ms (500 frames); new snapshot (filter+sort) p50 {:.1} ms, p99 {:.1} ms; first build {:.0} ms",
+        percentile(&mut frames.clone(), 0.5),
+        percentile(&mut frames, 0.99),
+        percentile(&mut updates.clone(), 0.5),
+        percentile(&mut updates, 0.99),
+        t_rows.as_secs_f64() * 1000.0
+    );
+
+    // 2. Event to screen: 500 pod label changes per second through the sim, watchers, aggregator, update and draw.
+    let fleet = crate::sim::SimFleet::start(crate::sim::SimConfig { clusters: 3, live: false, ..Default::default() })
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let dir = std::env::temp_dir().join(format!("meshdeck-bench-tui-{}", std::process::id()));
+    let _cleanup = tempfile_dir::Dir(dir.clone());
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::failed(e.to_string()))?;
+    fleet.write_kubeconfig(&dir.join("kubeconfig")).map_err(|e| CliError::failed(e.to_string()))?;
+    let global = GlobalArgs {
+        kubeconfig: Some(dir.join("kubeconfig")),
+        contexts: vec!["cluster1".into(), "cluster2".into(), "cluster3".into()],
+        read_only: true,
+    };
+    let (clusters, _) = super::fleet::registry(&global).await?;
+    let mut inv = Inventory::start(&clusters);
+    let first = inv.settled(Duration::from_secs(20)).await;
+    let mut app = AppState::new(first, crate::tui::keymap::Keymap::builtin("default"), true, chrono::Utc::now());
+    let mut term = Terminal::new(TestBackend::new(200, 60)).map_err(|e| CliError::failed(e.to_string()))?;
+    let c1 = fleet.cluster("cluster1").cloned().ok_or_else(|| CliError::failed("no cluster1"))?;
+    let pods_rt = c1.resource("", "v1", "pods").ok_or_else(|| CliError::failed("no pods"))?;
+    let pod = c1
+        .store()
+        .all_of(&pods_rt)
+        .iter()
+        .find(|p| p.pointer("/metadata/labels/app").and_then(|a| a.as_str()) == Some("ratings"))
+        .and_then(|p| p.pointer("/metadata/name").and_then(|n| n.as_str()).map(String::from))
+        .ok_or_else(|| CliError::failed("no ratings pod"))?;
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<u64, Instant>::new()));
+    let writer = {
+        let sent = sent.clone();
+        let c1 = c1.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
+            let opts = crate::sim::store::WriteOptions { manager: "bench".into(), ..Default::default() };
+            for n in 1..=2500u64 {
+                tick.tick().await;
+                let patch = serde_json::json!({"metadata": {"labels": {"version": format!("b{n}")}}});
+                sent.lock().unwrap_or_else(|p| p.into_inner()).insert(n, Instant::now());
+                let _ = c1.store().merge_patch(&pods_rt, "default", &pod, &patch, &opts);
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut last_seen = 0u64;
+    while started.elapsed() < Duration::from_secs(6) {
+        if tokio::time::timeout(Duration::from_millis(500), inv.snapshots.changed()).await.is_err() {
+            continue;
+        }
+        let snap = inv.snapshots.borrow_and_update().clone();
+        update(&mut app, Msg::Fleet(snap.clone()));
+        draw(&mut term, &app)?;
+        let newest = snap
+            .service("ratings.default")
+            .and_then(|r| r.clusters.get("cluster1"))
+            .and_then(|p| p.versions.keys().filter_map(|v| v.strip_prefix('b')?.parse::<u64>().ok()).max());
+        if let Some(n) = newest.filter(|n| *n > last_seen) {
+            last_seen = n;
+            if let Some(t) = sent.lock().unwrap_or_else(|p| p.into_inner()).get(&n) {
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let _ = writer.await;
+    let rate = 2500.0 / 5.0;
+    println!(
+        "churn: {rate:.0} pod events/s for 5 s: event-to-screen p50 {:.0} ms, p99 {:.0} ms over {} screens (snapshots are coalesced every 100 ms)",
+        percentile(&mut latencies.clone(), 0.5),
+        percentile(&mut latencies, 0.99),
+        latencies.len()
+    );
+
+    // 3. Idle: the loop's work when nothing happens (1 Hz ticks, health probes).
+    let cpu_before = cpu_seconds().unwrap_or(0.0);
+    let idle = Instant::now();
+    let mut frames = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while idle.elapsed() < Duration::from_secs(10) {
+        tokio::select! {
+            _ = tick.tick() => {
+                update(&mut app, Msg::Tick(chrono::Utc::now()));
+                draw(&mut term, &app)?;
+                frames += 1;
+            }
+            changed = inv.snapshots.changed() => {
+                if changed.is_ok() {
+                    let snap = inv.snapshots.borrow_and_update().clone();
+                    update(&mut app, Msg::Fleet(snap));
+                    draw(&mut term, &app)?;
+                    frames += 1;
+                }
+            }
+        }
+    }
+    let cpu = cpu_seconds().unwrap_or(0.0) - cpu_before;
+    println!(
+        "idle: {frames} frames in 10 s; CPU {:.2}% of one core (cockpit loop, watchers and the in-process sim together)",
+        cpu * 100.0 / 10.0
+    );
     Ok(())
 }

@@ -184,9 +184,9 @@ impl Action {
             Action::ExternalEditor => "edit the plan in $EDITOR",
             Action::NextTab => "next editor tab (plan, then each cluster's objects)",
             Action::Validate => "validate the plan in the editor",
-            Action::Apply => "apply: diff first, then confirm (dangerous)",
-            Action::Confirm => "confirm the shown change (dangerous)",
-            Action::Rollback => "roll back the selected history entry (dangerous)",
+            Action::Apply => "apply: diff first, then confirm",
+            Action::Confirm => "confirm the shown change",
+            Action::Rollback => "roll back the selected history entry",
             Action::ToggleCluster => "show or hide the cluster's column",
         }
     }

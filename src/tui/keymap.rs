@@ -222,6 +222,19 @@ impl Keymap {
     }
 }
 
+/// The key bindings as a Markdown table (the README's, checked by a test).
+pub fn markdown(keymap: &Keymap) -> String {
+    let mut out = String::from("| view | keys | action | what it does |\n|---|---|---|---|\n");
+    for view in VIEWS {
+        for (key, action) in keymap.bindings_for(view) {
+            let danger = if action.dangerous() { " (writes; absent in --read-only)" } else { "" };
+            let key = key.replace('|', "\\|");
+            out.push_str(&format!("| {view} | `{key}` | {} | {}{danger} |\n", action.name(), action.describe()));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

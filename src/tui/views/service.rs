@@ -14,7 +14,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         frame.render_widget(Paragraph::new("no service selected"), area);
         return;
     };
-    let [top, bottom] = Layout::vertical([Constraint::Percentage(55), Constraint::Min(3)]).areas(area);
+    let needed = 2
+        + s.clusters.values().map(|p| 1 + p.versions.len() + usize::from(p.unversioned.total > 0)).sum::<usize>()
+        + state.snapshot.clusters.len().saturating_sub(s.clusters.len());
+    let top_h = (needed as u16).min(area.height.saturating_sub(4)).max(3);
+    let [top, bottom] = Layout::vertical([Constraint::Length(top_h), Constraint::Min(3)]).areas(area);
     let mut lines = vec![Line::from(vec![Span::styled(format!("{}.{}", s.name, s.namespace), theme.style("title"))])];
     for (i, c) in state.snapshot.clusters.iter().enumerate() {
         let Some(p) = s.clusters.get(&c.name) else {

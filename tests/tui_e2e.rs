@@ -1,0 +1,113 @@
+//! End to end through a real pseudo-terminal: tmux runs `meshdeck` against a
+//! simulated fleet; keys compose the talk's 75/15/10 canary and apply it; the
+//! objects must then be live on the sim. Runs when tmux is on PATH (CI installs it).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DynamicObject};
+use meshdeck::sim::SimConfig;
+
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux").args(["send-keys", "-t", &self.session]).args(keys).status().is_ok_and(|s| s.success());
+        assert!(ok, "tmux send-keys");
+    }
+
+    fn screen(&self) -> String {
+        Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Wait until the screen shows every one of `needles`: a condition with a deadline, not a sleep.
+    fn wait_for(&self, needles: &[&str], secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if needles.iter().all(|n| s.contains(n)) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the screen never showed {needles:?}:\n{s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
+    }
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compose_the_canary_with_keys_and_apply_it_to_the_sim() {
+    if !tmux_available() {
+        eprintln!("tmux is not on PATH: the pseudo-terminal test did not run");
+        return;
+    }
+    let fleet = common::fleet(SimConfig::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = dir.path().join("kubeconfig");
+    fleet.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let session = format!("meshdeck-e2e-{}", std::process::id());
+    let d = dir.path().display();
+    let cmd = format!(
+        "env MESHDECK_DATA_DIR={d}/data MESHDECK_STATE_DIR={d}/state MESHDECK_CONFIG_DIR={d}/config TERM=xterm-256color {} --kubeconfig {} --context cluster1 --context cluster2 --context cluster3",
+        env!("CARGO_BIN_EXE_meshdeck"),
+        kubeconfig.display()
+    );
+    let tmux = tokio::task::spawn_blocking(move || {
+        let ok = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session, "-x", "120", "-y", "36", &cmd])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "tmux new-session");
+        let t = Tmux { session };
+        t.wait_for(&["3/3 clusters live", "reviews", "v1 1/1 v2 1/1 v3 1/1", "CLUSTER3"], 30);
+        t.keys(&["Down", "Down", "Down", "r"]);
+        t.wait_for(&["reviews-route weighted split from cluster1"], 10);
+        t.keys(&["1", "5", "Enter", "Down", "1", "0", "Enter", "Down", "Down", "Down", "7", "5", "Enter"]);
+        t.wait_for(&["total 100/100", "✓ valid"], 10);
+        t.keys(&["A"]);
+        t.wait_for(&["create 7 on cluster1, cluster2"], 20);
+        t.keys(&["y"]);
+        t.wait_for(&["Applied: recorded as"], 20);
+        t
+    })
+    .await
+    .expect("driving the cockpit");
+
+    let (ar, _) = meshdeck::apply::target::resource("VirtualService").expect("kind");
+    let vs: Api<DynamicObject> = Api::namespaced_with(common::client(&fleet, "cluster1").await, "default", &ar);
+    let live = vs.get("reviews-route").await.expect("the VirtualService is live in cluster1");
+    let weights: Vec<u64> =
+        live.data["spec"]["http"][0]["route"].as_array().expect("routes").iter().filter_map(|r| r["weight"].as_u64()).collect();
+    assert_eq!(weights, [15, 10, 75]);
+    let (gw, _) = meshdeck::apply::target::resource("Gateway").expect("kind");
+    let gws: Api<DynamicObject> = Api::namespaced_with(common::client(&fleet, "cluster2").await, "default", &gw);
+    assert!(gws.get("reviews-route-eastwest").await.is_ok(), "cluster2's east-west Gateway is live");
+
+    tokio::task::spawn_blocking(move || {
+        tmux.keys(&["q"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("tmux").args(["has-session", "-t", &tmux.session]).status().is_ok_and(|s| s.success()) {
+            assert!(Instant::now() < deadline, "q quits the cockpit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("quit");
+}
