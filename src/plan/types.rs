@@ -124,6 +124,17 @@ pub enum StringMatch {
     Regex(String),
 }
 
+impl StringMatch {
+    /// `{exact: ...}` / `{prefix: ...}` / `{regex: ...}`: the same shape in plans and in Istio.
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            StringMatch::Exact(s) => serde_json::json!({"exact": s}),
+            StringMatch::Prefix(s) => serde_json::json!({"prefix": s}),
+            StringMatch::Regex(s) => serde_json::json!({"regex": s}),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AccessPolicy {
     pub name: String,

@@ -55,18 +55,7 @@ fn route_doc(r: &TrafficRoute) -> Value {
             .map(|m| {
                 let mut o = Map::new();
                 if !m.headers.is_empty() {
-                    let hs: Map<String, Value> = m
-                        .headers
-                        .iter()
-                        .map(|(h, sm)| {
-                            let v = match sm {
-                                StringMatch::Exact(s) => json!({"exact": s}),
-                                StringMatch::Prefix(s) => json!({"prefix": s}),
-                                StringMatch::Regex(s) => json!({"regex": s}),
-                            };
-                            (h.clone(), v)
-                        })
-                        .collect();
+                    let hs: Map<String, Value> = m.headers.iter().map(|(h, sm)| (h.clone(), sm.to_value())).collect();
                     o.insert("headers".into(), Value::Object(hs));
                 }
                 if let Some(p) = &m.path_prefix {

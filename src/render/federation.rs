@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use super::{EASTWEST_PORT, RenderError, RenderedObjects, ServiceFacts, http_routes, object, outlier, service_facts, version_label};
+use super::{EASTWEST_PORT, RenderError, RenderedObjects, ServiceFacts, object, outlier, service_facts, version_label, virtual_service};
 use crate::inventory::FleetSnapshot;
 use crate::plan::{FailoverTarget, RouteAction, ServiceRef, TrafficRoute};
 
@@ -156,16 +156,7 @@ fn split(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -
             let target_subsets: Vec<(String, String)> = versions.iter().map(|v| (label.clone(), v.to_string())).collect();
             expose(out, route, &facts, Exposure { cluster, host: &host, version: None, subsets: &target_subsets, suffix: "global" });
         }
-        out.add(
-            caller,
-            object(
-                "VirtualService",
-                ns,
-                &route.name,
-                &route.name,
-                json!({"hosts": [local_host], "http": http_routes(route, destinations, facts.port)}),
-            ),
-        );
+        out.add(caller, virtual_service(route, &local_host, destinations, facts.port));
     }
     Ok(())
 }
@@ -213,16 +204,7 @@ fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapsho
         }
         out.add(caller, object("DestinationRule", ns, &name, &route.name, json!({"host": host, "trafficPolicy": policy})));
         let destinations = vec![json!({"destination": {"host": host, "port": {"number": facts.port}}})];
-        out.add(
-            caller,
-            object(
-                "VirtualService",
-                ns,
-                &route.name,
-                &route.name,
-                json!({"hosts": [route.service.local_host()], "http": http_routes(route, destinations, facts.port)}),
-            ),
-        );
+        out.add(caller, virtual_service(route, &route.service.local_host(), destinations, facts.port));
     }
     let facts = service_facts(&route.service, inv, route.from_clusters.first().map(String::as_str).unwrap_or(""))?;
     for t in targets.iter().filter(|t| exposed.contains(t.cluster.as_str())) {

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::inventory::FleetSnapshot;
-use crate::plan::{Plan, RouteMatch, StringMatch, TrafficRoute};
+use crate::plan::{Plan, RouteMatch, TrafficRoute};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const PLAN_LABEL: &str = "meshdeck.dev/plan";
@@ -186,18 +186,7 @@ pub fn cluster_id(inv: &FleetSnapshot, cluster: &str) -> String {
 fn http_match(m: &RouteMatch) -> Value {
     let mut out = Map::new();
     if !m.headers.is_empty() {
-        let headers: Map<String, Value> = m
-            .headers
-            .iter()
-            .map(|(h, sm)| {
-                let v = match sm {
-                    StringMatch::Exact(s) => json!({"exact": s}),
-                    StringMatch::Prefix(s) => json!({"prefix": s}),
-                    StringMatch::Regex(s) => json!({"regex": s}),
-                };
-                (h.clone(), v)
-            })
-            .collect();
+        let headers: Map<String, Value> = m.headers.iter().map(|(h, sm)| (h.clone(), sm.to_value())).collect();
         out.insert("headers".into(), Value::Object(headers));
     }
     if let Some(p) = &m.path_prefix {
@@ -233,6 +222,17 @@ pub fn http_routes(route: &TrafficRoute, destinations: Vec<Value>, port: u16) ->
         routes.push(json!({"name": "default", "route": [{"destination": {"host": route.service.local_host(), "port": {"number": port}}}]}));
     }
     Value::Array(routes)
+}
+
+/// The calling cluster's VirtualService for `host`, named after the plan.
+pub fn virtual_service(route: &TrafficRoute, host: &str, destinations: Vec<Value>, port: u16) -> Value {
+    object(
+        "VirtualService",
+        &route.service.namespace,
+        &route.name,
+        &route.name,
+        json!({"hosts": [host], "http": http_routes(route, destinations, port)}),
+    )
 }
 
 pub fn outlier(route: &TrafficRoute) -> Option<Value> {

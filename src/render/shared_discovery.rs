@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{RenderError, RenderedObjects, cluster_id, http_routes, object, outlier, service_facts, version_label};
+use super::{RenderError, RenderedObjects, cluster_id, object, outlier, service_facts, version_label, virtual_service};
 use crate::inventory::FleetSnapshot;
 use crate::plan::{RouteAction, TrafficRoute};
 
@@ -30,16 +30,7 @@ pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut Rendere
                     dr["trafficPolicy"] = json!({"outlierDetection": o});
                 }
                 out.add(caller, object("DestinationRule", ns, &route.name, &route.name, dr));
-                out.add(
-                    caller,
-                    object(
-                        "VirtualService",
-                        ns,
-                        &route.name,
-                        &route.name,
-                        json!({"hosts": [host], "http": http_routes(route, destinations, facts.port)}),
-                    ),
-                );
+                out.add(caller, virtual_service(route, &host, destinations, facts.port));
             }
             RouteAction::Failover(targets) => {
                 let Some(primary) = targets.first() else { return Err(RenderError::Input("failover without targets".into())) };
@@ -67,16 +58,7 @@ pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut Rendere
                 }
                 out.add(caller, object("DestinationRule", ns, &route.name, &route.name, dr));
                 let routes: Vec<Value> = vec![json!({"destination": destination})];
-                out.add(
-                    caller,
-                    object(
-                        "VirtualService",
-                        ns,
-                        &route.name,
-                        &route.name,
-                        json!({"hosts": [host], "http": http_routes(route, routes, facts.port)}),
-                    ),
-                );
+                out.add(caller, virtual_service(route, &host, routes, facts.port));
             }
         }
     }

@@ -148,18 +148,7 @@ impl Keymap {
         if depth > 4 {
             return Err(format!("keymap {name}: `extends` goes more than 4 deep"));
         }
-        let user = config_dir.map(|d| d.join("keymaps").join(format!("{name}.yaml"))).filter(|p| user_first && p.is_file());
-        let (file, text) = match &user {
-            Some(p) => (p.display().to_string(), std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?),
-            None => match BUILTIN.iter().find(|(n, _)| *n == name) {
-                Some((n, t)) => (format!("keymaps/{n}.yaml (built in)"), t.to_string()),
-                None => return Err(format!("no keymap named {name:?} (built in: default, vim)")),
-            },
-        };
-        let parsed: KeymapFile = serde_saphyr::from_str(&text).map_err(|e| {
-            let e = crate::yaml::YamlError::from(e);
-            format!("{file}:{}:{}: {}", e.line, e.column, e.message)
-        })?;
+        let (file, parsed): (String, KeymapFile) = super::named_file::load("keymaps", name, BUILTIN, config_dir, user_first)?;
         if let Some(base) = &parsed.extends {
             // `extends: default` inside a user default.yaml means the built-in one.
             let same = base == name;

@@ -7,6 +7,7 @@ pub mod app;
 pub mod composer;
 pub mod keymap;
 pub mod msg;
+pub mod named_file;
 pub mod terminal;
 pub mod theme;
 pub mod views;

@@ -199,18 +199,7 @@ fn collect(name: &str, config_dir: Option<&Path>, into: &mut ThemeFile, depth: u
     if depth > 4 {
         return Err(format!("theme {name}: `extends` goes more than 4 deep"));
     }
-    let user = config_dir.map(|d| d.join("themes").join(format!("{name}.yaml"))).filter(|p| user_first && p.is_file());
-    let (file, text) = match &user {
-        Some(p) => (p.display().to_string(), std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?),
-        None => match BUILTIN.iter().find(|(n, _)| *n == name) {
-            Some((n, t)) => (format!("themes/{n}.yaml (built in)"), t.to_string()),
-            None => return Err(format!("no theme named {name:?} (built in: dark, light, high-contrast)")),
-        },
-    };
-    let parsed: ThemeFile = serde_saphyr::from_str(&text).map_err(|e| {
-        let e = crate::yaml::YamlError::from(e);
-        format!("{file}:{}:{}: {}", e.line, e.column, e.message)
-    })?;
+    let (_, parsed): (String, ThemeFile) = super::named_file::load("themes", name, BUILTIN, config_dir, user_first)?;
     if let Some(base) = &parsed.extends {
         collect(base, config_dir, into, depth + 1, base != name && user_first)?;
     }
