@@ -74,6 +74,9 @@ pub struct Theme {
     pub name: String,
     styles: BTreeMap<String, Style>,
     accents: Vec<Color>,
+    /// Palette names resolved, for colours named elsewhere (a cluster's configured accent).
+    palette: BTreeMap<String, Color>,
+    depth: ColorDepth,
 }
 
 fn ansi(name: &str) -> Option<Color> {
@@ -132,6 +135,8 @@ impl Theme {
             name: name.into(),
             styles: BTreeMap::new(),
             accents: vec![],
+            palette: BTreeMap::new(),
+            depth: ColorDepth::TrueColor,
         })
     }
 
@@ -169,7 +174,8 @@ impl Theme {
             styles.insert(k.clone(), st);
         }
         let accents = merged.cluster_accents.iter().filter_map(|a| color(a, &mut warnings)).collect();
-        Ok((Theme { name: name.into(), styles, accents }, warnings))
+        let palette = merged.palette.iter().filter_map(|(k, v)| hex(v).or_else(|| ansi(v)).map(|c| (k.clone(), c))).collect();
+        Ok((Theme { name: name.into(), styles, accents, palette, depth }, warnings))
     }
 
     /// A semantic style; dotted names fall back to their parent, then `text`.
@@ -183,6 +189,17 @@ impl Theme {
                 Some((parent, _)) => k = parent,
                 None => return self.styles.get("text").copied().unwrap_or_default(),
             }
+        }
+    }
+
+    /// A cluster's style: its configured accent (palette name, `#rrggbb` or ANSI name), else
+    /// the theme's accent for its position in the registry.
+    pub fn cluster_accent(&self, index: usize, accent: Option<&str>) -> Style {
+        let configured =
+            accent.and_then(|a| self.palette.get(a).copied().or_else(|| hex(a)).or_else(|| ansi(a))).and_then(|c| degrade(c, self.depth));
+        match configured {
+            Some(c) => Style::default().fg(c).add_modifier(Modifier::BOLD),
+            None => self.cluster(index),
         }
     }
 
@@ -223,6 +240,10 @@ mod tests {
             assert_ne!(t.style("health.stale"), Style::default());
             assert_eq!(t.style("health.nonexistent"), t.style("health"));
         }
+        let dark = Theme::builtin("dark");
+        assert_eq!(dark.cluster_accent(0, Some("bad")).fg, Some(Color::Rgb(0xff, 0x75, 0x7f)), "a configured accent by palette name");
+        assert_eq!(dark.cluster_accent(0, Some("green")).fg, Some(Color::Green), "or by ANSI name");
+        assert_eq!(dark.cluster_accent(1, None), dark.cluster(1), "else the registry position's");
         let (plain, _) = Theme::load("dark", None, ColorDepth::None).expect("loads");
         assert_eq!(plain.style("health").fg, None, "NO_COLOR drops colours");
         assert_eq!(degrade(Color::Rgb(255, 0, 0), ColorDepth::Ansi16), Some(Color::Red));

@@ -14,12 +14,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         .snapshot
         .clusters
         .iter()
-        .enumerate()
-        .map(|(i, c)| {
+        .map(|c| {
             let d = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
             let shown = if state.hidden.contains(&c.name) { "hidden" } else { "shown" };
             Row::new(vec![
-                Cell::from(Span::styled(c.name.clone(), theme.cluster(i))),
+                Cell::from(Span::styled(c.name.clone(), super::cluster_style(state, theme, &c.name))),
                 Cell::from(c.context.clone()),
                 Cell::from(Span::styled(c.state.as_str(), state_style(theme, c.state))),
                 Cell::from(d(&c.kubernetes_version)),

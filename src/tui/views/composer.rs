@@ -54,9 +54,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         .map(|(i, r)| {
             let selected = i == c.selected;
             let pointer = if selected { "▶ " } else { "  " };
-            let cluster_index = state.snapshot.clusters.iter().position(|x| x.name == r.cluster).unwrap_or(0);
-            let mut spans =
-                vec![Span::styled(pointer, theme.style("key")), Span::styled(format!("{:<10}", r.cluster), theme.cluster(cluster_index))];
+            let mut spans = vec![
+                Span::styled(pointer, theme.style("key")),
+                Span::styled(format!("{:<10}", r.cluster), super::cluster_style(state, theme, &r.cluster)),
+            ];
             match c.mode {
                 Mode::Split => {
                     let typed = if selected && !c.typed.is_empty() { format!(" ⟵ {}", c.typed) } else { String::new() };

@@ -65,9 +65,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         .snapshot
         .clusters
         .iter()
-        .enumerate()
         .take(if n > shown { shown.saturating_sub(1) } else { shown })
-        .map(|(i, c)| {
+        .map(|c| {
             let m = &c.mesh;
             let d = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
             // Narrow terminals get the same facts without their labels.
@@ -89,7 +88,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 )
             };
             let mut spans = vec![
-                Span::styled(format!("{:<10}", fit(&c.name, 10)), theme.cluster(i)),
+                Span::styled(format!("{:<10}", fit(&c.name, 10)), super::cluster_style(state, theme, &c.name)),
                 Span::styled(format!(" {:<11}", c.state.as_str()), state_style(theme, c.state)),
                 Span::styled(facts, theme.style("text")),
                 Span::styled(format!(" {}{}", if area.width < 100 { "" } else { "seen " }, ago(state, c)), theme.style("dim")),
@@ -148,8 +147,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let columns: Vec<_> = fitted.into_iter().map(|(c, _)| c).collect();
     let mut header: Vec<Cell> = vec![Cell::from("SERVICE"), Cell::from("NAMESPACE")];
     for c in &columns {
-        let i = state.snapshot.clusters.iter().position(|x| x.name == c.name).unwrap_or(0);
-        header.push(Cell::from(Span::styled(c.name.to_uppercase(), theme.cluster(i))));
+        header.push(Cell::from(Span::styled(c.name.to_uppercase(), super::cluster_style(state, theme, &c.name))));
     }
     let page = usize::from(table.height.saturating_sub(3));
     let rows: Vec<Row> = state

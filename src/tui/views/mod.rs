@@ -160,6 +160,12 @@ pub fn state_style(theme: &Theme, s: ClusterState) -> Style {
     }
 }
 
+/// A cluster's style by name: its configured accent, else its registry position's.
+pub fn cluster_style(state: &AppState, theme: &Theme, name: &str) -> Style {
+    let i = state.snapshot.clusters.iter().position(|c| c.name == name).unwrap_or(0);
+    theme.cluster_accent(i, state.snapshot.clusters.get(i).and_then(|c| c.accent.as_deref()))
+}
+
 /// `12s`, `3m`, `2h`: how long ago, from the state's clock.
 pub fn ago(state: &AppState, c: &ClusterView) -> String {
     match c.last_seen {

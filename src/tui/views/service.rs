@@ -20,17 +20,17 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let top_h = (needed as u16).min(area.height.saturating_sub(4)).max(3);
     let [top, bottom] = Layout::vertical([Constraint::Length(top_h), Constraint::Min(3)]).areas(area);
     let mut lines = vec![Line::from(vec![Span::styled(format!("{}.{}", s.name, s.namespace), theme.style("title"))])];
-    for (i, c) in state.snapshot.clusters.iter().enumerate() {
+    for c in &state.snapshot.clusters {
         let Some(p) = s.clusters.get(&c.name) else {
             lines.push(Line::from(vec![
-                Span::styled(format!("  {:<10}", c.name), theme.cluster(i)),
+                Span::styled(format!("  {:<10}", c.name), super::cluster_style(state, theme, &c.name)),
                 Span::styled(" not deployed", theme.style("dim")),
             ]));
             continue;
         };
         let ports = p.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
         lines.push(Line::from(vec![
-            Span::styled(format!("  {:<10}", c.name), theme.cluster(i)),
+            Span::styled(format!("  {:<10}", c.name), super::cluster_style(state, theme, &c.name)),
             Span::styled(format!(" ports {ports}  accounts {}", p.service_accounts.join(",")), theme.style("dim")),
         ]));
         for (v, n) in &p.versions {
