@@ -167,3 +167,14 @@ fn the_editor_shows_the_plan_and_each_clusters_objects_and_errors_at_their_line(
     let effects = press(&mut app, "ctrl-a");
     assert!(effects.is_empty(), "an invalid plan is not applied");
 }
+
+#[test]
+fn the_clusters_view_registers_a_kubeconfig_context() {
+    let mut app = app();
+    app.available = vec!["cluster1-restricted".into()];
+    let effects = press(&mut app, "g c down down down space");
+    assert_eq!(effects, [Effect::Register("cluster1-restricted".into())]);
+    assert!(app.available.is_empty(), "it is no longer offered");
+    let effects = press(&mut app, "up space");
+    assert!(effects.is_empty() && app.hidden.contains("cluster3"), "a registered cluster's column is hidden instead");
+}

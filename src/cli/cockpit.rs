@@ -91,9 +91,19 @@ pub async fn cockpit(global: &GlobalArgs, look_args: &LookArgs) -> Result<(), Cl
     let (clusters, cfg) = fleet::registry(global).await?;
     let (keymap, theme, warnings) = look(look_args, &cfg)?;
     let read_only = global.read_only || cfg.read_only;
-    run(CockpitConfig { clusters, keymap, theme, read_only, warnings, data_dir: data_dir(), config_dir: config_dir() })
-        .await
-        .map_err(CliError::failed)
+    let kubeconfig = crate::kubeconfig::KubeconfigSource::from_environment(global.kubeconfig.clone()).load().ok();
+    let config = CockpitConfig {
+        clusters,
+        kubeconfig,
+        config: cfg,
+        keymap,
+        theme,
+        read_only,
+        warnings,
+        data_dir: data_dir(),
+        config_dir: config_dir(),
+    };
+    run(config).await.map_err(CliError::failed)
 }
 
 pub async fn demo(global: &GlobalArgs, look_args: &LookArgs, args: DemoArgs) -> Result<(), CliError> {

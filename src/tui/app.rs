@@ -130,6 +130,8 @@ pub struct AppState {
     pub status: Option<String>,
     pub warnings: Vec<String>,
     pub read_only: bool,
+    /// Kubeconfig contexts not registered: the clusters view can add them.
+    pub available: Vec<String>,
     pub generation: u64,
     pub now: DateTime<Utc>,
     pub page_rows: usize,
@@ -164,6 +166,7 @@ impl AppState {
             status: None,
             warnings: vec![],
             read_only,
+            available: vec![],
             generation: 0,
             now,
             page_rows: 10,
@@ -266,7 +269,7 @@ impl AppState {
             View::Fleet => self.rows.len(),
             View::Composer => self.composer.as_ref().map_or(0, |c| c.rows.len()),
             View::History => self.history.len(),
-            View::Clusters => self.snapshot.clusters.len(),
+            View::Clusters => self.snapshot.clusters.len() + self.available.len(),
             _ => 0,
         }
     }
@@ -558,10 +561,15 @@ impl AppState {
                 self.start_diff(DiffOrigin::Rollback(id))
             }
             Action::ToggleCluster => {
-                if let Some(c) = self.snapshot.clusters.get(self.clusters_selected).map(|c| c.name.clone())
-                    && !self.hidden.remove(&c)
-                {
-                    self.hidden.insert(c);
+                let registered = self.snapshot.clusters.len();
+                if let Some(c) = self.snapshot.clusters.get(self.clusters_selected).map(|c| c.name.clone()) {
+                    if !self.hidden.remove(&c) {
+                        self.hidden.insert(c);
+                    }
+                } else if let Some(ctx) = self.clusters_selected.checked_sub(registered).and_then(|i| self.available.get(i)).cloned() {
+                    self.available.retain(|a| *a != ctx);
+                    self.log(format!("registering context {ctx}"));
+                    return vec![Effect::Register(ctx)];
                 }
                 vec![]
             }

@@ -31,6 +31,9 @@ use crate::registry::Cluster;
 
 pub struct CockpitConfig {
     pub clusters: Vec<Cluster>,
+    /// The kubeconfig and config file, to register more contexts from the clusters view.
+    pub kubeconfig: Option<kube::config::Kubeconfig>,
+    pub config: crate::config::MeshdeckConfig,
     pub keymap: Keymap,
     pub theme: Theme,
     pub read_only: bool,
@@ -59,7 +62,7 @@ impl Runner {
     fn spawn(&self, effect: Effect, snapshot: Arc<crate::inventory::FleetSnapshot>) {
         let r = self.clone();
         match effect {
-            Effect::Quit => {}
+            Effect::Quit | Effect::Register(_) => {}
             Effect::LoadHistory => {
                 tokio::spawn(async move {
                     let records = r.history().and_then(|h| h.list().map_err(|e| e.to_string())).unwrap_or_default();
@@ -165,20 +168,44 @@ pub fn init_logging() -> Option<PathBuf> {
     Some(path)
 }
 
+/// Watching the registered clusters: the inventory and the task that forwards its snapshots.
+struct Watching {
+    inventory: Inventory,
+    forward: tokio::task::JoinHandle<()>,
+}
+
+impl Watching {
+    fn start(clusters: &[Cluster], tx: UnboundedSender<Msg>) -> Watching {
+        let inventory = Inventory::start(clusters);
+        let mut snapshots = inventory.snapshots.clone();
+        let forward = tokio::spawn(async move {
+            while snapshots.changed().await.is_ok() {
+                let snap = snapshots.borrow_and_update().clone();
+                if tx.send(Msg::Fleet(snap)).is_err() {
+                    return;
+                }
+            }
+        });
+        Watching { inventory, forward }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.forward.abort();
+    }
+}
+
+/// Kubeconfig contexts that are not registered yet.
+fn available_contexts(kc: Option<&kube::config::Kubeconfig>, clusters: &[Cluster]) -> Vec<String> {
+    kc.map(|k| k.contexts.iter().map(|c| c.name.clone()).filter(|n| !clusters.iter().any(|c| c.context.name == *n)).collect())
+        .unwrap_or_default()
+}
+
 pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
     let log_file = init_logging();
-    let inventory = Inventory::start(&cfg.clusters);
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let mut snapshots = inventory.snapshots.clone();
-    let fleet_tx = tx.clone();
-    let forward = tokio::spawn(async move {
-        while snapshots.changed().await.is_ok() {
-            let snap = snapshots.borrow_and_update().clone();
-            if fleet_tx.send(Msg::Fleet(snap)).is_err() {
-                return;
-            }
-        }
-    });
+    let mut watching = Watching::start(&cfg.clusters, tx.clone());
     let tick_tx = tx.clone();
     let ticker = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -191,16 +218,18 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
     });
     let paused = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let runner = Runner {
+    let available = available_contexts(cfg.kubeconfig.as_ref(), &cfg.clusters);
+    let mut runner = Runner {
         clusters: Arc::new(cfg.clusters),
         data_dir: cfg.data_dir,
         config_dir: cfg.config_dir,
         tx: tx.clone(),
         paused: paused.clone(),
     };
-    let initial = inventory.snapshots.borrow().clone();
+    let initial = watching.inventory.snapshots.borrow().clone();
     let mut state = AppState::new(initial, cfg.keymap, cfg.read_only, chrono::Utc::now());
     state.warnings = cfg.warnings;
+    state.available = available;
     if let Some(p) = log_file {
         state.log(format!("logging to {}", p.display()));
     }
@@ -226,6 +255,21 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
         }
         for m in batch {
             for effect in update(&mut state, m) {
+                if let Effect::Register(context) = &effect {
+                    // A new cluster: connect it and watch the whole registry again.
+                    let Some(kc) = cfg.kubeconfig.as_ref() else { continue };
+                    match crate::registry::connect(kc, std::slice::from_ref(context), &cfg.config, cfg.read_only).await {
+                        Ok(added) => {
+                            let mut all: Vec<Cluster> = runner.clusters.as_ref().clone();
+                            all.extend(added);
+                            watching = Watching::start(&all, tx.clone());
+                            state.log(format!("registered {context}; watching {} clusters", all.len()));
+                            runner.clusters = Arc::new(all);
+                        }
+                        Err(e) => state.status = Some(e.to_string()),
+                    }
+                    continue;
+                }
                 runner.spawn(effect, state.snapshot.clone());
             }
         }
@@ -236,9 +280,8 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
         }
     };
     stop.store(true, Ordering::SeqCst);
-    forward.abort();
     ticker.abort();
     terminal::restore();
-    drop(inventory);
+    drop(watching);
     result
 }

@@ -64,5 +64,7 @@ pub enum Effect {
     LoadHistory,
     /// Suspend the cockpit and edit this text in $EDITOR.
     ExternalEdit(String),
+    /// Register a kubeconfig context as a cluster and watch it too.
+    Register(String),
     Quit,
 }

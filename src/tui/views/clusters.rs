@@ -10,6 +10,16 @@ use crate::tui::app::AppState;
 use crate::tui::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+    let available = state.available.iter().map(|ctx| {
+        let mut cells = vec![
+            Cell::from(Span::styled(ctx.clone(), theme.style("dim"))),
+            Cell::from(ctx.clone()),
+            Cell::from(Span::styled("available", theme.style("dim"))),
+        ];
+        cells.extend((0..7).map(|_| Cell::from("")));
+        cells.push(Cell::from(Span::styled("not registered: space adds it", theme.style("dim"))));
+        Row::new(cells)
+    });
     let rows: Vec<Row> = state
         .snapshot
         .clusters
@@ -31,6 +41,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 Cell::from(Span::styled(c.error.as_ref().map(|e| e.message().to_string()).unwrap_or_default(), theme.style("error"))),
             ])
         })
+        .chain(available)
         .collect();
     let widths = [
         Constraint::Length(12),
@@ -54,7 +65,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         .block(
             Block::default()
                 .borders(Borders::TOP)
-                .title(Span::styled(" registered clusters ", theme.style("dim")))
+                .title(Span::styled(" registered clusters, then kubeconfig contexts you can add ", theme.style("dim")))
                 .border_style(theme.style("dim")),
         );
     let mut ts = TableState::default().with_selected(Some(state.clusters_selected));
