@@ -110,6 +110,31 @@ pub struct Retries {
     pub retry_on: Option<String>,
 }
 
+impl OutlierDetection {
+    /// The same fields in plans and in Istio's `outlierDetection`.
+    pub fn to_value(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"consecutive5xxErrors": self.consecutive_5xx_errors, "interval": self.interval, "baseEjectionTime": self.base_ejection_time});
+        if let Some(p) = self.max_ejection_percent {
+            v["maxEjectionPercent"] = serde_json::json!(p);
+        }
+        v
+    }
+}
+
+impl Retries {
+    /// The same fields in plans and in Istio's HTTP `retries`.
+    pub fn to_value(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"attempts": self.attempts});
+        if let Some(t) = &self.per_try_timeout {
+            v["perTryTimeout"] = serde_json::json!(t);
+        }
+        if let Some(on) = &self.retry_on {
+            v["retryOn"] = serde_json::json!(on);
+        }
+        v
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteMatch {
     pub headers: BTreeMap<String, StringMatch>,

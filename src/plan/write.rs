@@ -28,22 +28,10 @@ fn route_doc(r: &TrafficRoute) -> Value {
         }
     }
     if let Some(o) = &r.outlier_detection {
-        let mut od =
-            json!({"consecutive5xxErrors": o.consecutive_5xx_errors, "interval": o.interval, "baseEjectionTime": o.base_ejection_time});
-        if let Some(p) = o.max_ejection_percent {
-            od["maxEjectionPercent"] = json!(p);
-        }
-        spec.insert("outlierDetection".into(), od);
+        spec.insert("outlierDetection".into(), o.to_value());
     }
     if let Some(rt) = &r.retries {
-        let mut v = json!({"attempts": rt.attempts});
-        if let Some(t) = &rt.per_try_timeout {
-            v["perTryTimeout"] = json!(t);
-        }
-        if let Some(on) = &rt.retry_on {
-            v["retryOn"] = json!(on);
-        }
-        spec.insert("retries".into(), v);
+        spec.insert("retries".into(), rt.to_value());
     }
     if let Some(t) = &r.timeout {
         spec.insert("timeout".into(), json!(t));

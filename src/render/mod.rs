@@ -205,14 +205,7 @@ pub fn http_routes(route: &TrafficRoute, destinations: Vec<Value>, port: u16) ->
     }
     main.insert("route".into(), Value::Array(destinations));
     if let Some(r) = &route.retries {
-        let mut retries = json!({"attempts": r.attempts});
-        if let Some(t) = &r.per_try_timeout {
-            retries["perTryTimeout"] = json!(t);
-        }
-        if let Some(on) = &r.retry_on {
-            retries["retryOn"] = json!(on);
-        }
-        main.insert("retries".into(), retries);
+        main.insert("retries".into(), r.to_value());
     }
     if let Some(t) = &route.timeout {
         main.insert("timeout".into(), json!(t));
@@ -236,14 +229,7 @@ pub fn virtual_service(route: &TrafficRoute, host: &str, destinations: Vec<Value
 }
 
 pub fn outlier(route: &TrafficRoute) -> Option<Value> {
-    route.outlier_detection.as_ref().map(|o| {
-        let mut v =
-            json!({"consecutive5xxErrors": o.consecutive_5xx_errors, "interval": o.interval, "baseEjectionTime": o.base_ejection_time});
-        if let Some(p) = o.max_ejection_percent {
-            v["maxEjectionPercent"] = json!(p);
-        }
-        v
-    })
+    route.outlier_detection.as_ref().map(|o| o.to_value())
 }
 
 /// Write each object to `DIR/<cluster>/<kind>-<namespace>-<name>.yaml`.
