@@ -215,3 +215,24 @@ async fn rbac_and_faults_answer_like_a_cluster() {
     cluster2.set_fault(Fault::Healthy);
     assert!(fresh.list(&ListParams::default()).await.is_ok(), "and comes back when restored");
 }
+
+#[tokio::test]
+async fn a_live_fleet_replaces_deleted_pods_like_a_replicaset() {
+    let fleet = common::fleet(SimConfig { live: true, ..Default::default() }).await;
+    let pods: Api<Pod> = Api::namespaced(common::client(&fleet, "cluster1").await, "default");
+    let before = pods.list(&ListParams::default().labels("app=ratings")).await.expect("list").items;
+    assert_eq!(before.len(), 1);
+    let old = before[0].metadata.name.clone().expect("name");
+    pods.delete(&old, &DeleteParams::default()).await.expect("delete");
+    let replaced = common::eventually(10, || {
+        let pods = pods.clone();
+        let old = old.clone();
+        async move {
+            let items = pods.list(&ListParams::default().labels("app=ratings")).await.ok()?.items;
+            let names: Vec<String> = items.iter().filter_map(|p| p.metadata.name.clone()).collect();
+            (names.len() == 1 && names[0] != old).then(|| names[0].clone())
+        }
+    })
+    .await;
+    assert!(replaced.starts_with("ratings-v1-"), "{replaced}");
+}

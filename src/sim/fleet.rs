@@ -420,3 +420,29 @@ pub fn chaos_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
         c.set_fault(Fault::Down);
     }
 }
+
+/// What a ReplicaSet controller would do: a deleted pod that a controller owns is
+/// replaced by a new one (new name, not ready yet; the next life step readies it).
+pub fn replace_deleted_pod(c: &SimCluster, deleted: &Value) {
+    let owned = deleted.pointer("/metadata/ownerReferences/0/controller").and_then(Value::as_bool) == Some(true);
+    let Some(pods_rt) = c.resource("", "v1", "pods").filter(|_| owned) else { return };
+    let mut pod = deleted.clone();
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let Some((base, _)) = name.rsplit_once('-') else { return };
+    let suffix = &short_hash(&format!("{name}/{}", now_rfc3339()))[..5];
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+    if let Some(meta) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.retain(|k, _| matches!(k.as_str(), "labels" | "annotations" | "ownerReferences" | "namespace"));
+        meta.insert("name".into(), json!(format!("{base}-{suffix}")));
+    }
+    if let Some(statuses) = pod.pointer_mut("/status/containerStatuses").and_then(Value::as_array_mut) {
+        for s in statuses {
+            s["ready"] = json!(false);
+            s["restartCount"] = json!(0);
+        }
+    }
+    pod["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+    pod["status"]["startTime"] = json!(now_rfc3339());
+    let opts = super::store::WriteOptions { manager: "sim-controller".into(), ..Default::default() };
+    let _ = c.store().create(&pods_rt, &namespace, pod, &opts);
+}

@@ -181,6 +181,21 @@ impl SimFleet {
         let admin_url = format!("http://{}", admin_listener.local_addr()?);
         tasks.push(tokio::spawn(admin::serve(clusters.clone(), admin_listener)));
         if cfg.live {
+            for c in &clusters {
+                let c = c.clone();
+                let mut changes = c.store().subscribe();
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        match changes.recv().await {
+                            Ok(rec) if rec.event == store::EventType::Deleted && rec.key.plural == "pods" && rec.key.group.is_empty() => {
+                                fleet::replace_deleted_pod(&c, &rec.object);
+                            }
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        }
+                    }
+                }));
+            }
             let cs = clusters.clone();
             tasks.push(tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(7);
