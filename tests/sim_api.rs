@@ -236,3 +236,39 @@ async fn a_live_fleet_replaces_deleted_pods_like_a_replicaset() {
     .await;
     assert!(replaced.starts_with("ratings-v1-"), "{replaced}");
 }
+
+#[tokio::test]
+async fn a_rollout_restart_replaces_a_deployments_pods() {
+    use rand::SeedableRng;
+    let fleet = common::fleet(SimConfig { clusters: 1, live: true, ..Default::default() }).await;
+    let pods: Api<Pod> = Api::namespaced(common::client(&fleet, "cluster1").await, "default");
+    let names = |items: Vec<Pod>| -> std::collections::BTreeSet<String> { items.into_iter().filter_map(|p| p.metadata.name).collect() };
+    let before = names(pods.list(&ListParams::default()).await.expect("list").items);
+    meshdeck::sim::fleet::rollout_step(&fleet.clusters, &mut rand::rngs::StdRng::seed_from_u64(1));
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(common::client(&fleet, "cluster1").await, "default");
+    let rolled: Vec<_> = deployments
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter(|d| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .is_some_and(|a| a.contains_key("kubectl.kubernetes.io/restartedAt"))
+        })
+        .collect();
+    assert_eq!(rolled.len(), 1, "one Deployment was restarted");
+    let after = common::eventually(10, || {
+        let pods = pods.clone();
+        let before = before.clone();
+        async move {
+            let now = names(pods.list(&ListParams::default()).await.ok()?.items);
+            (now.len() == before.len() && now != before).then_some(now)
+        }
+    })
+    .await;
+    assert_eq!(after.difference(&before).count(), before.difference(&after).count(), "each replaced pod has a successor");
+}

@@ -75,3 +75,23 @@ pub async fn probe(client: &kube::Client, timeout: Duration) -> Probe {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, reason: &str, message: &str) -> kube::Error {
+        kube::Error::Api(kube::core::Status::failure(message, reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn answers_map_to_states_an_operator_can_act_on() {
+        let forbidden =
+            ClusterError::from_kube(&api_error(403, "Forbidden", "pods is forbidden: User \"x\" cannot list resource \"pods\""));
+        assert!(matches!(&forbidden, ClusterError::Forbidden(m) if m.starts_with("403 Forbidden: pods is forbidden")), "{forbidden:?}");
+        assert!(matches!(ClusterError::from_kube(&api_error(401, "Unauthorized", "Unauthorized")), ClusterError::Unauthorized(_)));
+        assert!(
+            matches!(ClusterError::from_kube(&api_error(500, "InternalError", "boom")), ClusterError::Degraded(ref m) if m == "500 InternalError: boom")
+        );
+    }
+}

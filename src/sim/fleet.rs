@@ -446,3 +446,47 @@ pub fn replace_deleted_pod(c: &SimCluster, deleted: &Value) {
     let opts = super::store::WriteOptions { manager: "sim-controller".into(), ..Default::default() };
     let _ = c.store().create(&pods_rt, &namespace, pod, &opts);
 }
+
+/// `kubectl rollout restart` of one bookinfo Deployment: the template gets a
+/// restartedAt annotation and its pods are deleted; the ReplicaSet stand-in
+/// (`replace_deleted_pod`) brings new ones, not ready until the next life step.
+pub fn rollout_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
+    let Some(c) = clusters.get(rng.random_range(0..clusters.len().max(1))) else { return };
+    let (Some(dep_rt), Some(pods_rt)) = (c.resource("apps", "v1", "deployments"), c.resource("", "v1", "pods")) else { return };
+    if c.fault() == Fault::Down {
+        return;
+    }
+    let deployments: Vec<Arc<Value>> = c
+        .store()
+        .all_of(&dep_rt)
+        .into_iter()
+        .filter(|d| d.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default"))
+        .collect();
+    if deployments.is_empty() {
+        return;
+    }
+    let d = &deployments[rng.random_range(0..deployments.len())];
+    let name = d.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let selector = d.pointer("/spec/selector/matchLabels").cloned().unwrap_or_default();
+    let mut restarted = (**d).clone();
+    restarted["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] = json!(now_rfc3339());
+    if let Some(m) = restarted.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    let opts = super::store::WriteOptions { manager: "kubectl-rollout".into(), ..Default::default() };
+    let mut store = c.store();
+    if store.update(&dep_rt, "default", &name, restarted, &opts).is_err() {
+        return;
+    }
+    let selected =
+        |p: &Value| selector.as_object().is_some_and(|sel| sel.iter().all(|(k, v)| p.pointer(&format!("/metadata/labels/{k}")) == Some(v)));
+    let doomed: Vec<String> = store
+        .all_of(&pods_rt)
+        .iter()
+        .filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default") && selected(p))
+        .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str).map(String::from))
+        .collect();
+    for pod in doomed {
+        let _ = store.delete(&pods_rt, "default", &pod, false);
+    }
+}

@@ -200,9 +200,13 @@ impl SimFleet {
             tasks.push(tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(7);
                 let mut tick = tokio::time::interval(Duration::from_millis(1500));
-                loop {
+                for step in 1u64.. {
                     tick.tick().await;
                     fleet::life_step(&cs, &mut rng);
+                    // About every 45 s somewhere in the fleet, a Deployment is rolled.
+                    if step % 30 == 0 {
+                        fleet::rollout_step(&cs, &mut rng);
+                    }
                 }
             }));
         }
