@@ -18,6 +18,9 @@ pub struct LookArgs {
     /// Keymap: default, vim, or a file in <config>/keymaps/.
     #[arg(long, global = true)]
     pub keymap: Option<String>,
+    /// The cockpit acts as this persona of policy.yaml (default: matched by context or user).
+    #[arg(long = "as-persona", value_name = "PERSONA")]
+    pub persona: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +105,7 @@ pub async fn cockpit(global: &GlobalArgs, look_args: &LookArgs) -> Result<(), Cl
         warnings,
         data_dir: data_dir(),
         config_dir: config_dir(),
+        persona: look_args.persona.clone(),
     };
     run(config).await.map_err(CliError::failed)
 }

@@ -41,6 +41,8 @@ pub struct CockpitConfig {
     pub warnings: Vec<String>,
     pub data_dir: Option<PathBuf>,
     pub config_dir: Option<PathBuf>,
+    /// The persona to act as (`--as-persona`); None: matched by context or user.
+    pub persona: Option<String>,
 }
 
 /// Everything background work needs; cheap to clone into tasks.
@@ -49,6 +51,7 @@ struct Runner {
     clusters: Arc<Vec<Cluster>>,
     data_dir: Option<PathBuf>,
     config_dir: Option<PathBuf>,
+    persona: Option<String>,
     tx: UnboundedSender<Msg>,
     paused: Arc<AtomicBool>,
 }
@@ -72,7 +75,8 @@ impl Runner {
             Effect::Prepare { generation, plan } => {
                 tokio::spawn(async move {
                     let result = async {
-                        let persona = crate::policy::persona_for(&r.clusters, None, r.config_dir.as_deref()).map_err(|e| e.to_string())?;
+                        let persona = crate::policy::persona_for(&r.clusters, r.persona.as_deref(), r.config_dir.as_deref())
+                            .map_err(|e| e.to_string())?;
                         persona.check(&plan).map_err(|e| e.to_string())?;
                         let rendered = crate::render::render(&plan, &snapshot).map_err(|e| e.to_string())?;
                         let desired = desired_for_plan(&r.clusters, &plan, &rendered).await.map_err(|e| e.to_string())?;
@@ -118,7 +122,7 @@ impl Runner {
                         )
                         .await
                         .map_err(|e| e.to_string())?;
-                        let persona = crate::policy::persona_for(&r.clusters, None, r.config_dir.as_deref())
+                        let persona = crate::policy::persona_for(&r.clusters, r.persona.as_deref(), r.config_dir.as_deref())
                             .map(|p| p.name)
                             .unwrap_or_else(|_| "unknown".into());
                         let record = HistoryRecord {
@@ -223,6 +227,7 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
         clusters: Arc::new(cfg.clusters),
         data_dir: cfg.data_dir,
         config_dir: cfg.config_dir,
+        persona: cfg.persona,
         tx: tx.clone(),
         paused: paused.clone(),
     };
