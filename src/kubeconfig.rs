@@ -3,7 +3,7 @@
 //! Parsing is pure over file contents; errors name the file, line and column.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kube::config::Kubeconfig;
 
@@ -134,10 +134,6 @@ pub fn select(all: Vec<ContextSpec>, wanted: &[String]) -> Result<Vec<ContextSpe
             })
         })
         .collect()
-}
-
-pub fn display(p: &Path) -> String {
-    p.display().to_string()
 }
 
 #[cfg(test)]
