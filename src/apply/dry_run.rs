@@ -6,16 +6,13 @@ use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
 use super::{Desired, FIELD_MANAGER, ObjRef, target};
+use crate::registry::ClusterError;
 
 pub fn apply_params(force: bool, dry_run: bool) -> PatchParams {
     let mut p = PatchParams::apply(FIELD_MANAGER);
     p.force = force;
     p.dry_run = dry_run;
     p
-}
-
-fn words(e: &kube::Error) -> String {
-    crate::registry::ClusterError::from_kube(e).message().to_string()
 }
 
 /// A Restore body: the previous object as meshdeck applies it. Restoring by
@@ -37,17 +34,17 @@ pub async fn simulate(
     match want {
         Desired::Apply(obj) => {
             let obj: DynamicObject = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
-            let out = api.patch(&t.name, &apply_params(force, true), &Patch::Apply(&obj)).await.map_err(|e| words(&e))?;
+            let out = api.patch(&t.name, &apply_params(force, true), &Patch::Apply(&obj)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
         Desired::Restore(previous) => {
             let body = restore_body(previous)?;
-            let out = api.patch(&t.name, &apply_params(true, true), &Patch::Apply(&body)).await.map_err(|e| words(&e))?;
+            let out = api.patch(&t.name, &apply_params(true, true), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
         Desired::Absent => {
             if live.is_some() {
-                api.delete(&t.name, &DeleteParams { dry_run: true, ..Default::default() }).await.map_err(|e| words(&e))?;
+                api.delete(&t.name, &DeleteParams { dry_run: true, ..Default::default() }).await.map_err(|e| ClusterError::describe(&e))?;
             }
             Ok(None)
         }

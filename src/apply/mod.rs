@@ -260,10 +260,7 @@ pub async fn desired_for_plan(
                 // A cluster without Istio's CRDs has nothing of ours to prune.
                 Err(kube::Error::Api(s)) if s.code == 404 => continue,
                 Err(e) => {
-                    return Err(ApplyError::Cluster {
-                        cluster: c.name.clone(),
-                        message: crate::registry::ClusterError::from_kube(&e).message().to_string(),
-                    });
+                    return Err(ApplyError::Cluster { cluster: c.name.clone(), message: crate::registry::ClusterError::describe(&e) });
                 }
             };
             for o in listed.items {

@@ -58,7 +58,7 @@ pub async fn get(client: &kube::Client, target: &ObjRef) -> Result<Option<Value>
     match api.get_opt(&target.name).await {
         Ok(Some(o)) => serde_json::to_value(o).map(Some).map_err(|e| e.to_string()),
         Ok(None) => Ok(None),
-        Err(e) => Err(crate::registry::ClusterError::from_kube(&e).message().to_string()),
+        Err(e) => Err(crate::registry::ClusterError::describe(&e)),
     }
 }
 

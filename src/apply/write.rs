@@ -16,6 +16,7 @@ use super::dry_run::{apply_params, restore_body};
 use super::target::{self, normalized};
 use super::{ApplyError, ApplyOptions, ChangeKind, ChangeSet, Desired, ObjRef, Step, client};
 use crate::registry::Cluster;
+use crate::registry::ClusterError;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -59,10 +60,6 @@ impl ApplyReport {
     }
 }
 
-fn words(e: &kube::Error) -> String {
-    crate::registry::ClusterError::from_kube(e).message().to_string()
-}
-
 /// Perform one step; returns the object now live (None after a delete).
 async fn perform(client: &kube::Client, step: &Step, force: bool) -> Result<Option<Value>, String> {
     let api = target::api(client, &step.target)?;
@@ -70,7 +67,7 @@ async fn perform(client: &kube::Client, step: &Step, force: bool) -> Result<Opti
     match &step.desired {
         Desired::Apply(obj) => {
             let obj: DynamicObject = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
-            let out = api.patch(&t.name, &apply_params(force, false), &Patch::Apply(&obj)).await.map_err(|e| words(&e))?;
+            let out = api.patch(&t.name, &apply_params(force, false), &Patch::Apply(&obj)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
         Desired::Restore(previous) => restore(client, t, Some(previous)).await,
@@ -85,7 +82,7 @@ pub async fn restore(client: &kube::Client, t: &ObjRef, previous: Option<&Value>
     match (previous, live) {
         (None, None) => Ok(None),
         (None, Some(_)) => {
-            api.delete(&t.name, &DeleteParams::default()).await.map_err(|e| words(&e))?;
+            api.delete(&t.name, &DeleteParams::default()).await.map_err(|e| ClusterError::describe(&e))?;
             Ok(None)
         }
         (Some(prev), live) => {
@@ -93,7 +90,7 @@ pub async fn restore(client: &kube::Client, t: &ObjRef, previous: Option<&Value>
                 return Ok(live);
             }
             let body = restore_body(prev)?;
-            let out = api.patch(&t.name, &apply_params(true, false), &Patch::Apply(&body)).await.map_err(|e| words(&e))?;
+            let out = api.patch(&t.name, &apply_params(true, false), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::output::{Format, table};
-use super::render::{inventory_for, read_plan, render_plan};
+use super::render::{read_plan, render_plan};
 use super::{CliError, GlobalArgs, fleet};
 use crate::apply::history::{History, HistoryRecord};
 use crate::apply::write::{ApplyReport, Outcome, execute};
@@ -98,7 +98,10 @@ struct Prepared {
 
 async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, CliError> {
     let (clusters, _) = fleet::registry(global).await?;
-    let inv = inventory_for(global, None, args.timeout).await?;
+    // The inventory watches the same clients: one registry, one set of connections.
+    let mut watching = crate::inventory::Inventory::start(&clusters);
+    let inv = watching.settled(std::time::Duration::from_secs(args.timeout)).await;
+    drop(watching);
     let plan = read_plan(&args.file, &inv)?;
     let persona = persona(&clusters, args.as_persona.as_deref())?;
     persona.check(&plan).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;

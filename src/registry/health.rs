@@ -31,6 +31,11 @@ impl ClusterError {
         }
     }
 
+    /// One line of words for a failed call, as shown per object and per cluster.
+    pub fn describe(e: &kube::Error) -> String {
+        Self::from_kube(e).message().to_string()
+    }
+
     pub fn message(&self) -> &str {
         match self {
             ClusterError::Unauthorized(m)
