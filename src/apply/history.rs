@@ -29,6 +29,32 @@ pub struct HistoryRecord {
     pub rollback_of: Option<String>,
 }
 
+impl HistoryRecord {
+    /// A new record: its id, time and clusters come from now and from the changes.
+    pub fn new(
+        action: &str,
+        persona: String,
+        plans: Vec<String>,
+        plan_yaml: String,
+        report: ApplyReport,
+        changes: ChangeSet,
+        rollback_of: Option<String>,
+    ) -> Self {
+        HistoryRecord {
+            id: History::new_id(),
+            time: chrono::Utc::now().to_rfc3339(),
+            action: action.into(),
+            persona,
+            plans,
+            plan_yaml,
+            clusters: changes.clusters(),
+            report,
+            changes,
+            rollback_of,
+        }
+    }
+}
+
 pub struct History {
     dir: PathBuf,
 }

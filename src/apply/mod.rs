@@ -245,7 +245,7 @@ pub async fn desired_for_plan(
     rendered: &crate::render::RenderedObjects,
 ) -> Result<Vec<(ObjRef, Desired)>, ApplyError> {
     let mut out: Vec<(ObjRef, Desired)> = rendered.iter().map(|(c, o)| (ObjRef::of(c, o), Desired::Apply(o.clone()))).collect();
-    let names: Vec<String> = plan.routes.iter().map(|r| r.name.clone()).chain(plan.access.iter().map(|a| a.name.clone())).collect();
+    let names = plan.names();
     if names.is_empty() {
         return Ok(out);
     }

@@ -109,7 +109,7 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, 
     let desired = desired_for_plan(&clusters, &plan, &rendered).await.map_err(err)?;
     let opts = ApplyOptions { force_conflicts: args.force_conflicts, concurrency: 8, progress: None };
     let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
-    let plan_names = plan.routes.iter().map(|r| r.name.clone()).chain(plan.access.iter().map(|a| a.name.clone())).collect();
+    let plan_names = plan.names();
     Ok(Prepared { clusters, persona, plan_names, plan_yaml: plan.to_yaml(), changes })
 }
 
@@ -151,18 +151,7 @@ pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError>
     let history = history()?;
     let report =
         execute(&p.clusters, &p.changes, &ApplyOptions { force_conflicts: force, concurrency: 8, progress: None }).await.map_err(err)?;
-    let record = HistoryRecord {
-        id: History::new_id(),
-        time: chrono::Utc::now().to_rfc3339(),
-        action: "apply".into(),
-        persona: p.persona.name,
-        plans: p.plan_names,
-        plan_yaml: p.plan_yaml,
-        clusters: p.changes.clusters(),
-        report,
-        changes: p.changes,
-        rollback_of: None,
-    };
+    let record = HistoryRecord::new("apply", p.persona.name, p.plan_names, p.plan_yaml, report, p.changes, None);
     finish(&history, record)
 }
 
@@ -185,18 +174,7 @@ pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), Cli
         return Err(CliError::failed("not rolled back"));
     }
     let report: ApplyReport = execute(&clusters, &changes, &opts).await.map_err(err)?;
-    let record = HistoryRecord {
-        id: History::new_id(),
-        time: chrono::Utc::now().to_rfc3339(),
-        action: "rollback".into(),
-        persona: persona.name,
-        plans: original.plans.clone(),
-        plan_yaml: String::new(),
-        clusters: changes.clusters(),
-        report,
-        changes,
-        rollback_of: Some(args.id),
-    };
+    let record = HistoryRecord::new("rollback", persona.name, original.plans.clone(), String::new(), report, changes, Some(args.id));
     finish(&history, record)
 }
 

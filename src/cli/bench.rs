@@ -373,18 +373,7 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
         t_meshdeck.as_secs_f64()
     );
     // Back to empty, so kubectl applies the same objects to the same state.
-    let record = crate::apply::history::HistoryRecord {
-        id: "bench".into(),
-        time: String::new(),
-        action: "apply".into(),
-        persona: String::new(),
-        plans: vec![],
-        plan_yaml: String::new(),
-        clusters: vec![],
-        report,
-        changes: set,
-        rollback_of: None,
-    };
+    let record = crate::apply::history::HistoryRecord::new("apply", String::new(), vec![], String::new(), report, set, None);
     let undo = prepare(&clusters, desired_for_rollback(&record), &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None })
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;

@@ -13,6 +13,13 @@ pub struct Plan {
     pub access: Vec<AccessPolicy>,
 }
 
+impl Plan {
+    /// The names of the plan's documents, as history and the plan label record them.
+    pub fn names(&self) -> Vec<String> {
+        self.routes.iter().map(|r| r.name.clone()).chain(self.access.iter().map(|a| a.name.clone())).collect()
+    }
+}
+
 /// `reviews.default`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ServiceRef {

@@ -519,15 +519,7 @@ impl AppState {
                 };
                 match plan {
                     Some(p) => {
-                        self.log(format!(
-                            "prepare {}",
-                            p.routes
-                                .iter()
-                                .map(|r| r.name.as_str())
-                                .chain(p.access.iter().map(|a| a.name.as_str()))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        ));
+                        self.log(format!("prepare {}", p.names().join(",")));
                         self.start_diff(DiffOrigin::Plan(p))
                     }
                     None => vec![],
@@ -542,12 +534,7 @@ impl AppState {
                 }
                 let changes = changes.clone();
                 let (action, plans, plan_yaml, rollback_of) = match &d.origin {
-                    DiffOrigin::Plan(p) => (
-                        "apply".to_string(),
-                        p.routes.iter().map(|r| r.name.clone()).chain(p.access.iter().map(|a| a.name.clone())).collect(),
-                        p.to_yaml(),
-                        None,
-                    ),
+                    DiffOrigin::Plan(p) => ("apply".to_string(), p.names(), p.to_yaml(), None),
                     DiffOrigin::Rollback(id) => ("rollback".to_string(), vec![], String::new(), Some(id.clone())),
                 };
                 d.phase = DiffPhase::Applying { changes: changes.clone(), progress: vec![] };

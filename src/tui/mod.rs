@@ -125,18 +125,7 @@ impl Runner {
                         let persona = crate::policy::persona_for(&r.clusters, r.persona.as_deref(), r.config_dir.as_deref())
                             .map(|p| p.name)
                             .unwrap_or_else(|_| "unknown".into());
-                        let record = HistoryRecord {
-                            id: History::new_id(),
-                            time: chrono::Utc::now().to_rfc3339(),
-                            action,
-                            persona,
-                            plans,
-                            plan_yaml,
-                            clusters: changes.clusters(),
-                            report: report.clone(),
-                            changes,
-                            rollback_of,
-                        };
+                        let record = HistoryRecord::new(&action, persona, plans, plan_yaml, report.clone(), changes, rollback_of);
                         r.history()?.record(&record).map_err(|e| e.to_string())?;
                         Ok((report, record.id))
                     }

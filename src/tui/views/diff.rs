@@ -25,10 +25,7 @@ fn diff_line(l: &str, theme: &Theme) -> Line<'static> {
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let Some(d) = state.diff.as_ref() else { return };
     let what = match &d.origin {
-        DiffOrigin::Plan(p) => format!(
-            "apply {}",
-            p.routes.iter().map(|r| r.name.as_str()).chain(p.access.iter().map(|a| a.name.as_str())).collect::<Vec<_>>().join(", ")
-        ),
+        DiffOrigin::Plan(p) => format!("apply {}", p.names().join(", ")),
         DiffOrigin::Rollback(id) => format!("roll back {id}"),
     };
     let confirm = state.keymap.key_for("diff", Action::Confirm).unwrap_or_else(|| "y".into());
