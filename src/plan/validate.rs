@@ -344,14 +344,14 @@ fn failover_action(ck: &mut Checker, svc: Option<&ServiceRef>, targets: &S<Vec<S
 /// their east-west gateways, so those must have an address.
 fn check_reachability(ck: &mut Checker, route: &TrafficRoute, spec: &RawSpec) {
     let federated = |to: &str| route.from_clusters.iter().any(|from| from != to && !route.shared_discovery(ck.inv, from, to));
-    let mut positions: Vec<(&S<String>, Option<&S<String>>)> = Vec::new();
+    let mut targets: Vec<&S<String>> = Vec::new();
     if let Some(s) = &spec.split {
-        positions.extend(s.value.iter().map(|d| (&d.value.cluster, Some(&d.value.version))));
+        targets.extend(s.value.iter().map(|d| &d.value.cluster));
     }
     if let Some(f) = &spec.failover {
-        positions.extend(f.value.iter().map(|t| (&t.value.cluster, t.value.version.as_ref())));
+        targets.extend(f.value.iter().map(|t| &t.value.cluster));
     }
-    for (cluster, version) in positions {
+    for cluster in targets {
         if ck.inv.cluster(&cluster.value).is_none() || !federated(&cluster.value) {
             continue;
         }
@@ -363,7 +363,6 @@ fn check_reachability(ck: &mut Checker, route: &TrafficRoute, spec: &RawSpec) {
         {
             ck.err(cluster, format!("{} is both a caller and a remote failover target; route it in a separate plan", cluster.value));
         }
-        let _ = version;
     }
     if let RouteAction::Failover(targets) = &route.action
         && route.uses_shared_discovery(ck.inv)

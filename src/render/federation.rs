@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use super::{EASTWEST_PORT, RenderError, RenderedObjects, ServiceFacts, object, outlier, service_facts, version_label, virtual_service};
+use super::{EASTWEST_PORT, RenderError, RenderedObjects, RoutedService, object, outlier, routed_service, version_label, virtual_service};
 use crate::inventory::FleetSnapshot;
 use crate::plan::{FailoverTarget, RouteAction, ServiceRef, TrafficRoute};
 
@@ -54,7 +54,7 @@ struct Exposure<'a> {
 }
 
 /// What a target cluster needs so its east-west gateway can take `host` to local pods.
-fn expose(out: &mut RenderedObjects, route: &TrafficRoute, facts: &ServiceFacts, e: Exposure) {
+fn expose(out: &mut RenderedObjects, route: &TrafficRoute, facts: &RoutedService, e: Exposure) {
     let ns = &route.service.namespace;
     let mut selector = facts.selector.clone();
     if let Some((label, v)) = e.version {
@@ -107,7 +107,7 @@ fn split(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -
     let ns = &route.service.namespace;
     let local_host = route.service.local_host();
     for caller in &route.from_clusters {
-        let facts = service_facts(&route.service, inv, caller)?;
+        let facts = routed_service(&route.service, inv, caller)?;
         let mut local_subsets = Vec::new();
         let mut remote: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut destinations = Vec::new();
@@ -177,7 +177,7 @@ fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapsho
     let host = failover_host(&route.service);
     let mut exposed: BTreeSet<&str> = BTreeSet::new();
     for caller in &route.from_clusters {
-        let facts = service_facts(&route.service, inv, caller)?;
+        let facts = routed_service(&route.service, inv, caller)?;
         let mut endpoints = Vec::new();
         let mut addresses = Vec::new();
         for (tier, t) in targets.iter().enumerate() {
@@ -206,7 +206,7 @@ fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapsho
         let destinations = vec![json!({"destination": {"host": host, "port": {"number": facts.port}}})];
         out.add(caller, virtual_service(route, &route.service.local_host(), destinations, facts.port));
     }
-    let facts = service_facts(&route.service, inv, route.from_clusters.first().map(String::as_str).unwrap_or(""))?;
+    let facts = routed_service(&route.service, inv, route.from_clusters.first().map(String::as_str).unwrap_or(""))?;
     for t in targets.iter().filter(|t| exposed.contains(t.cluster.as_str())) {
         let label = version_label(inv, &t.cluster);
         let version = t.version.as_deref().map(|v| (label.as_str(), v));

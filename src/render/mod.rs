@@ -146,17 +146,17 @@ pub fn canonicalize(v: &mut Value) {
     }
 }
 
-/// Facts about the routed service that every topology needs.
-pub struct ServiceFacts {
+/// What every topology needs to know of the routed service (not the inventory's `ServiceFacts`).
+pub struct RoutedService {
     pub port: u16,
     pub selector: BTreeMap<String, String>,
 }
 
-pub fn service_facts(
+pub fn routed_service(
     route_service: &crate::plan::ServiceRef,
     inv: &FleetSnapshot,
     preferred_cluster: &str,
-) -> Result<ServiceFacts, RenderError> {
+) -> Result<RoutedService, RenderError> {
     let row =
         inv.service(&route_service.key()).ok_or_else(|| RenderError::Input(format!("{} is not in the inventory", route_service.key())))?;
     let presence = row
@@ -171,7 +171,7 @@ pub fn service_facts(
         .find(|s| !s.is_empty())
         .cloned()
         .unwrap_or_else(|| [("app".to_string(), route_service.name.clone())].into());
-    Ok(ServiceFacts { port: presence.ports.first().copied().unwrap_or(80), selector })
+    Ok(RoutedService { port: presence.ports.first().copied().unwrap_or(80), selector })
 }
 
 pub fn version_label(inv: &FleetSnapshot, cluster: &str) -> String {

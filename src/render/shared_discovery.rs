@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{RenderError, RenderedObjects, cluster_id, object, outlier, service_facts, version_label, virtual_service};
+use super::{RenderError, RenderedObjects, cluster_id, object, outlier, routed_service, version_label, virtual_service};
 use crate::inventory::FleetSnapshot;
 use crate::plan::{RouteAction, TrafficRoute};
 
@@ -14,7 +14,7 @@ pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut Rendere
     let ns = &route.service.namespace;
     let host = route.service.local_host();
     for caller in &route.from_clusters {
-        let facts = service_facts(&route.service, inv, caller)?;
+        let facts = routed_service(&route.service, inv, caller)?;
         match &route.action {
             RouteAction::Split(dests) => {
                 let mut subsets = Vec::new();
