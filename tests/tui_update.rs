@@ -178,3 +178,21 @@ fn the_clusters_view_registers_a_kubeconfig_context() {
     let effects = press(&mut app, "up space");
     assert!(effects.is_empty() && app.hidden.contains("cluster3"), "a registered cluster's column is hidden instead");
 }
+
+#[test]
+fn the_focused_editor_takes_typing_before_global_keys() {
+    let mut app = app();
+    press(&mut app, "down down down r p");
+    let before = app.editor.as_ref().expect("editor").text();
+    let row = app.editor.as_ref().expect("editor").textarea.cursor().0;
+    let effects = press(&mut app, "down down q / : ?");
+    assert!(effects.is_empty() && !app.quit, "q is a letter in the editor, not quit: {effects:?}");
+    assert_eq!(app.view, View::Editor);
+    let ed = app.editor.as_ref().expect("editor");
+    assert_eq!(ed.textarea.cursor().0, row + 2, "arrows move the editor's cursor");
+    assert_eq!(ed.text().len(), before.len() + 4, "q / : ? were typed");
+    press(&mut app, "tab");
+    assert_eq!(app.editor.as_ref().expect("editor").tab, 1, "the editor's own bindings still apply");
+    press(&mut app, "esc");
+    assert_eq!(app.view, View::Composer, "and Esc leaves");
+}

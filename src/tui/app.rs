@@ -564,12 +564,6 @@ impl AppState {
     }
 
     fn step(&mut self, delta: i64) -> Vec<Effect> {
-        if self.view == View::Editor
-            && let Some(e) = self.editor.as_mut()
-            && e.tab == 0
-        {
-            return vec![];
-        }
         self.move_cursor(delta);
         vec![]
     }
@@ -696,12 +690,17 @@ impl AppState {
             }
         }
         self.pending.push(key);
-        let resolved = self.keymap.resolve(self.view.id(), &self.pending);
-        // In the editor's plan tab, unbound keys are typing.
-        if self.view == View::Editor
+        // A focused text input (the editor's plan tab) takes keys first: only its own
+        // view's bindings and Back apply, so `q`, `/` or arrows are typing, not commands.
+        let typing = self.view == View::Editor && self.editor.as_ref().is_some_and(|e| e.tab == 0);
+        let resolved = if typing {
+            self.keymap.resolve_focused(self.view.id(), &self.pending)
+        } else {
+            self.keymap.resolve(self.view.id(), &self.pending)
+        };
+        if typing
             && resolved == Resolved::Unbound
             && let Some(e) = self.editor.as_mut()
-            && e.tab == 0
         {
             self.pending.clear();
             e.textarea.input(k);

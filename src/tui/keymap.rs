@@ -191,6 +191,19 @@ impl Keymap {
         if prefix { Resolved::Prefix } else { Resolved::Unbound }
     }
 
+    /// For a view whose text input has focus: only the view's own bindings, and the
+    /// global key for Back (Esc), so that leaving still works.
+    pub fn resolve_focused(&self, view: &str, keys: &[Key]) -> Resolved {
+        if let Some(a) = self.bindings.get(&(view.to_string(), keys.to_vec())) {
+            return Resolved::Action(*a);
+        }
+        if self.bindings.get(&("global".to_string(), keys.to_vec())) == Some(&Action::Back) {
+            return Resolved::Action(Action::Back);
+        }
+        let prefix = self.bindings.keys().any(|(v, seq)| v == view && seq.len() > keys.len() && seq.starts_with(keys));
+        if prefix { Resolved::Prefix } else { Resolved::Unbound }
+    }
+
     /// Bindings of a view (and global), sorted, for help and hints.
     pub fn bindings_for(&self, view: &str) -> Vec<(String, Action)> {
         let mut out: Vec<(String, Action)> = self
