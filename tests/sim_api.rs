@@ -272,3 +272,30 @@ async fn a_rollout_restart_replaces_a_deployments_pods() {
     .await;
     assert_eq!(after.difference(&before).count(), before.difference(&after).count(), "each replaced pod has a successor");
 }
+
+#[tokio::test]
+async fn a_watch_the_client_drops_ends_on_the_server() {
+    use kube::api::WatchParams;
+    let fleet = common::fleet(SimConfig::default()).await;
+    let c1 = fleet.cluster("cluster1").expect("cluster1").clone();
+    assert_eq!(c1.store().watchers(), 0);
+    let cms: Api<ConfigMap> = Api::namespaced(common::client(&fleet, "cluster1").await, "default");
+    // No bookmarks: nothing but the hang-up can end the server side early.
+    let stream = cms.watch(&WatchParams::default().disable_bookmarks(), "0").await.expect("watch");
+    let open = {
+        let c1 = c1.clone();
+        common::eventually(10, move || {
+            let n = c1.store().watchers();
+            async move { (n == 1).then_some(n) }
+        })
+        .await
+    };
+    assert_eq!(open, 1);
+    drop(stream);
+    drop(cms);
+    common::eventually(10, move || {
+        let n = c1.store().watchers();
+        async move { (n == 0).then_some(()) }
+    })
+    .await;
+}

@@ -544,7 +544,6 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
         let store = cluster.store();
         store.watch_from(&rt, ns.as_deref(), from).map(|(backlog, live)| (backlog, live, store.resource_version()))
     };
-    let mut fault_rx = cluster.fault_changes();
     tokio::spawn(async move {
         let mut headers_sent = false;
         let encode = |event: &str, obj: &Value, headers_sent: &mut bool| -> Bytes {
@@ -595,11 +594,8 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
-                changed = fault_rx.changed() => {
-                    if changed.is_err() || *fault_rx.borrow() == Fault::Down {
-                        return;
-                    }
-                }
+                // The client went away (hung up, or the cluster went down and cut it).
+                _ = tx.closed() => return,
                 _ = tick.tick(), if bookmarks => {
                     let bm = json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": {"resourceVersion": last_rv.to_string()}});
                     if tx.send(encode("BOOKMARK", &bm, &mut headers_sent)).await.is_err() {

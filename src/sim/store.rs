@@ -110,6 +110,11 @@ impl ClusterStore {
         self.rv
     }
 
+    /// Open watch streams (and other subscribers) on this cluster.
+    pub fn watchers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<WatchRecord>> {
         self.tx.subscribe()
     }
