@@ -72,11 +72,21 @@ fn without_versions(state: &BTreeMap<String, (Value, String)>) -> BTreeMap<Strin
     state.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect()
 }
 
+/// `execute` as after the operator's `--yes`.
+async fn execute_confirmed(
+    clusters: &[meshdeck::registry::Cluster],
+    set: &meshdeck::apply::ChangeSet,
+    opts: &ApplyOptions,
+) -> Result<meshdeck::apply::write::ApplyReport, ApplyError> {
+    let grant = meshdeck::apply::WriteGrant::confirmed(clusters, set, meshdeck::apply::Confirmation::YesFlag)?;
+    execute(clusters, set, opts, &grant).await
+}
+
 async fn apply_text(env: &Env, text: &str, force: bool) -> Result<meshdeck::apply::write::ApplyReport, ApplyError> {
     let (p, r) = plan(env, text);
     let desired = desired_for_plan(&env.clusters, &p, &r).await?;
     let set = prepare(&env.clusters, desired, &opts(force)).await?;
-    execute(&env.clusters, &set, &opts(force)).await
+    execute_confirmed(&env.clusters, &set, &opts(force)).await
 }
 
 #[tokio::test]
@@ -88,7 +98,7 @@ async fn the_canary_goes_live_as_rendered_and_reapplying_changes_nothing() {
     assert!(set.steps.iter().all(|s| s.change == ChangeKind::Create), "{}", set.render_diff());
     assert!(fleet_state(&env).await.is_empty(), "preparing (dry run) stores nothing");
 
-    let report = execute(&env.clusters, &set, &opts(false)).await.expect("applied");
+    let report = execute_confirmed(&env.clusters, &set, &opts(false)).await.expect("applied");
     assert_eq!(report.outcome, Outcome::Applied);
     let live = fleet_state(&env).await;
     let expected: BTreeMap<String, Value> = rendered
@@ -109,7 +119,7 @@ async fn the_canary_goes_live_as_rendered_and_reapplying_changes_nothing() {
 
     let again = prepare(&env.clusters, desired, &opts(false)).await.expect("prepared");
     assert!(again.is_noop(), "{}", again.render_diff());
-    let report = execute(&env.clusters, &again, &opts(false)).await.expect("no-op");
+    let report = execute_confirmed(&env.clusters, &again, &opts(false)).await.expect("no-op");
     assert_eq!(report.outcome, Outcome::NoChanges);
     assert_eq!(fleet_state(&env).await, live, "no resourceVersion moved");
 }
@@ -189,7 +199,7 @@ async fn a_cluster_failing_mid_apply_leaves_every_cluster_as_before() {
     let (p, r) = plan(&env, CANARY);
     let set =
         prepare(&env.clusters, desired_for_plan(&env.clusters, &p, &r).await.expect("desired"), &opts(false)).await.expect("prepared");
-    let report = execute(&env.clusters, &set, &opts(false)).await.expect("executed");
+    let report = execute_confirmed(&env.clusters, &set, &opts(false)).await.expect("executed");
     recover.await.expect("recovered");
     assert_eq!(report.outcome, Outcome::RolledBack, "{}", report.describe());
     assert!(report.clusters["cluster2"].errors.iter().any(|e| e.contains("injected write failure")), "{}", report.describe());
@@ -241,7 +251,7 @@ async fn rollback_restores_and_prune_touches_only_this_plan() {
     let (p2, r2) = plan(&env, CANARY);
     let set2 =
         prepare(&env.clusters, desired_for_plan(&env.clusters, &p2, &r2).await.expect("desired"), &opts(false)).await.expect("prepared");
-    let report2 = execute(&env.clusters, &set2, &opts(false)).await.expect("v2");
+    let report2 = execute_confirmed(&env.clusters, &set2, &opts(false)).await.expect("v2");
     assert_eq!(report2.outcome, Outcome::Applied);
     let record = HistoryRecord {
         id: "x".into(),
@@ -256,7 +266,7 @@ async fn rollback_restores_and_prune_touches_only_this_plan() {
         rollback_of: None,
     };
     let undo = prepare(&env.clusters, desired_for_rollback(&record), &opts(true)).await.expect("rollback prepared");
-    let report = execute(&env.clusters, &undo, &opts(true)).await.expect("rolled back");
+    let report = execute_confirmed(&env.clusters, &undo, &opts(true)).await.expect("rolled back");
     assert_eq!(report.outcome, Outcome::Applied);
     assert_eq!(without_versions(&fleet_state(&env).await), without_versions(&baseline), "rollback restores the state before the apply");
 

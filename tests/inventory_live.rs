@@ -85,7 +85,7 @@ async fn a_down_cluster_goes_stale_alone_and_resumes_with_a_relist() {
             .filter_map(|p| p.pointer("/metadata/name").and_then(|n| n.as_str()).map(String::from))
             .collect();
         for name in v3 {
-            store.delete(&pods, "default", &name, false).expect("delete");
+            store.delete(&pods, "default", &name, &Default::default()).expect("delete");
         }
         store.compact();
     }

@@ -48,14 +48,9 @@ impl Drop for Tmux {
     }
 }
 
-fn tmux_available() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compose_the_canary_with_keys_and_apply_it_to_the_sim() {
-    if !tmux_available() {
-        eprintln!("tmux is not on PATH: the pseudo-terminal test did not run");
+    if !common::tool_available("tmux", &["-V"]) {
         return;
     }
     let fleet = common::fleet(SimConfig::default()).await;

@@ -8,10 +8,11 @@ use serde_json::Value;
 use super::{Desired, FIELD_MANAGER, ObjRef, target};
 use crate::registry::ClusterError;
 
-pub fn apply_params(force: bool, dry_run: bool) -> PatchParams {
+/// Server-side apply as `meshdeck`, on a dry run: nothing is stored.
+fn dry_run_params(force: bool) -> PatchParams {
     let mut p = PatchParams::apply(FIELD_MANAGER);
     p.force = force;
-    p.dry_run = dry_run;
+    p.dry_run = true;
     p
 }
 
@@ -34,12 +35,12 @@ pub async fn simulate(
     match want {
         Desired::Apply(obj) => {
             let obj: DynamicObject = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
-            let out = api.patch(&t.name, &apply_params(force, true), &Patch::Apply(&obj)).await.map_err(|e| ClusterError::describe(&e))?;
+            let out = api.patch(&t.name, &dry_run_params(force), &Patch::Apply(&obj)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
         Desired::Restore(previous) => {
             let body = restore_body(previous)?;
-            let out = api.patch(&t.name, &apply_params(true, true), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
+            let out = api.patch(&t.name, &dry_run_params(true), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
         Desired::Absent => {

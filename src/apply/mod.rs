@@ -6,6 +6,7 @@
 
 pub mod diff;
 pub mod dry_run;
+pub mod grant;
 pub mod history;
 pub mod preflight;
 pub mod target;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use grant::{Confirmation, WriteGrant};
 pub use target::ObjRef;
 
 use crate::registry::Cluster;
@@ -160,17 +162,6 @@ pub fn cluster<'a>(clusters: &'a [Cluster], name: &str) -> Result<&'a Cluster, A
 
 pub fn client(clusters: &[Cluster], name: &str) -> Result<kube::Client, ApplyError> {
     cluster(clusters, name)?.client.clone().map_err(|e| ApplyError::Cluster { cluster: name.into(), message: e })
-}
-
-/// Refuse when any cluster to be written is read-only (globally or in the config).
-pub fn check_read_only(clusters: &[Cluster], set: &ChangeSet) -> Result<(), ApplyError> {
-    for name in set.clusters() {
-        let c = cluster(clusters, &name)?;
-        if c.options.read_only {
-            return Err(ApplyError::ReadOnly(name, "--read-only or readOnly in the config".into()));
-        }
-    }
-    Ok(())
 }
 
 /// One cluster's planned steps, and what its dry run refused.

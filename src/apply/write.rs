@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
-use kube::api::{DeleteParams, DynamicObject, Patch};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::dry_run::{apply_params, restore_body};
+use super::dry_run::restore_body;
+use super::grant::WriteGrant;
 use super::target::{self, normalized};
-use super::{ApplyError, ApplyOptions, ChangeKind, ChangeSet, Desired, ObjRef, Step, client};
+use super::{ApplyError, ApplyOptions, ChangeKind, ChangeSet, Desired, FIELD_MANAGER, ObjRef, Step, client};
 use crate::registry::Cluster;
 use crate::registry::ClusterError;
 
@@ -60,24 +61,37 @@ impl ApplyReport {
     }
 }
 
+/// Server-side apply as `meshdeck`, stored: only with a grant.
+fn write_params(force: bool, _grant: &WriteGrant) -> PatchParams {
+    let mut p = PatchParams::apply(FIELD_MANAGER);
+    p.force = force;
+    p
+}
+
+fn check_grant(grant: &WriteGrant, t: &ObjRef) -> Result<(), String> {
+    if grant.covers(&t.cluster) { Ok(()) } else { Err(format!("{t}: not in the confirmed change set")) }
+}
+
 /// Perform one step; returns the object now live (None after a delete).
-async fn perform(client: &kube::Client, step: &Step, force: bool) -> Result<Option<Value>, String> {
+async fn perform(client: &kube::Client, step: &Step, force: bool, grant: &WriteGrant) -> Result<Option<Value>, String> {
     let api = target::api(client, &step.target)?;
     let t = &step.target;
+    check_grant(grant, t)?;
     match &step.desired {
         Desired::Apply(obj) => {
             let obj: DynamicObject = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
-            let out = api.patch(&t.name, &apply_params(force, false), &Patch::Apply(&obj)).await.map_err(|e| ClusterError::describe(&e))?;
+            let out = api.patch(&t.name, &write_params(force, grant), &Patch::Apply(&obj)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
-        Desired::Restore(previous) => restore(client, t, Some(previous)).await,
-        Desired::Absent => restore(client, t, None).await,
+        Desired::Restore(previous) => restore(client, t, Some(previous), grant).await,
+        Desired::Absent => restore(client, t, None, grant).await,
     }
 }
 
 /// Make `t` be `previous` again (None: make it absent). Reads the live object first.
-pub async fn restore(client: &kube::Client, t: &ObjRef, previous: Option<&Value>) -> Result<Option<Value>, String> {
+pub async fn restore(client: &kube::Client, t: &ObjRef, previous: Option<&Value>, grant: &WriteGrant) -> Result<Option<Value>, String> {
     let api = target::api(client, t)?;
+    check_grant(grant, t)?;
     let live = target::get(client, t).await?;
     match (previous, live) {
         (None, None) => Ok(None),
@@ -90,18 +104,23 @@ pub async fn restore(client: &kube::Client, t: &ObjRef, previous: Option<&Value>
                 return Ok(live);
             }
             let body = restore_body(prev)?;
-            let out = api.patch(&t.name, &apply_params(true, false), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
+            let out = api.patch(&t.name, &write_params(true, grant), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
     }
 }
 
 /// Rollback writes are retried briefly: a cluster that failed a write may answer again.
-async fn restore_with_retries(client: &kube::Client, t: &ObjRef, previous: Option<&Value>) -> Result<Option<Value>, String> {
+async fn restore_with_retries(
+    client: &kube::Client,
+    t: &ObjRef,
+    previous: Option<&Value>,
+    grant: &WriteGrant,
+) -> Result<Option<Value>, String> {
     let mut delay = std::time::Duration::from_millis(200);
     let mut last = String::new();
     for _ in 0..4 {
-        match restore(client, t, previous).await {
+        match restore(client, t, previous, grant).await {
             Ok(v) => return Ok(v),
             Err(e) => last = e,
         }
@@ -139,6 +158,7 @@ async fn write_cluster<'a>(
     steps: Vec<&'a Step>,
     abort: Arc<AtomicBool>,
     opts: &ApplyOptions,
+    grant: &WriteGrant,
 ) -> ClusterWrite<'a> {
     let mut written = Vec::new();
     let client = match client(clusters, &cluster) {
@@ -149,7 +169,7 @@ async fn write_cluster<'a>(
         if abort.load(Ordering::SeqCst) {
             return (cluster, written, Err("stopped: another cluster failed".into()));
         }
-        match perform(&client, step, opts.force_conflicts).await {
+        match perform(&client, step, opts.force_conflicts, grant).await {
             Ok(_) => {
                 if let Some(p) = &opts.progress {
                     let _ = p.send(format!(
@@ -176,8 +196,9 @@ async fn write_cluster<'a>(
     (cluster, written, Ok(()))
 }
 
-pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
-    super::check_read_only(clusters, set)?;
+/// Write a prepared change set everywhere or nowhere. The grant is the
+/// operator's confirmation of this set (see `grant`).
+pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions, grant: &WriteGrant) -> Result<ApplyReport, ApplyError> {
     if set.is_noop() {
         return Ok(ApplyReport { outcome: Outcome::NoChanges, clusters: BTreeMap::new() });
     }
@@ -187,7 +208,7 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions)
     }
     let abort = Arc::new(AtomicBool::new(false));
     let futures: Vec<_> =
-        by_cluster.into_iter().map(|(cluster, steps)| write_cluster(clusters, cluster, steps, abort.clone(), opts)).collect();
+        by_cluster.into_iter().map(|(cluster, steps)| write_cluster(clusters, cluster, steps, abort.clone(), opts, grant)).collect();
     let results: Vec<ClusterWrite> = futures::stream::iter(futures).buffer_unordered(opts.concurrency.max(1)).collect().await;
     let failed = results.iter().any(|(_, _, r)| r.is_err());
     let mut report = ApplyReport { outcome: Outcome::Applied, clusters: BTreeMap::new() };
@@ -206,7 +227,7 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions)
         let entry = report.clusters.entry(cluster.clone()).or_default();
         let Ok(client) = client(clusters, cluster) else { continue };
         for step in written.iter().rev() {
-            match restore_with_retries(&client, &step.target, step.previous.as_ref()).await {
+            match restore_with_retries(&client, &step.target, step.previous.as_ref(), grant).await {
                 Ok(_) => entry.restored.push(step.target.to_string()),
                 Err(e) => {
                     report.outcome = Outcome::RollbackIncomplete;

@@ -12,7 +12,7 @@ use super::render::{read_plan, render_plan};
 use super::{CliError, GlobalArgs, fleet};
 use crate::apply::history::{History, HistoryRecord};
 use crate::apply::write::{ApplyReport, Outcome, execute};
-use crate::apply::{ApplyError, ApplyOptions, ChangeSet, desired_for_plan, desired_for_rollback, prepare};
+use crate::apply::{ApplyError, ApplyOptions, ChangeSet, Confirmation, WriteGrant, desired_for_plan, desired_for_rollback, prepare};
 use crate::config::{config_dir, data_dir};
 use crate::policy::Persona;
 use crate::registry::Cluster;
@@ -76,8 +76,13 @@ pub fn history() -> Result<History, CliError> {
     History::open(&dir).map_err(err)
 }
 
-/// Ask on the terminal; without one, refuse unless --yes.
-fn confirm(question: &str) -> Result<bool, CliError> {
+/// `--yes`, or ask on the terminal; without one, refuse. The answer is the
+/// only way to a write grant for `changes`.
+fn confirm(clusters: &[Cluster], changes: &ChangeSet, yes: bool, question: &str, refused: &str) -> Result<WriteGrant, CliError> {
+    crate::apply::grant::writable(clusters, changes).map_err(err)?;
+    if yes {
+        return WriteGrant::confirmed(clusters, changes, Confirmation::YesFlag).map_err(err);
+    }
     if !std::io::stdin().is_terminal() {
         return Err(CliError::failed("refusing to write without confirmation: stdin is not a terminal (pass --yes)"));
     }
@@ -85,7 +90,10 @@ fn confirm(question: &str) -> Result<bool, CliError> {
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError::failed(e.to_string()))?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+    if !matches!(line.trim(), "y" | "Y" | "yes") {
+        return Err(CliError::failed(refused));
+    }
+    WriteGrant::confirmed(clusters, changes, Confirmation::Prompt).map_err(err)
 }
 
 struct Prepared {
@@ -144,13 +152,11 @@ pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError>
         eprintln!("nothing to change");
         return Ok(());
     }
-    crate::apply::check_read_only(&p.clusters, &p.changes).map_err(err)?;
-    if !args.yes && !confirm(&format!("Apply these changes to {}?", p.changes.clusters().join(", ")))? {
-        return Err(CliError::failed("not applied"));
-    }
+    let question = format!("Apply these changes to {}?", p.changes.clusters().join(", "));
+    let grant = confirm(&p.clusters, &p.changes, args.yes, &question, "not applied")?;
     let history = history()?;
-    let report =
-        execute(&p.clusters, &p.changes, &ApplyOptions { force_conflicts: force, concurrency: 8, progress: None }).await.map_err(err)?;
+    let opts = ApplyOptions { force_conflicts: force, concurrency: 8, progress: None };
+    let report = execute(&p.clusters, &p.changes, &opts, &grant).await.map_err(err)?;
     let record = HistoryRecord::new("apply", p.persona.name, p.plan_names, p.plan_yaml, report, p.changes, None);
     finish(&history, record)
 }
@@ -169,11 +175,9 @@ pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), Cli
         eprintln!("nothing to change: the fleet is already as it was before {}", args.id);
         return Ok(());
     }
-    crate::apply::check_read_only(&clusters, &changes).map_err(err)?;
-    if !args.yes && !confirm(&format!("Restore {} to before {}?", changes.clusters().join(", "), args.id))? {
-        return Err(CliError::failed("not rolled back"));
-    }
-    let report: ApplyReport = execute(&clusters, &changes, &opts).await.map_err(err)?;
+    let question = format!("Restore {} to before {}?", changes.clusters().join(", "), args.id);
+    let grant = confirm(&clusters, &changes, args.yes, &question, "not rolled back")?;
+    let report: ApplyReport = execute(&clusters, &changes, &opts, &grant).await.map_err(err)?;
     let record = HistoryRecord::new("rollback", persona.name, original.plans.clone(), String::new(), report, changes, Some(args.id));
     finish(&history, record)
 }

@@ -343,7 +343,7 @@ fn bench_render(size: &RenderSize) -> Result<(), CliError> {
 
 async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
     use crate::apply::write::execute;
-    use crate::apply::{ApplyOptions, desired_for_plan, desired_for_rollback, prepare};
+    use crate::apply::{ApplyOptions, Confirmation, WriteGrant, desired_for_plan, desired_for_rollback, prepare};
     let sim = SimProcess::start(&FleetSize { services: 0, ..size.clone() })?;
     let global = GlobalArgs { kubeconfig: Some(sim.kubeconfig.clone()), contexts: sim.contexts(size.clusters), read_only: false };
     let (clusters, _) = super::fleet::registry(&global).await?;
@@ -362,7 +362,8 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
     let desired = desired_for_plan(&clusters, &plan, &rendered).await.map_err(|e| CliError::failed(e.to_string()))?;
     let set = prepare(&clusters, desired, &opts).await.map_err(|e| CliError::failed(e.to_string()))?;
     let t_prepare = started.elapsed();
-    let report = execute(&clusters, &set, &opts).await.map_err(|e| CliError::failed(e.to_string()))?;
+    let grant = WriteGrant::confirmed(&clusters, &set, Confirmation::Benchmark).map_err(|e| CliError::failed(e.to_string()))?;
+    let report = execute(&clusters, &set, &opts, &grant).await.map_err(|e| CliError::failed(e.to_string()))?;
     let t_meshdeck = started.elapsed();
     println!(
         "meshdeck: {} objects on {} clusters ({:?}): preflight + dry run + diff {:.2} s, total with write and verify {:.2} s",
@@ -377,7 +378,8 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
     let undo = prepare(&clusters, desired_for_rollback(&record), &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None })
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
-    execute(&clusters, &undo, &opts).await.map_err(|e| CliError::failed(e.to_string()))?;
+    let grant = WriteGrant::confirmed(&clusters, &undo, Confirmation::Benchmark).map_err(|e| CliError::failed(e.to_string()))?;
+    execute(&clusters, &undo, &opts, &grant).await.map_err(|e| CliError::failed(e.to_string()))?;
     drop(inv);
     if size.no_kubectl || !kubectl_available() {
         println!("kubectl: not run");

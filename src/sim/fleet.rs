@@ -487,6 +487,6 @@ pub fn rollout_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
         .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str).map(String::from))
         .collect();
     for pod in doomed {
-        let _ = store.delete(&pods_rt, "default", &pod, false);
+        let _ = store.delete(&pods_rt, "default", &pod, &super::store::DeleteOptions::default());
     }
 }

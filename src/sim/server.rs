@@ -22,7 +22,7 @@ use super::rbac::{self, User};
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::store::{EventType, WatchRecord, WriteOptions, decode_continue, object_rv};
+use super::store::{DeleteOptions, EventType, WatchRecord, WriteOptions, decode_continue, object_rv};
 use super::table::{IncludeObject, table};
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -134,17 +134,8 @@ async fn handle(cluster: Arc<SimCluster>, req: Request<Incoming>) -> Response<Bo
             return error_response(&ApiError::new(500, "InternalError", "Internal error occurred: injected fault"));
         }
         Fault::TokensExpired => return error_response(&ApiError::unauthorized()),
-        Fault::WritesFailAfter(n) => {
-            let write = !matches!(*req.method(), Method::GET | Method::HEAD) && !req.uri().query().unwrap_or("").contains("dryRun=All");
-            if write && !req.uri().path().contains("selfsubjectaccessreviews") {
-                if n == 0 {
-                    cluster.injected_write_failures.send_modify(|c| *c += 1);
-                    return error_response(&ApiError::new(500, "InternalError", "Internal error occurred: injected write failure"));
-                }
-                cluster.set_fault(Fault::WritesFailAfter(n - 1));
-            }
-        }
-        Fault::Down | Fault::Healthy => {}
+        // Counted once the request is read: a dry run may say so in its body.
+        Fault::WritesFailAfter(_) | Fault::Down | Fault::Healthy => {}
     }
     let token =
         req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).map(str::to_string);
@@ -236,7 +227,35 @@ async fn handle(cluster: Arc<SimCluster>, req: Request<Incoming>) -> Response<Bo
         Ok(b) => b.to_bytes(),
         Err(e) => return error_response(&ApiError::bad_request(format!("reading body: {e}"))),
     };
-    let ctx = RequestContext { cluster, user, query, accept, content_type, user_agent };
+    let delete = if method == Method::DELETE {
+        match delete_options(&query, &content_type, &body) {
+            Ok(d) => d,
+            Err(e) => return error_response(&e),
+        }
+    } else {
+        DeleteOptions::default()
+    };
+    let dry_run = match query.get("dryRun") {
+        None | Some("") => delete.dry_run,
+        Some("All") => true,
+        Some(other) => {
+            return error_response(&ApiError::bad_request(format!(
+                "Invalid dryRun: Unsupported value: \"{other}\": supported values: \"All\""
+            )));
+        }
+    };
+    if let Fault::WritesFailAfter(n) = cluster.fault()
+        && !matches!(method, Method::GET | Method::HEAD)
+        && !dry_run
+        && !target.rt.virtual_only
+    {
+        if n == 0 {
+            cluster.injected_write_failures.send_modify(|c| *c += 1);
+            return error_response(&ApiError::new(500, "InternalError", "Internal error occurred: injected write failure"));
+        }
+        cluster.set_fault(Fault::WritesFailAfter(n - 1));
+    }
+    let ctx = RequestContext { cluster, user, query, accept, content_type, user_agent, dry_run, delete };
     match dispatch(&ctx, method, target, &body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -250,6 +269,9 @@ struct RequestContext {
     accept: String,
     content_type: String,
     user_agent: String,
+    /// `dryRun=All` in the query, or in a DELETE's body.
+    dry_run: bool,
+    delete: DeleteOptions,
 }
 
 impl RequestContext {
@@ -269,7 +291,7 @@ impl RequestContext {
                 .get("fieldManager")
                 .map(str::to_string)
                 .unwrap_or_else(|| if default_manager.is_empty() { derived } else { default_manager.to_string() }),
-            dry_run: self.query.get("dryRun") == Some("All"),
+            dry_run: self.dry_run,
             strict: self.query.get("fieldValidation") == Some("Strict"),
             force: self.query.flag("force"),
         }
@@ -402,27 +424,23 @@ async fn dispatch(ctx: &RequestContext, method: Method, t: Target, body: &Bytes)
         }
         (&Method::DELETE, Some(name)) => {
             ctx.authorize("delete", &t)?;
-            let dry = ctx.query.get("dryRun") == Some("All");
-            let gone = ctx.cluster.store().delete(&rt, &ns, name, dry)?;
-            if rt.kind == "Namespace" {
-                let mut terminating = as_version(&gone, &rt);
-                terminating["status"] = json!({"phase": "Terminating"});
-                return Ok(json_response(200, &terminating));
-            }
+            let opts = DeleteOptions { dry_run: ctx.dry_run, ..ctx.delete.clone() };
+            let gone = ctx.cluster.store().delete(&rt, &ns, name, &opts)?;
             Ok(json_response(200, &as_version(&gone, &rt)))
         }
         (&Method::DELETE, None) => {
             ctx.authorize("deletecollection", &t)?;
             let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
             let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
-            let dry = ctx.query.get("dryRun") == Some("All");
+            // Preconditions name one object; a collection delete ignores them.
+            let opts = DeleteOptions { dry_run: ctx.dry_run, grace_period_seconds: ctx.delete.grace_period_seconds, ..Default::default() };
             let mut store = ctx.cluster.store();
             let listed = store.list(&rt, t.namespace.as_deref(), &labels, &fields, None, None);
             let mut items = Vec::new();
             for o in listed.items {
                 let ons = o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
                 let oname = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-                items.push(as_version(&store.delete(&rt, &ons, &oname, dry)?, &rt));
+                items.push(as_version(&store.delete(&rt, &ons, &oname, &opts)?, &rt));
             }
             Ok(json_response(
                 200,
@@ -431,6 +449,41 @@ async fn dispatch(ctx: &RequestContext, method: Method, t: Target, body: &Bytes)
         }
         _ => Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")),
     }
+}
+
+/// A DELETE's options: the query's `gracePeriodSeconds`, then the `DeleteOptions`
+/// body, whose `dryRun: [All]` is how kubectl and kube-rs ask for a dry run.
+fn delete_options(query: &Query, content_type: &str, body: &Bytes) -> Result<DeleteOptions, ApiError> {
+    let mut opts =
+        DeleteOptions { grace_period_seconds: query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()), ..Default::default() };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(opts);
+    }
+    let parsed = parse_body(content_type, body)?;
+    match parsed.get("dryRun") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(values)) => {
+            for v in values {
+                match v.as_str() {
+                    Some("All") => opts.dry_run = true,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "Invalid dryRun: Unsupported value: {}: supported values: \"All\"",
+                            other.map(|o| format!("\"{o}\"")).unwrap_or_else(|| v.to_string())
+                        )));
+                    }
+                }
+            }
+        }
+        Some(other) => return Err(ApiError::bad_request(format!("error decoding DeleteOptions: dryRun must be a list, got {other}"))),
+    }
+    let s = |p: &str| parsed.pointer(p).and_then(Value::as_str).map(str::to_string);
+    opts.uid = s("/preconditions/uid");
+    opts.resource_version = s("/preconditions/resourceVersion");
+    if let Some(g) = parsed.get("gracePeriodSeconds").and_then(Value::as_i64) {
+        opts.grace_period_seconds = Some(g);
+    }
+    Ok(opts)
 }
 
 fn parse_body(content_type: &str, body: &Bytes) -> Result<Value, ApiError> {

@@ -51,6 +51,17 @@ pub struct WriteOptions {
     pub force: bool,
 }
 
+/// A DELETE's options, from its query and its `DeleteOptions` body (kubectl and
+/// kube-rs send `dryRun` in the body).
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    /// `preconditions.uid` / `preconditions.resourceVersion`: delete only that object.
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+}
+
 /// What a write produced: the object and warnings (pruned unknown fields).
 #[derive(Debug)]
 pub struct WriteOutcome {
@@ -524,13 +535,57 @@ impl ClusterStore {
         Ok(self.store(rt, ns, name, obj, Some(old)))
     }
 
-    pub fn delete(&mut self, rt: &ResourceType, ns: &str, name: &str, dry_run: bool) -> Result<Value, ApiError> {
+    /// Delete one object, or on a dry run answer what the delete would return.
+    /// The answer is what a real API server sends: the object, with
+    /// `deletionTimestamp` where deletion is not immediate (a namespace is
+    /// finalized, a pod is given its grace period).
+    pub fn delete(&mut self, rt: &ResourceType, ns: &str, name: &str, opts: &DeleteOptions) -> Result<Value, ApiError> {
         let old = self.get(rt, ns, name)?;
-        if dry_run {
-            return Ok((*old).clone());
+        let precondition_failed = |what: &str, want: &str, have: &str| {
+            ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: {what}: {want}, {what} in object meta: {have}",
+                    rt.qualified_plural()
+                ),
+            )
+            .with_details(json!({"name": name, "kind": rt.qualified_plural()}))
+        };
+        let meta_str = |k: &str| old.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("").to_string();
+        if let Some(uid) = &opts.uid
+            && *uid != meta_str("uid")
+        {
+            return Err(precondition_failed("UID in precondition", uid, &meta_str("uid")));
         }
-        self.remove(rt, ns, name);
-        Ok((*old).clone())
+        if let Some(rv) = &opts.resource_version
+            && *rv != meta_str("resourceVersion")
+        {
+            return Err(precondition_failed("ResourceVersion in precondition", rv, &meta_str("resourceVersion")));
+        }
+        let mut answer = (*old).clone();
+        let now = (self.clock)();
+        if rt.kind == "Namespace" {
+            ensure_meta(&mut answer).insert("deletionTimestamp".into(), json!(now));
+            answer["status"] = json!({"phase": "Terminating"});
+        } else if rt.kind == "Pod" {
+            let grace = opts
+                .grace_period_seconds
+                .or_else(|| old.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                .unwrap_or(30);
+            if grace > 0 {
+                let at = chrono::DateTime::parse_from_rfc3339(&now)
+                    .map(|t| (t + chrono::Duration::seconds(grace)).to_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or(now);
+                let meta = ensure_meta(&mut answer);
+                meta.insert("deletionTimestamp".into(), json!(at));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+        }
+        if !opts.dry_run {
+            self.remove(rt, ns, name);
+        }
+        Ok(answer)
     }
 
     fn remove(&mut self, rt: &ResourceType, ns: &str, name: &str) {

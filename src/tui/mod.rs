@@ -115,10 +115,14 @@ impl Runner {
                     });
                     let force = rollback_of.is_some();
                     let result = async {
+                        // Execute follows the confirm key on the shown diff: the operator's yes.
+                        let grant = crate::apply::WriteGrant::confirmed(&r.clusters, &changes, crate::apply::Confirmation::Cockpit)
+                            .map_err(|e| e.to_string())?;
                         let report = crate::apply::write::execute(
                             &r.clusters,
                             &changes,
                             &ApplyOptions { force_conflicts: force, concurrency: 8, progress: Some(ptx) },
+                            &grant,
                         )
                         .await
                         .map_err(|e| e.to_string())?;

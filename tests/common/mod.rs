@@ -129,3 +129,65 @@ pub fn assert_valid_istio(
     let errors = schema.validate_object(obj);
     assert!(errors.is_empty(), "{key} {}: {errors:?}", obj["metadata"]["name"]);
 }
+
+/// Whether an external tool the test drives is on PATH. Under CI (`CI=true`) a
+/// missing tool fails the test instead of letting it pass without running.
+pub fn tool_available(tool: &str, version_args: &[&str]) -> bool {
+    let found = std::process::Command::new(tool).args(version_args).output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is not on PATH and CI=true: this test must run in CI");
+        eprintln!("{tool} is not on PATH: this test did not run");
+    }
+    found
+}
+
+/// The kinds whose objects a fingerprint covers: what meshdeck reads or writes.
+const FINGERPRINT_KINDS: &[(&str, &str, &str, &str)] = &[
+    ("", "v1", "Namespace", "namespaces"),
+    ("", "v1", "ConfigMap", "configmaps"),
+    ("", "v1", "Secret", "secrets"),
+    ("", "v1", "Service", "services"),
+    ("", "v1", "ServiceAccount", "serviceaccounts"),
+    ("", "v1", "Pod", "pods"),
+    ("apps", "v1", "Deployment", "deployments"),
+    ("networking.istio.io", "v1", "VirtualService", "virtualservices"),
+    ("networking.istio.io", "v1", "DestinationRule", "destinationrules"),
+    ("networking.istio.io", "v1", "ServiceEntry", "serviceentries"),
+    ("networking.istio.io", "v1", "Gateway", "gateways"),
+    ("security.istio.io", "v1", "AuthorizationPolicy", "authorizationpolicies"),
+];
+
+/// Every object of the fingerprinted kinds with its resourceVersion, read through
+/// the API: equal fingerprints mean nothing was written, created or deleted.
+pub async fn fingerprint(client: &Client) -> std::collections::BTreeMap<String, String> {
+    use kube::api::{Api, DynamicObject, ListParams};
+    use kube::core::{ApiResource, GroupVersionKind};
+    let mut out = std::collections::BTreeMap::new();
+    for &(group, version, kind, plural) in FINGERPRINT_KINDS {
+        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let list = api.list(&ListParams::default()).await.unwrap_or_else(|e| panic!("listing {plural}: {e}"));
+        for o in list.items {
+            let key = format!("{kind}/{}/{}", o.metadata.namespace.unwrap_or_default(), o.metadata.name.unwrap_or_default());
+            out.insert(key, o.metadata.resource_version.unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// What differs between two fingerprints, one line per object.
+pub fn fingerprint_changes(
+    before: &std::collections::BTreeMap<String, String>,
+    after: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in before {
+        match after.get(k) {
+            None => out.push(format!("{k} disappeared")),
+            Some(w) if w != v => out.push(format!("{k} changed (resourceVersion {v} -> {w})")),
+            _ => {}
+        }
+    }
+    out.extend(after.keys().filter(|k| !before.contains_key(*k)).map(|k| format!("{k} appeared")));
+    out
+}

@@ -1,0 +1,214 @@
+//! A server dry run changes nothing, on every write verb (kube-rs and kubectl),
+//! and meshdeck's read-only commands write nothing to any cluster.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use meshdeck::sim::SimConfig;
+use serde_json::json;
+
+fn configmap(name: &str, value: &str) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"dry-run-test": "yes"}},
+        "data": {"key": value}
+    }))
+    .expect("configmap")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_verb_honours_dry_run_through_kube_rs() {
+    let fleet = common::fleet(SimConfig::default()).await;
+    let client = common::client(&fleet, "cluster1").await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &configmap("kept-a", "a")).await.expect("create a");
+    api.create(&PostParams::default(), &configmap("kept-b", "b")).await.expect("create b");
+    let before = common::fingerprint(&client).await;
+
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    let created = api.create(&dry, &configmap("never", "x")).await.expect("dry create");
+    assert_eq!(created.metadata.name.as_deref(), Some("never"), "a dry create answers the object it would make");
+
+    let mut changed = api.get("kept-a").await.expect("get");
+    changed.data = Some([("key".to_string(), "changed".to_string())].into());
+    let replaced = api.replace("kept-a", &dry, &changed).await.expect("dry replace");
+    assert_eq!(replaced.data.as_ref().and_then(|d| d.get("key")).map(String::as_str), Some("changed"));
+
+    let patch_dry = PatchParams { dry_run: true, ..Default::default() };
+    let merge = json!({"data": {"key": "merged"}});
+    api.patch("kept-a", &patch_dry, &Patch::Merge(&merge)).await.expect("dry merge patch");
+    api.patch("kept-a", &patch_dry, &Patch::Strategic(&merge)).await.expect("dry strategic patch");
+    let mut apply = PatchParams::apply("dry-run-test").force();
+    apply.dry_run = true;
+    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept-a"}, "data": {"key": "applied"}});
+    api.patch("kept-a", &apply, &Patch::Apply(&applied)).await.expect("dry apply");
+    let applied_new = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "never-applied"}, "data": {"key": "x"}});
+    api.patch("never-applied", &apply, &Patch::Apply(&applied_new)).await.expect("dry apply of a new object");
+
+    let delete_dry = DeleteParams { dry_run: true, ..Default::default() };
+    api.delete("kept-a", &delete_dry).await.expect("dry delete");
+    api.delete_collection(&delete_dry, &ListParams::default().labels("dry-run-test=yes")).await.expect("dry deletecollection");
+
+    let after = common::fingerprint(&client).await;
+    assert_eq!(common::fingerprint_changes(&before, &after), Vec::<String>::new(), "dry runs changed the cluster");
+    let kept = api.get("kept-a").await.expect("kept-a is still there");
+    assert_eq!(kept.data.as_ref().and_then(|d| d.get("key")).map(String::as_str), Some("a"));
+
+    // The same delete without dryRun does delete: the check above could fail.
+    api.delete("kept-b", &DeleteParams::default()).await.expect("delete");
+    assert!(api.get_opt("kept-b").await.expect("get").is_none());
+}
+
+fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        pipe.write_all(text.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("kubectl output")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "kubectl failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_verb_honours_dry_run_through_kubectl() {
+    if !common::tool_available("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let fleet = common::fleet(SimConfig::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = dir.path().join("kubeconfig");
+    fleet.write_kubeconfig(&kc).expect("kubeconfig");
+    let client = common::client(&fleet, "cluster1").await;
+    let (kc2, home) = (kc.clone(), dir.path().to_path_buf());
+    let k = move |args: Vec<&'static str>, stdin: Option<&'static str>| {
+        let (kc, home) = (kc2.clone(), home.clone());
+        async move { tokio::task::spawn_blocking(move || kubectl(&kc, &home, &args, stdin)).await.expect("joined") }
+    };
+    ok(&k(vec!["create", "configmap", "kept", "--from-literal=key=a"], None).await);
+    let before = common::fingerprint(&client).await;
+
+    let replacement = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: default}\ndata: {key: replaced}\n";
+    let applied = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: default}\ndata: {key: applied}\n";
+    let verbs: Vec<(Vec<&'static str>, Option<&'static str>)> = vec![
+        (vec!["create", "configmap", "never", "--from-literal=key=x", "--dry-run=server"], None),
+        (vec!["replace", "--dry-run=server", "-f", "-"], Some(replacement)),
+        (vec!["patch", "configmap", "kept", "--type=merge", "-p", r#"{"data":{"key":"merge"}}"#, "--dry-run=server"], None),
+        (vec!["patch", "configmap", "kept", "--type=strategic", "-p", r#"{"data":{"key":"smp"}}"#, "--dry-run=server"], None),
+        (
+            vec![
+                "patch",
+                "configmap",
+                "kept",
+                "--type=json",
+                "-p",
+                r#"[{"op":"replace","path":"/data/key","value":"json"}]"#,
+                "--dry-run=server",
+            ],
+            None,
+        ),
+        (vec!["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-"], Some(applied)),
+        (vec!["label", "configmap", "kept", "extra=yes", "--dry-run=server"], None),
+        (vec!["delete", "configmap", "kept", "--dry-run=server"], None),
+        (vec!["delete", "configmaps", "--all", "--dry-run=server"], None),
+        (vec!["delete", "namespace", "default", "--dry-run=server"], None),
+    ];
+    for (args, stdin) in verbs {
+        let shown = args.join(" ");
+        let args_are_patch = args[0] == "patch";
+        let out = ok(&k(args, stdin).await);
+        // kubectl says so for every verb but patch, whose message has no dry-run suffix.
+        assert!(args_are_patch || out.contains("(server dry run)"), "kubectl {shown}: {out}");
+        let after = common::fingerprint(&client).await;
+        assert_eq!(common::fingerprint_changes(&before, &after), Vec::<String>::new(), "kubectl {shown} changed the cluster");
+    }
+    let value = ok(&k(vec!["get", "configmap", "kept", "-o", "jsonpath={.data.key}"], None).await);
+    assert_eq!(value, "a");
+    // Without --dry-run the delete happens: the checks above could fail.
+    ok(&k(vec!["delete", "configmap", "kept"], None).await);
+    let after = common::fingerprint(&client).await;
+    assert_eq!(common::fingerprint_changes(&before, &after), vec!["ConfigMap/default/kept disappeared".to_string()]);
+}
+
+fn meshdeck(kubeconfig: &std::path::Path, config: &std::path::Path, data: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshdeck"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("MESHDECK_CONFIG_DIR", config)
+        .env("MESHDECK_DATA_DIR", data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("meshdeck runs")
+}
+
+/// Every read-only command, against a fleet holding a live plan and reached
+/// through every context of the kubeconfig (aliases included), writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_change_nothing_on_any_cluster() {
+    let fleet = common::fleet(SimConfig::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = dir.path().join("kubeconfig");
+    fleet.write_kubeconfig(&kc).expect("kubeconfig");
+    let (config, data) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let run = |args: Vec<&'static str>| {
+        let (kc, config, data) = (kc.clone(), config.path().to_path_buf(), data.path().to_path_buf());
+        async move { tokio::task::spawn_blocking(move || meshdeck(&kc, &config, &data, &args)).await.expect("joined") }
+    };
+    let admin = ["--context", "cluster1", "--context", "cluster2", "--context", "cluster3"];
+    let mut apply = admin.to_vec();
+    apply.extend(["apply", "-f", "examples/reviews-canary.yaml", "--yes"]);
+    let out = run(apply).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut clients = BTreeMap::new();
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        clients.insert(c, common::client(&fleet, c).await);
+    }
+    let mut before = BTreeMap::new();
+    for (name, client) in &clients {
+        before.insert(*name, common::fingerprint(client).await);
+    }
+    assert!(before["cluster1"].keys().any(|k| k.starts_with("VirtualService/default/reviews-canary")), "the plan is live");
+
+    let read_only: Vec<Vec<&'static str>> = vec![
+        vec!["diff", "-f", "examples/reviews-canary.yaml"],
+        vec!["diff", "-f", "examples/reviews-failover.yaml"],
+        vec!["render", "-f", "examples/reviews-canary.yaml"],
+        vec!["inventory", "-o", "json"],
+        vec!["clusters", "-o", "json"],
+        vec!["history"],
+        vec!["apply", "-f", "examples/reviews-canary.yaml", "--dry-run"],
+        vec!["--read-only", "apply", "-f", "examples/reviews-failover.yaml", "--yes"],
+    ];
+    for args in read_only {
+        let shown = args.join(" ");
+        let out = run(args).await;
+        for (name, client) in &clients {
+            let after = common::fingerprint(client).await;
+            let changes = common::fingerprint_changes(&before[name], &after);
+            assert!(
+                changes.is_empty(),
+                "`meshdeck {shown}` changed {name}: {changes:?}\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
