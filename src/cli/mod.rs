@@ -48,6 +48,8 @@ pub enum Command {
     Demo(cockpit::DemoArgs),
     /// Run the simulated fleet in the foreground and write a kubeconfig for it.
     Sim(sim::SimArgs),
+    /// Write the simulated fleet's starting world as YAML, one file per cluster.
+    World(sim::WorldArgs),
     /// Registered clusters and the facts of their meshes.
     Clusters(clusters::ClustersArgs),
     /// The cross-cluster table of services and versions.
@@ -105,6 +107,7 @@ pub fn main() -> ExitCode {
             None => cockpit::cockpit(&cli.global, &cli.look).await,
             Some(Command::Demo(args)) => cockpit::demo(&cli.global, &cli.look, args).await,
             Some(Command::Sim(args)) => sim::run(args).await,
+            Some(Command::World(args)) => sim::world(args),
             Some(Command::Clusters(args)) => clusters::run(&cli.global, args).await,
             Some(Command::Inventory(args)) => inventory::run(&cli.global, args).await,
             Some(Command::Render(args)) => render::run(&cli.global, args).await,

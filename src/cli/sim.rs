@@ -50,10 +50,7 @@ pub async fn run(args: SimArgs) -> Result<(), CliError> {
         clusters: args.clusters,
         services: args.services,
         crds_dir: args.crds.clone(),
-        topology: match args.topology {
-            TopologyArg::Federation => MeshTopology::Federation,
-            TopologyArg::Shared => MeshTopology::SharedDiscovery,
-        },
+        topology: topology(args.topology),
         live: !args.still,
         chaos: args.chaos,
         admin_port: args.admin_port,
@@ -78,4 +75,58 @@ pub async fn run(args: SimArgs) -> Result<(), CliError> {
     println!("Ctrl-C to stop.");
     tokio::signal::ctrl_c().await.map_err(|e| CliError::failed(e.to_string()))?;
     Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct WorldArgs {
+    /// Number of clusters (cluster1..clusterN).
+    #[arg(long, default_value_t = 3)]
+    pub clusters: usize,
+    /// Extra services per cluster, as for `meshdeck sim`.
+    #[arg(long, default_value_t = 0)]
+    pub services: usize,
+    #[arg(long, value_enum, default_value_t = TopologyArg::Federation)]
+    pub topology: TopologyArg,
+    /// Write `DIR/<cluster>.yaml` for each cluster (any earlier world files there are replaced).
+    #[arg(long)]
+    pub out_dir: PathBuf,
+}
+
+/// `meshdeck world`: the sim's starting world as YAML, one file per cluster,
+/// for the real test bed (tests/realfleet) or any cluster (`kubectl apply --server-side`).
+pub fn world(args: WorldArgs) -> Result<(), CliError> {
+    if args.clusters == 0 {
+        return Err(CliError::bad_input("--clusters must be at least 1"));
+    }
+    let tls = crate::sim::tls::FleetTls::generate().map_err(|e| CliError::failed(format!("generating the root of trust: {e}")))?;
+    let names: Vec<String> = (1..=args.clusters).map(|i| format!("cluster{i}")).collect();
+    let failed = |e: std::io::Error| CliError::failed(format!("writing {}: {e}", args.out_dir.display()));
+    std::fs::create_dir_all(&args.out_dir).map_err(failed)?;
+    for entry in std::fs::read_dir(&args.out_dir).map_err(failed)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("cluster") && name.ends_with(".yaml") {
+            std::fs::remove_file(entry.path()).map_err(failed)?;
+        }
+    }
+    for (i, name) in names.iter().enumerate() {
+        let spec = crate::sim::world::ClusterSpec {
+            index: i + 1,
+            name: name.clone(),
+            services: args.services,
+            topology: topology(args.topology),
+            cluster_names: names.clone(),
+            root_cert_pem: tls.ca_pem.clone(),
+        };
+        let objects = crate::sim::world::cluster_objects(&spec);
+        std::fs::write(args.out_dir.join(format!("{name}.yaml")), crate::sim::world::to_yaml(&objects)).map_err(failed)?;
+    }
+    println!("wrote the world of {} clusters to {}", args.clusters, args.out_dir.display());
+    Ok(())
+}
+
+fn topology(t: TopologyArg) -> MeshTopology {
+    match t {
+        TopologyArg::Federation => MeshTopology::Federation,
+        TopologyArg::Shared => MeshTopology::SharedDiscovery,
+    }
 }

@@ -27,8 +27,13 @@ impl From<&Pod> for PodFacts {
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        // A gateway runs the same istio-proxy container as `proxy router`: a
+        // gateway, not a workload with a sidecar.
+        let sidecar = |c: &k8s_openapi::api::core::v1::Container| {
+            c.name == "istio-proxy" && !c.args.as_ref().is_some_and(|a| a.iter().take(2).any(|x| x == "router"))
+        };
         let injected = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("sidecar.istio.io/status"))
-            || p.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"));
+            || p.spec.as_ref().is_some_and(|s| s.containers.iter().any(sidecar));
         PodFacts {
             labels: p.metadata.labels.clone().unwrap_or_default(),
             ready,
@@ -187,5 +192,18 @@ mod tests {
         let svc = ServiceFacts { selector: [("app".to_string(), "reviews".to_string())].into(), ..Default::default() };
         assert!(svc.selects(&f.labels));
         assert!(!ServiceFacts::default().selects(&f.labels), "an empty selector selects nothing");
+    }
+
+    #[test]
+    fn a_gateway_is_not_a_sidecar() {
+        let pod = |args: &[&str]| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "istio-proxy", "args": args}]}
+            }))
+            .expect("pod")
+        };
+        assert!(!PodFacts::from(&pod(&["proxy", "router"])).injected, "an east-west gateway runs `proxy router`");
+        assert!(PodFacts::from(&pod(&["proxy", "sidecar"])).injected);
     }
 }

@@ -12,244 +12,33 @@ use super::faults::Fault;
 use super::status::ApiError;
 use super::store::now_rfc3339;
 
-/// How the clusters' meshes relate (DESIGN.md, "the two topologies").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum MeshTopology {
-    /// Independent control planes, one network each, east-west gateways between them.
-    #[default]
-    Federation,
-    /// Multi-primary on one network: istiod in each cluster reads the others' remote secrets.
-    SharedDiscovery,
-}
+pub use super::world::{ClusterSpec, ISTIO_VERSION, MeshTopology, eastwest_address, network_of};
 
-pub const ISTIO_VERSION: &str = "1.27.3";
-
-/// What one cluster runs.
-pub struct ClusterSpec {
-    pub index: usize,
-    pub name: String,
-    pub services: usize,
-    pub topology: MeshTopology,
-    pub cluster_names: Vec<String>,
-    pub root_cert_pem: String,
-}
-
-fn reviews_versions(index: usize) -> &'static [&'static str] {
-    match index {
-        2 => &["v1", "v2", "v3"],
-        _ => &["v1", "v2"],
-    }
-}
-
-pub fn network_of(index: usize, topology: MeshTopology) -> String {
-    match topology {
-        MeshTopology::Federation => format!("network{index}"),
-        MeshTopology::SharedDiscovery => "network1".into(),
-    }
-}
-
-/// A documentation-range address (RFC 5737): shown, never dialled.
-pub fn eastwest_address(index: usize) -> String {
-    let (net, host) = (index / 200, 10 + index % 200);
-    let prefix = ["192.0.2", "198.51.100", "203.0.113"][net % 3];
-    format!("{prefix}.{host}")
-}
-
-fn ns(name: &str, labels: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
-}
-
+/// Load the world into a cluster's store, then do what a real cluster's
+/// controllers and kubelet would: pods for each Deployment (copies of its
+/// template, running and ready), Deployment status, Endpoints per Service, and
+/// the load-balancer address in a Service's status.
 pub fn populate(c: &SimCluster, spec: &ClusterSpec) -> Result<(), ApiError> {
-    let network = network_of(spec.index, spec.topology);
-    c.put("", "v1", "namespaces", ns("kube-system", json!({})))?;
-    c.put("", "v1", "namespaces", ns("istio-system", json!({"topology.istio.io/network": network})))?;
-    c.put("", "v1", "namespaces", ns("default", json!({"istio-injection": "enabled"})))?;
-    install_istio(c, spec, &network)?;
-    let bookinfo: Vec<(&str, Vec<&str>)> = vec![
-        ("productpage", vec!["v1"]),
-        ("details", vec!["v1"]),
-        ("ratings", vec!["v1"]),
-        ("reviews", reviews_versions(spec.index).to_vec()),
-    ];
-    for (app, versions) in &bookinfo {
-        let replicas: Vec<(&str, usize)> = versions.iter().map(|v| (*v, 1)).collect();
-        add_service(c, spec, "default", app, &replicas, 9080)?;
-    }
-    for i in 0..spec.services {
-        let namespace = format!("apps-{}", i % 10);
-        if i < 10 {
-            c.put("", "v1", "namespaces", ns(&namespace, json!({"istio-injection": "enabled"})))?;
-        }
-        let name = format!("svc-{i:04}");
-        add_service(c, spec, &namespace, &name, &[("v1", 2), ("v2", 1)], 8080)?;
-    }
-    Ok(())
-}
-
-fn install_istio(c: &SimCluster, spec: &ClusterSpec, network: &str) -> Result<(), ApiError> {
-    let trust_domain = match spec.topology {
-        MeshTopology::Federation => format!("{}.local", spec.name),
-        MeshTopology::SharedDiscovery => "cluster.local".into(),
-    };
-    let mesh = format!(
-        "trustDomain: {trust_domain}\ndefaultConfig:\n  meshId: mesh1\n  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: \"true\"\nenablePrometheusMerge: true\nrootNamespace: istio-system\n"
-    );
-    c.put(
-        "",
-        "v1",
-        "configmaps",
-        json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "istio", "namespace": "istio-system", "labels": {"istio.io/rev": "default", "release": "istio"}},
-            "data": {"mesh": mesh, "meshNetworks": "networks: {}"}
-        }),
-    )?;
-    for namespace in ["istio-system", "default"] {
-        c.put(
-            "",
-            "v1",
-            "configmaps",
-            json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "istio-ca-root-cert", "namespace": namespace, "labels": {"istio.io/config": "true"}},
-                "data": {"root-cert.pem": spec.root_cert_pem}
-            }),
-        )?;
-    }
-    let istiod_env = json!([
-        {"name": "CLUSTER_ID", "value": spec.name},
-        {"name": "PILOT_ENABLE_CROSS_CLUSTER_WORKLOAD_ENTRY", "value": "true"}
-    ]);
-    deployment_with_pods(
-        c,
-        "istio-system",
-        "istiod",
-        &[("istiod", "app")],
-        json!({"app": "istiod", "istio": "pilot", "istio.io/rev": "default", "operator.istio.io/version": ISTIO_VERSION}),
-        &format!("docker.io/istio/pilot:{ISTIO_VERSION}"),
-        istiod_env,
-        1,
-        spec.index,
-        false,
-    )?;
-    c.put("", "v1", "services", json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "istiod", "namespace": "istio-system", "labels": {"app": "istiod", "istio": "pilot"}},
-        "spec": {"selector": {"app": "istiod"}, "ports": [{"name": "grpc-xds", "port": 15010, "protocol": "TCP"}, {"name": "https-dns", "port": 15012, "protocol": "TCP"}, {"name": "https-webhook", "port": 443, "targetPort": 15017, "protocol": "TCP"}]}
-    }))?;
-    deployment_with_pods(
-        c,
-        "istio-system",
-        "istio-eastwestgateway",
-        &[],
-        json!({"app": "istio-eastwestgateway", "istio": "eastwestgateway", "topology.istio.io/network": network}),
-        &format!("docker.io/istio/proxyv2:{ISTIO_VERSION}"),
-        json!([{"name": "ISTIO_META_REQUESTED_NETWORK_VIEW", "value": network}]),
-        1,
-        spec.index,
-        false,
-    )?;
-    c.put(
-        "",
-        "v1",
-        "services",
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "istio-eastwestgateway", "namespace": "istio-system",
-                         "labels": {"app": "istio-eastwestgateway", "istio": "eastwestgateway", "topology.istio.io/network": network}},
-            "spec": {"type": "LoadBalancer", "selector": {"istio": "eastwestgateway"}, "ports": [
-                {"name": "status-port", "port": 15021, "protocol": "TCP", "nodePort": 31021},
-                {"name": "tls", "port": 15443, "protocol": "TCP", "nodePort": 31443},
-                {"name": "tls-istiod", "port": 15012, "protocol": "TCP", "nodePort": 31012},
-                {"name": "tls-webhook", "port": 15017, "protocol": "TCP", "nodePort": 31017}]},
-            "status": {"loadBalancer": {"ingress": [{"ip": eastwest_address(spec.index)}]}}
-        }),
-    )?;
-    set_service_status(
-        c,
-        "istio-system",
-        "istio-eastwestgateway",
-        json!({"loadBalancer": {"ingress": [{"ip": eastwest_address(spec.index)}]}}),
-    )?;
-    if spec.topology == MeshTopology::SharedDiscovery {
-        for other in spec.cluster_names.iter().filter(|n| **n != spec.name) {
-            c.put(
-                "",
-                "v1",
-                "secrets",
-                json!({
-                    "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {"name": format!("istio-remote-secret-{other}"), "namespace": "istio-system",
-                                 "labels": {"istio/multiCluster": "true"}, "annotations": {"networking.istio.io/cluster": other}},
-                    "data": {other.clone(): "cmVtb3RlIGt1YmVjb25maWcgKHNpbXVsYXRlZCk="}
-                }),
-            )?;
+    let objects = super::world::cluster_objects(spec);
+    for obj in &objects {
+        let Some((group, version, plural)) = super::world::resource_of(obj) else { continue };
+        let mut desired = obj.clone();
+        let status = desired.as_object_mut().and_then(|m| m.remove("status"));
+        c.put(group, version, plural, desired)?;
+        if let Some(status) = status {
+            let rt = c.resource(group, version, plural).ok_or_else(|| ApiError::not_found("resource", plural))?;
+            let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            c.store().set_status(&rt, ns, name, status)?;
         }
     }
-    Ok(())
-}
-
-fn set_service_status(c: &SimCluster, namespace: &str, name: &str, status: Value) -> Result<(), ApiError> {
-    let rt = c.resource("", "v1", "services").ok_or_else(|| ApiError::not_found("resource", "services"))?;
-    c.store().set_status(&rt, namespace, name, status)
-}
-
-fn add_service(
-    c: &SimCluster,
-    spec: &ClusterSpec,
-    namespace: &str,
-    app: &str,
-    versions: &[(&str, usize)],
-    port: u16,
-) -> Result<(), ApiError> {
-    let sa = format!("bookinfo-{app}");
-    c.put(
-        "",
-        "v1",
-        "serviceaccounts",
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace, "labels": {"account": app}}}),
-    )?;
-    c.put(
-        "",
-        "v1",
-        "services",
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": app, "namespace": namespace, "labels": {"app": app, "service": app}},
-            "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": port}]}
-        }),
-    )?;
-    let mut addresses = Vec::new();
-    for (version, replicas) in versions {
-        let labels = json!({"app": app, "version": version});
-        let image = format!("docker.io/istio/examples-bookinfo-{app}-{version}:1.20.3");
-        let env = json!([{"name": "LOG_DIR", "value": "/tmp/logs"}]);
-        let ips = deployment_with_pods(
-            c,
-            namespace,
-            &format!("{app}-{version}"),
-            &[(app, "sa")],
-            labels,
-            &image,
-            env,
-            *replicas,
-            spec.index,
-            true,
-        )?;
-        addresses.extend(ips);
+    let mut pods: Vec<Value> = Vec::new();
+    for d in objects.iter().filter(|o| o["kind"] == "Deployment") {
+        pods.extend(run_deployment(c, d, spec.index)?);
     }
-    let eps: Vec<Value> =
-        addresses.iter().map(|(ip, pod)| json!({"ip": ip, "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace}})).collect();
-    c.put(
-        "",
-        "v1",
-        "endpoints",
-        json!({
-            "apiVersion": "v1", "kind": "Endpoints",
-            "metadata": {"name": app, "namespace": namespace, "labels": {"app": app}},
-            "subsets": [{"addresses": eps, "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}]
-        }),
-    )?;
+    for svc in objects.iter().filter(|o| o["kind"] == "Service") {
+        endpoints_for(c, svc, &pods)?;
+    }
     Ok(())
 }
 
@@ -260,61 +49,66 @@ fn short_hash(s: &str) -> String {
     d.iter().take(10).map(|b| alphabet[*b as usize % alphabet.len()] as char).collect()
 }
 
-/// A Deployment and its running pods; returns the pods' (ip, name).
-#[allow(clippy::too_many_arguments)]
-fn deployment_with_pods(
-    c: &SimCluster,
-    namespace: &str,
-    name: &str,
-    sa: &[(&str, &str)],
-    labels: Value,
-    image: &str,
-    env: Value,
-    replicas: usize,
-    cluster_index: usize,
-    injected: bool,
-) -> Result<Vec<(String, String)>, ApiError> {
-    let service_account = sa
-        .first()
-        .map(|(app, kind)| if *kind == "sa" { format!("bookinfo-{app}") } else { app.to_string() })
-        .unwrap_or_else(|| "default".into());
-    let container_name = labels.get("app").and_then(Value::as_str).unwrap_or(name).to_string();
+/// The ReplicaSet controller and kubelet for one Deployment: its pods, running.
+fn run_deployment(c: &SimCluster, d: &Value, cluster_index: usize) -> Result<Vec<Value>, ApiError> {
+    let s = |p: &str| d.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let (namespace, name) = (s("/metadata/namespace"), s("/metadata/name"));
+    let replicas = d.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
+    let template = d.pointer("/spec/template").cloned().unwrap_or_default();
+    let image = template.pointer("/spec/containers/0/image").and_then(Value::as_str).unwrap_or("");
     let template_hash = short_hash(&format!("{namespace}/{name}/{image}"))[..10].to_string();
-    c.put("apps", "v1", "deployments", json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels, "annotations": {"sidecar.istio.io/inject": injected.to_string()}},
-                              "spec": {"serviceAccountName": service_account, "containers": [{"name": container_name, "image": image, "env": env}]}}},
-    }))?;
     let mut out = Vec::new();
     for r in 0..replicas {
         let suffix = &short_hash(&format!("{namespace}/{name}/{r}/{cluster_index}"))[..5];
         let pod_name = format!("{name}-{template_hash}-{suffix}");
-        let ip = pod_ip(cluster_index, &pod_name);
-        c.put(
-            "",
-            "v1",
-            "pods",
-            pod(
-                namespace,
-                name,
-                &pod_name,
-                &labels,
-                &template_hash,
-                &service_account,
-                &container_name,
-                image,
-                injected,
-                &ip,
-                cluster_index,
-            ),
-        )?;
-        out.push((ip, pod_name));
+        let p = pod(&namespace, &name, &pod_name, &template, &template_hash, cluster_index);
+        c.put("", "v1", "pods", p.clone())?;
+        out.push(p);
     }
     let dep_rt = c.resource("apps", "v1", "deployments").ok_or_else(|| ApiError::not_found("resource", "deployments"))?;
-    c.store().set_status(&dep_rt, namespace, name, json!({"replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas, "observedGeneration": 1}))?;
+    c.store().set_status(
+        &dep_rt,
+        &namespace,
+        &name,
+        json!({"replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas, "observedGeneration": 1}),
+    )?;
     Ok(out)
+}
+
+/// The endpoints controller for one Service: the ready pods its selector picks.
+fn endpoints_for(c: &SimCluster, svc: &Value, pods: &[Value]) -> Result<(), ApiError> {
+    let Some(selector) = svc.pointer("/spec/selector").and_then(Value::as_object) else { return Ok(()) };
+    let namespace = svc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+    let name = svc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let selected: Vec<Value> = pods
+        .iter()
+        .filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace))
+        .filter(|p| selector.iter().all(|(k, v)| p.pointer(&format!("/metadata/labels/{k}")) == Some(v)))
+        .map(|p| {
+            json!({"ip": p.pointer("/status/podIP"), "nodeName": p.pointer("/spec/nodeName"),
+                   "targetRef": {"kind": "Pod", "name": p.pointer("/metadata/name"), "namespace": namespace}})
+        })
+        .collect();
+    if selected.is_empty() {
+        return Ok(());
+    }
+    let ports: Vec<Value> = svc
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter().map(|p| json!({"name": p.get("name"), "port": p.get("targetPort").or(p.get("port")), "protocol": "TCP"})).collect()
+        })
+        .unwrap_or_default();
+    c.put(
+        "",
+        "v1",
+        "endpoints",
+        json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": name, "namespace": namespace, "labels": svc.pointer("/metadata/labels")},
+            "subsets": [{"addresses": selected, "ports": ports}]
+        }),
+    )
 }
 
 fn pod_ip(cluster_index: usize, pod_name: &str) -> String {
@@ -322,45 +116,49 @@ fn pod_ip(cluster_index: usize, pod_name: &str) -> String {
     format!("10.{}.{}.{}", 100 + cluster_index % 100, (h >> 8) % 250, 2 + h % 250)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn pod(
-    namespace: &str,
-    deployment: &str,
-    name: &str,
-    labels: &Value,
-    hash: &str,
-    sa: &str,
-    container: &str,
-    image: &str,
-    injected: bool,
-    ip: &str,
-    cluster_index: usize,
-) -> Value {
-    let mut labels = labels.clone();
+/// A pod as the ReplicaSet controller creates it from the template and the
+/// kubelet reports it: running, every container started and ready.
+fn pod(namespace: &str, deployment: &str, name: &str, template: &Value, hash: &str, cluster_index: usize) -> Value {
+    let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
     labels["pod-template-hash"] = json!(hash);
-    let mut containers = vec![json!({"name": container, "image": image})];
-    let mut statuses = vec![
-        json!({"name": container, "ready": true, "restartCount": 0, "image": image, "started": true, "state": {"running": {"startedAt": now_rfc3339()}}}),
-    ];
-    let mut annotations = json!({});
-    if injected {
-        labels["security.istio.io/tlsMode"] = json!("istio");
-        labels["service.istio.io/canonical-name"] = labels.get("app").cloned().unwrap_or(json!(container));
-        labels["service.istio.io/canonical-revision"] = labels.get("version").cloned().unwrap_or(json!("latest"));
-        annotations["sidecar.istio.io/status"] = json!(
-            r#"{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"]}"#
-        );
-        containers.push(json!({"name": "istio-proxy", "image": format!("docker.io/istio/proxyv2:{ISTIO_VERSION}")}));
-        statuses.push(json!({"name": "istio-proxy", "ready": true, "restartCount": 0, "image": format!("docker.io/istio/proxyv2:{ISTIO_VERSION}"), "started": true, "state": {"running": {"startedAt": now_rfc3339()}}}));
+    let annotations = template.pointer("/metadata/annotations").cloned().unwrap_or(json!({}));
+    let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
+    spec["nodeName"] = json!(format!("node-{cluster_index}"));
+    let now = now_rfc3339();
+    let ip = pod_ip(cluster_index, name);
+    let status_of = |c: &Value, running: bool| {
+        let image = c.get("image").cloned().unwrap_or_default();
+        let image_id =
+            format!("{}@sha256:{}", image.as_str().unwrap_or("").split(':').next().unwrap_or(""), short_hash(&image.to_string()).repeat(6));
+        let state = if running {
+            json!({"running": {"startedAt": now}})
+        } else {
+            json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}})
+        };
+        json!({"name": c.get("name"), "image": image, "imageID": image_id, "ready": running, "started": running,
+               "restartCount": 0, "containerID": format!("containerd://{}", short_hash(&format!("{name}/{}", c["name"])).repeat(6)),
+               "state": state})
+    };
+    let statuses: Vec<Value> =
+        spec.get("containers").and_then(Value::as_array).map(|cs| cs.iter().map(|c| status_of(c, true)).collect()).unwrap_or_default();
+    let init_statuses: Vec<Value> =
+        spec.get("initContainers").and_then(Value::as_array).map(|cs| cs.iter().map(|c| status_of(c, false)).collect()).unwrap_or_default();
+    let condition = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+    let mut status = json!({
+        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": format!("172.31.{}.10", cluster_index % 250),
+        "conditions": [condition("PodReadyToStartContainers"), condition("Initialized"), condition("Ready"), condition("ContainersReady"), condition("PodScheduled")],
+        "containerStatuses": statuses, "startTime": now, "qosClass": "Burstable"
+    });
+    if !init_statuses.is_empty() {
+        status["initContainerStatuses"] = json!(init_statuses);
     }
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations,
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{deployment}-{hash}"), "uid": "00000000-0000-0000-0000-000000000000", "controller": true}]},
-        "spec": {"serviceAccountName": sa, "nodeName": format!("node-{}", cluster_index), "containers": containers},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": format!("172.31.{}.10", cluster_index % 250),
-                   "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
-                   "containerStatuses": statuses, "startTime": now_rfc3339()}
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{deployment}-{hash}"),
+                                          "uid": "00000000-0000-0000-0000-000000000000", "controller": true, "blockOwnerDeletion": true}]},
+        "spec": spec,
+        "status": status
     })
 }
 

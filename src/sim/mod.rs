@@ -21,6 +21,7 @@ pub mod status;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
