@@ -1,4 +1,6 @@
-//! The apply engine on a simulated 3-cluster fleet, through kube-rs over HTTPS.
+//! The apply engine on a 3-cluster fleet, through kube-rs over HTTPS: the sim,
+//! or the real test bed with MESHDECK_TEST_FLEET=real. `sim_only` tests drive
+//! the sim's fault hooks; `real_only` tests use what only a real API server has.
 
 mod common;
 
@@ -13,22 +15,25 @@ use meshdeck::inventory::{FleetSnapshot, Inventory};
 use meshdeck::plan::Plan;
 use meshdeck::registry::Cluster;
 use meshdeck::render::{RenderedObjects, render};
-use meshdeck::sim::{Fault, SimConfig, SimFleet};
+use meshdeck::sim::Fault;
 use serde_json::Value;
 
 const CANARY: &str = include_str!("../examples/reviews-canary.yaml");
 const LOCAL_ONLY: &str = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: reviews-canary}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster1, version: v1, weight: 90}\n    - {cluster: cluster1, version: v2, weight: 10}\n";
 
 struct Env {
-    fleet: SimFleet,
+    fleet: common::TestFleet,
     clusters: Vec<Cluster>,
     inv: std::sync::Arc<FleetSnapshot>,
     _inventory: Inventory,
 }
 
 async fn env() -> Env {
-    let fleet = common::fleet(SimConfig::default()).await;
-    let clusters = common::registry(&fleet).await;
+    env_on(common::TestFleet::start().await).await
+}
+
+async fn env_on(fleet: common::TestFleet) -> Env {
+    let clusters = fleet.registry().await;
     let mut inventory = Inventory::start(&clusters);
     let inv = inventory.settled(std::time::Duration::from_secs(20)).await;
     Env { fleet, clusters, inv, _inventory: inventory }
@@ -182,14 +187,14 @@ async fn a_persona_and_rbac_refuse_before_anything_is_written() {
 }
 
 #[tokio::test]
-async fn a_cluster_failing_mid_apply_leaves_every_cluster_as_before() {
+async fn sim_only_a_cluster_failing_mid_apply_leaves_every_cluster_as_before() {
     let env = env().await;
     apply_text(&env, LOCAL_ONLY, false).await.expect("first plan");
     let before = fleet_state(&env).await;
     assert_eq!(before.len(), 2);
     // cluster2 accepts one write of the canary, then fails its writes until it recovers
     // (once the failure has happened): the rollback's retries reach it again.
-    let c2 = env.fleet.cluster("cluster2").expect("cluster2").clone();
+    let c2 = env.fleet.sim().cluster("cluster2").expect("cluster2").clone();
     c2.set_fault(Fault::WritesFailAfter(1));
     let mut failures = c2.injected_write_failures.subscribe();
     let recover = tokio::spawn(async move {
@@ -289,4 +294,68 @@ async fn read_only_refuses_every_write() {
     let err = apply_text(&env, CANARY, false).await.expect_err("read-only");
     assert!(matches!(err, ApplyError::ReadOnly(..)), "{err}");
     assert!(fleet_state(&env).await.is_empty());
+}
+
+/// A real API server's own admission refuses meshdeck's writes on cluster2
+/// after the dry run passed (a ValidatingAdmissionPolicy: CEL, no webhook):
+/// a change freeze armed mid-apply. Every cluster ends as before.
+#[tokio::test]
+async fn real_only_admission_refusing_cluster2_mid_apply_leaves_every_cluster_as_before() {
+    let Some(fleet) = common::real_fleet_only("ValidatingAdmissionPolicy").await else { return };
+    let env = env_on(fleet).await;
+    apply_text(&env, LOCAL_ONLY, false).await.expect("first plan");
+    let before = fleet_state(&env).await;
+    assert_eq!(before.len(), 2);
+    let (p, r) = plan(&env, CANARY);
+    let set =
+        prepare(&env.clusters, desired_for_plan(&env.clusters, &p, &r).await.expect("desired"), &opts(false)).await.expect("prepared");
+
+    let c2 = env.fleet.client("cluster2").await;
+    let policy = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "change-freeze", "labels": {common::TEST_LABEL: "freeze"}},
+        "spec": {"failurePolicy": "Fail",
+                 "matchConstraints": {"resourceRules": [{"apiGroups": ["networking.istio.io"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"], "resources": ["*"]}]},
+                 "validations": [{"expression": "!has(object.metadata.labels) || !('meshdeck.dev/plan' in object.metadata.labels)", "message": "change freeze on cluster2"}]}
+    });
+    let binding = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "change-freeze", "labels": {common::TEST_LABEL: "freeze"}},
+        "spec": {"policyName": "change-freeze", "validationActions": ["Deny"]}
+    });
+    for (obj, plural) in [(policy, "validatingadmissionpolicies"), (binding, "validatingadmissionpolicybindings")] {
+        let kind = obj["kind"].as_str().expect("kind").to_string();
+        let ar = kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", &kind),
+            plural,
+        );
+        let api: Api<DynamicObject> = Api::all_with(c2.clone(), &ar);
+        let o: DynamicObject = serde_json::from_value(obj).expect("object");
+        api.patch("change-freeze", &PatchParams::apply("test"), &Patch::Apply(&o)).await.expect("armed");
+    }
+    // The policy takes effect within seconds: wait until a dry run of a plan's object is refused.
+    let (ar, _) = resource("Gateway").expect("kind");
+    let probe_api: Api<DynamicObject> = Api::namespaced_with(c2.clone(), "default", &ar);
+    let probe: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "freeze-probe", "labels": {"meshdeck.dev/plan": "probe"}}, "spec": {"servers": []}
+    }))
+    .expect("probe");
+    common::eventually(30, || {
+        let (api, probe) = (probe_api.clone(), probe.clone());
+        async move {
+            let mut params = PatchParams::apply("test");
+            params.dry_run = true;
+            match api.patch("freeze-probe", &params, &Patch::Apply(&probe)).await {
+                Err(kube::Error::Api(s)) if s.message.contains("change freeze") => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+
+    let report = execute_confirmed(&env.clusters, &set, &opts(false)).await.expect("executed");
+    assert_eq!(report.outcome, Outcome::RolledBack, "{}", report.describe());
+    assert!(report.clusters["cluster2"].errors.iter().any(|e| e.contains("change freeze on cluster2")), "{}", report.describe());
+    assert_eq!(without_versions(&fleet_state(&env).await), without_versions(&before), "every object is as it was before");
 }

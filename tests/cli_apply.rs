@@ -1,10 +1,9 @@
-//! `meshdeck diff | apply | history | rollback` as a user runs them, against an in-process sim.
+//! `meshdeck diff | apply | history | rollback` as a user runs them, against the
+//! sim in-process or the real test bed (MESHDECK_TEST_FLEET=real).
 
 mod common;
 
 use std::process::{Command, Output, Stdio};
-
-use meshdeck::sim::SimConfig;
 
 struct Cli {
     kubeconfig: std::path::PathBuf,
@@ -47,10 +46,8 @@ fn text(o: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_diff_history_rollback_and_refusals_from_the_command_line() {
-    let fleet = common::fleet(SimConfig::default()).await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let kubeconfig = dir.path().join("kubeconfig");
-    fleet.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let fleet = common::TestFleet::start().await;
+    let kubeconfig = fleet.kubeconfig_path();
     let cli = std::sync::Arc::new(Cli { kubeconfig, config: tempfile::tempdir().expect("tmp"), data: tempfile::tempdir().expect("tmp") });
 
     let out = run(&cli, &["apply", "-f", "examples/reviews-canary.yaml"]).await;

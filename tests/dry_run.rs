@@ -1,5 +1,6 @@
 //! A server dry run changes nothing, on every write verb (kube-rs and kubectl),
-//! and meshdeck's read-only commands write nothing to any cluster.
+//! and meshdeck's read-only commands write nothing to any cluster. On both
+//! fleets (the sim, and the real test bed with MESHDECK_TEST_FLEET=real).
 
 mod common;
 
@@ -8,13 +9,12 @@ use std::process::{Command, Output, Stdio};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use meshdeck::sim::SimConfig;
 use serde_json::json;
 
 fn configmap(name: &str, value: &str) -> ConfigMap {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "labels": {"dry-run-test": "yes"}},
+        "metadata": {"name": name, "labels": {common::TEST_LABEL: "dry-run"}},
         "data": {"key": value}
     }))
     .expect("configmap")
@@ -22,8 +22,8 @@ fn configmap(name: &str, value: &str) -> ConfigMap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_write_verb_honours_dry_run_through_kube_rs() {
-    let fleet = common::fleet(SimConfig::default()).await;
-    let client = common::client(&fleet, "cluster1").await;
+    let fleet = common::TestFleet::start().await;
+    let client = fleet.client("cluster1").await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     api.create(&PostParams::default(), &configmap("kept-a", "a")).await.expect("create a");
     api.create(&PostParams::default(), &configmap("kept-b", "b")).await.expect("create b");
@@ -51,7 +51,7 @@ async fn every_write_verb_honours_dry_run_through_kube_rs() {
 
     let delete_dry = DeleteParams { dry_run: true, ..Default::default() };
     api.delete("kept-a", &delete_dry).await.expect("dry delete");
-    api.delete_collection(&delete_dry, &ListParams::default().labels("dry-run-test=yes")).await.expect("dry deletecollection");
+    api.delete_collection(&delete_dry, &ListParams::default().labels(common::TEST_LABEL)).await.expect("dry deletecollection");
 
     let after = common::fingerprint(&client).await;
     assert_eq!(common::fingerprint_changes(&before, &after), Vec::<String>::new(), "dry runs changed the cluster");
@@ -90,17 +90,23 @@ async fn every_write_verb_honours_dry_run_through_kubectl() {
     if !common::tool_available("kubectl", &["version", "--client"]) {
         return;
     }
-    let fleet = common::fleet(SimConfig::default()).await;
+    let fleet = common::TestFleet::start().await;
     let dir = tempfile::tempdir().expect("tmp");
-    let kc = dir.path().join("kubeconfig");
-    fleet.write_kubeconfig(&kc).expect("kubeconfig");
-    let client = common::client(&fleet, "cluster1").await;
+    let kc = fleet.kubeconfig_path();
+    let client = fleet.client("cluster1").await;
     let (kc2, home) = (kc.clone(), dir.path().to_path_buf());
     let k = move |args: Vec<&'static str>, stdin: Option<&'static str>| {
         let (kc, home) = (kc2.clone(), home.clone());
         async move { tokio::task::spawn_blocking(move || kubectl(&kc, &home, &args, stdin)).await.expect("joined") }
     };
-    ok(&k(vec!["create", "configmap", "kept", "--from-literal=key=a"], None).await);
+    let kept = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: default, labels: {meshdeck.dev/test: dry-run}}\ndata: {key: a}\n";
+    ok(&k(vec!["create", "-f", "-"], Some(kept)).await);
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: dry-run-ns, labels: {meshdeck.dev/test: dry-run}}\n";
+    if fleet.is_real() {
+        // A namespace's deletion takes a while on a real cluster: a leftover from an earlier run may still be going.
+        let _ = k(vec!["delete", "namespace", "dry-run-ns", "--wait=true"], None).await;
+    }
+    ok(&k(vec!["create", "-f", "-"], Some(ns)).await);
     let before = common::fingerprint(&client).await;
 
     let replacement = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: default}\ndata: {key: replaced}\n";
@@ -126,7 +132,7 @@ async fn every_write_verb_honours_dry_run_through_kubectl() {
         (vec!["label", "configmap", "kept", "extra=yes", "--dry-run=server"], None),
         (vec!["delete", "configmap", "kept", "--dry-run=server"], None),
         (vec!["delete", "configmaps", "--all", "--dry-run=server"], None),
-        (vec!["delete", "namespace", "default", "--dry-run=server"], None),
+        (vec!["delete", "namespace", "dry-run-ns", "--dry-run=server"], None),
     ];
     for (args, stdin) in verbs {
         let shown = args.join(" ");
@@ -139,10 +145,16 @@ async fn every_write_verb_honours_dry_run_through_kubectl() {
     }
     let value = ok(&k(vec!["get", "configmap", "kept", "-o", "jsonpath={.data.key}"], None).await);
     assert_eq!(value, "a");
+    // The namespaces a cluster cannot live without may not be deleted, not even on a dry run.
+    let refused = k(vec!["delete", "namespace", "default", "--dry-run=server"], None).await;
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("namespaces \"default\" is forbidden: this namespace may not be deleted"), "{err}");
     // Without --dry-run the delete happens: the checks above could fail.
     ok(&k(vec!["delete", "configmap", "kept"], None).await);
     let after = common::fingerprint(&client).await;
     assert_eq!(common::fingerprint_changes(&before, &after), vec!["ConfigMap/default/kept disappeared".to_string()]);
+    ok(&k(vec!["delete", "namespace", "dry-run-ns", "--wait=false"], None).await);
 }
 
 fn meshdeck(kubeconfig: &std::path::Path, config: &std::path::Path, data: &std::path::Path, args: &[&str]) -> Output {
@@ -162,10 +174,8 @@ fn meshdeck(kubeconfig: &std::path::Path, config: &std::path::Path, data: &std::
 /// through every context of the kubeconfig (aliases included), writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_commands_change_nothing_on_any_cluster() {
-    let fleet = common::fleet(SimConfig::default()).await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let kc = dir.path().join("kubeconfig");
-    fleet.write_kubeconfig(&kc).expect("kubeconfig");
+    let fleet = common::TestFleet::start().await;
+    let kc = fleet.kubeconfig_path();
     let (config, data) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
     let run = |args: Vec<&'static str>| {
         let (kc, config, data) = (kc.clone(), config.path().to_path_buf(), data.path().to_path_buf());
@@ -179,7 +189,7 @@ async fn read_only_commands_change_nothing_on_any_cluster() {
 
     let mut clients = BTreeMap::new();
     for c in ["cluster1", "cluster2", "cluster3"] {
-        clients.insert(c, common::client(&fleet, c).await);
+        clients.insert(c, fleet.client(c).await);
     }
     let mut before = BTreeMap::new();
     for (name, client) in &clients {

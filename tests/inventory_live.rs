@@ -1,5 +1,6 @@
-//! The live inventory against the simulated fleet: the bookinfo table and mesh
-//! facts, live updates, and faults (down, slow, 401) that stay per cluster.
+//! The live inventory: the bookinfo table and mesh facts and live updates (on
+//! the sim, or the real test bed with MESHDECK_TEST_FLEET=real), and faults
+//! (down, slow, 401) that stay per cluster (`sim_only`: the sim's fault hooks).
 
 mod common;
 
@@ -16,8 +17,8 @@ fn versions(snap: &meshdeck::inventory::FleetSnapshot, service: &str, cluster: &
 
 #[tokio::test]
 async fn bookinfo_across_three_clusters_with_mesh_facts() {
-    let fleet = common::fleet(SimConfig::default()).await;
-    let clusters = common::registry(&fleet).await;
+    let fleet = common::TestFleet::start().await;
+    let clusters = fleet.registry().await;
     let mut inv = Inventory::start(&clusters);
     let snap = inv.settled(Duration::from_secs(20)).await;
     assert!(snap.clusters.iter().all(|c| c.state == ClusterState::Live), "{:?}", snap.clusters);
@@ -42,9 +43,9 @@ async fn bookinfo_across_three_clusters_with_mesh_facts() {
     assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
 
     // A pod of a new version shows up as a change, without a re-scan.
-    let pods: Api<Pod> = Api::namespaced(common::client(&fleet, "cluster1").await, "default");
+    let pods: Api<Pod> = Api::namespaced(fleet.client("cluster1").await, "default");
     let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "reviews-v9-abc", "labels": {"app": "reviews", "version": "v9"}},
+        "metadata": {"name": "reviews-v9-abc", "labels": {"app": "reviews", "version": "v9", common::TEST_LABEL: "inventory"}},
         "spec": {"containers": [{"name": "reviews", "image": "x"}]},
         "status": {"conditions": [{"type": "Ready", "status": "True"}]}
     }))
@@ -58,7 +59,7 @@ async fn bookinfo_across_three_clusters_with_mesh_facts() {
 }
 
 #[tokio::test]
-async fn a_down_cluster_goes_stale_alone_and_resumes_with_a_relist() {
+async fn sim_only_a_down_cluster_goes_stale_alone_and_resumes_with_a_relist() {
     let fleet = common::fleet(SimConfig::default()).await;
     let clusters = common::registry(&fleet).await;
     let mut inv = Inventory::start(&clusters);
@@ -98,7 +99,7 @@ async fn a_down_cluster_goes_stale_alone_and_resumes_with_a_relist() {
 }
 
 #[tokio::test]
-async fn expired_tokens_and_a_slow_cluster_stay_per_cluster() {
+async fn sim_only_expired_tokens_and_a_slow_cluster_stay_per_cluster() {
     let fleet = common::fleet(SimConfig::default()).await;
     fleet.cluster("cluster3").expect("cluster3").set_fault(Fault::Slow(Duration::from_secs(3)));
     fleet.cluster("cluster2").expect("cluster2").set_fault(Fault::TokensExpired);

@@ -1,6 +1,7 @@
-//! End to end through a real pseudo-terminal: tmux runs `meshdeck` against a
-//! simulated fleet; keys compose the talk's 75/15/10 canary and apply it; the
-//! objects must then be live on the sim. Runs when tmux is on PATH (CI installs it).
+//! End to end through a real pseudo-terminal: tmux runs `meshdeck` against the
+//! fleet (the sim, or the real test bed with MESHDECK_TEST_FLEET=real); keys
+//! compose the talk's 75/15/10 canary and apply it; the objects must then be
+//! live. Needs tmux on PATH (CI installs it; under CI a missing tmux fails).
 
 mod common;
 
@@ -8,7 +9,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject};
-use meshdeck::sim::SimConfig;
 
 struct Tmux {
     session: String,
@@ -49,14 +49,13 @@ impl Drop for Tmux {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn compose_the_canary_with_keys_and_apply_it_to_the_sim() {
+async fn compose_the_canary_with_keys_and_apply_it_to_the_fleet() {
     if !common::tool_available("tmux", &["-V"]) {
         return;
     }
-    let fleet = common::fleet(SimConfig::default()).await;
+    let fleet = common::TestFleet::start().await;
     let dir = tempfile::tempdir().expect("tmp");
-    let kubeconfig = dir.path().join("kubeconfig");
-    fleet.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let kubeconfig = fleet.kubeconfig_path();
     let session = format!("meshdeck-e2e-{}", std::process::id());
     let d = dir.path().display();
     let cmd = format!(
@@ -72,7 +71,10 @@ async fn compose_the_canary_with_keys_and_apply_it_to_the_sim() {
         assert!(ok, "tmux new-session");
         let t = Tmux { session };
         t.wait_for(&["3/3 clusters live", "reviews", "v1 1/1 v2 1/1 v3 1/1", "CLUSTER3"], 30);
-        t.keys(&["Down", "Down", "Down", "r"]);
+        // The filter finds reviews wherever it sorts (a real cluster also lists `kubernetes`).
+        t.keys(&["/", "reviews", "Enter"]);
+        t.wait_for(&["reviews"], 10);
+        t.keys(&["r"]);
         t.wait_for(&["reviews-route weighted split from cluster1"], 10);
         t.keys(&["1", "5", "Enter", "Down", "1", "0", "Enter", "Down", "Down", "Down", "7", "5", "Enter"]);
         t.wait_for(&["total 100/100", "✓ valid"], 10);
@@ -86,13 +88,13 @@ async fn compose_the_canary_with_keys_and_apply_it_to_the_sim() {
     .expect("driving the cockpit");
 
     let (ar, _) = meshdeck::apply::target::resource("VirtualService").expect("kind");
-    let vs: Api<DynamicObject> = Api::namespaced_with(common::client(&fleet, "cluster1").await, "default", &ar);
+    let vs: Api<DynamicObject> = Api::namespaced_with(fleet.client("cluster1").await, "default", &ar);
     let live = vs.get("reviews-route").await.expect("the VirtualService is live in cluster1");
     let weights: Vec<u64> =
         live.data["spec"]["http"][0]["route"].as_array().expect("routes").iter().filter_map(|r| r["weight"].as_u64()).collect();
     assert_eq!(weights, [15, 10, 75]);
     let (gw, _) = meshdeck::apply::target::resource("Gateway").expect("kind");
-    let gws: Api<DynamicObject> = Api::namespaced_with(common::client(&fleet, "cluster2").await, "default", &gw);
+    let gws: Api<DynamicObject> = Api::namespaced_with(fleet.client("cluster2").await, "default", &gw);
     assert!(gws.get("reviews-route-eastwest").await.is_ok(), "cluster2's east-west Gateway is live");
 
     tokio::task::spawn_blocking(move || {

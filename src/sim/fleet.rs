@@ -19,7 +19,17 @@ pub use super::world::{ClusterSpec, ISTIO_VERSION, MeshTopology, eastwest_addres
 /// template, running and ready), Deployment status, Endpoints per Service, and
 /// the load-balancer address in a Service's status.
 pub fn populate(c: &SimCluster, spec: &ClusterSpec) -> Result<(), ApiError> {
-    let objects = super::world::cluster_objects(spec);
+    let mut objects = super::world::cluster_objects(spec);
+    // What an API server makes for itself at start: the `kubernetes` Service.
+    objects.insert(
+        3,
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}], "sessionAffinity": "None"}
+        }),
+    );
     for obj in &objects {
         let Some((group, version, plural)) = super::world::resource_of(obj) else { continue };
         let mut desired = obj.clone();

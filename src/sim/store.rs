@@ -541,6 +541,11 @@ impl ClusterStore {
     /// finalized, a pod is given its grace period).
     pub fn delete(&mut self, rt: &ResourceType, ns: &str, name: &str, opts: &DeleteOptions) -> Result<Value, ApiError> {
         let old = self.get(rt, ns, name)?;
+        // NamespaceLifecycle admission: a cluster cannot live without these.
+        if rt.kind == "Namespace" && matches!(name, "default" | "kube-system" | "kube-public") {
+            return Err(ApiError::new(403, "Forbidden", format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"))
+                .with_details(json!({"name": name, "kind": "namespaces"})));
+        }
         let precondition_failed = |what: &str, want: &str, have: &str| {
             ApiError::new(
                 409,

@@ -11,6 +11,168 @@ pub async fn fleet(cfg: SimConfig) -> SimFleet {
     SimFleet::start(cfg).await.expect("sim fleet starts")
 }
 
+/// The fleet a test runs on: `meshdeck sim` in-process (the default), or the
+/// real test bed (`MESHDECK_TEST_FLEET=real`, its kubeconfig in
+/// `MESHDECK_TEST_KUBECONFIG`, default `target/realfleet/kubeconfig`; see
+/// tests/realfleet). Both give the same contexts: cluster1..3 and
+/// clusterN-restricted. On the real fleet, tests of one binary take turns and
+/// each starts from the seeded world (every Istio object and test object removed).
+pub enum TestFleet {
+    Sim { fleet: SimFleet, dir: tempfile::TempDir },
+    Real { kubeconfig: std::path::PathBuf, _turn: tokio::sync::OwnedMutexGuard<()> },
+}
+
+/// Objects tests create carry this label, so a real fleet can be reset.
+pub const TEST_LABEL: &str = "meshdeck.dev/test";
+
+/// For a test that only a real API server can answer (its name says
+/// `real_only`): the real fleet, or None on the sim run, where it says so. The
+/// real pass of .ci/run (tests/realfleet/test.sh) runs every `real_only` test.
+pub async fn real_fleet_only(what: &str) -> Option<TestFleet> {
+    if !real_fleet_requested() {
+        eprintln!("needs a real API server ({what}): runs with MESHDECK_TEST_FLEET=real (tests/realfleet/test.sh)");
+        return None;
+    }
+    Some(TestFleet::start().await)
+}
+
+pub fn real_fleet_requested() -> bool {
+    std::env::var("MESHDECK_TEST_FLEET").as_deref() == Ok("real")
+}
+
+static REAL_TURN: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> = std::sync::OnceLock::new();
+
+impl TestFleet {
+    pub async fn start() -> TestFleet {
+        if !real_fleet_requested() {
+            let fleet = fleet(SimConfig::default()).await;
+            let dir = tempfile::tempdir().expect("tempdir");
+            fleet.write_kubeconfig(&dir.path().join("kubeconfig")).expect("kubeconfig");
+            return TestFleet::Sim { fleet, dir };
+        }
+        let kubeconfig = std::env::var("MESHDECK_TEST_KUBECONFIG")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/realfleet/kubeconfig"));
+        assert!(kubeconfig.is_file(), "MESHDECK_TEST_FLEET=real but {} is missing: start tests/realfleet first", kubeconfig.display());
+        let turn = REAL_TURN.get_or_init(Default::default).clone().lock_owned().await;
+        let f = TestFleet::Real { kubeconfig, _turn: turn };
+        f.reset().await;
+        f
+    }
+
+    pub fn is_real(&self) -> bool {
+        matches!(self, TestFleet::Real { .. })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        if self.is_real() { "real" } else { "sim" }
+    }
+
+    /// The sim, for tests that drive its fault hooks (their names say `sim_only`).
+    pub fn sim(&self) -> &SimFleet {
+        match self {
+            TestFleet::Sim { fleet, .. } => fleet,
+            TestFleet::Real { .. } => panic!("this test needs the sim's fault hooks: run it on the sim fleet"),
+        }
+    }
+
+    pub fn kubeconfig_path(&self) -> std::path::PathBuf {
+        match self {
+            TestFleet::Sim { dir, .. } => dir.path().join("kubeconfig"),
+            TestFleet::Real { kubeconfig, .. } => kubeconfig.clone(),
+        }
+    }
+
+    pub fn kubeconfig_yaml(&self) -> String {
+        std::fs::read_to_string(self.kubeconfig_path()).expect("kubeconfig is readable")
+    }
+
+    pub async fn client(&self, context: &str) -> Client {
+        let kc = Kubeconfig::from_yaml(&self.kubeconfig_yaml()).expect("kubeconfig parses");
+        let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
+        let config = kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("context loads");
+        Client::try_from(config).expect("client builds")
+    }
+
+    /// The registry for the admin contexts cluster1..3, as the CLI builds it.
+    pub async fn registry(&self) -> Vec<meshdeck::registry::Cluster> {
+        self.registry_of(&["cluster1", "cluster2", "cluster3"]).await
+    }
+
+    pub async fn registry_of(&self, contexts: &[&str]) -> Vec<meshdeck::registry::Cluster> {
+        let kc = Kubeconfig::from_yaml(&self.kubeconfig_yaml()).expect("kubeconfig");
+        let names: Vec<String> = contexts.iter().map(|c| c.to_string()).collect();
+        meshdeck::registry::connect(&kc, &names, &meshdeck::config::MeshdeckConfig::default(), false).await.expect("registry")
+    }
+
+    /// Back to the seeded world: no Istio objects anywhere, no test objects.
+    async fn reset(&self) {
+        use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+        use kube::core::{ApiResource, GroupVersionKind};
+        for context in ["cluster1", "cluster2", "cluster3"] {
+            let client = self.client(context).await;
+            let mut kinds: Vec<(ApiResource, bool)> = meshdeck::inventory::watch::ISTIO_KINDS
+                .iter()
+                .map(|(g, k, p)| (ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, "v1", k), p), false))
+                .collect();
+            for (g, v, k, p) in [
+                ("", "v1", "ConfigMap", "configmaps"),
+                ("", "v1", "Pod", "pods"),
+                ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings"),
+                ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies"),
+            ] {
+                kinds.push((ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), p), true));
+            }
+            let mut policies_removed = false;
+            for (ar, labelled_only) in kinds {
+                let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+                let lp = if labelled_only { ListParams::default().labels(TEST_LABEL) } else { ListParams::default() };
+                let listed = api.list(&lp).await.unwrap_or_else(|e| panic!("{context}: listing {}: {e}", ar.plural));
+                for o in listed.items {
+                    let ns = o.metadata.namespace.clone();
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    let api: Api<DynamicObject> = match &ns {
+                        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                        None => Api::all_with(client.clone(), &ar),
+                    };
+                    policies_removed |= ar.kind == "ValidatingAdmissionPolicy";
+                    match api.delete(&name, &DeleteParams::default()).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(s)) if s.code == 404 => {}
+                        Err(e) => panic!("{context}: resetting {} {name}: {e}", ar.plural),
+                    }
+                }
+            }
+            if policies_removed {
+                admission_open(&client).await;
+            }
+        }
+    }
+}
+
+/// Wait until a removed admission policy no longer refuses a plan's object
+/// (the API server's policy cache follows deletes within seconds).
+pub async fn admission_open(client: &Client) {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::core::{ApiResource, GroupVersionKind};
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("networking.istio.io", "v1", "Gateway"), "gateways");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let probe: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "admission-probe", "labels": {"meshdeck.dev/plan": "probe"}}, "spec": {"servers": []}
+    }))
+    .expect("probe");
+    eventually(30, || {
+        let (api, probe) = (api.clone(), probe.clone());
+        async move {
+            let mut params = PatchParams::apply("test");
+            params.dry_run = true;
+            api.patch("admission-probe", &params, &Patch::Apply(&probe)).await.ok().map(|_| ())
+        }
+    })
+    .await;
+}
+
 pub async fn client(fleet: &SimFleet, context: &str) -> Client {
     let kc = Kubeconfig::from_yaml(&fleet.kubeconfig_yaml()).expect("sim kubeconfig parses");
     let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
