@@ -39,3 +39,101 @@ async fn real_only_seeded_pods_are_running_sidecar_injected_and_complete() {
     println!("real fleet: {per_pod} bytes per seeded bookinfo pod (JSON, managedFields included)");
     assert!(per_pod > 4000, "a real injected pod is several KB: {per_pod}");
 }
+
+use std::time::Duration;
+
+use meshdeck::apply::write::{Outcome, execute};
+use meshdeck::apply::{ApplyOptions, Confirmation, WriteGrant, desired_for_plan, prepare};
+use meshdeck::inventory::{ClusterState, Inventory};
+
+fn versions(snap: &meshdeck::inventory::FleetSnapshot, service: &str, cluster: &str) -> Vec<String> {
+    snap.service(service).and_then(|r| r.clusters.get(cluster)).map(|p| p.versions.keys().cloned().collect()).unwrap_or_default()
+}
+
+async fn scale(fleet: &common::TestFleet, context: &str, deployment: &str, replicas: i32) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    let api: Api<Deployment> = Api::namespaced(fleet.client(context).await, "default");
+    api.patch(deployment, &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})))
+        .await
+        .expect("scaled");
+}
+
+/// A real API server goes away mid-session and comes back after etcd was
+/// compacted: its rows go stale (still shown), the other clusters stay live,
+/// and once it is back the inventory resumes (re-listing where a watch is too
+/// old) and shows a change made after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_only_an_api_server_restarted_mid_session_is_resumed_by_the_inventory() {
+    let Some(fleet) = common::real_fleet_only("restarting a kube-apiserver").await else { return };
+    let clusters = fleet.registry().await;
+    let mut inv = Inventory::start(&clusters);
+    inv.settled(Duration::from_secs(30)).await;
+
+    fleet.control("POST", "/clusters/cluster2/apiserver/stop").await;
+    let snap = common::snapshot_where(&mut inv, 60, "cluster2 unreachable", |s| {
+        s.cluster("cluster2").is_some_and(|c| c.state == ClusterState::Unreachable)
+    })
+    .await;
+    assert_eq!(snap.cluster("cluster1").map(|c| c.state), Some(ClusterState::Live));
+    assert_eq!(snap.cluster("cluster3").map(|c| c.state), Some(ClusterState::Live));
+    assert_eq!(versions(&snap, "reviews.default", "cluster2"), ["v1", "v2", "v3"], "stale rows stay visible");
+
+    fleet.control("POST", "/compact").await;
+    fleet.control("POST", "/clusters/cluster2/apiserver/start").await;
+    common::snapshot_where(&mut inv, 60, "cluster2 live again", |s| s.cluster("cluster2").is_some_and(|c| c.state == ClusterState::Live))
+        .await;
+    scale(&fleet, "cluster2", "reviews-v3", 0).await;
+    let snap =
+        common::snapshot_where(&mut inv, 60, "v3 gone from cluster2", |s| versions(s, "reviews.default", "cluster2") == ["v1", "v2"]).await;
+    assert_eq!(snap.cluster("cluster2").map(|c| c.state), Some(ClusterState::Live));
+    scale(&fleet, "cluster2", "reviews-v3", 1).await;
+    common::snapshot_where(&mut inv, 60, "v3 back in cluster2", |s| {
+        s.service("reviews.default")
+            .and_then(|r| r.clusters.get("cluster2"))
+            .and_then(|p| p.versions.get("v3"))
+            .is_some_and(|v| v.ready == 1)
+    })
+    .await;
+}
+
+/// Every Istio object of the three clusters with its resourceVersion.
+async fn istio_objects(fleet: &common::TestFleet) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        for (k, v) in common::fingerprint(&fleet.client(c).await).await {
+            if meshdeck::inventory::watch::ISTIO_KINDS.iter().any(|(_, kind, _)| k.starts_with(&format!("{kind}/"))) {
+                out.insert(format!("{c}/{k}"), v);
+            }
+        }
+    }
+    out
+}
+
+/// cluster2's API server stops between the dry run and the writes: nothing
+/// reaches cluster2, cluster1's writes are rolled back, and once cluster2 is
+/// back every cluster is as it was before, object by object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_only_cluster2_down_after_the_dry_run_leaves_every_cluster_as_before() {
+    let Some(fleet) = common::real_fleet_only("stopping a kube-apiserver").await else { return };
+    let clusters = fleet.registry().await;
+    let mut inventory = Inventory::start(&clusters);
+    let inv = inventory.settled(Duration::from_secs(30)).await;
+    let before = istio_objects(&fleet).await;
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reviews-canary.yaml")).expect("example");
+    let plan = meshdeck::plan::load("reviews-canary.yaml", &text, &inv).expect("plan");
+    let rendered = meshdeck::render::render(&plan, &inv).expect("render");
+    let opts = ApplyOptions { force_conflicts: false, concurrency: 8, progress: None };
+    let set = prepare(&clusters, desired_for_plan(&clusters, &plan, &rendered).await.expect("desired"), &opts).await.expect("prepared");
+    drop(inventory);
+
+    fleet.control("POST", "/clusters/cluster2/apiserver/stop").await;
+    let grant = WriteGrant::confirmed(&clusters, &set, Confirmation::YesFlag).expect("grant");
+    let report = execute(&clusters, &set, &opts, &grant).await.expect("executed");
+    fleet.control("POST", "/clusters/cluster2/apiserver/start").await;
+    println!("{}", report.describe());
+    assert_ne!(report.outcome, Outcome::Applied, "{}", report.describe());
+    assert!(!report.clusters["cluster2"].errors.is_empty(), "{}", report.describe());
+    assert_eq!(istio_objects(&fleet).await, before, "every cluster is as it was before");
+}

@@ -56,6 +56,10 @@ impl TestFleet {
         assert!(kubeconfig.is_file(), "MESHDECK_TEST_FLEET=real but {} is missing: start tests/realfleet first", kubeconfig.display());
         let turn = REAL_TURN.get_or_init(Default::default).clone().lock_owned().await;
         let f = TestFleet::Real { kubeconfig, _turn: turn };
+        // A test that stopped an API server and failed before starting it again.
+        for c in ["cluster1", "cluster2", "cluster3"] {
+            f.control("POST", &format!("/clusters/{c}/apiserver/start")).await;
+        }
         f.reset().await;
         f
     }
@@ -103,6 +107,27 @@ impl TestFleet {
         let kc = Kubeconfig::from_yaml(&self.kubeconfig_yaml()).expect("kubeconfig");
         let names: Vec<String> = contexts.iter().map(|c| c.to_string()).collect();
         meshdeck::registry::connect(&kc, &names, &meshdeck::config::MeshdeckConfig::default(), false).await.expect("registry")
+    }
+
+    /// A hook of the real test bed's control endpoint (tests/realfleet/control.go),
+    /// e.g. `POST /clusters/cluster2/apiserver/stop`; returns its answer.
+    pub async fn control(&self, method: &str, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let kc: serde_json::Value = serde_saphyr::from_str(&self.kubeconfig_yaml()).expect("kubeconfig");
+        let url = kc["extensions"]
+            .as_array()
+            .and_then(|e| e.iter().find(|x| x["name"] == "meshdeck.dev/realfleet"))
+            .and_then(|x| x["extension"]["control"].as_str())
+            .expect("the real test bed's kubeconfig names its control endpoint")
+            .to_string();
+        let addr = url.trim_start_matches("http://").to_string();
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("control endpoint");
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.expect("request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{method} {path}: {answer}");
+        answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()
     }
 
     /// Back to the seeded world: no Istio objects anywhere, no test objects.

@@ -192,7 +192,10 @@ type cluster struct {
 	restricted string
 	pki        *clusterPKI
 	apiserver  *exec.Cmd
+	apiArgs    []string
 	kcm        *exec.Cmd
+	// exited is closed when the current API server process has exited.
+	exited chan struct{}
 }
 
 func (c *cluster) server() string { return fmt.Sprintf("https://127.0.0.1:%d", c.port) }
@@ -248,7 +251,7 @@ func spawn(dir, name string, args ...string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	log, err := os.Create(filepath.Join(dir, name+".log"))
+	log, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -264,28 +267,50 @@ func (c *cluster) startAPIServer(etcdURL, prefix string) error {
 		return err
 	}
 	f := func(name string) string { return filepath.Join(c.dir, name) }
-	var err error
-	c.apiserver, err = spawn(c.dir, "kube-apiserver",
-		"--etcd-servers="+etcdURL,
-		"--etcd-prefix="+prefix,
+	c.apiArgs = []string{
+		"--etcd-servers=" + etcdURL,
+		"--etcd-prefix=" + prefix,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		// Endpoints may not hold loopback addresses: nothing reconciles `kubernetes`'s.
 		"--endpoint-reconciler-type=none",
 		fmt.Sprintf("--secure-port=%d", c.port),
-		"--tls-cert-file="+f("serving.crt"),
-		"--tls-private-key-file="+f("serving.key"),
-		"--token-auth-file="+f("tokens.csv"),
+		"--tls-cert-file=" + f("serving.crt"),
+		"--tls-private-key-file=" + f("serving.key"),
+		"--token-auth-file=" + f("tokens.csv"),
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+f("sa.pub"),
-		"--service-account-signing-key-file="+f("sa.key"),
+		"--service-account-key-file=" + f("sa.pub"),
+		"--service-account-signing-key-file=" + f("sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--v=0",
-	)
-	return err
+	}
+	return c.runAPIServer()
+}
+
+// runAPIServer starts (or restarts) the API server with the flags it was first given.
+func (c *cluster) runAPIServer() error {
+	cmd, err := spawn(c.dir, "kube-apiserver", c.apiArgs...)
+	if err != nil {
+		return err
+	}
+	c.apiserver, c.exited = cmd, make(chan struct{})
+	exited := c.exited
+	go func() { _ = cmd.Wait(); close(exited) }()
+	return nil
+}
+
+// stopAPIServer stops the API server and waits until it has exited.
+func (c *cluster) stopAPIServer() {
+	_ = c.apiserver.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(20 * time.Second):
+		_ = c.apiserver.Process.Kill()
+		<-c.exited
+	}
 }
 
 func (c *cluster) startControllerManager() error {
@@ -319,8 +344,10 @@ func (c *cluster) waitReady(ctx context.Context) error {
 				return nil
 			}
 		}
-		if c.apiserver.ProcessState != nil {
+		select {
+		case <-c.exited:
 			return fmt.Errorf("%s: kube-apiserver exited; see %s", c.name, filepath.Join(c.dir, "kube-apiserver.log"))
+		default:
 		}
 		select {
 		case <-ctx.Done():
@@ -331,7 +358,7 @@ func (c *cluster) waitReady(ctx context.Context) error {
 }
 
 // kubeconfig in the sim's contract: cluster1..N admin contexts, clusterN-restricted.
-func kubeconfig(clusters []*cluster, only *cluster) ([]byte, error) {
+func kubeconfig(clusters []*cluster, only *cluster, control string) ([]byte, error) {
 	var cs, us, ctxs []map[string]any
 	for _, c := range clusters {
 		if only != nil && c != only {
@@ -352,7 +379,7 @@ func kubeconfig(clusters []*cluster, only *cluster) ([]byte, error) {
 	doc := map[string]any{
 		"apiVersion": "v1", "kind": "Config", "preferences": map[string]any{}, "current-context": current,
 		"clusters": cs, "users": us, "contexts": ctxs,
-		"extensions": []map[string]any{{"name": "meshdeck.dev/realfleet", "extension": map[string]any{"stateDir": filepath.Dir(clusters[0].dir)}}},
+		"extensions": []map[string]any{{"name": "meshdeck.dev/realfleet", "extension": map[string]any{"stateDir": filepath.Dir(clusters[0].dir), "control": control}}},
 	}
 	// certificate-authority-data is base64 of the PEM: []byte marshals so.
 	j, err := json.Marshal(doc)
@@ -381,17 +408,16 @@ func serve(args []string) int {
 	clusters, etcds, err := boot(ctx, o)
 	defer func() {
 		for _, c := range clusters {
-			for _, p := range []*exec.Cmd{c.kcm, c.apiserver} {
-				if p != nil && p.Process != nil {
-					_ = p.Process.Signal(syscall.SIGTERM)
-				}
+			if c.kcm != nil && c.kcm.Process != nil {
+				_ = c.kcm.Process.Signal(syscall.SIGTERM)
 			}
 		}
 		for _, c := range clusters {
-			for _, p := range []*exec.Cmd{c.kcm, c.apiserver} {
-				if p != nil && p.Process != nil {
-					waitOrKill(p, 15*time.Second)
-				}
+			if c.kcm != nil && c.kcm.Process != nil {
+				waitOrKill(c.kcm, 15*time.Second)
+			}
+			if c.apiserver != nil {
+				c.stopAPIServer()
 			}
 		}
 		for _, e := range etcds {
@@ -402,7 +428,12 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "realfleet:", err)
 		return 1
 	}
-	ready := map[string]any{"clusters": len(clusters), "seconds": time.Since(started).Seconds(), "etcd": o.etcdMode}
+	control, err := startControl(clusters, etcds)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "realfleet: control endpoint:", err)
+		return 1
+	}
+	ready := map[string]any{"clusters": len(clusters), "seconds": time.Since(started).Seconds(), "etcd": o.etcdMode, "control": control}
 	servers := map[string]string{}
 	for _, c := range clusters {
 		servers[c.name] = c.server()
@@ -413,10 +444,36 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	kc, err := kubeconfig(clusters, nil, control)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := os.WriteFile(o.kubeconfig, kc, 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	fmt.Printf("realfleet: ready %s\n", b)
-	<-ctx.Done()
-	fmt.Println("realfleet: stopping")
-	return 0
+	// Processes are started from this (locked) thread only: see main.
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println("realfleet: stopping")
+			return 0
+		case job := <-onMainThread:
+			job()
+		}
+	}
+}
+
+// onMainThread runs jobs (restarting an API server) on the supervisor's main
+// thread, so a child's parent-death signal stays tied to a thread that lives.
+var onMainThread = make(chan func())
+
+func runOnMainThread(job func()) {
+	done := make(chan struct{})
+	onMainThread <- func() { job(); close(done) }
+	<-done
 }
 
 func waitOrKill(p *exec.Cmd, grace time.Duration) {
@@ -470,13 +527,10 @@ func boot(ctx context.Context, o *options) ([]*cluster, []*embed.Etcd, error) {
 	readyCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	for _, c := range clusters {
-		go func(c *cluster) { _ = c.apiserver.Wait() }(c)
-	}
-	for _, c := range clusters {
 		if err := c.waitReady(readyCtx); err != nil {
 			return clusters, etcds, err
 		}
-		kc, err := kubeconfig(clusters, c)
+		kc, err := kubeconfig(clusters, c, "")
 		if err != nil {
 			return clusters, etcds, err
 		}
@@ -509,13 +563,6 @@ func boot(ctx context.Context, o *options) ([]*cluster, []*embed.Etcd, error) {
 		if err := waitWorldRunning(readyCtx, c); err != nil {
 			return clusters, etcds, err
 		}
-	}
-	kc, err := kubeconfig(clusters, nil)
-	if err != nil {
-		return clusters, etcds, err
-	}
-	if err := os.WriteFile(o.kubeconfig, kc, 0o600); err != nil {
-		return clusters, etcds, err
 	}
 	return clusters, etcds, nil
 }

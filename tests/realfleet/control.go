@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+)
+
+// startControl serves the test bed's own hooks on 127.0.0.1 (plain HTTP, like
+// the sim's admin endpoint): what tests do to a real cluster on a bad day.
+//
+//	POST /clusters/<name>/apiserver/stop    stop its kube-apiserver (connections refused)
+//	POST /clusters/<name>/apiserver/start   start it again on the same port; returns once ready
+//	POST /compact                           compact etcd at its current revision (watches resuming from before get 410)
+//	GET  /                                  the clusters and whether each API server runs
+func startControl(clusters []*cluster, etcds []*embed.Etcd) (string, error) {
+	byName := map[string]*cluster{}
+	for _, c := range clusters {
+		byName[c.name] = c
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		out := map[string]any{}
+		for _, c := range clusters {
+			running := true
+			select {
+			case <-c.exited:
+				running = false
+			default:
+			}
+			out[c.name] = map[string]any{"server": c.server(), "apiserverRunning": running}
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	mux.HandleFunc("POST /clusters/{name}/apiserver/{action}", func(w http.ResponseWriter, r *http.Request) {
+		c := byName[r.PathValue("name")]
+		if c == nil {
+			http.Error(w, "no such cluster", http.StatusNotFound)
+			return
+		}
+		switch r.PathValue("action") {
+		case "stop":
+			c.stopAPIServer()
+			fmt.Fprintf(w, "%s: kube-apiserver stopped\n", c.name)
+		case "start":
+			var err error
+			runOnMainThread(func() {
+				select {
+				case <-c.exited:
+					err = c.runAPIServer()
+				default:
+				}
+			})
+			if err == nil {
+				ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+				defer cancel()
+				err = c.waitReady(ctx)
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintf(w, "%s: kube-apiserver ready\n", c.name)
+		default:
+			http.Error(w, "stop or start", http.StatusNotFound)
+		}
+	})
+	mux.HandleFunc("POST /compact", func(w http.ResponseWriter, r *http.Request) {
+		var done []string
+		for _, e := range etcds {
+			client := v3client.New(e.Server)
+			resp, err := client.Get(r.Context(), "compact-probe")
+			if err == nil {
+				_, err = client.Compact(r.Context(), resp.Header.Revision)
+			}
+			if err != nil && !strings.Contains(err.Error(), "already been compacted") {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			done = append(done, fmt.Sprint(resp.Header.Revision))
+		}
+		fmt.Fprintf(w, "compacted at revision %s\n", strings.Join(done, ", "))
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go func() { _ = http.Serve(l, mux) }()
+	return "http://" + l.Addr().String(), nil
+}
