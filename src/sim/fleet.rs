@@ -76,13 +76,20 @@ fn run_deployment(c: &SimCluster, d: &Value, cluster_index: usize) -> Result<Vec
         out.push(p);
     }
     let dep_rt = c.resource("apps", "v1", "deployments").ok_or_else(|| ApiError::not_found("resource", "deployments"))?;
-    c.store().set_status(
-        &dep_rt,
-        &namespace,
-        &name,
-        json!({"replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas, "observedGeneration": 1}),
-    )?;
+    c.store().set_status(&dep_rt, &namespace, &name, deployment_status(replicas, &format!("{name}-{template_hash}")))?;
     Ok(out)
+}
+
+/// A Deployment's status as the deployment controller writes it once its pods are ready.
+fn deployment_status(replicas: usize, replica_set: &str) -> Value {
+    let now = now_rfc3339();
+    json!({"replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas,
+           "observedGeneration": 1, "terminatingReplicas": 0,
+           "conditions": [
+               {"type": "Available", "status": "True", "lastUpdateTime": now, "lastTransitionTime": now,
+                "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."},
+               {"type": "Progressing", "status": "True", "lastUpdateTime": now, "lastTransitionTime": now,
+                "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"{replica_set}\" has successfully progressed.")}]})
 }
 
 /// The endpoints controller for one Service: the ready pods its selector picks.
@@ -145,9 +152,14 @@ fn pod(namespace: &str, deployment: &str, name: &str, template: &Value, hash: &s
         } else {
             json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}})
         };
-        json!({"name": c.get("name"), "image": image, "imageID": image_id, "ready": running, "started": running,
-               "restartCount": 0, "containerID": format!("containerd://{}", short_hash(&format!("{name}/{}", c["name"])).repeat(6)),
-               "state": state})
+        let container_id = format!("containerd://{}", short_hash(&format!("{name}/{}", c["name"])).repeat(6));
+        let mut state = state;
+        if let Some(t) = state.get_mut("terminated") {
+            t["containerID"] = json!(container_id);
+        }
+        // A completed init container counts as ready; it is not started any more.
+        json!({"name": c.get("name"), "image": image, "imageID": image_id, "ready": true, "started": running,
+               "restartCount": 0, "containerID": container_id, "state": state, "lastState": {}})
     };
     let statuses: Vec<Value> =
         spec.get("containers").and_then(Value::as_array).map(|cs| cs.iter().map(|c| status_of(c, true)).collect()).unwrap_or_default();
@@ -156,6 +168,7 @@ fn pod(namespace: &str, deployment: &str, name: &str, template: &Value, hash: &s
     let condition = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
     let mut status = json!({
         "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": format!("172.31.{}.10", cluster_index % 250),
+        "hostIPs": [{"ip": format!("172.31.{}.10", cluster_index % 250)}],
         "conditions": [condition("PodReadyToStartContainers"), condition("Initialized"), condition("Ready"), condition("ContainersReady"), condition("PodScheduled")],
         "containerStatuses": statuses, "startTime": now, "qosClass": "Burstable"
     });
@@ -164,7 +177,7 @@ fn pod(namespace: &str, deployment: &str, name: &str, template: &Value, hash: &s
     }
     json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations,
+        "metadata": {"name": name, "generateName": format!("{deployment}-{hash}-"), "namespace": namespace, "labels": labels, "annotations": annotations,
                      "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{deployment}-{hash}"),
                                           "uid": "00000000-0000-0000-0000-000000000000", "controller": true, "blockOwnerDeletion": true}]},
         "spec": spec,

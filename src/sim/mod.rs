@@ -5,6 +5,7 @@
 
 mod admin;
 pub mod cluster;
+mod defaults;
 pub mod faults;
 pub mod fleet;
 pub mod istio_kinds;
@@ -170,6 +171,11 @@ impl SimFleet {
                     return Err(SimError::Populate { cluster: "?".into(), message: e.to_string() });
                 }
             }
+        }
+        // An API server's watch cache starts where it first listed: history from
+        // before it started is too old to watch from (410), as on a real one.
+        for c in &clusters {
+            c.store().compact();
         }
         let acceptor = server_tls(&tls).map_err(SimError::Tls)?;
         let mut tasks = Vec::new();

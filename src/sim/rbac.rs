@@ -59,9 +59,11 @@ impl User {
 }
 
 pub fn forbidden_message(user: &str, verb: &str, group: &str, resource: &str, name: Option<&str>, ns: Option<&str>) -> String {
+    let base = resource.split('/').next().unwrap_or(resource);
+    let qualified = if group.is_empty() { base.to_string() } else { format!("{base}.{group}") };
     let what = match name {
-        Some(n) => format!("{resource} \"{n}\""),
-        None => resource.to_string(),
+        Some(n) => format!("{qualified} \"{n}\""),
+        None => qualified,
     };
     let scope = match ns {
         Some(n) => format!("in the namespace \"{n}\""),

@@ -31,6 +31,10 @@ pub struct ResourceType {
     pub preferred: bool,
     /// Kinds that are not stored (SelfSubjectAccessReview).
     pub virtual_only: bool,
+    /// Serves a `/status` subresource (listed in discovery).
+    pub status_subresource: bool,
+    /// The version objects are stored in (discovery's storageVersionHash).
+    pub storage_version: String,
 }
 
 #[derive(Clone, Debug)]
@@ -48,7 +52,21 @@ pub struct StorageKey {
     pub plural: String,
 }
 
+/// What discovery publishes so clients can tell a storage migration happened:
+/// the first 8 bytes of sha256("group/storageVersion/Kind"), base64.
+fn storage_version_hash(group: &str, version: &str, kind: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{group}/{version}/{kind}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(&d[..8])
+}
+
 impl ResourceType {
+    /// A kind the API server itself defines (not a CRD's).
+    pub fn builtin(&self) -> bool {
+        matches!(self.group.as_str(), "" | "apps" | "apiextensions.k8s.io" | "authorization.k8s.io")
+    }
+
     pub fn api_version(&self) -> String {
         if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
@@ -77,6 +95,8 @@ fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: boo
         storage: StorageKey { group: group.into(), plural: plural.into() },
         preferred: true,
         virtual_only: false,
+        status_subresource: matches!(kind, "Namespace" | "Service" | "Pod" | "Deployment" | "CustomResourceDefinition"),
+        storage_version: version.into(),
     }
 }
 
@@ -178,6 +198,12 @@ impl ResourceRegistry {
                 .unwrap_or_default()
         };
         let versions = spec.get("versions").and_then(Value::as_array).ok_or("spec.versions: Required value")?;
+        let storage_version = versions
+            .iter()
+            .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+            .and_then(|v| str_at(v, &["name"]))
+            .unwrap_or_default()
+            .to_string();
         let mut out = Vec::new();
         for v in versions {
             let vname = str_at(v, &["name"]).ok_or("spec.versions[].name: Required value")?;
@@ -218,6 +244,8 @@ impl ResourceRegistry {
                 storage: StorageKey { group: group.into(), plural: plural.into() },
                 preferred: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
                 virtual_only: false,
+                status_subresource: v.pointer("/subresources/status").is_some(),
+                storage_version: storage_version.clone(),
             });
         }
         Ok(out)
@@ -243,9 +271,18 @@ impl ResourceRegistry {
                 if !rt.categories.is_empty() {
                     r["categories"] = json!(rt.categories);
                 }
-                r
+                if !rt.virtual_only {
+                    r["storageVersionHash"] = json!(storage_version_hash(&rt.group, &rt.storage_version, &rt.kind));
+                }
+                let mut out = vec![r];
+                if rt.status_subresource {
+                    out.push(json!({"name": format!("{}/status", rt.plural), "singularName": "", "namespaced": rt.namespaced,
+                                    "kind": rt.kind, "verbs": ["get", "patch", "update"]}));
+                }
+                out
             })
-            .collect();
+            .collect::<Vec<Vec<Value>>>()
+            .concat();
         if resources.is_empty() {
             return None;
         }

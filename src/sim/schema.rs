@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 
 #[derive(Clone, Debug, Default)]
 pub struct Schema {
+    /// CEL rules (`x-kubernetes-validations`) here or below: not evaluated, but
+    /// a real server says so when other errors stopped it from checking them.
+    has_rules: bool,
     ty: Option<String>,
     format: Option<String>,
     properties: BTreeMap<String, Schema>,
@@ -102,6 +105,10 @@ impl Schema {
         if let Some(n) = obj.get("not") {
             s.not = Some(Box::new(Schema::compile(n)?));
         }
+        s.has_rules = obj.contains_key("x-kubernetes-validations")
+            || s.properties.values().any(|p| p.has_rules)
+            || s.items.as_ref().is_some_and(|i| i.has_rules)
+            || s.additional.as_ref().is_some_and(|a| a.has_rules);
         Ok(s)
     }
 
@@ -123,6 +130,12 @@ impl Schema {
                 }
             }
         }
+        if !errs.is_empty() && self.has_rules {
+            errs.push(FieldError {
+                path: "<nil>".into(),
+                message: "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+            });
+        }
         errs
     }
 
@@ -139,7 +152,11 @@ impl Schema {
         }
         if self.int_or_string {
             if !(v.is_string() || v.is_i64() || v.is_u64()) {
-                errs.push(invalid(path, v, &format!("{path} in body must be of type integer or string: \"{}\"", type_name(v))));
+                errs.push(invalid(
+                    path,
+                    &serde_json::json!(type_name(v)),
+                    &format!("{path} in body must be of type integer or string: \"{}\"", type_name(v)),
+                ));
             }
         } else if let Some(ty) = &self.ty {
             let ok = match ty.as_str() {
@@ -152,7 +169,11 @@ impl Schema {
                 _ => true,
             };
             if !ok {
-                errs.push(invalid(path, v, &format!("{path} in body must be of type {ty}: \"{}\"", type_name(v))));
+                errs.push(invalid(
+                    path,
+                    &serde_json::json!(type_name(v)),
+                    &format!("{path} in body must be of type {ty}: \"{}\"", type_name(v)),
+                ));
                 return;
             }
         }

@@ -153,6 +153,7 @@ async fn handle(cluster: Arc<SimCluster>, req: Request<Incoming>) -> Response<Bo
                     "major": "1", "minor": "33", "gitVersion": cluster.kubernetes_version,
                     "gitCommit": "meshdeck-sim", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
                     "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64",
+                    "emulationMajor": "1", "emulationMinor": "33", "minCompatibilityMajor": "1", "minCompatibilityMinor": "32",
                 }),
             );
         }
@@ -310,7 +311,10 @@ impl RequestContext {
             "Forbidden",
             rbac::forbidden_message(&self.user.name, verb, &t.rt.group, &resource, t.name.as_deref(), t.namespace.as_deref()),
         )
-        .with_details(json!({"kind": t.rt.plural, "group": t.rt.group, "name": t.name})))
+        .with_details(match &t.name {
+            Some(name) => json!({"kind": t.rt.plural, "group": t.rt.group, "name": name}),
+            None => json!({"kind": t.rt.plural, "group": t.rt.group}),
+        }))
     }
 }
 
@@ -426,7 +430,14 @@ async fn dispatch(ctx: &RequestContext, method: Method, t: Target, body: &Bytes)
             ctx.authorize("delete", &t)?;
             let opts = DeleteOptions { dry_run: ctx.dry_run, ..ctx.delete.clone() };
             let gone = ctx.cluster.store().delete(&rt, &ns, name, &opts)?;
-            Ok(json_response(200, &as_version(&gone, &rt)))
+            // Kinds whose deletion is not immediate, or that say so, answer with the
+            // object; the rest (custom resources among them) with a Success Status.
+            if matches!(rt.kind.as_str(), "Pod" | "Service" | "Namespace" | "ServiceAccount") {
+                return Ok(json_response(200, &as_version(&gone, &rt)));
+            }
+            let mut details = super::status::details(&rt.qualified_plural(), name);
+            details["uid"] = gone.pointer("/metadata/uid").cloned().unwrap_or(json!(""));
+            Ok(json_response(200, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})))
         }
         (&Method::DELETE, None) => {
             ctx.authorize("deletecollection", &t)?;
@@ -522,6 +533,20 @@ fn as_version(obj: &Value, rt: &ResourceType) -> Value {
     o
 }
 
+/// An object serialized without `apiVersion` and `kind`, without copying it.
+struct WithoutTypeMeta<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for WithoutTypeMeta<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0.iter().filter(|(k, _)| k.as_str() != "apiVersion" && k.as_str() != "kind") {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
 fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
     let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
     let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
@@ -563,7 +588,12 @@ fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
         if i > 0 {
             out.push(b',');
         }
-        if o.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str()) {
+        if t.rt.builtin()
+            && let Some(m) = o.as_object()
+        {
+            // A built-in kind's list items carry no apiVersion and kind (the list says them).
+            out.extend_from_slice(&serde_json::to_vec(&WithoutTypeMeta(m)).unwrap_or_default());
+        } else if o.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str()) {
             out.extend_from_slice(&serde_json::to_vec(&**o).unwrap_or_default());
         } else {
             out.extend_from_slice(&serde_json::to_vec(&as_version(o, &t.rt)).unwrap_or_default());

@@ -22,9 +22,23 @@ pub struct ManagerEntry {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conflict {
     pub manager: String,
+    pub operation: String,
+    pub time: String,
     pub api_version: String,
     pub field: String,
     pub path: FieldPath,
+}
+
+impl Conflict {
+    /// How a real server names the other manager: an Apply manager by name, an
+    /// Update manager with the apiVersion and time of its write.
+    pub fn who(&self) -> String {
+        match (self.operation.as_str(), self.time.as_str()) {
+            ("Update", "") => format!("\"{}\" using {}", self.manager, self.api_version),
+            ("Update", t) => format!("\"{}\" using {} at {t}", self.manager, self.api_version),
+            _ => format!("\"{}\"", self.manager),
+        }
+    }
 }
 
 /// `.spec.http`: how conflicts name a field.
@@ -204,6 +218,8 @@ pub fn apply(
                     if get_path(applied, shorter) != get_path(live, shorter) {
                         conflicts.push(Conflict {
                             manager: other.manager.clone(),
+                            operation: other.operation.clone(),
+                            time: other.time.clone(),
                             api_version: other.api_version.clone(),
                             field: dotted(shorter),
                             path: shorter.clone(),

@@ -286,6 +286,9 @@ impl ClusterStore {
             ));
         }
         let mut warnings = Vec::new();
+        if rt.builtin() {
+            super::defaults::on_write(&rt.kind, obj);
+        }
         if let Some(schema) = &rt.schema {
             let unknown = schema.prune_object(obj);
             if !unknown.is_empty() {
@@ -315,11 +318,16 @@ impl ClusterStore {
         let meta = ensure_meta(obj);
         meta.insert("uid".into(), json!(uid));
         meta.insert("creationTimestamp".into(), json!(now));
-        meta.insert("generation".into(), json!(1));
+        if super::defaults::tracks_generation(&rt.kind, rt.builtin()) {
+            meta.insert("generation".into(), json!(1));
+        }
         if rt.namespaced {
             meta.insert("namespace".into(), json!(ns));
         } else {
             meta.remove("namespace");
+        }
+        if rt.kind == "Pod" {
+            super::defaults::on_pod_create(obj, &uid.replace('-', "")[..5]);
         }
         if rt.kind == "Service" {
             let typ = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
@@ -412,7 +420,7 @@ impl ClusterStore {
             return Err(ApiError::new(409, "Conflict", format!(
                 "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
                 rt.qualified_plural()
-            )).with_details(json!({"name": name, "kind": rt.qualified_plural()})));
+            )).with_details(super::status::details(&rt.qualified_plural(), name)));
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
@@ -525,7 +533,7 @@ impl ClusterStore {
         if ssa::strip(&old) == ssa::strip(&obj) && old.pointer("/metadata/managedFields") == obj.pointer("/metadata/managedFields") {
             return Ok((*old).clone());
         }
-        if old.get("spec") != obj.get("spec") {
+        if old.get("spec") != obj.get("spec") && old_meta.get("generation").is_some() {
             let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1) + 1;
             ensure_meta(&mut obj).insert("generation".into(), json!(generation));
         }
@@ -555,7 +563,7 @@ impl ClusterStore {
                     rt.qualified_plural()
                 ),
             )
-            .with_details(json!({"name": name, "kind": rt.qualified_plural()}))
+            .with_details(super::status::details(&rt.qualified_plural(), name))
         };
         let meta_str = |k: &str| old.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("").to_string();
         if let Some(uid) = &opts.uid
@@ -656,17 +664,23 @@ fn conflict_error(conflicts: &[ssa::Conflict]) -> ApiError {
     let n = conflicts.len();
     let message = if n == 1 {
         let c = &conflicts[0];
-        format!("Apply failed with 1 conflict: conflict with \"{}\" using {}: {}", c.manager, c.api_version, c.field)
+        format!("Apply failed with 1 conflict: conflict with {}: {}", c.who(), c.field)
     } else {
-        let mut m = format!("Apply failed with {n} conflicts: ");
-        let lines: Vec<String> =
-            conflicts.iter().map(|c| format!("conflict with \"{}\" using {}: {}", c.manager, c.api_version, c.field)).collect();
-        m.push_str(&lines.join("\n"));
-        m
+        // Grouped by manager, as a real server prints them.
+        let mut by_manager: std::collections::BTreeMap<String, Vec<&str>> = std::collections::BTreeMap::new();
+        for c in conflicts {
+            by_manager.entry(c.who()).or_default().push(&c.field);
+        }
+        let mut lines = Vec::new();
+        for (who, fields) in by_manager {
+            lines.push(format!("conflicts with {who}:"));
+            lines.extend(fields.iter().map(|f| format!("- {f}")));
+        }
+        format!("Apply failed with {n} conflicts: {}", lines.join("\n"))
     };
     let causes: Vec<Value> = conflicts
         .iter()
-        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version), "field": c.field}))
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", c.who()), "field": c.field}))
         .collect();
     ApiError::new(409, "Conflict", message).with_details(json!({"causes": causes}))
 }
