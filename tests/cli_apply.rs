@@ -83,7 +83,7 @@ async fn apply_diff_history_rollback_and_refusals_from_the_command_line() {
     let out = run(&cli, &["rollback", &id, "--yes"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let out = run(&cli, &["diff", "-f", "examples/reviews-canary.yaml"]).await;
-    assert!(String::from_utf8_lossy(&out.stderr).contains("create 7"), "after the rollback the canary is gone again: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("create 6"), "after the rollback the canary is gone again: {}", text(&out));
     let out = run(&cli, &["history"]).await;
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.lines().count() == 3 && table.contains("rollback") && table.contains(&id), "{table}");

@@ -20,7 +20,7 @@ fn renders_yaml_json_and_gitops_files() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["clusters"]["cluster1"].as_array().map(Vec::len), Some(4));
-    assert_eq!(v["clusters"]["cluster2"].as_array().map(Vec::len), Some(3));
+    assert_eq!(v["clusters"]["cluster2"].as_array().map(Vec::len), Some(2), "the Gateway and the v3 ServiceEntry");
 
     let dir = tempfile::tempdir().expect("tmp");
     let out =

@@ -79,7 +79,7 @@ async fn compose_the_canary_with_keys_and_apply_it_to_the_fleet() {
         t.keys(&["1", "5", "Enter", "Down", "1", "0", "Enter", "Down", "Down", "Down", "7", "5", "Enter"]);
         t.wait_for(&["total 100/100", "✓ valid"], 10);
         t.keys(&["A"]);
-        t.wait_for(&["create 7 on cluster1, cluster2"], 20);
+        t.wait_for(&["create 6 on cluster1, cluster2"], 20);
         t.keys(&["y"]);
         t.wait_for(&["Applied: recorded as"], 20);
         t

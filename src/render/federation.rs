@@ -1,9 +1,13 @@
 //! Federation: independent meshes on different networks, one root of trust.
 //! Callers reach a remote cluster through its east-west gateway on 15443 (mTLS,
-//! SNI passthrough). The caller gets a ServiceEntry for a fleet-global host of
-//! the remote service (endpoint: the remote gateway) and a DestinationRule with
-//! ISTIO_MUTUAL; the remote side gets the AUTO_PASSTHROUGH Gateway and what maps
-//! the global host onto its local workloads of the chosen version.
+//! SNI passthrough). Each remote version a route uses is a fleet-global host of
+//! its own (`v3.reviews.default.svc.cluster2.global`): the caller gets a
+//! ServiceEntry for it (endpoint: the remote gateway) and a DestinationRule with
+//! ISTIO_MUTUAL; the remote side gets the AUTO_PASSTHROUGH Gateway and a
+//! ServiceEntry that maps the host onto its local workloads of that version.
+//! A host per version needs no subsets on either side, so nothing depends on
+//! ServiceEntry endpoint labels (which `istioctl analyze` does not look at:
+//! IST0173 would call such a subset empty).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -14,9 +18,10 @@ use super::{EASTWEST_PORT, RenderError, RenderedObjects, RoutedService, object, 
 use crate::inventory::FleetSnapshot;
 use crate::plan::{FailoverTarget, RouteAction, ServiceRef, TrafficRoute};
 
-/// `reviews.default.svc.cluster2.global`: the service as cluster2 exposes it to the fleet.
-pub fn global_host(svc: &ServiceRef, cluster: &str) -> String {
-    format!("{}.{}.svc.{cluster}.global", svc.name, svc.namespace)
+/// `v3.reviews.default.svc.cluster2.global`: one version of the service as cluster2
+/// exposes it to the fleet.
+pub fn global_host(svc: &ServiceRef, cluster: &str, version: &str) -> String {
+    format!("{version}.{}.{}.svc.{cluster}.global", svc.name, svc.namespace)
 }
 
 /// `reviews.default.failover.global`: one host whose endpoints are ranked targets.
@@ -42,54 +47,43 @@ fn http_port(port: u16) -> Value {
     json!([{"number": port, "name": "http", "protocol": "HTTP"}])
 }
 
-/// What one target cluster exposes through its east-west gateway.
-struct Exposure<'a> {
-    cluster: &'a str,
-    host: &'a str,
-    /// Narrow the workloads to one version: (label, version).
+/// One host a target cluster exposes through its east-west gateway, and the
+/// version of its workloads it maps to: (label, version).
+struct Exposed<'a> {
+    host: String,
     version: Option<(&'a str, &'a str)>,
-    /// Subsets callers name (carried in the SNI): (label, version).
-    subsets: &'a [(String, String)],
-    suffix: &'a str,
+    /// Names the host's ServiceEntry: `<route>-<suffix>`.
+    suffix: String,
 }
 
-/// What a target cluster needs so its east-west gateway can take `host` to local pods.
-fn expose(out: &mut RenderedObjects, route: &TrafficRoute, facts: &RoutedService, e: Exposure) {
+/// What a target cluster needs so its east-west gateway can take each host to
+/// local pods: one AUTO_PASSTHROUGH Gateway for all of them, a ServiceEntry each.
+fn expose(out: &mut RenderedObjects, route: &TrafficRoute, facts: &RoutedService, cluster: &str, hosts: &[Exposed]) {
     let ns = &route.service.namespace;
-    let mut selector = facts.selector.clone();
-    if let Some((label, v)) = e.version {
-        selector.insert(label.to_string(), v.to_string());
-    }
+    let names: Vec<&str> = hosts.iter().map(|e| e.host.as_str()).collect();
     out.add(
-        e.cluster,
+        cluster,
         object(
             "Gateway",
             ns,
             &format!("{}-eastwest", route.name),
             &route.name,
-            json!({"selector": {"istio": "eastwestgateway"}, "servers": [{"port": {"number": EASTWEST_PORT, "name": "tls", "protocol": "TLS"}, "tls": {"mode": "AUTO_PASSTHROUGH"}, "hosts": [e.host]}]}),
+            json!({"selector": {"istio": "eastwestgateway"}, "servers": [{"port": {"number": EASTWEST_PORT, "name": "tls", "protocol": "TLS"}, "tls": {"mode": "AUTO_PASSTHROUGH"}, "hosts": names}]}),
         ),
     );
-    out.add(
-        e.cluster,
-        object(
-            "ServiceEntry",
-            ns,
-            &format!("{}-{}", route.name, e.suffix),
-            &route.name,
-            json!({"hosts": [e.host], "location": "MESH_INTERNAL", "resolution": "STATIC", "ports": http_port(facts.port), "workloadSelector": {"labels": selector}}),
-        ),
-    );
-    if !e.subsets.is_empty() {
-        let subsets: Vec<Value> = e.subsets.iter().map(|(label, v)| json!({"name": v, "labels": {label: v}})).collect();
+    for e in hosts {
+        let mut selector = facts.selector.clone();
+        if let Some((label, v)) = e.version {
+            selector.insert(label.to_string(), v.to_string());
+        }
         out.add(
-            e.cluster,
+            cluster,
             object(
-                "DestinationRule",
+                "ServiceEntry",
                 ns,
                 &format!("{}-{}", route.name, e.suffix),
                 &route.name,
-                json!({"host": e.host, "subsets": subsets}),
+                json!({"hosts": [e.host], "location": "MESH_INTERNAL", "resolution": "STATIC", "ports": http_port(facts.port), "workloadSelector": {"labels": selector}}),
             ),
         );
     }
@@ -119,42 +113,44 @@ fn split(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -
                 );
             } else {
                 remote.entry(d.cluster.as_str()).or_default().push(d.version.as_str());
-                destinations.push(json!({"destination": {"host": global_host(&route.service, &d.cluster), "subset": d.version, "port": {"number": facts.port}}, "weight": d.weight}));
+                let host = global_host(&route.service, &d.cluster, &d.version);
+                destinations.push(json!({"destination": {"host": host, "port": {"number": facts.port}}, "weight": d.weight}));
             }
         }
         if !local_subsets.is_empty() {
             out.add(caller, object("DestinationRule", ns, &route.name, &route.name, json!({"host": local_host, "subsets": local_subsets})));
         }
         for (cluster, versions) in &remote {
-            let host = global_host(&route.service, cluster);
             let address = eastwest(inv, cluster)?;
             let label = version_label(inv, cluster);
-            let endpoints: Vec<Value> =
-                versions.iter().map(|v| json!({"address": address, "ports": {"http": EASTWEST_PORT}, "labels": {&label: v}})).collect();
-            let name = format!("{}-{cluster}", route.name);
-            out.add(
-                caller,
-                object(
-                    "ServiceEntry",
-                    ns,
-                    &name,
-                    &route.name,
-                    json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution(std::slice::from_ref(&address)), "ports": http_port(facts.port), "endpoints": endpoints}),
-                ),
-            );
-            let subsets: Vec<Value> = versions.iter().map(|v| json!({"name": v, "labels": {&label: v}})).collect();
-            out.add(
-                caller,
-                object(
-                    "DestinationRule",
-                    ns,
-                    &name,
-                    &route.name,
-                    json!({"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}, "subsets": subsets}),
-                ),
-            );
-            let target_subsets: Vec<(String, String)> = versions.iter().map(|v| (label.clone(), v.to_string())).collect();
-            expose(out, route, &facts, Exposure { cluster, host: &host, version: None, subsets: &target_subsets, suffix: "global" });
+            let mut exposed = Vec::new();
+            for v in versions {
+                let host = global_host(&route.service, cluster, v);
+                let name = format!("{}-{cluster}-{v}", route.name);
+                let endpoints = json!([{"address": address, "ports": {"http": EASTWEST_PORT}}]);
+                out.add(
+                    caller,
+                    object(
+                        "ServiceEntry",
+                        ns,
+                        &name,
+                        &route.name,
+                        json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution(std::slice::from_ref(&address)), "ports": http_port(facts.port), "endpoints": endpoints}),
+                    ),
+                );
+                out.add(
+                    caller,
+                    object(
+                        "DestinationRule",
+                        ns,
+                        &name,
+                        &route.name,
+                        json!({"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+                    ),
+                );
+                exposed.push(Exposed { host, version: Some((label.as_str(), v)), suffix: format!("{v}-global") });
+            }
+            expose(out, route, &facts, cluster, &exposed);
         }
         out.add(caller, virtual_service(route, &local_host, destinations, facts.port));
     }
@@ -210,7 +206,7 @@ fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapsho
     for t in targets.iter().filter(|t| exposed.contains(t.cluster.as_str())) {
         let label = version_label(inv, &t.cluster);
         let version = t.version.as_deref().map(|v| (label.as_str(), v));
-        expose(out, route, &facts, Exposure { cluster: &t.cluster, host: &host, version, subsets: &[], suffix: "failover" });
+        expose(out, route, &facts, &t.cluster, &[Exposed { host: host.clone(), version, suffix: "failover".into() }]);
     }
     Ok(())
 }

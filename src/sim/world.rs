@@ -236,11 +236,11 @@ fn deployment(
 
 fn inject(labels: &mut Value, annotations: &mut Value, spec: &mut Value, s: &Sidecar, namespace: &str, workload: &str) {
     let proxy_image = format!("docker.io/istio/proxyv2:{ISTIO_VERSION}");
+    labels["sidecar.istio.io/inject"] = json!("true");
     labels["security.istio.io/tlsMode"] = json!("istio");
     labels["service.istio.io/canonical-name"] = labels.get("app").cloned().unwrap_or(json!(s.app));
     labels["service.istio.io/canonical-revision"] = labels.get("version").cloned().unwrap_or(json!("latest"));
     *annotations = json!({
-        "sidecar.istio.io/inject": "true",
         "sidecar.istio.io/status": r#"{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["workload-socket","credential-socket","workload-certs","istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"imagePullSecrets":null,"revision":"default"}"#,
         "istio.io/rev": "default",
         "kubectl.kubernetes.io/default-container": s.app,

@@ -11,3 +11,5 @@ minor="$(echo "$kube_version" | cut -d. -f2)"
 pkg=k8s.io/component-base/version
 ldflags="-s -w -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=2026-01-01T00:00:00Z"
 go build -trimpath -ldflags "$ldflags" -o "$out/realfleet" .
+# istioctl, from istio.io/istio (a module of its own: Istio pins other k8s.io versions).
+(cd istioctl && go build -trimpath -ldflags "-s -w" -o "$out/istioctl" .)

@@ -1,0 +1,116 @@
+//! Istio's own judgement: `istioctl analyze`, built from istio.io/istio by
+//! tests/realfleet/build.sh, on every rendered example in both topologies
+//! (each cluster's files together with that cluster's world objects, offline)
+//! and on the live clusters of the real test bed after an apply. No message
+//! of level Error or Warning may appear. Real-only: it runs in the real pass.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn istioctl() -> PathBuf {
+    let p = std::env::var("MESHDECK_ISTIOCTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/realfleet/istioctl"));
+    assert!(p.is_file(), "{} is missing: tests/realfleet/build.sh builds it", p.display());
+    p
+}
+
+fn meshdeck(args: &[&str]) -> String {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_meshdeck")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("meshdeck runs");
+    assert!(out.status.success(), "meshdeck {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The Error and Warning lines of an analysis.
+fn findings(text: &str) -> Vec<String> {
+    text.lines().filter(|l| l.starts_with("Error [") || l.starts_with("Warning [")).map(str::to_string).collect()
+}
+
+#[test]
+fn real_only_istioctl_analyze_finds_nothing_in_any_rendered_example() {
+    if !common::real_fleet_requested() {
+        eprintln!("needs istioctl from the real test bed's build: runs with MESHDECK_TEST_FLEET=real (tests/realfleet/test.sh)");
+        return;
+    }
+    let istioctl = istioctl();
+    let examples: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
+        .expect("examples")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    assert!(examples.len() >= 4, "{examples:?}");
+    let mut analysed = 0;
+    for (topology, fixture) in [("federation", "inventory-federation.json"), ("shared", "inventory-shared.json")] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let world = dir.path().join("world");
+        meshdeck(&["world", "--clusters", "3", "--topology", topology, "--out-dir", world.to_str().expect("utf8")]);
+        let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
+        for example in &examples {
+            let out = dir.path().join(example.file_stem().expect("name"));
+            // Shared discovery ranks failover targets of one version (validation says so):
+            // the failover example without its per-target versions.
+            let mut plan = example.clone();
+            if topology == "shared" && example.ends_with("reviews-failover.yaml") {
+                plan = dir.path().join("reviews-failover-shared.yaml");
+                let text = std::fs::read_to_string(example).expect("example").replace(", version: v1", "");
+                std::fs::write(&plan, text).expect("plan");
+            }
+            meshdeck(&[
+                "render",
+                "-f",
+                plan.to_str().expect("utf8"),
+                "--inventory",
+                inventory.to_str().expect("utf8"),
+                "--out-dir",
+                out.to_str().expect("utf8"),
+            ]);
+            for cluster in std::fs::read_dir(&out).expect("rendered").flatten() {
+                let name = cluster.file_name().to_string_lossy().into_owned();
+                let mut files: Vec<PathBuf> = std::fs::read_dir(cluster.path()).expect("files").flatten().map(|e| e.path()).collect();
+                files.sort();
+                files.push(world.join(format!("{name}.yaml")));
+                let result = Command::new(&istioctl).args(["analyze", "--use-kube=false"]).args(&files).output().expect("istioctl runs");
+                let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+                assert!(findings(&text).is_empty(), "{topology} {} on {name}:\n{text}", example.display());
+                assert!(text.contains("No validation issues found") || result.status.success(), "{text}");
+                analysed += 1;
+            }
+        }
+    }
+    println!("istioctl analyze: {analysed} cluster renders, no Error or Warning");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_only_istioctl_analyze_finds_nothing_on_the_live_clusters_after_an_apply() {
+    let Some(fleet) = common::real_fleet_only("istioctl analyze of live clusters").await else { return };
+    let istioctl = istioctl();
+    let kc = fleet.kubeconfig_path();
+    let (config, data) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    for example in ["examples/reviews-canary.yaml", "examples/reviews-callers.yaml"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_meshdeck"))
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["--context", "cluster1", "--context", "cluster2", "--context", "cluster3", "apply", "-f", example, "--yes"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("MESHDECK_CONFIG_DIR", config.path())
+            .env("MESHDECK_DATA_DIR", data.path())
+            .output()
+            .expect("meshdeck runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for context in ["cluster1", "cluster2", "cluster3"] {
+        let result = Command::new(&istioctl)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["--context", context, "analyze", "--all-namespaces"])
+            .output()
+            .expect("istioctl runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+        assert!(findings(&text).is_empty(), "{context}:\n{text}");
+        println!("{context}: {}", text.lines().filter(|l| l.starts_with("Info [")).count());
+    }
+}
