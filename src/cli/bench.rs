@@ -50,11 +50,16 @@ pub struct FleetSize {
     /// Skip the kubectl comparison.
     #[arg(long)]
     pub no_kubectl: bool,
+    /// Measure this running fleet (e.g. the real test bed's kubeconfig, contexts
+    /// cluster1..N) instead of starting a sim; --clusters says how many to use.
+    #[arg(long, value_name = "KUBECONFIG")]
+    pub fleet: Option<PathBuf>,
 }
 
 /// A `meshdeck sim` child process; killed on drop.
 pub struct SimProcess {
-    child: Child,
+    /// None when measuring a fleet that was already running (`--fleet`).
+    child: Option<Child>,
     pub kubeconfig: PathBuf,
     pub startup: Duration,
     _dir: tempfile_dir::Dir,
@@ -72,14 +77,19 @@ mod tempfile_dir {
 
 impl Drop for SimProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 impl SimProcess {
     pub fn start(size: &FleetSize) -> Result<SimProcess, CliError> {
         let dir = std::env::temp_dir().join(format!("meshdeck-bench-{}", std::process::id()));
+        if let Some(kubeconfig) = &size.fleet {
+            return Ok(SimProcess { child: None, kubeconfig: kubeconfig.clone(), startup: Duration::ZERO, _dir: tempfile_dir::Dir(dir) });
+        }
         std::fs::create_dir_all(&dir).map_err(|e| CliError::failed(e.to_string()))?;
         let kubeconfig = dir.join("kubeconfig");
         let exe = std::env::current_exe().map_err(|e| CliError::failed(e.to_string()))?;
@@ -99,12 +109,12 @@ impl SimProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| CliError::failed(format!("starting the sim: {e}")))?;
-        let mut sim = SimProcess { child, kubeconfig, startup: Duration::ZERO, _dir: tempfile_dir::Dir(dir) };
+        let mut sim = SimProcess { child: Some(child), kubeconfig, startup: Duration::ZERO, _dir: tempfile_dir::Dir(dir) };
         while !std::fs::read_to_string(&sim.kubeconfig).is_ok_and(|t| t.contains("current-context")) {
             if started.elapsed() > Duration::from_secs(120) {
                 return Err(CliError::failed("the sim did not start within 120 s"));
             }
-            if let Ok(Some(status)) = sim.child.try_wait() {
+            if let Some(Ok(Some(status))) = sim.child.as_mut().map(Child::try_wait) {
                 return Err(CliError::failed(format!("the sim exited: {status}")));
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -117,8 +127,8 @@ impl SimProcess {
         (1..=n).map(|i| format!("cluster{i}")).collect()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 }
 
@@ -192,7 +202,9 @@ async fn bench_sim(size: &FleetSize) -> Result<(), CliError> {
         t.as_secs_f64(),
         t.as_secs_f64() * 1000.0 / clusters.len() as f64
     );
-    println!("sim: peak RSS of the sim process: {:.0} MiB", peak_rss_mib(Some(sim.pid())).unwrap_or(f64::NAN));
+    if let Some(pid) = sim.pid() {
+        println!("sim: peak RSS of the sim process: {:.0} MiB", peak_rss_mib(Some(pid)).unwrap_or(f64::NAN));
+    }
     Ok(())
 }
 

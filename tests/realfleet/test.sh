@@ -13,6 +13,8 @@ bash tests/realfleet/build.sh
 echo "realfleet: built in $(( $(date +%s) - started ))s"
 cargo build --quiet
 target/debug/meshdeck world --clusters 3 --out-dir target/realfleet/world
+# A fleet left running by hand is replaced: every run starts from the seeded world.
+target/realfleet/realfleet down --state-dir "$state" >/dev/null
 trap 'target/realfleet/realfleet down --state-dir "$state"' EXIT
 target/realfleet/realfleet up --clusters 3 --world target/realfleet/world --crds "$crds" \
   --state-dir "$state" --kubeconfig-out target/realfleet/kubeconfig
