@@ -63,28 +63,6 @@ async fn every_write_verb_honours_dry_run_through_kube_rs() {
     assert!(api.get_opt("kept-b").await.expect("get").is_none());
 }
 
-fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", home)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        use std::io::Write;
-        pipe.write_all(text.as_bytes()).expect("stdin");
-    }
-    child.wait_with_output().expect("kubectl output")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "kubectl failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_write_verb_honours_dry_run_through_kubectl() {
     if !common::tool_available("kubectl", &["version", "--client"]) {
@@ -97,16 +75,16 @@ async fn every_write_verb_honours_dry_run_through_kubectl() {
     let (kc2, home) = (kc.clone(), dir.path().to_path_buf());
     let k = move |args: Vec<&'static str>, stdin: Option<&'static str>| {
         let (kc, home) = (kc2.clone(), home.clone());
-        async move { tokio::task::spawn_blocking(move || kubectl(&kc, &home, &args, stdin)).await.expect("joined") }
+        async move { tokio::task::spawn_blocking(move || common::kubectl(&kc, &home, &args, stdin)).await.expect("joined") }
     };
     let kept = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: default, labels: {meshdeck.dev/test: dry-run}}\ndata: {key: a}\n";
-    ok(&k(vec!["create", "-f", "-"], Some(kept)).await);
+    common::kubectl_ok(&k(vec!["create", "-f", "-"], Some(kept)).await);
     let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: dry-run-ns, labels: {meshdeck.dev/test: dry-run}}\n";
     if fleet.is_real() {
         // A namespace's deletion takes a while on a real cluster: a leftover from an earlier run may still be going.
         let _ = k(vec!["delete", "namespace", "dry-run-ns", "--wait=true"], None).await;
     }
-    ok(&k(vec!["create", "-f", "-"], Some(ns)).await);
+    common::kubectl_ok(&k(vec!["create", "-f", "-"], Some(ns)).await);
     let before = common::fingerprint(&client).await;
 
     let replacement = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: default}\ndata: {key: replaced}\n";
@@ -137,13 +115,13 @@ async fn every_write_verb_honours_dry_run_through_kubectl() {
     for (args, stdin) in verbs {
         let shown = args.join(" ");
         let args_are_patch = args[0] == "patch";
-        let out = ok(&k(args, stdin).await);
+        let out = common::kubectl_ok(&k(args, stdin).await);
         // kubectl says so for every verb but patch, whose message has no dry-run suffix.
         assert!(args_are_patch || out.contains("(server dry run)"), "kubectl {shown}: {out}");
         let after = common::fingerprint(&client).await;
         assert_eq!(common::fingerprint_changes(&before, &after), Vec::<String>::new(), "kubectl {shown} changed the cluster");
     }
-    let value = ok(&k(vec!["get", "configmap", "kept", "-o", "jsonpath={.data.key}"], None).await);
+    let value = common::kubectl_ok(&k(vec!["get", "configmap", "kept", "-o", "jsonpath={.data.key}"], None).await);
     assert_eq!(value, "a");
     // The namespaces a cluster cannot live without may not be deleted, not even on a dry run.
     let refused = k(vec!["delete", "namespace", "default", "--dry-run=server"], None).await;
@@ -151,10 +129,10 @@ async fn every_write_verb_honours_dry_run_through_kubectl() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("namespaces \"default\" is forbidden: this namespace may not be deleted"), "{err}");
     // Without --dry-run the delete happens: the checks above could fail.
-    ok(&k(vec!["delete", "configmap", "kept"], None).await);
+    common::kubectl_ok(&k(vec!["delete", "configmap", "kept"], None).await);
     let after = common::fingerprint(&client).await;
     assert_eq!(common::fingerprint_changes(&before, &after), vec!["ConfigMap/default/kept disappeared".to_string()]);
-    ok(&k(vec!["delete", "namespace", "dry-run-ns", "--wait=false"], None).await);
+    common::kubectl_ok(&k(vec!["delete", "namespace", "dry-run-ns", "--wait=false"], None).await);
 }
 
 fn meshdeck(kubeconfig: &std::path::Path, config: &std::path::Path, data: &std::path::Path, args: &[&str]) -> Output {

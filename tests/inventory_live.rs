@@ -42,6 +42,20 @@ async fn bookinfo_across_three_clusters_with_mesh_facts() {
     assert!(roots.iter().all(|r| r.as_ref().is_some_and(|r| r.starts_with("sha256:"))));
     assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
 
+    // Istio's plugged-in CA: an intermediate per cluster, chaining to the one root istiod distributes.
+    for c in ["cluster1", "cluster2"] {
+        let client = fleet.client(c).await;
+        let secret =
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "istio-system").get("cacerts").await.expect("cacerts");
+        let data = secret.data.expect("data");
+        let text = |k: &str| String::from_utf8(data.get(k).unwrap_or_else(|| panic!("{c}: cacerts lacks {k}")).0.clone()).expect("pem");
+        let root =
+            Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client, "istio-system").get("istio-ca-root-cert").await.expect("root");
+        assert_eq!(Some(&text("root-cert.pem")), root.data.as_ref().and_then(|d| d.get("root-cert.pem")), "{c}");
+        assert_eq!(text("cert-chain.pem"), format!("{}{}", text("ca-cert.pem"), text("root-cert.pem")));
+        assert!(text("ca-key.pem").contains("PRIVATE KEY"));
+    }
+
     // A pod of a new version shows up as a change, without a re-scan.
     let pods: Api<Pod> = Api::namespaced(fleet.client("cluster1").await, "default");
     let pod: Pod = serde_json::from_value(serde_json::json!({

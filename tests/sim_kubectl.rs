@@ -51,25 +51,12 @@ impl Sim {
     }
 
     fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new("kubectl");
-        cmd.args(args)
-            .env("KUBECONFIG", self.kubeconfig())
-            .env("HOME", self.dir.path())
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("kubectl runs");
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            use std::io::Write;
-            pipe.write_all(text.as_bytes()).expect("stdin");
-        }
-        child.wait_with_output().expect("kubectl output")
+        common::kubectl(&self.kubeconfig(), self.dir.path(), args, stdin)
     }
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "kubectl failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::kubectl_ok(out)
 }
 
 fn sample(name: &str) -> PathBuf {

@@ -116,9 +116,11 @@ pub fn world(args: WorldArgs) -> Result<(), CliError> {
             topology: topology(args.topology),
             cluster_names: names.clone(),
             root_cert_pem: tls.ca_pem.clone(),
+            intermediate: Some(tls.intermediate(name).map_err(|e| CliError::failed(format!("an intermediate CA for {name}: {e}")))?),
         };
         let objects = crate::sim::world::cluster_objects(&spec);
-        std::fs::write(args.out_dir.join(format!("{name}.yaml")), crate::sim::world::to_yaml(&objects)).map_err(failed)?;
+        // Mode 0600: the world holds each cluster's intermediate CA key (test material).
+        crate::sim::write_private(&args.out_dir.join(format!("{name}.yaml")), &crate::sim::world::to_yaml(&objects)).map_err(failed)?;
     }
     println!("wrote the world of {} clusters to {}", args.clusters, args.out_dir.display());
     Ok(())

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod fleet;
 pub mod istio_kinds;
 mod kubeconfig_out;
+pub use kubeconfig_out::write_private;
 pub mod openapi;
 pub mod protobuf;
 pub mod rbac;
@@ -156,6 +157,7 @@ impl SimFleet {
             topology: cfg.topology,
             cluster_names: names.clone(),
             root_cert_pem: tls.ca_pem.clone(),
+            intermediate: tls.intermediate(name).ok(),
         };
         let mut handles = Vec::new();
         for (i, c) in clusters.iter().enumerate() {

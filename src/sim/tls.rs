@@ -1,9 +1,19 @@
-//! A certificate authority per simulated fleet and one serving certificate for 127.0.0.1.
+//! A certificate authority per simulated fleet, one serving certificate for
+//! 127.0.0.1, and an intermediate CA per cluster for Istio's `cacerts` (the
+//! "plug in CA certificates" setup: every cluster's istiod chains to one root).
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
 
 pub struct FleetTls {
     pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// One cluster's intermediate CA, as Istio's `cacerts` Secret holds it.
+#[derive(Clone, Debug)]
+pub struct IntermediateCa {
     pub cert_pem: String,
     pub key_pem: String,
 }
@@ -20,6 +30,18 @@ impl FleetTls {
         leaf.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
         let key = KeyPair::generate()?;
         let cert = leaf.signed_by(&key, &ca)?;
-        Ok(Self { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(Self { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem(), ca })
+    }
+
+    /// An intermediate CA for `cluster`, signed by the fleet's root.
+    pub fn intermediate(&self, cluster: &str) -> Result<IntermediateCa, rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::OrganizationName, "meshdeck");
+        params.distinguished_name.push(DnType::CommonName, format!("Intermediate CA {cluster}"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.ca)?;
+        Ok(IntermediateCa { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 }

@@ -26,6 +26,8 @@ pub struct ClusterSpec {
     pub topology: MeshTopology,
     pub cluster_names: Vec<String>,
     pub root_cert_pem: String,
+    /// The cluster's intermediate CA for Istio's `cacerts`, signed by the root.
+    pub intermediate: Option<super::tls::IntermediateCa>,
 }
 
 fn reviews_versions(index: usize) -> &'static [&'static str] {
@@ -118,6 +120,18 @@ fn install_istio(out: &mut Vec<Value>, spec: &ClusterSpec, network: &str) {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "istio-ca-root-cert", "namespace": namespace, "labels": {"istio.io/config": "true"}},
             "data": {"root-cert.pem": spec.root_cert_pem}
+        }));
+    }
+    if let Some(ca) = &spec.intermediate {
+        // Istio's "plug in CA certificates": istiod signs workload certificates
+        // with this intermediate, which chains to the fleet's one root.
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        out.push(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "cacerts", "namespace": "istio-system"},
+            "data": {"ca-cert.pem": b64(&ca.cert_pem), "ca-key.pem": b64(&ca.key_pem), "root-cert.pem": b64(&spec.root_cert_pem),
+                     "cert-chain.pem": b64(&format!("{}{}", ca.cert_pem, spec.root_cert_pem))}
         }));
     }
     out.push(json!({

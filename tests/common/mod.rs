@@ -378,3 +378,28 @@ pub fn fingerprint_changes(
     out.extend(after.keys().filter(|k| !before.contains_key(*k)).map(|k| format!("{k} appeared")));
     out
 }
+
+/// The real kubectl with this kubeconfig (and a HOME of its own, so no cache is shared).
+pub fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        pipe.write_all(text.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("kubectl output")
+}
+
+/// kubectl's stdout, after asserting it succeeded.
+pub fn kubectl_ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "kubectl failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
