@@ -73,8 +73,22 @@ func pidFile(stateDir string) string   { return filepath.Join(stateDir, "realfle
 func readyFile(stateDir string) string { return filepath.Join(stateDir, "ready.json") }
 func logFile(stateDir string) string   { return filepath.Join(stateDir, "realfleet.log") }
 
+// alive: the process exists and is not a zombie (an exited supervisor whose
+// parent, often not a reaping init in containers, has not collected it yet).
 func alive(pid int) bool {
-	return pid > 0 && syscall.Kill(pid, 0) == nil
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	s := string(stat)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
 }
 
 func readPid(stateDir string) int {

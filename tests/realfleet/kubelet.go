@@ -62,8 +62,10 @@ type kubelet struct {
 
 func (k *kubelet) handle(ctx context.Context, p *corev1.Pod) {
 	var work func() error
+	var action string
 	switch {
 	case p.DeletionTimestamp != nil:
+		action = "delete"
 		uid := p.UID
 		work = func() error {
 			zero := int64(0)
@@ -74,6 +76,7 @@ func (k *kubelet) handle(ctx context.Context, p *corev1.Pod) {
 			return err
 		}
 	case p.Spec.NodeName == "":
+		action = "bind"
 		work = func() error {
 			b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID}, Target: corev1.ObjectReference{Kind: "Node", Name: nodeName(k.c)}}
 			err := k.kube.CoreV1().Pods(p.Namespace).Bind(ctx, b, metav1.CreateOptions{})
@@ -83,17 +86,33 @@ func (k *kubelet) handle(ctx context.Context, p *corev1.Pod) {
 			return err
 		}
 	case p.Spec.NodeName == nodeName(k.c) && p.Status.Phase == corev1.PodPending:
+		action = "run"
 		work = func() error {
-			_, err := k.kube.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, k.running(p), metav1.UpdateOptions{})
-			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-				return nil
+			current := p
+			// A pod just bound has moved on since the informer saw it: read it again and retry.
+			for try := 0; try < 5; try++ {
+				_, err := k.kube.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, k.running(current), metav1.UpdateOptions{})
+				if err == nil || apierrors.IsNotFound(err) {
+					return nil
+				}
+				if !apierrors.IsConflict(err) {
+					return err
+				}
+				if current, err = k.kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{}); err != nil {
+					return nil
+				}
+				if current.Status.Phase != corev1.PodPending || current.DeletionTimestamp != nil {
+					return nil
+				}
 			}
-			return err
+			return nil
 		}
 	default:
 		return
 	}
-	key := string(p.UID)
+	// One call per pod and action at a time; the event that follows a bind is
+	// not dropped while the bind is still finishing.
+	key := string(p.UID) + "/" + action
 	k.mu.Lock()
 	if k.inflight[key] {
 		k.mu.Unlock()
