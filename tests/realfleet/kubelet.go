@@ -24,13 +24,7 @@ import (
 // container statuses with imageID), and pods being deleted are confirmed gone.
 // Node heartbeats are not needed: the node lifecycle controller is off.
 func runKubelet(ctx context.Context, c *cluster) {
-	cfg, err := restConfig(c)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, c.name, "kubelet:", err)
-		return
-	}
-	cfg.UserAgent = "kubelet/realfleet"
-	kube, err := kubernetes.NewForConfig(cfg)
+	_, kube, err := clients(c, "kubelet/realfleet")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, c.name, "kubelet:", err)
 		return

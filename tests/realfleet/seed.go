@@ -45,6 +45,17 @@ func restConfig(c *cluster) (*rest.Config, error) {
 	return cfg, nil
 }
 
+// clients: the cluster's admin rest config and a typed client for it, as agent.
+func clients(c *cluster, agent string) (*rest.Config, kubernetes.Interface, error) {
+	cfg, err := restConfig(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.UserAgent = agent
+	kube, err := kubernetes.NewForConfig(cfg)
+	return cfg, kube, err
+}
+
 // readDocuments splits YAML files into objects.
 func readDocuments(path string) ([]map[string]any, error) {
 	f, err := os.Open(path)
@@ -76,11 +87,7 @@ func readDocuments(path string) ([]map[string]any, error) {
 }
 
 func seed(ctx context.Context, c *cluster, o *options) error {
-	cfg, err := restConfig(c)
-	if err != nil {
-		return err
-	}
-	kube, err := kubernetes.NewForConfig(cfg)
+	cfg, kube, err := clients(c, "realfleet")
 	if err != nil {
 		return err
 	}
@@ -286,11 +293,7 @@ func seedWorld(ctx context.Context, cfg *rest.Config, path string) error {
 
 // waitWorldRunning waits until every Deployment has all its replicas ready.
 func waitWorldRunning(ctx context.Context, c *cluster) error {
-	cfg, err := restConfig(c)
-	if err != nil {
-		return err
-	}
-	kube, err := kubernetes.NewForConfig(cfg)
+	_, kube, err := clients(c, "realfleet")
 	if err != nil {
 		return err
 	}
