@@ -11,9 +11,7 @@ use kube::api::{Api, PostParams};
 use meshdeck::inventory::{ClusterState, Inventory};
 use meshdeck::sim::{Fault, SimConfig};
 
-fn versions(snap: &meshdeck::inventory::FleetSnapshot, service: &str, cluster: &str) -> Vec<String> {
-    snap.service(service).and_then(|r| r.clusters.get(cluster)).map(|p| p.versions.keys().cloned().collect()).unwrap_or_default()
-}
+use common::versions;
 
 #[tokio::test]
 async fn bookinfo_across_three_clusters_with_mesh_facts() {

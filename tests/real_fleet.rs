@@ -46,9 +46,7 @@ use meshdeck::apply::write::{Outcome, execute};
 use meshdeck::apply::{ApplyOptions, Confirmation, WriteGrant, desired_for_plan, prepare};
 use meshdeck::inventory::{ClusterState, Inventory};
 
-fn versions(snap: &meshdeck::inventory::FleetSnapshot, service: &str, cluster: &str) -> Vec<String> {
-    snap.service(service).and_then(|r| r.clusters.get(cluster)).map(|p| p.versions.keys().cloned().collect()).unwrap_or_default()
-}
+use common::versions;
 
 async fn scale(fleet: &common::TestFleet, context: &str, deployment: &str, replicas: i32) {
     use k8s_openapi::api::apps::v1::Deployment;

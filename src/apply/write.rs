@@ -206,6 +206,7 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions,
     for s in set.pending() {
         by_cluster.entry(s.target.cluster.clone()).or_default().push(s);
     }
+    tracing::info!(confirmation = ?grant.confirmation(), clusters = ?set.clusters(), "writing a confirmed change set");
     let abort = Arc::new(AtomicBool::new(false));
     let futures: Vec<_> =
         by_cluster.into_iter().map(|(cluster, steps)| write_cluster(clusters, cluster, steps, abort.clone(), opts, grant)).collect();
