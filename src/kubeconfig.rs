@@ -106,6 +106,9 @@ pub struct ContextSpec {
     pub user: String,
     pub namespace: Option<String>,
     pub server: Option<String>,
+    /// The API server this context reaches: its URL and the CA it trusts (a digest, no
+    /// key material). Contexts with one identity are aliases of one cluster.
+    pub identity: String,
 }
 
 pub fn contexts(kc: &Kubeconfig) -> Vec<ContextSpec> {
@@ -113,11 +116,58 @@ pub fn contexts(kc: &Kubeconfig) -> Vec<ContextSpec> {
         .iter()
         .map(|c| {
             let ctx = c.context.clone().unwrap_or_default();
-            let server =
-                kc.clusters.iter().find(|cl| cl.name == ctx.cluster).and_then(|cl| cl.cluster.as_ref()).and_then(|cl| cl.server.clone());
-            ContextSpec { name: c.name.clone(), cluster: ctx.cluster, user: ctx.user.unwrap_or_default(), namespace: ctx.namespace, server }
+            let entry = kc.clusters.iter().find(|cl| cl.name == ctx.cluster).and_then(|cl| cl.cluster.as_ref());
+            let server = entry.and_then(|cl| cl.server.clone());
+            let identity = match entry {
+                Some(cl) if server.is_some() => identity(cl),
+                // No server: nothing to share; the context is its own cluster (and fails to connect).
+                _ => format!("context:{}", c.name),
+            };
+            ContextSpec {
+                name: c.name.clone(),
+                cluster: ctx.cluster,
+                user: ctx.user.unwrap_or_default(),
+                namespace: ctx.namespace,
+                server,
+                identity,
+            }
         })
         .collect()
+}
+
+/// `https://host:port` (normalized) and how its certificate is trusted.
+fn identity(cl: &kube::config::Cluster) -> String {
+    use sha2::Digest;
+    let server = cl.server.as_deref().unwrap_or_default().trim_end_matches('/').to_ascii_lowercase();
+    let server = server.strip_suffix(":443").filter(|s| s.starts_with("https://")).map(str::to_string).unwrap_or(server);
+    let trust = if cl.insecure_skip_tls_verify == Some(true) {
+        "insecure".to_string()
+    } else if let Some(data) = &cl.certificate_authority_data {
+        // Base64 of a PEM bundle; compare what it decodes to, not how it was wrapped.
+        use base64::Engine;
+        let compact: String = data.split_whitespace().collect();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).unwrap_or_else(|_| data.as_bytes().to_vec());
+        let digest = sha2::Sha256::digest(String::from_utf8_lossy(&bytes).trim().as_bytes());
+        format!("ca:{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>())
+    } else if let Some(file) = &cl.certificate_authority {
+        format!("ca-file:{file}")
+    } else {
+        "system".to_string()
+    };
+    format!("{server} {trust}")
+}
+
+/// The contexts grouped by the cluster they reach, each group in kubeconfig order,
+/// groups in the order of their first context.
+pub fn by_cluster(all: &[ContextSpec]) -> Vec<Vec<ContextSpec>> {
+    let mut groups: Vec<Vec<ContextSpec>> = Vec::new();
+    for c in all {
+        match groups.iter_mut().find(|g| g[0].identity == c.identity) {
+            Some(g) => g.push(c.clone()),
+            None => groups.push(vec![c.clone()]),
+        }
+    }
+    groups
 }
 
 /// Narrow to `--context` names (in the order given); unknown names are bad input.

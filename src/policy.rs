@@ -228,6 +228,8 @@ mod tests {
                 matches: vec![],
                 topology: TopologyChoice::Auto,
             }],
+            notes: vec![],
+            unseen: vec![],
             access: vec![],
         }
     }

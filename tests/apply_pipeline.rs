@@ -10,7 +10,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use meshdeck::apply::history::{History, HistoryRecord};
 use meshdeck::apply::target::{normalized, resource};
 use meshdeck::apply::write::{Outcome, execute};
-use meshdeck::apply::{ApplyError, ApplyOptions, ChangeKind, desired_for_plan, desired_for_rollback, prepare};
+use meshdeck::apply::{ApplyError, ApplyOptions, ChangeKind, desired_for_plan, desired_for_rollback, prepare, PruneScope};
 use meshdeck::inventory::{FleetSnapshot, Inventory};
 use meshdeck::plan::Plan;
 use meshdeck::registry::Cluster;
@@ -88,17 +88,27 @@ async fn execute_confirmed(
 }
 
 async fn apply_text(env: &Env, text: &str, force: bool) -> Result<meshdeck::apply::write::ApplyReport, ApplyError> {
+    apply_after(env, text, force, &PruneScope::default()).await.map(|(report, _)| report)
+}
+
+/// Apply a plan whose earlier applies wrote where `before` says (as history tells the CLI).
+async fn apply_after(
+    env: &Env,
+    text: &str,
+    force: bool,
+    before: &PruneScope,
+) -> Result<(meshdeck::apply::write::ApplyReport, meshdeck::apply::ChangeSet), ApplyError> {
     let (p, r) = plan(env, text);
-    let desired = desired_for_plan(&env.clusters, &p, &r).await?;
+    let desired = desired_for_plan(&env.clusters, &p, &r, before).await?;
     let set = prepare(&env.clusters, desired, &opts(force)).await?;
-    execute_confirmed(&env.clusters, &set, &opts(force)).await
+    execute_confirmed(&env.clusters, &set, &opts(force)).await.map(|report| (report, set))
 }
 
 #[tokio::test]
 async fn the_canary_goes_live_as_rendered_and_reapplying_changes_nothing() {
     let env = env().await;
     let (p, rendered) = plan(&env, CANARY);
-    let desired = desired_for_plan(&env.clusters, &p, &rendered).await.expect("desired");
+    let desired = desired_for_plan(&env.clusters, &p, &rendered, &PruneScope::default()).await.expect("desired");
     let set = prepare(&env.clusters, desired.clone(), &opts(false)).await.expect("prepared");
     assert!(set.steps.iter().all(|s| s.change == ChangeKind::Create), "{}", set.render_diff());
     assert!(fleet_state(&env).await.is_empty(), "preparing (dry run) stores nothing");
@@ -170,19 +180,17 @@ async fn a_persona_and_rbac_refuse_before_anything_is_written() {
     let access =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reviews-callers.yaml")).expect("example");
     let (ap, rendered) = plan(&env, &access);
-    let retargeted: Vec<(meshdeck::apply::ObjRef, meshdeck::apply::Desired)> = desired_for_plan(&env.clusters, &ap, &rendered)
-        .await
-        .expect("desired")
-        .into_iter()
-        .map(|(mut t, d)| {
-            t.cluster = format!("{}-restricted", t.cluster);
-            (t, d)
-        })
-        .collect();
+    // The restricted contexts are aliases: the registry names the clusters as before, acting as the restricted identity.
+    assert_eq!(restricted.iter().map(|c| (c.name.as_str(), c.context.name.as_str())).collect::<Vec<_>>(), [
+        ("cluster1", "cluster1-restricted"),
+        ("cluster2", "cluster2-restricted"),
+        ("cluster3", "cluster3-restricted")
+    ]);
+    let retargeted = desired_for_plan(&env.clusters, &ap, &rendered, &PruneScope::default()).await.expect("desired");
     let err = prepare(&restricted, retargeted, &opts(false)).await.expect_err("forbidden");
     let text = err.to_string();
     assert!(matches!(err, ApplyError::Forbidden(_)), "{text}");
-    assert!(text.contains("cluster1-restricted: cannot create authorizationpolicies.security.istio.io in namespace default"), "{text}");
+    assert!(text.contains("cluster1: cannot create authorizationpolicies.security.istio.io in namespace default"), "{text}");
     assert!(fleet_state(&env).await.is_empty(), "nothing was written");
 }
 
@@ -203,7 +211,7 @@ async fn sim_only_a_cluster_failing_mid_apply_leaves_every_cluster_as_before() {
     });
     let (p, r) = plan(&env, CANARY);
     let set =
-        prepare(&env.clusters, desired_for_plan(&env.clusters, &p, &r).await.expect("desired"), &opts(false)).await.expect("prepared");
+        prepare(&env.clusters, desired_for_plan(&env.clusters, &p, &r, &PruneScope::default()).await.expect("desired"), &opts(false)).await.expect("prepared");
     let report = execute_confirmed(&env.clusters, &set, &opts(false)).await.expect("executed");
     recover.await.expect("recovered");
     assert_eq!(report.outcome, Outcome::RolledBack, "{}", report.describe());
@@ -255,7 +263,7 @@ async fn rollback_restores_and_prune_touches_only_this_plan() {
     // v2 (the canary) then back to v1: prune drops the canary's remote objects only.
     let (p2, r2) = plan(&env, CANARY);
     let set2 =
-        prepare(&env.clusters, desired_for_plan(&env.clusters, &p2, &r2).await.expect("desired"), &opts(false)).await.expect("prepared");
+        prepare(&env.clusters, desired_for_plan(&env.clusters, &p2, &r2, &PruneScope::default()).await.expect("desired"), &opts(false)).await.expect("prepared");
     let report2 = execute_confirmed(&env.clusters, &set2, &opts(false)).await.expect("v2");
     assert_eq!(report2.outcome, Outcome::Applied);
     let record = HistoryRecord {
@@ -275,8 +283,12 @@ async fn rollback_restores_and_prune_touches_only_this_plan() {
     assert_eq!(report.outcome, Outcome::Applied);
     assert_eq!(without_versions(&fleet_state(&env).await), without_versions(&baseline), "rollback restores the state before the apply");
 
-    apply_text(&env, CANARY, false).await.expect("canary again");
-    let report = apply_text(&env, LOCAL_ONLY, false).await.expect("shrink");
+    let (_, canary) = apply_after(&env, CANARY, false, &PruneScope::default()).await.expect("canary again");
+    // Without history, prune looks only where the plan writes now: cluster2 is not looked at.
+    let (p, r) = plan(&env, LOCAL_ONLY);
+    let blind = desired_for_plan(&env.clusters, &p, &r, &PruneScope::default()).await.expect("desired");
+    assert!(blind.iter().all(|(t, _)| t.cluster == "cluster1"), "{blind:?}");
+    let (report, _) = apply_after(&env, LOCAL_ONLY, false, &PruneScope::of_changes([&canary])).await.expect("shrink");
     assert_eq!(report.outcome, Outcome::Applied);
     let state = fleet_state(&env).await;
     assert!(state.contains_key("cluster1/VirtualService/default/hand-made"), "objects not managed by meshdeck are never touched");
@@ -308,7 +320,7 @@ async fn real_only_admission_refusing_cluster2_mid_apply_leaves_every_cluster_as
     assert_eq!(before.len(), 2);
     let (p, r) = plan(&env, CANARY);
     let set =
-        prepare(&env.clusters, desired_for_plan(&env.clusters, &p, &r).await.expect("desired"), &opts(false)).await.expect("prepared");
+        prepare(&env.clusters, desired_for_plan(&env.clusters, &p, &r, &PruneScope::default()).await.expect("desired"), &opts(false)).await.expect("prepared");
 
     let c2 = env.fleet.client("cluster2").await;
     let policy = serde_json::json!({

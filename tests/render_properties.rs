@@ -129,7 +129,7 @@ fn plan_for(versions: &[Vec<u8>], shared: bool, picks: &[(usize, usize)], cuts: 
         matches: vec![],
         topology: TopologyChoice::Auto,
     };
-    Plan { routes: vec![route], access: vec![] }
+    Plan { routes: vec![route], ..Default::default() }
 }
 
 proptest! {

@@ -130,6 +130,12 @@ impl History {
         Ok(out)
     }
 
+    /// Where the named plans wrote before: every cluster and namespace of their records.
+    pub fn scope_of(&self, plans: &[String]) -> Result<super::PruneScope, ApplyError> {
+        let records = self.list()?;
+        Ok(super::PruneScope::of_changes(records.iter().filter(|r| r.plans.iter().any(|p| plans.contains(p))).map(|r| &r.changes)))
+    }
+
     pub fn get(&self, id: &str) -> Result<HistoryRecord, ApplyError> {
         self.list()?
             .into_iter()

@@ -227,39 +227,72 @@ pub async fn prepare(clusters: &[Cluster], desired: Vec<(ObjRef, Desired)>, opts
     Ok(ChangeSet { steps })
 }
 
+/// Where a plan's objects may be: the clusters and namespaces it writes to now,
+/// and those its earlier applies wrote to (from history).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneScope {
+    pub clusters: std::collections::BTreeSet<String>,
+    pub namespaces: std::collections::BTreeSet<String>,
+}
+
+impl PruneScope {
+    /// Every object a change set touched (or left unchanged) was the plan's.
+    pub fn of_changes<'a>(sets: impl IntoIterator<Item = &'a ChangeSet>) -> Self {
+        let mut scope = PruneScope::default();
+        for s in sets.into_iter().flat_map(|c| c.steps.iter()) {
+            scope.clusters.insert(s.target.cluster.clone());
+            scope.namespaces.insert(s.target.namespace.clone());
+        }
+        scope
+    }
+}
+
 /// The desired state for a plan: every rendered object applied, and every object
 /// labelled as one of the plan's documents that the render no longer produces pruned.
-/// Objects of other plans, or not managed by meshdeck, are never touched.
+/// Objects of other plans, or not managed by meshdeck, are never touched. Labelled
+/// objects are looked for once per cluster, in the clusters and namespaces the
+/// plan writes to now or wrote to before (`before`), not across the whole fleet.
 pub async fn desired_for_plan(
     clusters: &[Cluster],
     plan: &crate::plan::Plan,
     rendered: &crate::render::RenderedObjects,
+    before: &PruneScope,
 ) -> Result<Vec<(ObjRef, Desired)>, ApplyError> {
     let mut out: Vec<(ObjRef, Desired)> = rendered.iter().map(|(c, o)| (ObjRef::of(c, o), Desired::Apply(o.clone()))).collect();
     let names = plan.names();
     if names.is_empty() {
         return Ok(out);
     }
+    let mut scope = before.clone();
+    for (target, _) in &out {
+        scope.clusters.insert(target.cluster.clone());
+        scope.namespaces.insert(target.namespace.clone());
+    }
     let selector = format!("{}=meshdeck,{} in ({})", crate::render::MANAGED_BY, crate::render::PLAN_LABEL, names.join(","));
-    for c in clusters {
-        let Ok(client) = &c.client else { continue };
+    for c in clusters.iter().filter(|c| scope.clusters.contains(&c.name)) {
+        let client = client(clusters, &c.name)?;
         for (_, kind, _) in crate::inventory::watch::ISTIO_KINDS {
             let Some((ar, _)) = target::resource(kind) else { continue };
-            let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(client.clone(), &ar);
-            let listed = match api.list(&kube::api::ListParams::default().labels(&selector)).await {
-                Ok(l) => l,
-                // A cluster without Istio's CRDs has nothing of ours to prune.
-                Err(kube::Error::Api(s)) if s.code == 404 => continue,
-                Err(e) => {
-                    return Err(ApplyError::Cluster { cluster: c.name.clone(), message: crate::registry::ClusterError::describe(&e) });
-                }
-            };
-            for o in listed.items {
-                let mut v = serde_json::to_value(&o).unwrap_or_default();
-                v["kind"] = serde_json::json!(kind);
-                let r = ObjRef::of(&c.name, &v);
-                if !out.iter().any(|(t, _)| *t == r) {
-                    out.push((r, Desired::Absent));
+            for ns in &scope.namespaces {
+                let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(client.clone(), ns, &ar);
+                let listed = match api.list(&kube::api::ListParams::default().labels(&selector)).await {
+                    Ok(l) => l,
+                    // A cluster without Istio's CRDs has nothing of ours to prune.
+                    Err(kube::Error::Api(s)) if s.code == 404 => break,
+                    Err(e) => {
+                        return Err(ApplyError::Cluster {
+                            cluster: c.name.clone(),
+                            message: format!("listing {} in {ns}: {}", ar.plural, crate::registry::ClusterError::describe(&e)),
+                        });
+                    }
+                };
+                for o in listed.items {
+                    let mut v = serde_json::to_value(&o).unwrap_or_default();
+                    v["kind"] = serde_json::json!(kind);
+                    let r = ObjRef::of(&c.name, &v);
+                    if !out.iter().any(|(t, _)| *t == r) {
+                        out.push((r, Desired::Absent));
+                    }
                 }
             }
         }

@@ -111,10 +111,15 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, 
     let inv = watching.settled(std::time::Duration::from_secs(args.timeout)).await;
     drop(watching);
     let plan = read_plan(&args.file, &inv)?;
+    if !plan.unseen.is_empty() {
+        // Unknown is not absent: the plan may be fine, the fleet cannot be judged.
+        return Err(CliError::failed(format!("{} (nothing was written)", super::render::unseen_line(&plan))));
+    }
     let persona = persona(&clusters, args.as_persona.as_deref())?;
     persona.check(&plan).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
     let rendered = render_plan(&plan, &inv)?;
-    let desired = desired_for_plan(&clusters, &plan, &rendered).await.map_err(err)?;
+    let before = history()?.scope_of(&plan.names()).map_err(err)?;
+    let desired = desired_for_plan(&clusters, &plan, &rendered, &before).await.map_err(err)?;
     let opts = ApplyOptions { force_conflicts: args.force_conflicts, concurrency: 8, progress: None };
     let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
     let plan_names = plan.names();

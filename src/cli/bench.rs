@@ -329,7 +329,7 @@ fn bench_render(size: &RenderSize) -> Result<(), CliError> {
                 matches: vec![],
                 topology: TopologyChoice::Auto,
             };
-            Plan { routes: vec![route], access: vec![] }
+            Plan { routes: vec![route], ..Default::default() }
         })
         .collect();
     let started = Instant::now();
@@ -371,7 +371,7 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
     let rendered = crate::render::render(&plan, &snap).map_err(|e| CliError::failed(e.to_string()))?;
     let opts = ApplyOptions { force_conflicts: false, concurrency: 8, progress: None };
     let started = Instant::now();
-    let desired = desired_for_plan(&clusters, &plan, &rendered).await.map_err(|e| CliError::failed(e.to_string()))?;
+    let desired = desired_for_plan(&clusters, &plan, &rendered, &Default::default()).await.map_err(|e| CliError::failed(e.to_string()))?;
     let set = prepare(&clusters, desired, &opts).await.map_err(|e| CliError::failed(e.to_string()))?;
     let t_prepare = started.elapsed();
     let grant = WriteGrant::confirmed(&clusters, &set, Confirmation::Benchmark).map_err(|e| CliError::failed(e.to_string()))?;

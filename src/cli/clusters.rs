@@ -30,6 +30,7 @@ pub async fn run(global: &GlobalArgs, args: ClustersArgs) -> Result<(), CliError
                     vec![
                         c.name.clone(),
                         c.context.clone(),
+                        if c.aliases.is_empty() { "-".into() } else { c.aliases.join(",") },
                         c.state.as_str().to_string(),
                         or_dash(&c.kubernetes_version),
                         c.latency_ms.map(|l| format!("{l}ms")).unwrap_or_else(|| "-".into()),
@@ -49,6 +50,7 @@ pub async fn run(global: &GlobalArgs, args: ClustersArgs) -> Result<(), CliError
                     &[
                         "NAME",
                         "CONTEXT",
+                        "ALIASES",
                         "STATE",
                         "K8S",
                         "LATENCY",
@@ -65,6 +67,11 @@ pub async fn run(global: &GlobalArgs, args: ClustersArgs) -> Result<(), CliError
             );
             for w in &snap.warnings {
                 eprintln!("warning {}: {}", w.code, w.message);
+            }
+            for c in &snap.clusters {
+                for fact in &c.unknown {
+                    eprintln!("note: {}: unknown {fact}", c.name);
+                }
             }
         }
     }

@@ -45,7 +45,7 @@ pub fn read_inventory_file(path: &Path) -> Result<FleetSnapshot, CliError> {
 /// Read and validate a plan file; bad input lists every problem at file:line:col.
 pub fn read_plan(path: &Path, inv: &FleetSnapshot) -> Result<Plan, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))?;
-    crate::plan::load(&path.display().to_string(), &text, inv).map_err(|errors| {
+    let plan = crate::plan::load(&path.display().to_string(), &text, inv).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         CliError::bad_input(format!(
             "invalid plan ({} problem{}):\n{}",
@@ -53,7 +53,11 @@ pub fn read_plan(path: &Path, inv: &FleetSnapshot) -> Result<Plan, CliError> {
             if errors.len() == 1 { "" } else { "s" },
             lines.join("\n")
         ))
-    })
+    })?;
+    for n in &plan.notes {
+        eprintln!("note: {n}");
+    }
+    Ok(plan)
 }
 
 pub async fn inventory_for(global: &GlobalArgs, file: Option<&Path>, timeout: u64) -> Result<Arc<FleetSnapshot>, CliError> {
@@ -73,10 +77,24 @@ pub fn render_plan(plan: &Plan, inv: &FleetSnapshot) -> Result<RenderedObjects, 
     })
 }
 
+/// The clusters a plan refers to that could not be seen, in one line.
+pub fn unseen_line(plan: &Plan) -> String {
+    format!("could not see {}", plan.unseen.join("; "))
+}
+
 pub async fn run(global: &GlobalArgs, args: RenderArgs) -> Result<(), CliError> {
     let inv = inventory_for(global, args.inventory.as_deref(), args.timeout).await?;
     let plan = read_plan(&args.file, &inv)?;
-    let out = render_plan(&plan, &inv)?;
+    let out = match render_plan(&plan, &inv) {
+        // Facts of a cluster not seen are missing, not wrong: an operation failure.
+        Err(e) if !plan.unseen.is_empty() => {
+            return Err(CliError::failed(format!("{}: cannot render without its facts ({})", unseen_line(&plan), e.message)));
+        }
+        other => other?,
+    };
+    if !plan.unseen.is_empty() {
+        eprintln!("warning: {}; rendered from what was last seen of it", unseen_line(&plan));
+    }
     for n in &out.notes {
         eprintln!("note: {n}");
     }

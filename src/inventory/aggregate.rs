@@ -16,17 +16,20 @@ use super::warnings;
 use super::watch::{Change, ClusterEvent, Delta, ObjKey, WatchKind};
 use crate::registry::ClusterError;
 
-/// Objects of one kind as last listed and watched; a re-list is staged and swapped in whole.
+/// Objects of one kind as last listed and watched. Each watch scope (a namespace,
+/// or the whole cluster) re-lists on its own: its staged list replaces only its scope.
 #[derive(Debug)]
 struct Mirror<T> {
     live: BTreeMap<ObjKey, T>,
-    staging: Option<BTreeMap<ObjKey, T>>,
-    synced: bool,
+    staging: BTreeMap<Option<String>, BTreeMap<ObjKey, T>>,
+    synced_scopes: BTreeSet<Option<String>>,
+    /// How many scopes are watched.
+    scopes: usize,
 }
 
 impl<T> Default for Mirror<T> {
     fn default() -> Self {
-        Self { live: BTreeMap::new(), staging: None, synced: false }
+        Self::scoped(1)
     }
 }
 
@@ -37,22 +40,38 @@ enum Touched<T> {
     One { key: ObjKey, old: Option<T>, new: Option<T> },
 }
 
+impl<T> Mirror<T> {
+    fn scoped(scopes: usize) -> Self {
+        Self { live: BTreeMap::new(), staging: BTreeMap::new(), synced_scopes: BTreeSet::new(), scopes: scopes.max(1) }
+    }
+}
+
 impl<T: Clone> Mirror<T> {
-    fn apply(&mut self, d: Delta<T>) -> Touched<T> {
+    fn synced(&self) -> bool {
+        self.synced_scopes.len() >= self.scopes
+    }
+
+    fn apply(&mut self, d: Delta<T>, scope: &Option<String>) -> Touched<T> {
         match d {
             Delta::Init => {
-                self.staging = Some(BTreeMap::new());
+                self.staging.insert(scope.clone(), BTreeMap::new());
                 Touched::Nothing
             }
             Delta::Upsert { init: true, key, value } => {
-                self.staging.get_or_insert_with(BTreeMap::new).insert(key, value);
+                self.staging.entry(scope.clone()).or_default().insert(key, value);
                 Touched::Nothing
             }
             Delta::InitDone => {
-                if let Some(s) = self.staging.take() {
-                    self.live = s;
+                if let Some(s) = self.staging.remove(scope) {
+                    match scope {
+                        Some(ns) => {
+                            self.live.retain(|k, _| &k.0 != ns);
+                            self.live.extend(s);
+                        }
+                        None => self.live = s,
+                    }
                 }
-                self.synced = true;
+                self.synced_scopes.insert(scope.clone());
                 Touched::All
             }
             Delta::Upsert { init: false, key, value } => {
@@ -80,13 +99,34 @@ struct ClusterModel {
     network: Mirror<Option<String>>,
     remote_secrets: Mirror<Option<String>>,
     istio: HashMap<&'static str, Mirror<IstioObject>>,
-    errors: BTreeMap<WatchKind, ClusterError>,
+    /// Errors of the watches that make a cluster's state (pods, services), per scope.
+    errors: BTreeMap<(WatchKind, Option<String>), ClusterError>,
+    /// Errors of watches for mesh facts and Istio objects: those facts are unknown, the cluster is not down.
+    fact_errors: BTreeMap<WatchKind, ClusterError>,
     probe_error: Option<ClusterError>,
     config_error: Option<ClusterError>,
     istio_absent: bool,
 }
 
 impl ClusterModel {
+    fn new(view: ClusterView, config_error: Option<ClusterError>) -> Self {
+        ClusterModel {
+            pods: Mirror::scoped(view.namespaces.len()),
+            services: Mirror::scoped(view.namespaces.len()),
+            view: ClusterView { error: config_error.clone(), ..view },
+            mesh_config: Mirror::default(),
+            istiod: Mirror::default(),
+            network: Mirror::default(),
+            remote_secrets: Mirror::default(),
+            istio: HashMap::new(),
+            errors: BTreeMap::new(),
+            fact_errors: BTreeMap::new(),
+            probe_error: None,
+            config_error,
+            istio_absent: false,
+        }
+    }
+
     fn presence(&self, key: &ObjKey) -> Option<ServicePresence> {
         let svc = self.services.live.get(key)?;
         let mut p = ServicePresence { ports: svc.ports.clone(), selector: svc.selector.clone(), ..Default::default() };
@@ -137,10 +177,22 @@ impl ClusterModel {
             Some(ClusterError::Unreachable(_)) => ClusterState::Unreachable,
             Some(ClusterError::Degraded(_)) => ClusterState::Degraded,
             Some(ClusterError::Config(_)) => ClusterState::Error,
-            None if self.pods.synced && self.services.synced => ClusterState::Live,
+            None if self.pods.synced() && self.services.synced() => ClusterState::Live,
             None if self.view.last_seen.is_some() => ClusterState::Syncing,
             None => ClusterState::Connecting,
         }
+    }
+}
+
+/// The facts a watch reads, in an operator's words.
+fn fact_name(k: WatchKind) -> String {
+    match k {
+        WatchKind::MeshConfig => "mesh config (istio-system ConfigMaps)".into(),
+        WatchKind::Istiod => "istiod (istio-system Deployments)".into(),
+        WatchKind::Network => "network (the istio-system Namespace)".into(),
+        WatchKind::RemoteSecrets => "remote secrets (istio-system Secrets)".into(),
+        WatchKind::Istio(kind) => format!("{kind} objects"),
+        WatchKind::Pods | WatchKind::Services => format!("{k:?}"),
     }
 }
 
@@ -162,24 +214,7 @@ pub struct FleetInventory {
 
 impl FleetInventory {
     pub fn new(views: Vec<ClusterView>, config_errors: Vec<Option<ClusterError>>) -> Self {
-        let clusters = views
-            .into_iter()
-            .zip(config_errors)
-            .map(|(view, config_error)| ClusterModel {
-                view: ClusterView { error: config_error.clone(), ..view },
-                pods: Mirror::default(),
-                services: Mirror::default(),
-                mesh_config: Mirror::default(),
-                istiod: Mirror::default(),
-                network: Mirror::default(),
-                remote_secrets: Mirror::default(),
-                istio: HashMap::new(),
-                errors: BTreeMap::new(),
-                probe_error: None,
-                config_error,
-                istio_absent: false,
-            })
-            .collect();
+        let clusters = views.into_iter().zip(config_errors).map(|(view, config_error)| ClusterModel::new(view, config_error)).collect();
         Self { clusters, rows: BTreeMap::new() }
     }
 
@@ -187,12 +222,32 @@ impl FleetInventory {
         let Some(cm) = self.clusters.get_mut(ev.cluster) else {
             return;
         };
+        if let Change::Reset(view, config_error) = ev.change {
+            // Another identity acts now: what the old one saw is forgotten, not mixed in.
+            let old = std::mem::replace(cm, ClusterModel::new(*view, config_error));
+            self.forget(&old.view.name);
+            return;
+        }
         let now = Utc::now();
         match &ev.change {
             Change::Error(e) => {
-                if let Some(k) = ev.kind {
-                    cm.errors.insert(k, e.clone());
+                match ev.kind {
+                    Some(k @ (WatchKind::Pods | WatchKind::Services)) => {
+                        cm.errors.insert((k, ev.scope.clone()), e.clone());
+                    }
+                    Some(k) => {
+                        cm.fact_errors.insert(k, e.clone());
+                    }
+                    None => {}
                 }
+                return;
+            }
+            Change::Identity(uid) => {
+                cm.view.cluster_uid = Some(uid.clone());
+                return;
+            }
+            Change::AliasMismatch { alias, uid } => {
+                cm.view.alias_mismatches.push(format!("{alias}: {uid}"));
                 return;
             }
             Change::Probe(p) => {
@@ -208,7 +263,8 @@ impl FleetInventory {
             }
             _ => {
                 if let Some(k) = ev.kind {
-                    cm.errors.remove(&k);
+                    cm.errors.remove(&(k, ev.scope.clone()));
+                    cm.fact_errors.remove(&k);
                 }
                 cm.probe_error = None;
                 cm.view.last_seen = Some(now);
@@ -216,7 +272,7 @@ impl FleetInventory {
         }
         match ev.change {
             Change::Pods(d) => {
-                let touched = cm.pods.apply(d);
+                let touched = cm.pods.apply(d, &ev.scope);
                 let keys: Vec<ObjKey> = match touched {
                     Touched::Nothing => vec![],
                     Touched::All => cm.services.live.keys().cloned().collect(),
@@ -231,7 +287,7 @@ impl FleetInventory {
                 };
                 self.refresh(ev.cluster, keys, false);
             }
-            Change::Services(d) => match cm.services.apply(d) {
+            Change::Services(d) => match cm.services.apply(d, &ev.scope) {
                 Touched::Nothing => {}
                 Touched::All => {
                     let keys = cm.services.live.keys().cloned().collect();
@@ -240,16 +296,16 @@ impl FleetInventory {
                 Touched::One { key, .. } => self.refresh(ev.cluster, vec![key], false),
             },
             Change::MeshConfig(d) => {
-                cm.mesh_config.apply(d);
+                cm.mesh_config.apply(d, &ev.scope);
             }
             Change::Istiod(d) => {
-                cm.istiod.apply(d);
+                cm.istiod.apply(d, &ev.scope);
             }
             Change::Network(d) => {
-                cm.network.apply(d);
+                cm.network.apply(d, &ev.scope);
             }
             Change::RemoteSecrets(d) => {
-                cm.remote_secrets.apply(d);
+                cm.remote_secrets.apply(d, &ev.scope);
             }
             Change::Istio(kind, d) => {
                 let d = match d {
@@ -259,11 +315,21 @@ impl FleetInventory {
                     }
                     other => other,
                 };
-                cm.istio.entry(kind).or_default().apply(d);
+                cm.istio.entry(kind).or_default().apply(d, &ev.scope);
             }
             Change::IstioAbsent => cm.istio_absent = true,
-            Change::Error(_) | Change::Probe(_) => {}
+            Change::Error(_) | Change::Probe(_) | Change::Identity(_) | Change::AliasMismatch { .. } | Change::Reset(..) => {}
         }
+    }
+
+    /// Drop one cluster from every service row.
+    fn forget(&mut self, name: &str) {
+        self.rows.retain(|_, row| {
+            if row.clusters.contains_key(name) {
+                Arc::make_mut(row).clusters.remove(name);
+            }
+            !row.clusters.is_empty()
+        });
     }
 
     /// Recompute the rows for `keys` in one cluster; with `full`, also drop rows this
@@ -308,7 +374,8 @@ impl FleetInventory {
             .map(|cm| {
                 let state = cm.state();
                 let error = cm.config_error.clone().or_else(|| cm.probe_error.clone()).or_else(|| cm.errors.values().next().cloned());
-                ClusterView { state, error, mesh: cm.mesh(), ..cm.view.clone() }
+                let unknown = cm.fact_errors.iter().map(|(k, e)| format!("{}: {}", fact_name(*k), e.message())).collect();
+                ClusterView { state, error, unknown, mesh: cm.mesh(), ..cm.view.clone() }
             })
             .collect();
         let mut istio_objects: Vec<IstioObject> =

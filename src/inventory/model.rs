@@ -94,6 +94,34 @@ pub struct ClusterView {
     pub accent: Option<String>,
     #[serde(default = "default_version_label")]
     pub version_label: String,
+    /// Other contexts that reach this cluster (another identity or another name).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The `kube-system` namespace uid: what the cluster says it is.
+    #[serde(default)]
+    pub cluster_uid: Option<String>,
+    /// Aliases that answered with another cluster's uid (`alias: uid`).
+    #[serde(default)]
+    pub alias_mismatches: Vec<String>,
+    /// Namespaces watched; empty: all.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Facts that could not be read, with why ("mesh config: 403 Forbidden: ...").
+    #[serde(default)]
+    pub unknown: Vec<String>,
+}
+
+impl ClusterView {
+    /// Why this cluster's inventory cannot be trusted now (not live), or None.
+    /// A plan must not be judged against what meshdeck could not see.
+    pub fn unseen(&self) -> Option<String> {
+        if self.state == ClusterState::Live {
+            return None;
+        }
+        let since = self.last_seen.map(|t| format!(" since {}", t.format("%H:%M:%S"))).unwrap_or_default();
+        let why = self.error.as_ref().map(|e| format!(": {}", e.message())).unwrap_or_default();
+        Some(format!("{} is {}{since}{why}", self.name, self.state.as_str()))
+    }
 }
 
 fn default_version_label() -> String {

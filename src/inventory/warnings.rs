@@ -21,13 +21,40 @@ fn group_by<'a>(clusters: &'a [&'a ClusterView], f: impl Fn(&ClusterView) -> Opt
 
 pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
     let mut out = Vec::new();
-    // Two contexts for one API server (an admin and a restricted user) are one cluster.
-    let mut servers = std::collections::BTreeSet::new();
+    // Registered twice under different addresses (or CAs): the cluster says it is one.
+    let all: Vec<&ClusterView> = snap.clusters.iter().collect();
+    for (uid, cs) in group_by(&all, |c| c.cluster_uid.clone()) {
+        if cs.len() > 1 {
+            out.push(warn(
+                "DUP_CLUSTER",
+                format!(
+                    "{} are one cluster (kube-system uid {uid}) reached through different addresses; register one of them (config.yaml)",
+                    cs.join(" and ")
+                ),
+                cs,
+            ));
+        }
+    }
+    // One address, two clusters: the cluster behind it was recreated, or a proxy routes by identity.
+    for c in snap.clusters.iter().filter(|c| !c.alias_mismatches.is_empty()) {
+        out.push(warn(
+            "ALIAS_MISMATCH",
+            format!(
+                "aliases of {} answer as another cluster (kube-system uid {}; {}): they are not merged safely, check the kubeconfig",
+                c.name,
+                c.cluster_uid.as_deref().unwrap_or("?"),
+                c.alias_mismatches.join(", ")
+            ),
+            vec![c.name.clone()],
+        ));
+    }
+    // A cluster registered twice counts once in the mesh checks below.
+    let mut uids = std::collections::BTreeSet::new();
     let known: Vec<&ClusterView> = snap
         .clusters
         .iter()
         .filter(|c| c.mesh.istio_version.is_some() || c.mesh.trust_domain.is_some())
-        .filter(|c| c.server.as_ref().is_none_or(|s| servers.insert(s.clone())))
+        .filter(|c| c.cluster_uid.as_ref().is_none_or(|u| uids.insert(u.clone())))
         .collect();
     let roots = group_by(&known, |c| c.mesh.root_cert_fingerprint.clone());
     if roots.len() > 1 {
@@ -127,13 +154,27 @@ mod tests {
     }
 
     #[test]
-    fn two_contexts_for_one_server_are_not_duplicates() {
+    fn one_cluster_registered_twice_is_named_once_and_not_a_mesh_duplicate() {
         let mut a = cluster("a", "sha256:1", "a.local", "1.27.3", true);
-        a.server = Some("https://127.0.0.1:1".into());
+        a.cluster_uid = Some("uid-1".into());
         let mut a2 = a.clone();
-        a2.name = "a-restricted".into();
+        a2.name = "a-by-ip".into();
         let snap = FleetSnapshot { clusters: vec![a, a2], ..Default::default() };
-        assert!(codes(&snap).is_empty(), "{:?}", compute(&snap));
+        // Not DUP_CLUSTER_ID/DUP_TRUST_DOMAIN: the mesh checks count the cluster once.
+        assert_eq!(codes(&snap), ["DUP_CLUSTER"], "{:?}", compute(&snap));
+        assert!(compute(&snap)[0].message.starts_with("a and a-by-ip are one cluster (kube-system uid uid-1)"));
+    }
+
+    #[test]
+    fn distinct_clusters_sharing_an_istio_cluster_id_stay_distinct_and_warned() {
+        let mut a = cluster("a", "sha256:1", "a.local", "1.27.3", true);
+        a.cluster_uid = Some("uid-1".into());
+        let mut b = cluster("b", "sha256:1", "b.local", "1.27.3", true);
+        b.cluster_uid = Some("uid-2".into());
+        b.mesh.cluster_id = Some("a".into());
+        b.alias_mismatches = vec!["b-old: uid-9".into()];
+        let snap = FleetSnapshot { clusters: vec![a, b], ..Default::default() };
+        assert_eq!(codes(&snap), ["ALIAS_MISMATCH", "DUP_CLUSTER_ID"], "{:?}", compute(&snap));
     }
 
     #[test]

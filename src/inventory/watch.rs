@@ -10,8 +10,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind, PartialObjectMeta};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::utils::Backoff;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -59,6 +57,12 @@ pub enum Change {
     Istio(&'static str, Delta<IstioObject>),
     /// The Istio CRDs are not served (404 on the kind).
     IstioAbsent,
+    /// The cluster's watchers restart (another alias acts): start over from this view.
+    Reset(Box<super::model::ClusterView>, Option<ClusterError>),
+    /// The uid of `kube-system`: what the cluster says it is.
+    Identity(String),
+    /// An alias answered with another cluster's `kube-system` uid.
+    AliasMismatch { alias: String, uid: String },
     Error(ClusterError),
     Probe(Probe),
 }
@@ -67,6 +71,8 @@ pub enum Change {
 pub struct ClusterEvent {
     pub cluster: usize,
     pub kind: Option<WatchKind>,
+    /// The namespace a watch covers (`None`: the whole cluster). A re-list replaces its own scope only.
+    pub scope: Option<String>,
     pub change: Change,
 }
 
@@ -79,36 +85,32 @@ pub const ISTIO_KINDS: &[(&str, &str, &str)] = &[
     ("security.istio.io", "AuthorizationPolicy", "authorizationpolicies"),
 ];
 
-/// Doubling from 200 ms, capped at 3 s (kube's default caps at 30 s): a cluster
-/// that comes back is resumed within seconds.
-#[derive(Clone, Debug)]
+/// After a failed call: doubling from 200 ms, capped at 3 s, with jitter so a
+/// fleet of watchers does not retry in step; a cluster that comes back is resumed
+/// within seconds. A refusal (401/403) will not change by asking again soon:
+/// those wait 30 s, then 60 s.
+#[derive(Clone, Debug, Default)]
 pub struct FleetBackoff {
-    next: Duration,
+    failures: u32,
 }
 
-impl Default for FleetBackoff {
-    fn default() -> Self {
-        Self { next: Duration::from_millis(200) }
+impl FleetBackoff {
+    pub fn next(&mut self, error: &ClusterError) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let base = match error {
+            ClusterError::Unauthorized(_) | ClusterError::Forbidden(_) => {
+                Duration::from_secs(if self.failures == 1 { 30 } else { 60 })
+            }
+            _ => (Duration::from_millis(200) * 2u32.saturating_pow(self.failures.min(5) - 1)).min(Duration::from_secs(3)),
+        };
+        // ±20 %.
+        let jitter = rand::random_range(0.8..1.2);
+        base.mul_f64(jitter)
     }
-}
 
-impl Iterator for FleetBackoff {
-    type Item = Duration;
-    fn next(&mut self) -> Option<Duration> {
-        let now = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(3));
-        Some(now)
+    pub fn reset(&mut self) {
+        self.failures = 0;
     }
-}
-
-impl Backoff for FleetBackoff {
-    fn reset(&mut self) {
-        *self = Self::default();
-    }
-}
-
-fn backoff() -> FleetBackoff {
-    FleetBackoff::default()
 }
 
 fn key_of<K: Resource>(o: &K) -> ObjKey {
@@ -129,11 +131,15 @@ fn is_not_found(e: &watcher::Error) -> bool {
     matches!(classify(e), ClusterError::Degraded(ref m) if m.starts_with("404"))
 }
 
-/// Forward one watcher's events, converted, until the receiver goes away.
+/// Forward one watcher's events, converted, until the receiver goes away. After
+/// an error the stream is polled again only after a backoff (the watcher retries
+/// on the next poll).
+#[allow(clippy::too_many_arguments)]
 async fn pump<K, T>(
     stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
     cluster: usize,
     kind: WatchKind,
+    scope: Option<String>,
     tx: mpsc::Sender<ClusterEvent>,
     convert: impl Fn(&K) -> T + Send,
     wrap: impl Fn(Delta<T>) -> Change + Send,
@@ -142,7 +148,12 @@ async fn pump<K, T>(
     K: Resource + Send,
 {
     let mut stream = std::pin::pin!(stream);
+    let mut backoff = FleetBackoff::default();
     while let Some(item) = stream.next().await {
+        let mut wait = None;
+        if item.is_ok() {
+            backoff.reset();
+        }
         let change = match item {
             Ok(watcher::Event::Init) => wrap(Delta::Init),
             Ok(watcher::Event::InitApply(o)) => wrap(Delta::Upsert { init: true, key: key_of(&o), value: convert(&o) }),
@@ -150,13 +161,20 @@ async fn pump<K, T>(
             Ok(watcher::Event::Apply(o)) => wrap(Delta::Upsert { init: false, key: key_of(&o), value: convert(&o) }),
             Ok(watcher::Event::Delete(o)) => wrap(Delta::Delete(key_of(&o))),
             Err(e) if stop_on_404 && is_not_found(&e) => {
-                let _ = tx.send(ClusterEvent { cluster, kind: Some(kind), change: Change::IstioAbsent }).await;
+                let _ = tx.send(ClusterEvent { cluster, kind: Some(kind), scope, change: Change::IstioAbsent }).await;
                 return;
             }
-            Err(e) => Change::Error(classify(&e)),
+            Err(e) => {
+                let error = classify(&e);
+                wait = Some(backoff.next(&error));
+                Change::Error(error)
+            }
         };
-        if tx.send(ClusterEvent { cluster, kind: Some(kind), change }).await.is_err() {
+        if tx.send(ClusterEvent { cluster, kind: Some(kind), scope: scope.clone(), change }).await.is_err() {
             return;
+        }
+        if let Some(w) = wait {
+            tokio::time::sleep(w).await;
         }
     }
 }
@@ -165,14 +183,16 @@ fn typed<K>(api: Api<K>, cfg: watcher::Config) -> impl futures::Stream<Item = Re
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watcher(api, cfg).backoff(backoff())
+    watcher(api, cfg)
 }
 
-/// Start every watcher of one cluster; returns their tasks.
+/// Start every watcher of one cluster; returns their tasks. `aliases` are the
+/// other contexts for the cluster: each is asked once which cluster it reaches.
 pub fn spawn_cluster(
     cluster: usize,
     client: Client,
     namespaces: &[String],
+    aliases: Vec<(String, Client)>,
     tx: mpsc::Sender<ClusterEvent>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
@@ -186,6 +206,7 @@ pub fn spawn_cluster(
             typed(pods, watcher::Config::default()),
             cluster,
             WatchKind::Pods,
+            ns.clone(),
             tx.clone(),
             |p: &Pod| PodFacts::from(p),
             Change::Pods,
@@ -199,6 +220,7 @@ pub fn spawn_cluster(
             typed(svcs, watcher::Config::default()),
             cluster,
             WatchKind::Services,
+            ns.clone(),
             tx.clone(),
             |s: &Service| ServiceFacts::from(s),
             Change::Services,
@@ -210,6 +232,7 @@ pub fn spawn_cluster(
         typed(cms, watcher::Config::default()),
         cluster,
         WatchKind::MeshConfig,
+        None,
         tx.clone(),
         |c: &ConfigMap| mesh_config_facts(c),
         Change::MeshConfig,
@@ -220,6 +243,7 @@ pub fn spawn_cluster(
         typed(istiod, watcher::Config::default().labels("app=istiod")),
         cluster,
         WatchKind::Istiod,
+        None,
         tx.clone(),
         |d: &Deployment| IstiodFacts::from(d),
         Change::Istiod,
@@ -230,6 +254,7 @@ pub fn spawn_cluster(
         typed(namespaces_api, watcher::Config::default().fields("metadata.name=istio-system")),
         cluster,
         WatchKind::Network,
+        None,
         tx.clone(),
         |n: &Namespace| network_of(n),
         Change::Network,
@@ -237,11 +262,12 @@ pub fn spawn_cluster(
     )));
     // Remote secrets by metadata only: meshdeck never reads secret data.
     let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), "istio-system");
-    let remote = watcher(secrets, watcher::Config::default().labels("istio/multiCluster=true")).backoff(backoff());
+    let remote = watcher(secrets, watcher::Config::default().labels("istio/multiCluster=true"));
     tasks.push(tokio::spawn(pump(
         remote,
         cluster,
         WatchKind::RemoteSecrets,
+        None,
         tx.clone(),
         |m: &PartialObjectMeta<Secret>| m.metadata.annotations.as_ref().and_then(|a| a.get("networking.istio.io/cluster").cloned()),
         Change::RemoteSecrets,
@@ -250,27 +276,64 @@ pub fn spawn_cluster(
     for &(group, kind, plural) in ISTIO_KINDS {
         let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let stream = watcher(api, watcher::Config::default()).backoff(backoff());
+        let stream = watcher(api, watcher::Config::default());
         tasks.push(tokio::spawn(pump(
             stream,
             cluster,
             WatchKind::Istio(kind),
+            None,
             tx.clone(),
             move |o: &DynamicObject| istio_object("", kind, o),
             move |d| Change::Istio(kind, d),
             true,
         )));
     }
+    tasks.push(tokio::spawn(identity(cluster, client.clone(), aliases, tx.clone())));
     let probe_tx = tx;
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
             let p = health::probe(&client, Duration::from_secs(5)).await;
-            if probe_tx.send(ClusterEvent { cluster, kind: None, change: Change::Probe(p) }).await.is_err() {
+            if probe_tx.send(ClusterEvent { cluster, kind: None, scope: None, change: Change::Probe(p) }).await.is_err() {
                 return;
             }
         }
     }));
     tasks
+}
+
+/// The `kube-system` namespace uid, or why it cannot be read now.
+pub async fn cluster_uid(client: &Client) -> Result<String, ClusterError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match tokio::time::timeout(Duration::from_secs(5), api.get("kube-system")).await {
+        Ok(Ok(ns)) => ns.metadata.uid.ok_or_else(|| ClusterError::Degraded("kube-system has no uid".into())),
+        Ok(Err(e)) => Err(ClusterError::from_kube(&e)),
+        Err(_) => Err(ClusterError::Unreachable("no answer within 5s".into())),
+    }
+}
+
+/// What the cluster says it is (its `kube-system` uid), then whether every alias
+/// reaches the same cluster. An identity that may not read namespaces stays unknown.
+async fn identity(cluster: usize, client: Client, aliases: Vec<(String, Client)>, tx: mpsc::Sender<ClusterEvent>) {
+    let mut backoff = FleetBackoff::default();
+    let uid = loop {
+        match cluster_uid(&client).await {
+            Ok(uid) => break uid,
+            Err(ClusterError::Forbidden(_) | ClusterError::Unauthorized(_)) => return,
+            Err(e) => tokio::time::sleep(backoff.next(&e)).await,
+        }
+    };
+    let send = |change| ClusterEvent { cluster, kind: None, scope: None, change };
+    if tx.send(send(Change::Identity(uid.clone()))).await.is_err() {
+        return;
+    }
+    for (alias, client) in aliases {
+        if let Ok(other) = cluster_uid(&client).await
+            && other != uid
+            && tx.send(send(Change::AliasMismatch { alias, uid: other })).await.is_err()
+        {
+            return;
+        }
+    }
 }

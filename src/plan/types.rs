@@ -11,6 +11,13 @@ pub const API_VERSION: &str = "meshdeck.dev/v1alpha1";
 pub struct Plan {
     pub routes: Vec<TrafficRoute>,
     pub access: Vec<AccessPolicy>,
+    /// What validation noticed and resolved (an alias named instead of its cluster).
+    #[serde(skip)]
+    pub notes: Vec<String>,
+    /// Clusters the plan refers to whose inventory could not be seen, with why: the
+    /// checks that need their facts were not made, so the plan must not be applied.
+    #[serde(skip)]
+    pub unseen: Vec<String>,
 }
 
 impl Plan {

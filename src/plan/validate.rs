@@ -14,6 +14,8 @@ struct Checker<'a> {
     file: &'a str,
     inv: &'a FleetSnapshot,
     errors: Vec<PlanError>,
+    /// Clusters named whose inventory is unknown: `cluster -> why`.
+    unseen: BTreeMap<String, String>,
 }
 
 impl<'a> Checker<'a> {
@@ -27,7 +29,10 @@ impl<'a> Checker<'a> {
     }
 
     fn known_cluster(&mut self, c: &S<String>) -> bool {
-        if self.inv.cluster(&c.value).is_some() {
+        if let Some(view) = self.inv.cluster(&c.value) {
+            if let Some(why) = view.unseen() {
+                self.unseen.insert(c.value.clone(), why);
+            }
             return true;
         }
         let names: Vec<&str> = self.inv.clusters.iter().map(|c| c.name.as_str()).collect();
@@ -46,6 +51,14 @@ impl<'a> Checker<'a> {
             return None;
         };
         if self.inv.service(&s.value).is_none() {
+            // It may run only where meshdeck cannot see now: not a verdict on the plan.
+            let blind: Vec<&crate::inventory::ClusterView> = self.inv.clusters.iter().filter(|c| c.unseen().is_some()).collect();
+            if !blind.is_empty() {
+                for c in blind {
+                    self.unseen.insert(c.name.clone(), c.unseen().unwrap_or_default());
+                }
+                return Some(ServiceRef { name: name.into(), namespace: ns.into() });
+            }
             let keys: Vec<String> = self.inv.services.iter().map(|r| r.key()).collect();
             let hint = closest(&s.value, &keys.iter().map(String::as_str).collect::<Vec<_>>())
                 .map(|k| format!("; did you mean {k}?"))
@@ -56,8 +69,17 @@ impl<'a> Checker<'a> {
         Some(ServiceRef { name: name.into(), namespace: ns.into() })
     }
 
+    /// Facts of `cluster` can be judged (its inventory was seen).
+    fn seen(&self, cluster: &str) -> bool {
+        !self.unseen.contains_key(cluster)
+    }
+
     /// The service must have a Service object in `cluster`; with a version, pods of it there.
+    /// In a cluster that could not be seen, neither is known: no verdict.
     fn runs_in(&mut self, svc: &ServiceRef, cluster: &S<String>, version: Option<&S<String>>) -> bool {
+        if !self.seen(&cluster.value) {
+            return true;
+        }
         let presence = self.inv.service(&svc.key()).and_then(|r| r.clusters.get(&cluster.value));
         let Some(p) = presence else {
             self.err(cluster, format!("{} has no Service in {}", svc.key(), cluster.value));
@@ -115,9 +137,48 @@ fn dns_label(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-pub fn validate(file: &str, docs: Vec<RawDoc>, inv: &FleetSnapshot) -> Result<Plan, Vec<PlanError>> {
-    let mut ck = Checker { file, inv, errors: Vec::new() };
-    let mut plan = Plan::default();
+/// A plan may name a cluster by any of its contexts: each alias is resolved to the
+/// cluster's registry name here, with a note saying so.
+fn resolve_aliases(file: &str, docs: &mut [RawDoc], inv: &FleetSnapshot) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut resolve = |c: &mut S<String>| {
+        if inv.cluster(&c.value).is_some() {
+            return;
+        }
+        if let Some(view) = inv.clusters.iter().find(|v| v.context == c.value || v.aliases.contains(&c.value)) {
+            notes.push(format!(
+                "{file}:{}:{}: {} is an alias of {}; the plan names it {}",
+                c.referenced.line(),
+                c.referenced.column(),
+                c.value,
+                view.name,
+                view.name
+            ));
+            c.value = view.name.clone();
+        }
+    };
+    for doc in docs.iter_mut() {
+        let spec = &mut doc.spec.value;
+        if let Some(from) = spec.from.as_mut() {
+            from.value.clusters.iter_mut().for_each(&mut resolve);
+        }
+        if let Some(split) = spec.split.as_mut() {
+            split.value.iter_mut().for_each(|d| resolve(&mut d.value.cluster));
+        }
+        if let Some(failover) = spec.failover.as_mut() {
+            failover.value.iter_mut().for_each(|t| resolve(&mut t.value.cluster));
+        }
+        if let Some(callers) = spec.allow_from.as_mut() {
+            callers.value.iter_mut().for_each(|c| resolve(&mut c.value.cluster));
+        }
+    }
+    notes
+}
+
+pub fn validate(file: &str, mut docs: Vec<RawDoc>, inv: &FleetSnapshot) -> Result<Plan, Vec<PlanError>> {
+    let notes = resolve_aliases(file, &mut docs, inv);
+    let mut ck = Checker { file, inv, errors: Vec::new(), unseen: BTreeMap::new() };
+    let mut plan = Plan { notes, ..Plan::default() };
     let mut names: BTreeSet<(String, String)> = BTreeSet::new();
     let mut routed: BTreeMap<(String, String), String> = BTreeMap::new();
     if docs.is_empty() {
@@ -161,6 +222,7 @@ pub fn validate(file: &str, docs: Vec<RawDoc>, inv: &FleetSnapshot) -> Result<Pl
             }
         }
     }
+    plan.unseen = ck.unseen.into_values().collect();
     if ck.errors.is_empty() { Ok(plan) } else { Err(ck.errors) }
 }
 
@@ -355,7 +417,7 @@ fn check_reachability(ck: &mut Checker, route: &TrafficRoute, spec: &RawSpec) {
         if ck.inv.cluster(&cluster.value).is_none() || !federated(&cluster.value) {
             continue;
         }
-        if ck.inv.cluster(&cluster.value).and_then(|c| c.mesh.east_west_gateway.as_ref()).is_none() {
+        if ck.seen(&cluster.value) && ck.inv.cluster(&cluster.value).and_then(|c| c.mesh.east_west_gateway.as_ref()).is_none() {
             ck.err(cluster, format!("{} has no east-west gateway address: federated callers cannot reach it", cluster.value));
         }
         if let RouteAction::Failover(_) = route.action
@@ -420,7 +482,10 @@ fn access_policy(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<A
         Some(list) => {
             for c in &list.value {
                 let c = &c.value;
-                if ck.known_cluster(&c.cluster) && ck.inv.cluster(&c.cluster.value).and_then(|v| v.mesh.trust_domain.as_ref()).is_none() {
+                if ck.known_cluster(&c.cluster)
+                    && ck.seen(&c.cluster.value)
+                    && ck.inv.cluster(&c.cluster.value).and_then(|v| v.mesh.trust_domain.as_ref()).is_none()
+                {
                     ck.err(&c.cluster, format!("the trust domain of {} is unknown (no istio mesh config seen)", c.cluster.value));
                 }
                 for (v, what) in [(&c.namespace, "namespace"), (&c.service_account, "serviceAccount")] {

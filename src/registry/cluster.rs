@@ -1,4 +1,5 @@
-//! A registered cluster: its registry name, its context, its client and options.
+//! A registered cluster: its registry name, the context acting for it, its
+//! aliases (other contexts reaching the same API server), its client and options.
 
 use crate::kubeconfig::ContextSpec;
 
@@ -12,25 +13,55 @@ pub struct ClusterOptions {
     pub read_only: bool,
 }
 
+/// Another context for the same cluster (another identity, or another name for it).
+#[derive(Clone)]
+pub struct Alias {
+    pub context: ContextSpec,
+    pub client: Result<kube::Client, String>,
+}
+
 #[derive(Clone)]
 pub struct Cluster {
-    /// The registry name plans use (the context name unless the config renames it).
+    /// The registry name plans use (the config's name, else the cluster's first context).
     pub name: String,
+    /// The context acting for the cluster: its credentials read and write.
     pub context: ContextSpec,
     /// The kube client, or why it could not be built (bad credentials, exec plugin failure).
     pub client: Result<kube::Client, String>,
     pub options: ClusterOptions,
+    pub aliases: Vec<Alias>,
 }
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the client: its config holds credentials.
-        f.debug_struct("Cluster").field("name", &self.name).field("context", &self.context.name).field("options", &self.options).finish()
+        let aliases: Vec<&str> = self.aliases.iter().map(|a| a.context.name.as_str()).collect();
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("context", &self.context.name)
+            .field("aliases", &aliases)
+            .field("options", &self.options)
+            .finish()
     }
 }
 
 impl Cluster {
     pub fn new(name: String, context: ContextSpec, client: Result<kube::Client, String>, options: ClusterOptions) -> Self {
-        Self { name, context, client, options }
+        Self { name, context, client, options, aliases: Vec::new() }
+    }
+
+    /// Does `name` refer to this cluster (its registry name, acting context or an alias)?
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.context.name == name || self.aliases.iter().any(|a| a.context.name == name)
+    }
+
+    /// Let `context` (an alias) act for the cluster; the acting one becomes an alias.
+    /// Returns false, changing nothing, when `context` is not an alias.
+    pub fn act_as(&mut self, context: &str, client: Result<kube::Client, String>) -> bool {
+        let Some(i) = self.aliases.iter().position(|a| a.context.name == context) else { return false };
+        let alias = self.aliases.remove(i);
+        let previous = Alias { context: std::mem::replace(&mut self.context, alias.context), client: std::mem::replace(&mut self.client, client) };
+        self.aliases.insert(i, previous);
+        true
     }
 }

@@ -1,51 +1,128 @@
-//! The cluster registry: kubeconfig contexts (narrowed by `--context` or the
-//! config file) become registered clusters, each with its own kube client.
-//! A context whose client cannot be built is still registered, with its error.
+//! The cluster registry: kubeconfig contexts become registered clusters. The
+//! contexts that reach one API server (same URL and CA) are one cluster: the
+//! first of them in kubeconfig order acts for it unless `--context` or the config
+//! file chooses another; the rest are its aliases. A context whose client cannot
+//! be built is still registered, with its error.
 
 pub mod cluster;
 pub mod health;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-pub use cluster::{Cluster, ClusterOptions};
+pub use cluster::{Alias, Cluster, ClusterOptions};
 pub use health::{ClusterError, Probe};
 
-use crate::config::MeshdeckConfig;
-use crate::kubeconfig::{self, KubeconfigError};
+use crate::config::{ClusterEntry, MeshdeckConfig};
+use crate::kubeconfig::{self, ContextSpec, KubeconfigError};
+
+/// The kube client for one context, or why it cannot be built (one line, no secrets).
+pub async fn client_for(kc: &Kubeconfig, context: &str) -> Result<kube::Client, String> {
+    let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
+    match kube::Config::from_custom_kubeconfig(kc.clone(), &opts).await {
+        Ok(config) => kube::Client::try_from(config).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 /// Build the registry. Bad input (unknown context, a config entry naming a missing
 /// context) is an error; a context that fails to build a client is kept with the error.
 pub async fn connect(kc: &Kubeconfig, wanted: &[String], cfg: &MeshdeckConfig, read_only: bool) -> Result<Vec<Cluster>, KubeconfigError> {
     let all = kubeconfig::contexts(kc);
-    let (selected, entries): (Vec<_>, Vec<_>) = match &cfg.clusters {
+    let groups = kubeconfig::by_cluster(&all);
+    let group_of = |ctx: &ContextSpec| groups.iter().position(|g| g.iter().any(|c| c.name == ctx.name)).unwrap_or(0);
+    // The config entry for a cluster: one naming the acting context, else one naming an alias.
+    let entry_for = |group: usize, acting: &str| -> Option<&ClusterEntry> {
+        let entries = cfg.clusters.as_ref()?;
+        entries.iter().find(|e| e.context == acting).or_else(|| entries.iter().find(|e| groups[group].iter().any(|c| c.name == e.context)))
+    };
+    // (group, acting context, config entry), one per cluster, in the order chosen.
+    let mut chosen: Vec<(usize, ContextSpec, Option<&ClusterEntry>)> = Vec::new();
+    fn choose<'e>(chosen: &mut Vec<(usize, ContextSpec, Option<&'e ClusterEntry>)>, group: usize, acting: ContextSpec, entry: Option<&'e ClusterEntry>) {
+        // Two names for one cluster: the first chosen acts, the other stays an alias.
+        if !chosen.iter().any(|(g, _, _)| *g == group) {
+            chosen.push((group, acting, entry));
+        }
+    }
+    match &cfg.clusters {
         // The config file registers a subset (and may rename); --context narrows further.
         Some(entries) if wanted.is_empty() => {
-            let names: Vec<String> = entries.iter().map(|e| e.context.clone()).collect();
-            let specs = kubeconfig::select(all, &names)?;
-            specs.into_iter().zip(entries.iter().map(Some)).unzip()
+            for e in entries {
+                let spec = kubeconfig::select(all.clone(), std::slice::from_ref(&e.context))?.remove(0);
+                choose(&mut chosen, group_of(&spec), spec, Some(e));
+            }
+        }
+        _ if !wanted.is_empty() => {
+            for spec in kubeconfig::select(all.clone(), wanted)? {
+                let g = group_of(&spec);
+                choose(&mut chosen, g, spec.clone(), entry_for(g, &spec.name));
+            }
         }
         _ => {
-            let specs = kubeconfig::select(all, wanted)?;
-            let entries: Vec<_> =
-                specs.iter().map(|s| cfg.clusters.as_ref().and_then(|es| es.iter().find(|e| e.context == s.name))).collect();
-            (specs, entries)
+            for (g, members) in groups.iter().enumerate() {
+                choose(&mut chosen, g, members[0].clone(), entry_for(g, &members[0].name));
+            }
         }
-    };
+    }
     let mut out = Vec::new();
-    for (spec, entry) in selected.into_iter().zip(entries) {
+    for (group, spec, entry) in chosen {
         let options = ClusterOptions {
             namespaces: entry.map(|e| e.namespaces.clone()).unwrap_or_default(),
             version_label: cfg.version_label_for(entry),
             accent: entry.and_then(|e| e.accent.clone()),
             read_only: read_only || cfg.read_only || entry.is_some_and(|e| e.read_only),
         };
-        let name = entry.and_then(|e| e.name.clone()).unwrap_or_else(|| spec.name.clone());
-        let opts = KubeConfigOptions { context: Some(spec.name.clone()), ..Default::default() };
-        let client = match kube::Config::from_custom_kubeconfig(kc.clone(), &opts).await {
-            Ok(config) => kube::Client::try_from(config).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        out.push(Cluster::new(name, spec, client, options));
+        // Plans name the cluster, not whichever identity acts for it: the config's
+        // name, else its first context in kubeconfig order.
+        let name = entry.and_then(|e| e.name.clone()).unwrap_or_else(|| groups[group][0].name.clone());
+        let client = client_for(kc, &spec.name).await;
+        let mut aliases = Vec::new();
+        for other in groups[group].iter().filter(|c| c.name != spec.name) {
+            aliases.push(Alias { context: other.clone(), client: client_for(kc, &other.name).await });
+        }
+        out.push(Cluster { name, context: spec, client, options, aliases });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KC: &str = "apiVersion: v1\nkind: Config\nclusters:\n- {name: a, cluster: {server: 'https://10.0.0.1:443/', certificate-authority-data: 'Q0EK'}}\n- {name: a-again, cluster: {server: 'https://10.0.0.1', certificate-authority-data: 'Q0EK'}}\n- {name: b, cluster: {server: 'https://10.0.0.2', certificate-authority-data: 'Q0EK'}}\n- {name: a-other-ca, cluster: {server: 'https://10.0.0.1', certificate-authority-data: 'T1RIRVIK'}}\nusers:\n- {name: u, user: {token: t}}\ncontexts:\n- {name: admin-a, context: {cluster: a, user: u}}\n- {name: b, context: {cluster: b, user: u}}\n- {name: ro-a, context: {cluster: a-again, user: u, namespace: team}}\n- {name: imposter, context: {cluster: a-other-ca, user: u}}\n";
+
+    fn names(cs: &[Cluster]) -> Vec<(String, String, Vec<String>)> {
+        cs.iter().map(|c| (c.name.clone(), c.context.name.clone(), c.aliases.iter().map(|a| a.context.name.clone()).collect())).collect()
+    }
+
+    fn s(x: &str) -> String {
+        x.to_string()
+    }
+
+    #[tokio::test]
+    async fn contexts_of_one_server_and_ca_are_one_cluster_and_the_first_acts() {
+        let kc = Kubeconfig::from_yaml(KC).expect("kubeconfig");
+        let cs = connect(&kc, &[], &MeshdeckConfig::default(), false).await.expect("registry");
+        // Same URL (":443" and a trailing slash are spelling), same CA: aliases. Another CA: another cluster.
+        assert_eq!(
+            names(&cs),
+            [(s("admin-a"), s("admin-a"), vec![s("ro-a")]), (s("b"), s("b"), vec![]), (s("imposter"), s("imposter"), vec![])]
+        );
+    }
+
+    #[tokio::test]
+    async fn context_flag_and_config_choose_which_alias_acts() {
+        let kc = Kubeconfig::from_yaml(KC).expect("kubeconfig");
+        let cs = connect(&kc, &[s("ro-a")], &MeshdeckConfig::default(), false).await.expect("registry");
+        assert_eq!(names(&cs), [(s("admin-a"), s("ro-a"), vec![s("admin-a")])]);
+        // Naming both: the first named acts; one cluster still.
+        let cs = connect(&kc, &[s("ro-a"), s("admin-a"), s("b")], &MeshdeckConfig::default(), false).await.expect("registry");
+        assert_eq!(names(&cs), [(s("admin-a"), s("ro-a"), vec![s("admin-a")]), (s("b"), s("b"), vec![])]);
+        let cfg = MeshdeckConfig::parse("c.yaml", "clusters:\n  - {context: ro-a, name: east, readOnly: true}\n").expect("config");
+        let cs = connect(&kc, &[], &cfg, false).await.expect("registry");
+        assert_eq!(names(&cs), [(s("east"), s("ro-a"), vec![s("admin-a")])]);
+        assert!(cs[0].options.read_only);
+        // --context picks the alias; the config entry for that cluster still names and configures it.
+        let cs = connect(&kc, &[s("admin-a")], &cfg, false).await.expect("registry");
+        assert_eq!(names(&cs), [(s("east"), s("admin-a"), vec![s("ro-a")])]);
+    }
 }

@@ -131,7 +131,7 @@ impl Composer {
                 allow_from: self.callers.clone(),
             }]
         };
-        Plan { routes: vec![route], access }
+        Plan { routes: vec![route], access, ..Default::default() }
     }
 
     /// Validation in place: the same rules as `meshdeck render`, against the live inventory.
