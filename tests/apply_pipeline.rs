@@ -10,7 +10,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use meshdeck::apply::history::{History, HistoryRecord};
 use meshdeck::apply::target::{normalized, resource};
 use meshdeck::apply::write::{Outcome, execute};
-use meshdeck::apply::{ApplyError, ApplyOptions, ChangeKind, desired_for_plan, desired_for_rollback, prepare, PruneScope};
+use meshdeck::apply::{ApplyError, ApplyOptions, ChangeKind, PruneScope, desired_for_plan, desired_for_rollback, prepare};
 use meshdeck::inventory::{FleetSnapshot, Inventory};
 use meshdeck::plan::Plan;
 use meshdeck::registry::Cluster;
@@ -181,11 +181,10 @@ async fn a_persona_and_rbac_refuse_before_anything_is_written() {
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reviews-callers.yaml")).expect("example");
     let (ap, rendered) = plan(&env, &access);
     // The restricted contexts are aliases: the registry names the clusters as before, acting as the restricted identity.
-    assert_eq!(restricted.iter().map(|c| (c.name.as_str(), c.context.name.as_str())).collect::<Vec<_>>(), [
-        ("cluster1", "cluster1-restricted"),
-        ("cluster2", "cluster2-restricted"),
-        ("cluster3", "cluster3-restricted")
-    ]);
+    assert_eq!(
+        restricted.iter().map(|c| (c.name.as_str(), c.context.name.as_str())).collect::<Vec<_>>(),
+        [("cluster1", "cluster1-restricted"), ("cluster2", "cluster2-restricted"), ("cluster3", "cluster3-restricted")]
+    );
     let retargeted = desired_for_plan(&env.clusters, &ap, &rendered, &PruneScope::default()).await.expect("desired");
     let err = prepare(&restricted, retargeted, &opts(false)).await.expect_err("forbidden");
     let text = err.to_string();
@@ -210,8 +209,9 @@ async fn sim_only_a_cluster_failing_mid_apply_leaves_every_cluster_as_before() {
         c2.set_fault(Fault::Healthy);
     });
     let (p, r) = plan(&env, CANARY);
-    let set =
-        prepare(&env.clusters, desired_for_plan(&env.clusters, &p, &r, &PruneScope::default()).await.expect("desired"), &opts(false)).await.expect("prepared");
+    let set = prepare(&env.clusters, desired_for_plan(&env.clusters, &p, &r, &PruneScope::default()).await.expect("desired"), &opts(false))
+        .await
+        .expect("prepared");
     let report = execute_confirmed(&env.clusters, &set, &opts(false)).await.expect("executed");
     recover.await.expect("recovered");
     assert_eq!(report.outcome, Outcome::RolledBack, "{}", report.describe());
@@ -263,7 +263,9 @@ async fn rollback_restores_and_prune_touches_only_this_plan() {
     // v2 (the canary) then back to v1: prune drops the canary's remote objects only.
     let (p2, r2) = plan(&env, CANARY);
     let set2 =
-        prepare(&env.clusters, desired_for_plan(&env.clusters, &p2, &r2, &PruneScope::default()).await.expect("desired"), &opts(false)).await.expect("prepared");
+        prepare(&env.clusters, desired_for_plan(&env.clusters, &p2, &r2, &PruneScope::default()).await.expect("desired"), &opts(false))
+            .await
+            .expect("prepared");
     let report2 = execute_confirmed(&env.clusters, &set2, &opts(false)).await.expect("v2");
     assert_eq!(report2.outcome, Outcome::Applied);
     let record = HistoryRecord {
@@ -319,8 +321,9 @@ async fn real_only_admission_refusing_cluster2_mid_apply_leaves_every_cluster_as
     let before = fleet_state(&env).await;
     assert_eq!(before.len(), 2);
     let (p, r) = plan(&env, CANARY);
-    let set =
-        prepare(&env.clusters, desired_for_plan(&env.clusters, &p, &r, &PruneScope::default()).await.expect("desired"), &opts(false)).await.expect("prepared");
+    let set = prepare(&env.clusters, desired_for_plan(&env.clusters, &p, &r, &PruneScope::default()).await.expect("desired"), &opts(false))
+        .await
+        .expect("prepared");
 
     let c2 = env.fleet.client("cluster2").await;
     let policy = serde_json::json!({

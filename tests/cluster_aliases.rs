@@ -80,7 +80,8 @@ async fn the_fleets_kubeconfig_gives_three_clusters_with_one_alias_each_and_coun
         .expect("array")
         .iter()
         .map(|c| {
-            let aliases = c["aliases"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
+            let aliases =
+                c["aliases"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
             (c["name"].as_str().unwrap_or("").to_string(), c["context"].as_str().unwrap_or("").to_string(), aliases)
         })
         .collect();
@@ -111,7 +112,8 @@ async fn the_fleets_kubeconfig_gives_three_clusters_with_one_alias_each_and_coun
             .iter()
             .filter_map(|s| s["clusters"].get(cluster))
             .map(|p| {
-                let versions: u64 = p["versions"].as_object().map(|v| v.values().map(|c| c["total"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
+                let versions: u64 =
+                    p["versions"].as_object().map(|v| v.values().map(|c| c["total"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
                 versions + p["unversioned"]["total"].as_u64().unwrap_or(0)
             })
             .sum();
@@ -185,7 +187,8 @@ async fn the_talks_canary_and_access_policy_apply_with_the_default_kubeconfig_an
 async fn two_names_for_one_server_and_a_third_context_give_two_clusters() {
     let fleet = common::TestFleet::start().await;
     let kc: Value = serde_saphyr::from_str(&fleet.kubeconfig_yaml()).expect("kubeconfig");
-    let server = |name: &str| kc["clusters"].as_array().and_then(|cs| cs.iter().find(|c| c["name"] == name)).expect("cluster")["cluster"].clone();
+    let server =
+        |name: &str| kc["clusters"].as_array().and_then(|cs| cs.iter().find(|c| c["name"] == name)).expect("cluster")["cluster"].clone();
     let user = |name: &str| kc["users"].as_array().and_then(|us| us.iter().find(|u| u["name"] == name)).expect("user")["user"].clone();
     // As two cloud CLIs would write them: different cluster entry names, one server.
     let doc = serde_json::json!({
@@ -212,7 +215,8 @@ async fn two_names_for_one_server_and_a_third_context_give_two_clusters() {
     let out = run(&cli, &["clusters", "-o", "json"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let rows = json(&out);
-    let names: Vec<(&str, Value)> = rows.as_array().expect("rows").iter().map(|r| (r["name"].as_str().unwrap_or(""), r["aliases"].clone())).collect();
+    let names: Vec<(&str, Value)> =
+        rows.as_array().expect("rows").iter().map(|r| (r["name"].as_str().unwrap_or(""), r["aliases"].clone())).collect();
     assert_eq!(names, [("gke_proj_europe-west1_east", serde_json::json!(["east"])), ("west", serde_json::json!([]))], "{rows}");
     assert!(text(&out).find("DUP_CLUSTER").is_none(), "one cluster is not reported as two: {}", text(&out));
 
@@ -258,4 +262,50 @@ async fn with_cluster2_down_apply_exits_1_naming_its_error_and_writes_nothing() 
     let said = text(&render);
     assert!(said.contains("could not see cluster2"), "render says which clusters it could not see: {said}");
     assert!(!said.contains("has no Service"), "{said}");
+}
+
+const LOCAL_ONLY: &str = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: reviews-local}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster1, version: v1, weight: 90}\n    - {cluster: cluster1, version: v2, weight: 10}\n";
+
+/// A team whose Role ends at `default` (`<kubeconfig>.team` on both fleets): with
+/// `namespaces: [default]` its clusters are live, the mesh facts it may not read
+/// are unknown with the reason, and a plan in `default` can be diffed (prune
+/// lists only that namespace). Watching the whole cluster is refused, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_whose_rights_end_at_default_sees_its_namespace_and_mesh_facts_as_unknown() {
+    let fleet = common::TestFleet::start().await;
+    let mut team = fleet.kubeconfig_path().into_os_string();
+    team.push(".team");
+    let cli = Cli::new(team.into());
+
+    let out = run(&cli, &["clusters", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(1), "no cluster can be watched cluster-wide: {}", text(&out));
+    for c in json(&out).as_array().expect("rows") {
+        assert_eq!(c["state"], "forbidden", "{c}");
+        assert!(c["error"]["message"].as_str().is_some_and(|m| m.contains("403")), "{c}");
+    }
+
+    std::fs::write(
+        cli.config.path().join("config.yaml"),
+        "clusters:\n  - {context: cluster1-team, name: cluster1, namespaces: [default]}\n  - {context: cluster2-team, name: cluster2, namespaces: [default]}\n",
+    )
+    .expect("config");
+    let out = run(&cli, &["clusters", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for c in json(&out).as_array().expect("rows") {
+        assert_eq!(c["state"], "live", "a fact it may not read does not make the cluster forbidden: {c}");
+        let unknown: Vec<&str> = c["unknown"].as_array().expect("unknown").iter().filter_map(Value::as_str).collect();
+        assert!(unknown.iter().any(|u| u.starts_with("mesh config") && u.contains("403")), "{unknown:?}");
+    }
+    let out = run(&cli, &["inventory", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let inv = json(&out);
+    let reviews = inv["services"].as_array().expect("services").iter().find(|s| s["name"] == "reviews").expect("reviews");
+    assert_eq!(reviews["clusters"]["cluster1"]["versions"]["v2"]["total"], 1, "{reviews}");
+    assert!(inv["services"].as_array().expect("services").iter().all(|s| s["namespace"] == "default"), "only its namespace is watched");
+
+    let plan = cli.data.path().join("local.yaml");
+    std::fs::write(&plan, LOCAL_ONLY).expect("plan");
+    let out = run(&cli, &["diff", "-f", plan.to_str().expect("utf8")]).await;
+    assert_eq!(out.status.code(), Some(0), "the team may route in default: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+ cluster1: VirtualService/default/reviews-local create"), "{}", text(&out));
 }

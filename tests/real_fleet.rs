@@ -43,7 +43,7 @@ async fn real_only_seeded_pods_are_running_sidecar_injected_and_complete() {
 use std::time::Duration;
 
 use meshdeck::apply::write::{Outcome, execute};
-use meshdeck::apply::{ApplyOptions, Confirmation, WriteGrant, desired_for_plan, prepare, PruneScope};
+use meshdeck::apply::{ApplyOptions, Confirmation, PruneScope, WriteGrant, desired_for_plan, prepare};
 use meshdeck::inventory::{ClusterState, Inventory};
 
 use common::versions;
@@ -123,7 +123,9 @@ async fn real_only_cluster2_down_after_the_dry_run_leaves_every_cluster_as_befor
     let plan = meshdeck::plan::load("reviews-canary.yaml", &text, &inv).expect("plan");
     let rendered = meshdeck::render::render(&plan, &inv).expect("render");
     let opts = ApplyOptions { force_conflicts: false, concurrency: 8, progress: None };
-    let set = prepare(&clusters, desired_for_plan(&clusters, &plan, &rendered, &PruneScope::default()).await.expect("desired"), &opts).await.expect("prepared");
+    let set = prepare(&clusters, desired_for_plan(&clusters, &plan, &rendered, &PruneScope::default()).await.expect("desired"), &opts)
+        .await
+        .expect("prepared");
     drop(inventory);
 
     fleet.control("POST", "/clusters/cluster2/apiserver/stop").await;

@@ -108,3 +108,69 @@ async fn compose_the_canary_with_keys_and_apply_it_to_the_fleet() {
     .await
     .expect("quit");
 }
+
+/// The kubeconfig as it is (cluster1 and its restricted alias): in the clusters
+/// view Enter lets the restricted identity act for cluster1, and the composed
+/// canary with an access rule is refused at preflight, naming the permission;
+/// Enter again lets the admin act, and the same plan applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acting_as_the_restricted_alias_refuses_and_switching_back_writes() {
+    if !common::tool_available("tmux", &["-V"]) {
+        return;
+    }
+    let fleet = common::TestFleet::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = fleet.kubeconfig_path();
+    let session = format!("meshdeck-alias-{}", std::process::id());
+    let d = dir.path().display();
+    let cmd = format!(
+        "env MESHDECK_DATA_DIR={d}/data MESHDECK_STATE_DIR={d}/state MESHDECK_CONFIG_DIR={d}/config TERM=xterm-256color {} --kubeconfig {}",
+        env!("CARGO_BIN_EXE_meshdeck"),
+        kubeconfig.display()
+    );
+    let tmux = tokio::task::spawn_blocking(move || {
+        let ok = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session, "-x", "160", "-y", "40", &cmd])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "tmux new-session");
+        let t = Tmux { session };
+        t.wait_for(&["3/3 clusters live", "reviews"], 30);
+        t.keys(&["g", "c"]);
+        t.wait_for(&["ALIASES", "cluster1-restricted"], 10);
+        t.keys(&["Enter"]);
+        t.wait_for(&["cluster1: acting as cluster1-restricted"], 20);
+        // Escape alone: followed at once by a key, a terminal reads it as Alt+key.
+        t.keys(&["Escape"]);
+        t.wait_for(&["meshdeck fleet"], 10);
+        t.keys(&["/", "reviews", "Enter"]);
+        t.wait_for(&["reviews"], 10);
+        t.keys(&["r"]);
+        t.wait_for(&["reviews-route weighted split from cluster1"], 10);
+        t.keys(&["1", "5", "Enter", "Down", "1", "0", "Enter", "Down", "Down", "Down", "7", "5", "Enter", "a"]);
+        t.wait_for(&["total 100/100", "✓ valid"], 10);
+        t.keys(&["A"]);
+        t.wait_for(&["cannot create authorizationpolicies.security.istio.io"], 20);
+        t.keys(&["Escape"]);
+        t.wait_for(&["meshdeck composer"], 10);
+        t.keys(&["g", "c"]);
+        t.wait_for(&["ALIASES"], 10);
+        t.keys(&["Enter"]);
+        t.wait_for(&["cluster1: acting as cluster1 "], 20);
+        t.keys(&["Escape"]);
+        t.wait_for(&["meshdeck composer"], 10);
+        t.keys(&["A"]);
+        t.wait_for(&["on cluster1, cluster2"], 20);
+        t.keys(&["y"]);
+        t.wait_for(&["Applied: recorded as"], 20);
+        t
+    })
+    .await
+    .expect("driving the cockpit");
+
+    let (ar, _) = meshdeck::apply::target::resource("AuthorizationPolicy").expect("kind");
+    let aps: Api<DynamicObject> = Api::namespaced_with(fleet.client("cluster1").await, "default", &ar);
+    let live = aps.list(&Default::default()).await.expect("list");
+    assert!(!live.items.is_empty(), "the access policy is live in cluster1 once the admin acts again");
+    drop(tmux);
+}

@@ -62,7 +62,10 @@ pub enum Change {
     /// The uid of `kube-system`: what the cluster says it is.
     Identity(String),
     /// An alias answered with another cluster's `kube-system` uid.
-    AliasMismatch { alias: String, uid: String },
+    AliasMismatch {
+        alias: String,
+        uid: String,
+    },
     Error(ClusterError),
     Probe(Probe),
 }
@@ -98,9 +101,7 @@ impl FleetBackoff {
     pub fn next(&mut self, error: &ClusterError) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let base = match error {
-            ClusterError::Unauthorized(_) | ClusterError::Forbidden(_) => {
-                Duration::from_secs(if self.failures == 1 { 30 } else { 60 })
-            }
+            ClusterError::Unauthorized(_) | ClusterError::Forbidden(_) => Duration::from_secs(if self.failures == 1 { 30 } else { 60 }),
             _ => (Duration::from_millis(200) * 2u32.saturating_pow(self.failures.min(5) - 1)).min(Duration::from_secs(3)),
         };
         // ±20 %.

@@ -60,8 +60,10 @@ impl Cluster {
     pub fn act_as(&mut self, context: &str, client: Result<kube::Client, String>) -> bool {
         let Some(i) = self.aliases.iter().position(|a| a.context.name == context) else { return false };
         let alias = self.aliases.remove(i);
-        let previous = Alias { context: std::mem::replace(&mut self.context, alias.context), client: std::mem::replace(&mut self.client, client) };
-        self.aliases.insert(i, previous);
+        let previous =
+            Alias { context: std::mem::replace(&mut self.context, alias.context), client: std::mem::replace(&mut self.client, client) };
+        // To the back: switching again moves on to the next alias, then back here.
+        self.aliases.push(previous);
         true
     }
 }

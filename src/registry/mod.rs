@@ -37,7 +37,12 @@ pub async fn connect(kc: &Kubeconfig, wanted: &[String], cfg: &MeshdeckConfig, r
     };
     // (group, acting context, config entry), one per cluster, in the order chosen.
     let mut chosen: Vec<(usize, ContextSpec, Option<&ClusterEntry>)> = Vec::new();
-    fn choose<'e>(chosen: &mut Vec<(usize, ContextSpec, Option<&'e ClusterEntry>)>, group: usize, acting: ContextSpec, entry: Option<&'e ClusterEntry>) {
+    fn choose<'e>(
+        chosen: &mut Vec<(usize, ContextSpec, Option<&'e ClusterEntry>)>,
+        group: usize,
+        acting: ContextSpec,
+        entry: Option<&'e ClusterEntry>,
+    ) {
         // Two names for one cluster: the first chosen acts, the other stays an alias.
         if !chosen.iter().any(|(g, _, _)| *g == group) {
             chosen.push((group, acting, entry));

@@ -136,6 +136,7 @@ impl SimFleet {
             let users = vec![
                 User::admin(random_token(&mut rng, name, "admin")),
                 User::restricted(random_token(&mut rng, name, "restricted"), "default"),
+                User::team(random_token(&mut rng, name, "team"), "default"),
             ];
             let mut store = ClusterStore::new(base_registry.clone(), i as u64 + 1);
             let crd_rt = store.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions").cloned();
@@ -243,8 +244,13 @@ impl SimFleet {
         kubeconfig_out::render(self)
     }
 
+    /// Writes `path` and, beside it, `path.team`: `clusterN-team` contexts for a user
+    /// whose rights end at the `default` namespace (kept apart: not an alias everyone gets).
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
-        kubeconfig_out::write_private(path, &self.kubeconfig_yaml())
+        kubeconfig_out::write_private(path, &self.kubeconfig_yaml())?;
+        let mut team = path.as_os_str().to_owned();
+        team.push(".team");
+        kubeconfig_out::write_private(Path::new(&team), &kubeconfig_out::render_users(self, &["team"]))
     }
 }
 

@@ -53,6 +53,19 @@ impl User {
         }
     }
 
+    /// Reads and routes in `namespace` and nowhere else: a team's namespace-scoped rights.
+    pub fn team(token: String, namespace: &str) -> Self {
+        Self {
+            name: "team".into(),
+            token,
+            rules: vec![
+                Rule::new(&["get", "list", "watch"], &["*"], &["*"], &[namespace]),
+                Rule::new(&["create"], &["authorization.k8s.io"], &["selfsubjectaccessreviews"], &[]),
+                Rule::new(&["create", "update", "patch", "delete", "deletecollection"], &["networking.istio.io"], &["*"], &[namespace]),
+            ],
+        }
+    }
+
     pub fn can(&self, verb: &str, group: &str, resource: &str, ns: Option<&str>) -> bool {
         self.rules.iter().any(|r| r.allows(verb, group, resource, ns))
     }

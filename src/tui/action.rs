@@ -44,6 +44,7 @@ pub enum Action {
     Confirm,
     Rollback,
     ToggleCluster,
+    SwitchContext,
 }
 
 impl Action {
@@ -90,6 +91,7 @@ impl Action {
         Action::Confirm,
         Action::Rollback,
         Action::ToggleCluster,
+        Action::SwitchContext,
     ];
 
     /// The name keymap files use.
@@ -137,6 +139,7 @@ impl Action {
             Action::Confirm => "confirm",
             Action::Rollback => "rollback",
             Action::ToggleCluster => "toggle_cluster",
+            Action::SwitchContext => "switch_context",
         }
     }
 
@@ -188,6 +191,7 @@ impl Action {
             Action::Confirm => "confirm the shown change",
             Action::Rollback => "roll back the selected history entry",
             Action::ToggleCluster => "show or hide the cluster's column",
+            Action::SwitchContext => "act for the cluster as its next alias (kubeconfig context)",
         }
     }
 

@@ -547,6 +547,16 @@ impl AppState {
                 self.log(format!("prepare rollback of {id}"));
                 self.start_diff(DiffOrigin::Rollback(id))
             }
+            Action::SwitchContext => {
+                let Some(c) = self.snapshot.clusters.get(self.clusters_selected) else { return vec![] };
+                let (cluster, next) = (c.name.clone(), c.aliases.first().cloned());
+                let Some(context) = next else {
+                    self.status = Some(format!("{cluster} has no other context (alias) in the kubeconfig"));
+                    return vec![];
+                };
+                self.log(format!("{cluster}: switching to {context}"));
+                vec![Effect::SwitchContext { cluster, context }]
+            }
             Action::ToggleCluster => {
                 let registered = self.snapshot.clusters.len();
                 if let Some(c) = self.snapshot.clusters.get(self.clusters_selected).map(|c| c.name.clone()) {

@@ -65,7 +65,7 @@ impl Runner {
     fn spawn(&self, effect: Effect, snapshot: Arc<crate::inventory::FleetSnapshot>) {
         let r = self.clone();
         match effect {
-            Effect::Quit | Effect::Register(_) => {}
+            Effect::Quit | Effect::Register(_) | Effect::SwitchContext { .. } => {}
             Effect::LoadHistory => {
                 tokio::spawn(async move {
                     let records = r.history().and_then(|h| h.list().map_err(|e| e.to_string())).unwrap_or_default();
@@ -196,8 +196,36 @@ impl Drop for Watching {
 
 /// Kubeconfig contexts that are not registered yet.
 fn available_contexts(kc: Option<&kube::config::Kubeconfig>, clusters: &[Cluster]) -> Vec<String> {
-    kc.map(|k| k.contexts.iter().map(|c| c.name.clone()).filter(|n| !clusters.iter().any(|c| c.context.name == *n)).collect())
+    kc.map(|k| k.contexts.iter().map(|c| c.name.clone()).filter(|n| !clusters.iter().any(|c| c.answers_to(n))).collect())
         .unwrap_or_default()
+}
+
+/// Let `context` act for cluster `name`: connect as it and ask the cluster who it
+/// is first. On any failure the acting context stays and the error says why.
+async fn switch_context(
+    kc: &kube::config::Kubeconfig,
+    clusters: &[Cluster],
+    name: &str,
+    context: &str,
+) -> Result<(usize, Cluster), String> {
+    let index = clusters.iter().position(|c| c.name == name).ok_or_else(|| format!("{name} is not registered"))?;
+    let mut cluster = clusters[index].clone();
+    let client = crate::registry::client_for(kc, context).await?;
+    let probe = crate::registry::health::probe(&client, Duration::from_secs(5)).await;
+    if let Some(e) = probe.error {
+        return Err(e.message().to_string());
+    }
+    // The alias must reach the same cluster (a refusal to say is not a mismatch).
+    if let Ok(old) = &cluster.client
+        && let (Ok(a), Ok(b)) = (crate::inventory::watch::cluster_uid(old).await, crate::inventory::watch::cluster_uid(&client).await)
+        && a != b
+    {
+        return Err(format!("{context} answers as another cluster (kube-system uid {b}, not {a})"));
+    }
+    if !cluster.act_as(context, Ok(client)) {
+        return Err(format!("{context} is not an alias of {name}"));
+    }
+    Ok((index, cluster))
 }
 
 pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
@@ -266,6 +294,26 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
                             runner.clusters = Arc::new(all);
                         }
                         Err(e) => state.status = Some(e.to_string()),
+                    }
+                    continue;
+                }
+                if let Effect::SwitchContext { cluster, context } = &effect {
+                    let Some(kc) = cfg.kubeconfig.as_ref() else { continue };
+                    match switch_context(kc, &runner.clusters, cluster, context).await {
+                        Ok((index, switched)) => {
+                            watching.inventory.restart(index, &switched).await;
+                            let mut all: Vec<Cluster> = runner.clusters.as_ref().clone();
+                            all[index] = switched;
+                            runner.clusters = Arc::new(all);
+                            state.status = Some(format!("{cluster}: acting as {context}"));
+                            state.log(format!("{cluster}: acting as {context}; watching it again with its credentials"));
+                        }
+                        Err(e) => {
+                            let acting =
+                                runner.clusters.iter().find(|c| c.name == *cluster).map(|c| c.context.name.clone()).unwrap_or_default();
+                            state.status = Some(format!("{cluster}: cannot act as {context}: {e}; still acting as {acting}"));
+                            state.log(format!("{cluster}: switch to {context} failed: {e}"));
+                        }
                     }
                     continue;
                 }

@@ -66,5 +66,10 @@ pub enum Effect {
     ExternalEdit(String),
     /// Register a kubeconfig context as a cluster and watch it too.
     Register(String),
+    /// Let another alias (kubeconfig context) act for a registered cluster.
+    SwitchContext {
+        cluster: String,
+        context: String,
+    },
     Quit,
 }

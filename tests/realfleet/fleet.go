@@ -204,6 +204,7 @@ type cluster struct {
 	port       int
 	adminToken string
 	restricted string
+	team       string
 	pki        *clusterPKI
 	apiserver  *exec.Cmd
 	apiArgs    []string
@@ -276,7 +277,7 @@ func spawn(dir, name string, args ...string) (*exec.Cmd, error) {
 }
 
 func (c *cluster) startAPIServer(etcdURL, prefix string) error {
-	tokens := fmt.Sprintf("%s,admin,admin,system:masters\n%s,restricted,restricted,meshdeck:restricted\n", c.adminToken, c.restricted)
+	tokens := fmt.Sprintf("%s,admin,admin,system:masters\n%s,restricted,restricted,meshdeck:restricted\n%s,team,team,meshdeck:team\n", c.adminToken, c.restricted, c.team)
 	if err := os.WriteFile(filepath.Join(c.dir, "tokens.csv"), []byte(tokens), 0o600); err != nil {
 		return err
 	}
@@ -369,6 +370,20 @@ func (c *cluster) waitReady(ctx context.Context) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// teamKubeconfig is the sim's `<kubeconfig>.team`: clusterN-team contexts for a
+// user whose rights end at the `default` namespace.
+func teamKubeconfig(clusters []*cluster) []byte {
+	var cs, us, ctxs []map[string]any
+	for _, c := range clusters {
+		cs = append(cs, map[string]any{"name": c.name, "cluster": map[string]any{"server": c.server(), "certificate-authority-data": c.pki.CAPEM}})
+		us = append(us, map[string]any{"name": c.name + "-team", "user": map[string]any{"token": c.team}})
+		ctxs = append(ctxs, map[string]any{"name": c.name + "-team", "context": map[string]any{"cluster": c.name, "user": c.name + "-team", "namespace": "default"}})
+	}
+	doc := map[string]any{"apiVersion": "v1", "kind": "Config", "current-context": clusters[0].name + "-team", "clusters": cs, "users": us, "contexts": ctxs}
+	j, _ := json.Marshal(doc)
+	return j
 }
 
 // kubeconfig in the sim's contract: cluster1..N admin contexts, clusterN-restricted.
@@ -467,6 +482,10 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if err := os.WriteFile(o.kubeconfig+".team", teamKubeconfig(clusters), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	fmt.Printf("realfleet: ready %s\n", b)
 	// Processes are started from this (locked) thread only: see main.
 	for {
@@ -524,7 +543,7 @@ func boot(ctx context.Context, o *options) ([]*cluster, []*embed.Etcd, error) {
 		if c.port, err = freePort(); err != nil {
 			return clusters, etcds, err
 		}
-		c.adminToken, c.restricted = randomToken(), randomToken()
+		c.adminToken, c.restricted, c.team = randomToken(), randomToken(), randomToken()
 		etcdURL, prefix := sharedURL, "/"+c.name+"/registry"
 		if o.etcdMode == "per-cluster" {
 			e, u, err := startEtcd(filepath.Join(c.dir, "etcd"))

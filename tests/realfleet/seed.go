@@ -140,7 +140,26 @@ func seedRBAC(ctx context.Context, kube kubernetes.Interface) error {
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: routes.Name},
 		Subjects:   subject,
 	}
-	_, err := kube.RbacV1().RoleBindings("default").Create(ctx, routesBinding, metav1.CreateOptions{})
+	if _, err := kube.RbacV1().RoleBindings("default").Create(ctx, routesBinding, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	// The team user: reads and routes in `default`, nothing elsewhere.
+	team := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "meshdeck-team", Namespace: "default"},
+		Rules: []rbacv1.PolicyRule{
+			{Verbs: []string{"get", "list", "watch"}, APIGroups: []string{"*"}, Resources: []string{"*"}},
+			{Verbs: []string{"create", "update", "patch", "delete", "deletecollection"}, APIGroups: []string{"networking.istio.io"}, Resources: []string{"*"}},
+		},
+	}
+	if _, err := kube.RbacV1().Roles("default").Create(ctx, team, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	teamBinding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "meshdeck-team", Namespace: "default"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: team.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "team"}},
+	}
+	_, err := kube.RbacV1().RoleBindings("default").Create(ctx, teamBinding, metav1.CreateOptions{})
 	return err
 }
 

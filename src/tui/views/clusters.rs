@@ -1,4 +1,5 @@
-//! Clusters: registered contexts with their state, facts and last error.
+//! Clusters: registered clusters with the context acting for each, its aliases,
+//! state, facts and last error; then kubeconfig contexts that can be added.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -14,6 +15,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         let mut cells = vec![
             Cell::from(Span::styled(ctx.clone(), theme.style("dim"))),
             Cell::from(ctx.clone()),
+            Cell::from(""),
             Cell::from(Span::styled("available", theme.style("dim"))),
         ];
         cells.extend((0..7).map(|_| Cell::from("")));
@@ -30,6 +32,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             Row::new(vec![
                 Cell::from(Span::styled(c.name.clone(), super::cluster_style(state, theme, &c.name))),
                 Cell::from(c.context.clone()),
+                Cell::from(Span::styled(if c.aliases.is_empty() { "-".into() } else { c.aliases.join(",") }, theme.style("dim"))),
                 Cell::from(Span::styled(c.state.as_str(), state_style(theme, c.state))),
                 Cell::from(d(&c.kubernetes_version)),
                 Cell::from(c.latency_ms.map(|l| format!("{l}ms")).unwrap_or_else(|| "-".into())),
@@ -45,7 +48,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         .collect();
     let widths = [
         Constraint::Length(12),
-        Constraint::Length(14),
+        Constraint::Length(20),
+        Constraint::Length(20),
         Constraint::Length(12),
         Constraint::Length(8),
         Constraint::Length(7),
@@ -58,14 +62,30 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     ];
     let table = Table::new(rows, widths)
         .header(
-            Row::new(["NAME", "CONTEXT", "STATE", "K8S", "LATENCY", "SEEN", "ISTIO", "TRUST-DOMAIN", "CLUSTER-ID", "COLUMN", "ERROR"])
-                .style(theme.style("table.header")),
+            Row::new([
+                "NAME",
+                "CONTEXT",
+                "ALIASES",
+                "STATE",
+                "K8S",
+                "LATENCY",
+                "SEEN",
+                "ISTIO",
+                "TRUST-DOMAIN",
+                "CLUSTER-ID",
+                "COLUMN",
+                "ERROR",
+            ])
+            .style(theme.style("table.header")),
         )
         .row_highlight_style(theme.style("table.selected"))
         .block(
             Block::default()
                 .borders(Borders::TOP)
-                .title(Span::styled(" registered clusters, then kubeconfig contexts you can add ", theme.style("dim")))
+                .title(Span::styled(
+                    " registered clusters (enter: act as the next alias), then kubeconfig contexts you can add ",
+                    theme.style("dim"),
+                ))
                 .border_style(theme.style("dim")),
         );
     let mut ts = TableState::default().with_selected(Some(state.clusters_selected));

@@ -89,7 +89,7 @@ fn hints(state: &AppState) -> Vec<(String, &'static str)> {
         View::Editor => &[Action::NextTab, Action::Validate, Action::Apply, Action::ExternalEditor, Action::Back],
         View::Diff => &[Action::Confirm, Action::Back],
         View::History => &[Action::Rollback, Action::Back],
-        View::Clusters => &[Action::ToggleCluster, Action::Back],
+        View::Clusters => &[Action::ToggleCluster, Action::SwitchContext, Action::Back],
         View::Help | View::Log => &[Action::Back],
     };
     wanted
@@ -122,6 +122,7 @@ fn short(a: Action) -> &'static str {
         Action::Confirm => "confirm",
         Action::Rollback => "rollback",
         Action::ToggleCluster => "show/hide",
+        Action::SwitchContext => "act as alias",
         _ => a.name(),
     }
 }
