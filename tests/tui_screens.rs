@@ -171,6 +171,35 @@ fn a_down_cluster_shows_its_error_and_stale_rows() {
 }
 
 #[test]
+fn the_composer_shows_an_unseen_clusters_versions_as_unknown() {
+    // cluster2 was never seen: no rows of it, and it must not read as "no versions".
+    let mut inv = common::inventory_fixture("federation");
+    inv.clusters[1].state = meshdeck::inventory::ClusterState::Unreachable;
+    inv.clusters[1].error = Some(meshdeck::registry::ClusterError::Unreachable("tls handshake eof".into()));
+    for row in &mut inv.services {
+        std::sync::Arc::make_mut(row).clusters.remove("cluster2");
+    }
+    let mut a = AppState::for_test(inv);
+    canary_keys_start(&mut a);
+    let s = screen(&mut a, 160, 45);
+    assert!(s.contains("cluster2   versions unknown: cluster2 is unreachable since") && s.contains("tls handshake eof"), "{s}");
+
+    // Seen before, unreachable now: its rows stay, marked stale.
+    let mut inv = common::inventory_fixture("federation");
+    inv.clusters[1].state = meshdeck::inventory::ClusterState::Unreachable;
+    let mut a = AppState::for_test(inv);
+    canary_keys_start(&mut a);
+    let s = screen(&mut a, 160, 45);
+    assert!(s.contains("stale: cluster2 is unreachable"), "{s}");
+}
+
+/// Open the composer on reviews (the fourth row of the fixture).
+fn canary_keys_start(app: &mut AppState) {
+    press(app, "down down down r");
+    assert!(app.composer.as_ref().is_some_and(|c| c.service.name == "reviews"), "the composer is open on reviews");
+}
+
+#[test]
 fn wide_fleets_scroll_their_cluster_columns() {
     let inv = meshdeck_bench_inventory(12);
     let mut a = AppState::for_test(inv);

@@ -19,7 +19,7 @@ use crate::registry::Cluster;
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    #[arg(short = 'f', long = "filename")]
+    #[arg(short = 'f', long = "filename", add = clap_complete::engine::ArgValueCompleter::new(super::completion::plan_files))]
     pub file: PathBuf,
     /// Act as this persona of the policy file.
     #[arg(long)]
@@ -52,6 +52,7 @@ pub struct HistoryArgs {
 #[derive(Args, Debug)]
 pub struct RollbackArgs {
     /// The history id to undo (see `meshdeck history`).
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(super::completion::history_ids))]
     pub id: String,
     #[arg(short, long)]
     pub yes: bool,

@@ -5,6 +5,7 @@ mod apply;
 mod bench;
 mod clusters;
 mod cockpit;
+mod completion;
 mod fleet;
 mod inventory;
 mod output;
@@ -35,7 +36,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub kubeconfig: Option<PathBuf>,
     /// Register only this context (repeatable; default: every context, or the config file's clusters).
-    #[arg(long = "context", global = true)]
+    /// An alias of a registered cluster acts for it.
+    #[arg(long = "context", global = true, add = clap_complete::engine::ArgValueCompleter::new(completion::contexts))]
     pub contexts: Vec<String>,
     /// Refuse every write to every cluster.
     #[arg(long, global = true)]
@@ -64,6 +66,8 @@ pub enum Command {
     History(apply::HistoryArgs),
     /// Restore the fleet to the state before an apply (through the same pipeline).
     Rollback(apply::RollbackArgs),
+    /// Print the shell completion script: `source <(meshdeck completion bash)`.
+    Completion(completion::CompletionArgs),
     /// Benchmarks that print numbers (the sim runs as a child process).
     #[command(hide = true)]
     Bench(bench::BenchArgs),
@@ -86,6 +90,8 @@ impl CliError {
 }
 
 pub fn main() -> ExitCode {
+    // A completion request from the shell (COMPLETE=<shell>): answer and exit.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).var(completion::VAR).complete();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -115,6 +121,7 @@ pub fn main() -> ExitCode {
             Some(Command::Apply(args)) => apply::apply(&cli.global, args).await,
             Some(Command::History(args)) => apply::list(args),
             Some(Command::Rollback(args)) => apply::rollback(&cli.global, args).await,
+            Some(Command::Completion(args)) => completion::run(args),
             Some(Command::Bench(args)) => bench::run(&cli.global, args).await,
         }
     });

@@ -21,7 +21,7 @@ pub enum RenderFormat {
 #[derive(Args, Debug)]
 pub struct RenderArgs {
     /// The plan file (TrafficRoute and AccessPolicy documents).
-    #[arg(short = 'f', long = "filename")]
+    #[arg(short = 'f', long = "filename", add = clap_complete::engine::ArgValueCompleter::new(super::completion::plan_files))]
     pub file: PathBuf,
     #[arg(short, long, value_enum, default_value_t = RenderFormat::Yaml)]
     pub output: RenderFormat,

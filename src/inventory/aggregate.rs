@@ -374,6 +374,13 @@ impl FleetInventory {
             .map(|cm| {
                 let state = cm.state();
                 let error = cm.config_error.clone().or_else(|| cm.probe_error.clone()).or_else(|| cm.errors.values().next().cloned());
+                // Rights that end at a namespace cannot watch the whole cluster: say what helps.
+                let error = match error {
+                    Some(ClusterError::Forbidden(m)) if cm.view.namespaces.is_empty() => Some(ClusterError::Forbidden(format!(
+                        "{m} (if these rights end at a namespace, list it under `namespaces:` for this cluster in config.yaml)"
+                    ))),
+                    other => other,
+                };
                 let unknown = cm.fact_errors.iter().map(|(k, e)| format!("{}: {}", fact_name(*k), e.message())).collect();
                 ClusterView { state, error, unknown, mesh: cm.mesh(), ..cm.view.clone() }
             })
@@ -414,4 +421,79 @@ pub async fn run(mut inv: FleetInventory, mut rx: mpsc::Receiver<ClusterEvent>, 
         }
     }
     tx.send_replace(Arc::new(inv.snapshot()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::facts::{PodFacts, ServiceFacts};
+
+    fn ev(scope: &str, change: Change) -> ClusterEvent {
+        let kind = match &change {
+            Change::Pods(_) => Some(WatchKind::Pods),
+            Change::Services(_) => Some(WatchKind::Services),
+            _ => Some(WatchKind::MeshConfig),
+        };
+        ClusterEvent { cluster: 0, kind, scope: Some(scope.into()), change }
+    }
+
+    fn app(ns: &str, name: &str) -> (Change, Change) {
+        let labels: BTreeMap<String, String> = [("app".to_string(), name.to_string()), ("version".into(), "v1".into())].into();
+        let pod = PodFacts { labels, ready: true, injected: true, service_account: None };
+        let svc = ServiceFacts { selector: [("app".to_string(), name.to_string())].into(), ports: vec![80], east_west_address: None };
+        let key = (ns.to_string(), name.to_string());
+        (
+            Change::Pods(Delta::Upsert { init: true, key: key.clone(), value: pod }),
+            Change::Services(Delta::Upsert { init: true, key, value: svc }),
+        )
+    }
+
+    fn list(inv: &mut FleetInventory, ns: &str, apps: &[&str]) {
+        inv.apply(ev(ns, Change::Pods(Delta::Init)));
+        inv.apply(ev(ns, Change::Services(Delta::Init)));
+        for a in apps {
+            let (p, s) = app(ns, a);
+            inv.apply(ev(ns, p));
+            inv.apply(ev(ns, s));
+        }
+        inv.apply(ev(ns, Change::Pods(Delta::InitDone)));
+        inv.apply(ev(ns, Change::Services(Delta::InitDone)));
+    }
+
+    fn keys(inv: &FleetInventory) -> Vec<String> {
+        inv.snapshot().services.iter().map(|s| s.key()).collect()
+    }
+
+    #[test]
+    fn each_namespace_relists_only_its_own_scope_and_the_cluster_is_live_when_all_are_synced() {
+        let view = ClusterView {
+            name: "c".into(),
+            version_label: "version".into(),
+            namespaces: vec!["a".into(), "b".into()],
+            ..Default::default()
+        };
+        let mut inv = FleetInventory::new(vec![view], vec![None]);
+        list(&mut inv, "a", &["ratings"]);
+        assert_eq!(inv.snapshot().clusters[0].state, ClusterState::Syncing, "b is not listed yet");
+        list(&mut inv, "b", &["reviews"]);
+        assert_eq!(inv.snapshot().clusters[0].state, ClusterState::Live);
+        assert_eq!(keys(&inv), ["ratings.a", "reviews.b"]);
+        // b re-lists (after a 410, say) with one more service: a's rows stay.
+        list(&mut inv, "b", &["reviews", "details"]);
+        assert_eq!(keys(&inv), ["ratings.a", "details.b", "reviews.b"]);
+        let ratings = inv.snapshot().services.iter().find(|s| s.name == "ratings").map(|s| s.clusters["c"].versions["v1"].total);
+        assert_eq!(ratings, Some(1), "a's pods were not erased by b's re-list");
+    }
+
+    #[test]
+    fn a_refused_mesh_fact_is_unknown_with_its_reason_not_a_forbidden_cluster() {
+        let view = ClusterView { name: "c".into(), namespaces: vec!["a".into()], ..Default::default() };
+        let mut inv = FleetInventory::new(vec![view], vec![None]);
+        list(&mut inv, "a", &["ratings"]);
+        let refused = ClusterError::Forbidden("403 Forbidden: configmaps is forbidden".into());
+        inv.apply(ClusterEvent { cluster: 0, kind: Some(WatchKind::MeshConfig), scope: None, change: Change::Error(refused) });
+        let snap = inv.snapshot();
+        assert_eq!(snap.clusters[0].state, ClusterState::Live);
+        assert_eq!(snap.clusters[0].unknown, ["mesh config (istio-system ConfigMaps): 403 Forbidden: configmaps is forbidden"]);
+    }
 }

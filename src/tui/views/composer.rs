@@ -76,10 +76,24 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                     spans.push(Span::styled(label, if r.included { theme.style("route.weight") } else { theme.style("dim") }));
                 }
             }
+            if let Some(why) = state.snapshot.cluster(&r.cluster).and_then(|v| v.unseen()) {
+                spans.push(Span::styled(format!("  stale: {why}"), theme.style("warning")));
+            }
             let line = Line::from(spans);
             if selected { line.style(theme.style("table.selected")) } else { line }
         })
         .collect();
+    // A cluster meshdeck cannot see has unknown versions, not none.
+    let mut lines = lines;
+    for v in state.snapshot.clusters.iter().filter(|v| !c.rows.iter().any(|r| r.cluster == v.name)) {
+        if let Some(why) = v.unseen() {
+            lines.push(Line::from(vec![
+                Span::raw("  "),
+                Span::styled(format!("{:<10}", v.name), super::cluster_style(state, theme, &v.name)),
+                Span::styled(format!(" versions unknown: {why}"), theme.style("warning")),
+            ]));
+        }
+    }
     frame.render_widget(
         Paragraph::new(lines).block(
             Block::default()
