@@ -182,7 +182,7 @@ fn the_composer_shows_an_unseen_clusters_versions_as_unknown() {
     let mut a = AppState::for_test(inv);
     canary_keys_start(&mut a);
     let s = screen(&mut a, 160, 45);
-    assert!(s.contains("cluster2   versions unknown: cluster2 is unreachable since") && s.contains("tls handshake eof"), "{s}");
+    assert!(s.contains("cluster2   versions unknown: cluster2 is unreachable, last seen") && s.contains("tls handshake eof"), "{s}");
 
     // Seen before, unreachable now: its rows stay, marked stale.
     let mut inv = common::inventory_fixture("federation");

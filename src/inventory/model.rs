@@ -118,9 +118,9 @@ impl ClusterView {
         if self.state == ClusterState::Live {
             return None;
         }
-        let since = self.last_seen.map(|t| format!(" since {}", t.format("%H:%M:%S"))).unwrap_or_default();
+        let since = self.last_seen.map(|t| format!(", last seen {}", t.format("%H:%M:%S"))).unwrap_or_default();
         let why = self.error.as_ref().map(|e| format!(": {}", e.message())).unwrap_or_default();
-        Some(format!("{} is {}{since}{why}", self.name, self.state.as_str()))
+        Some(format!("{}{since}{why}", self.state.as_str()))
     }
 }
 

@@ -222,7 +222,7 @@ pub fn validate(file: &str, mut docs: Vec<RawDoc>, inv: &FleetSnapshot) -> Resul
             }
         }
     }
-    plan.unseen = ck.unseen.into_values().collect();
+    plan.unseen = ck.unseen.into_iter().map(|(c, why)| format!("{c} ({why})")).collect();
     if ck.errors.is_empty() { Ok(plan) } else { Err(ck.errors) }
 }
 

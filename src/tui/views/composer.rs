@@ -77,7 +77,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 }
             }
             if let Some(why) = state.snapshot.cluster(&r.cluster).and_then(|v| v.unseen()) {
-                spans.push(Span::styled(format!("  stale: {why}"), theme.style("warning")));
+                spans.push(Span::styled(format!("  stale: {} is {why}", r.cluster), theme.style("warning")));
             }
             let line = Line::from(spans);
             if selected { line.style(theme.style("table.selected")) } else { line }
@@ -90,7 +90,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             lines.push(Line::from(vec![
                 Span::raw("  "),
                 Span::styled(format!("{:<10}", v.name), super::cluster_style(state, theme, &v.name)),
-                Span::styled(format!(" versions unknown: {why}"), theme.style("warning")),
+                Span::styled(format!(" versions unknown: {} is {why}", v.name), theme.style("warning")),
             ]));
         }
     }
