@@ -40,7 +40,7 @@ async fn env_on(fleet: common::TestFleet) -> Env {
 }
 
 fn opts(force: bool) -> ApplyOptions {
-    ApplyOptions { force_conflicts: force, concurrency: 8, progress: None }
+    ApplyOptions { force_conflicts: force, concurrency: 8, progress: None, ..Default::default() }
 }
 
 fn plan(env: &Env, text: &str) -> (Plan, RenderedObjects) {

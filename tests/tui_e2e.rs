@@ -28,6 +28,19 @@ impl Tmux {
             .unwrap_or_default()
     }
 
+    /// Wait until a table row starts with these cells (split on whitespace).
+    fn wait_for_row(&self, cells: &[&str], secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if s.lines().any(|l| l.split_whitespace().take(cells.len()).eq(cells.iter().copied())) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "no row of the screen started {cells:?}:\n{s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Wait until the screen shows every one of `needles`: a condition with a deadline, not a sleep.
     fn wait_for(&self, needles: &[&str], secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -140,6 +153,8 @@ async fn acting_as_the_restricted_alias_refuses_and_switching_back_writes() {
         t.wait_for(&["ALIASES", "cluster1-restricted"], 10);
         t.keys(&["Enter"]);
         t.wait_for(&["cluster1: acting as cluster1-restricted"], 20);
+        // Its watchers restarted with the restricted credentials: wait until they have listed.
+        t.wait_for_row(&["cluster1", "cluster1-restricted", "cluster1", "live"], 30);
         // Escape alone: followed at once by a key, a terminal reads it as Alt+key.
         t.keys(&["Escape"]);
         t.wait_for(&["meshdeck fleet"], 10);
@@ -157,6 +172,7 @@ async fn acting_as_the_restricted_alias_refuses_and_switching_back_writes() {
         t.wait_for(&["ALIASES"], 10);
         t.keys(&["Enter"]);
         t.wait_for(&["cluster1: acting as cluster1 "], 20);
+        t.wait_for_row(&["cluster1", "cluster1", "cluster1-restricted", "live"], 30);
         t.keys(&["Escape"]);
         t.wait_for(&["meshdeck composer"], 10);
         t.keys(&["A"]);

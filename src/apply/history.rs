@@ -1,6 +1,10 @@
 //! History and audit: every apply and rollback is recorded in the data
 //! directory (`history/<id>.json`, with the objects as they were before, for
 //! rollback) and as one line in `audit.jsonl`. Readable by the user only.
+//! The record is written before the first write (outcome `Pending`: the intent,
+//! with every previous state) and replaced when the apply ends, each time
+//! atomically (temp file, fsync, rename): a crash leaves either record, never a
+//! torn one. `apply.lock` lets one apply run at a time.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,6 +63,35 @@ pub struct History {
     dir: PathBuf,
 }
 
+impl HistoryRecord {
+    /// The intent, written before the first write: every previous state is in `changes`.
+    pub fn pending(action: &str, persona: String, plans: Vec<String>, plan_yaml: String, changes: ChangeSet, rollback_of: Option<String>) -> Self {
+        let report = ApplyReport { outcome: super::write::Outcome::Pending, clusters: Default::default() };
+        HistoryRecord::new(action, persona, plans, plan_yaml, report, changes, rollback_of)
+    }
+
+    /// The same record, finished with how the apply ended.
+    pub fn finished(self, report: ApplyReport) -> Self {
+        HistoryRecord { report, ..self }
+    }
+}
+
+/// Held while an apply or rollback writes; removed when dropped.
+#[derive(Debug)]
+pub struct ApplyLock {
+    path: PathBuf,
+}
+
+impl Drop for ApplyLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
 #[cfg(unix)]
 fn private_dir(p: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -101,11 +134,21 @@ impl History {
         format!("{}-{suffix:04x}", now.format("%Y%m%d-%H%M%S"))
     }
 
+    /// Write (or replace) a record atomically, then append its audit line.
     pub fn record(&self, rec: &HistoryRecord) -> Result<(), ApplyError> {
         let err = |e: std::io::Error| ApplyError::History(format!("{}: {e}", self.dir.display()));
         let path = self.dir.join(format!("{}.json", rec.id));
-        let mut f = private_file(&path, false).map_err(err)?;
-        f.write_all(serde_json::to_string_pretty(rec).unwrap_or_default().as_bytes()).map_err(err)?;
+        let tmp = self.dir.join(format!(".{}.json.tmp", rec.id));
+        {
+            let mut f = private_file(&tmp, false).map_err(err)?;
+            f.write_all(serde_json::to_string_pretty(rec).unwrap_or_default().as_bytes()).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        // The rename itself is durable once the directory is synced.
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
         let audit = serde_json::json!({
             "time": rec.time, "id": rec.id, "action": rec.action, "persona": rec.persona,
             "plans": rec.plans, "clusters": rec.clusters, "outcome": rec.report.outcome, "rollbackOf": rec.rollback_of,
@@ -115,19 +158,84 @@ impl History {
         writeln!(f, "{audit}").map_err(err)
     }
 
+    /// Every readable record, oldest first. A file that does not parse is left out
+    /// (see `unreadable`): one bad file must not hide the rest of history.
     pub fn list(&self) -> Result<Vec<HistoryRecord>, ApplyError> {
+        Ok(self.scan()?.0)
+    }
+
+    /// Files in the history directory that are not records, each with why.
+    pub fn unreadable(&self) -> Result<Vec<String>, ApplyError> {
+        Ok(self.scan()?.1)
+    }
+
+    fn scan(&self) -> Result<(Vec<HistoryRecord>, Vec<String>), ApplyError> {
         let mut out = Vec::new();
+        let mut bad = Vec::new();
         let entries = std::fs::read_dir(&self.dir).map_err(|e| ApplyError::History(format!("{}: {e}", self.dir.display())))?;
         for e in entries.flatten() {
             let p = e.path();
-            if p.extension().is_some_and(|x| x == "json") {
-                let text = std::fs::read_to_string(&p).map_err(|e| ApplyError::History(format!("{}: {e}", p.display())))?;
-                let rec: HistoryRecord = serde_json::from_str(&text).map_err(|e| ApplyError::History(format!("{}: {e}", p.display())))?;
-                out.push(rec);
+            let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if hidden || !p.extension().is_some_and(|x| x == "json") {
+                continue;
+            }
+            let parsed = std::fs::read_to_string(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_json::from_str::<HistoryRecord>(&text).map_err(|e| format!("line {}: {e}", e.line())));
+            match parsed {
+                Ok(rec) => out.push(rec),
+                Err(e) => bad.push(format!("{}: not a history record ({e})", p.display())),
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+        bad.sort();
+        Ok((out, bad))
+    }
+
+    /// Applies that were recorded as intent and never finished, and not rolled back since.
+    pub fn interrupted(&self) -> Result<Vec<HistoryRecord>, ApplyError> {
+        let records = self.list()?;
+        let undone = |id: &str| {
+            records.iter().any(|r| {
+                r.rollback_of.as_deref() == Some(id)
+                    && matches!(r.report.outcome, super::write::Outcome::Applied | super::write::Outcome::NoChanges)
+            })
+        };
+        Ok(records.iter().filter(|r| r.report.outcome == super::write::Outcome::Pending && !undone(&r.id)).cloned().collect())
+    }
+
+    /// Hold the fleet's apply lock until the guard is dropped. Another live holder is an
+    /// error naming it; a holder that died (its process is gone) is taken over.
+    pub fn lock(&self, what: &str) -> Result<ApplyLock, ApplyError> {
+        let path = self.dir.parent().unwrap_or(&self.dir).join("apply.lock");
+        let me = format!("pid {} on {} since {}: {what}", std::process::id(), host(), chrono::Utc::now().format("%H:%M:%S"));
+        for _ in 0..2 {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                o.mode(0o600);
+            }
+            match o.open(&path) {
+                Ok(mut f) => {
+                    let _ = f.write_all(me.as_bytes());
+                    return Ok(ApplyLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let pid = holder.strip_prefix("pid ").and_then(|r| r.split_whitespace().next()).and_then(|p| p.parse::<u32>().ok());
+                    let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+                    if alive && holder.contains(&host()) {
+                        return Err(ApplyError::History(format!("another apply is running ({holder}); wait for it, or remove {} if it is gone", path.display())));
+                    }
+                    // Its holder died: the lock is stale.
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(ApplyError::History(format!("{}: {e}", path.display()))),
+            }
+        }
+        Err(ApplyError::History(format!("{}: could not take the apply lock", path.display())))
     }
 
     /// Where the named plans wrote before: every cluster and namespace of their records.

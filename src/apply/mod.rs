@@ -139,6 +139,8 @@ pub enum ApplyError {
     DryRun(Vec<String>),
     #[error("{cluster}: {message}")]
     Cluster { cluster: String, message: String },
+    #[error("the fleet changed since the diff (nothing was written); diff again:\n  {}", .0.join("\n  "))]
+    Stale(Vec<String>),
     #[error("{0}")]
     History(String),
 }
@@ -151,6 +153,12 @@ pub struct ApplyOptions {
     pub concurrency: usize,
     /// Where per-cluster progress lines go while writing (the cockpit shows them).
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Set to stop before the next write and restore what was written (Ctrl-C).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Each call's deadline (default `write::CALL_TIMEOUT`).
+    pub call_timeout: Option<std::time::Duration>,
+    /// The write phase's deadline (default `write::APPLY_DEADLINE`).
+    pub deadline: Option<std::time::Duration>,
 }
 
 pub fn cluster<'a>(clusters: &'a [Cluster], name: &str) -> Result<&'a Cluster, ApplyError> {
@@ -306,8 +314,9 @@ pub fn desired_for_rollback(record: &history::HistoryRecord) -> Vec<(ObjRef, Des
         .changes
         .pending()
         .map(|s| {
+            // The whole previous object: its owners (managedFields) are restored too.
             let want = match &s.previous {
-                Some(prev) => Desired::Restore(target::normalized(prev)),
+                Some(prev) => Desired::Restore(prev.clone()),
                 None => Desired::Absent,
             };
             (s.target.clone(), want)

@@ -1,6 +1,7 @@
 //! RBAC preflight: a SelfSubjectAccessReview on every target cluster for every
-//! kind, namespace and verb the change needs. What is missing is listed per
-//! cluster before anything is written.
+//! kind, namespace and verb the change needs, and the verbs its rollback would
+//! need (a rollback that cannot run is not "reversible"). What is missing is
+//! listed per cluster before anything is written.
 
 use std::collections::BTreeSet;
 
@@ -13,10 +14,13 @@ use crate::registry::Cluster;
 pub async fn check(clusters: &[Cluster], desired: &[(ObjRef, Desired)]) -> Result<(), ApplyError> {
     let mut needs: BTreeSet<(String, String, String, &'static str)> = BTreeSet::new();
     for (t, d) in desired {
+        // Undoing a write: a create is deleted, an update is put back (PUT), a
+        // delete is created again. Which of them happens is known only from live
+        // state, so all are checked.
         let verbs: &[&'static str] = match d {
-            Desired::Apply(_) => &["get", "create", "patch"],
-            Desired::Restore(_) => &["get", "create", "update"],
-            Desired::Absent => &["get", "delete"],
+            Desired::Apply(_) => &["get", "create", "patch", "update", "delete"],
+            Desired::Restore(_) => &["get", "create", "update", "delete"],
+            Desired::Absent => &["get", "delete", "create"],
         };
         for v in verbs {
             needs.insert((t.cluster.clone(), t.kind.clone(), t.namespace.clone(), v));

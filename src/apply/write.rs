@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::dry_run::restore_body;
 use super::grant::WriteGrant;
 use super::target::{self, normalized};
 use super::{ApplyError, ApplyOptions, ChangeKind, ChangeSet, Desired, FIELD_MANAGER, ObjRef, Step, client};
@@ -30,6 +32,9 @@ pub enum Outcome {
     RolledBack,
     /// A write failed and restoring also failed somewhere: see the per-cluster report.
     RollbackIncomplete,
+    /// Recorded before the first write and not finished (meshdeck was killed or the
+    /// machine went down): some changes may be live. `rollback ID` restores.
+    Pending,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -68,8 +73,25 @@ fn write_params(force: bool, _grant: &WriteGrant) -> PatchParams {
     p
 }
 
+/// A PUT or POST as `meshdeck`, stored: only with a grant.
+fn post_params(_grant: &WriteGrant) -> PostParams {
+    PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER.into()) }
+}
+
 fn check_grant(grant: &WriteGrant, t: &ObjRef) -> Result<(), String> {
     if grant.covers(&t.cluster) { Ok(()) } else { Err(format!("{t}: not in the confirmed change set")) }
+}
+
+/// Every call during a write has a deadline: an API server that accepts a request and
+/// never answers must not hold the apply (and its rollback) forever.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn bounded<T>(opts: &ApplyOptions, what: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    let limit = opts.call_timeout.unwrap_or(CALL_TIMEOUT);
+    match tokio::time::timeout(limit, what).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {}s (whether it landed is unknown)", limit.as_secs_f32())),
+    }
 }
 
 /// Perform one step; returns the object now live (None after a delete).
@@ -88,40 +110,123 @@ async fn perform(client: &kube::Client, step: &Step, force: bool, grant: &WriteG
     }
 }
 
-/// Make `t` be `previous` again (None: make it absent). Reads the live object first.
+/// The object as it was, ready to be written back: its content, labels,
+/// annotations, owners and finalizers, and who managed which field (`managedFields`).
+/// What the server assigns (uid, resourceVersion, timestamps, status) is left out.
+fn as_written(previous: &Value) -> Value {
+    let mut out = previous.clone();
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in ["uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            meta.remove(k);
+        }
+    }
+    if let Some(o) = out.as_object_mut() {
+        o.remove("status");
+    }
+    out
+}
+
+/// Who manages which fields, without the times (a restore sets them anew).
+pub fn managers(o: &Value) -> Vec<(String, String, Value)> {
+    let mut out: Vec<(String, String, Value)> = o
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            (s("manager"), s("operation"), m.get("fieldsV1").cloned().unwrap_or_default())
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    out
+}
+
+fn dynamic(v: Value) -> Result<DynamicObject, String> {
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+/// Make `t` be `previous` again (None: make it absent), undoing what meshdeck did and
+/// nothing else. Reads the live object first.
+/// - absent before: delete what is live, only if it is still the object seen (uid precondition);
+/// - present before, absent now (pruned): create it again from the whole previous object;
+/// - present in both: replace it with the previous content (a PUT on the live
+///   resourceVersion, so a concurrent change is not overwritten), then hand every
+///   field back to the managers that held it (a second PUT with the previous
+///   `managedFields`; no value changes, so the server keeps them as given).
 pub async fn restore(client: &kube::Client, t: &ObjRef, previous: Option<&Value>, grant: &WriteGrant) -> Result<Option<Value>, String> {
     let api = target::api(client, t)?;
     check_grant(grant, t)?;
     let live = target::get(client, t).await?;
+    let describe = |e: kube::Error| ClusterError::describe(&e);
     match (previous, live) {
         (None, None) => Ok(None),
-        (None, Some(_)) => {
-            api.delete(&t.name, &DeleteParams::default()).await.map_err(|e| ClusterError::describe(&e))?;
+        (None, Some(l)) => {
+            let uid = l.pointer("/metadata/uid").and_then(Value::as_str).map(String::from);
+            let dp = DeleteParams { preconditions: Some(Preconditions { uid, resource_version: None }), ..Default::default() };
+            api.delete(&t.name, &dp).await.map_err(describe)?;
             Ok(None)
         }
-        (Some(prev), live) => {
-            if live.as_ref().is_some_and(|l| normalized(l) == normalized(prev)) {
-                return Ok(live);
-            }
-            let body = restore_body(prev)?;
-            let out = api.patch(&t.name, &write_params(true, grant), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
+        (Some(prev), None) => {
+            let out = api.create(&post_params(grant), &dynamic(as_written(prev))?).await.map_err(describe)?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
+        }
+        (Some(prev), Some(l)) => {
+            if normalized(&l) == normalized(prev) && managers(&l) == managers(prev) {
+                return Ok(Some(l));
+            }
+            let mut body = as_written(prev);
+            let rv = l.pointer("/metadata/resourceVersion").cloned().unwrap_or_default();
+            body["metadata"]["resourceVersion"] = rv;
+            let owners = body.pointer_mut("/metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("managedFields"));
+            let mut now = serde_json::to_value(api.replace(&t.name, &post_params(grant), &dynamic(body.clone())?).await.map_err(describe)?)
+                .map_err(|e| e.to_string())?;
+            if let Some(owners) = owners.filter(|o| o.as_array().is_some_and(|a| !a.is_empty()))
+                && managers(&now) != managers(prev)
+            {
+                body["metadata"]["resourceVersion"] = now.pointer("/metadata/resourceVersion").cloned().unwrap_or_default();
+                body["metadata"]["managedFields"] = owners;
+                now = serde_json::to_value(api.replace(&t.name, &post_params(grant), &dynamic(body)?).await.map_err(describe)?)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(Some(now))
         }
     }
 }
 
-/// Rollback writes are retried briefly: a cluster that failed a write may answer again.
+/// A restore is done when live equals what was there before: content and owners.
+async fn verify_restored(client: &kube::Client, t: &ObjRef, previous: Option<&Value>) -> Result<(), String> {
+    let live = target::get(client, t).await?;
+    match (&live, previous) {
+        (None, None) => Ok(()),
+        (Some(l), Some(p)) if normalized(l) != normalized(p) => Err("restored, but the live object differs from before".into()),
+        (Some(l), Some(p)) if managers(l) != managers(p) => {
+            let names = |o: &Value| managers(o).into_iter().map(|m| format!("{}/{}", m.0, m.1)).collect::<Vec<_>>().join(",");
+            Err(format!("restored, but its fields are managed by [{}], not [{}] as before", names(l), names(p)))
+        }
+        (Some(_), Some(_)) => Ok(()),
+        (Some(_), None) => Err("still present after the restore".into()),
+        (None, Some(_)) => Err("absent after the restore".into()),
+    }
+}
+
+/// Rollback writes are retried briefly: a cluster that failed a write may answer
+/// again. Each attempt is bounded; the restore is verified.
 async fn restore_with_retries(
     client: &kube::Client,
     t: &ObjRef,
     previous: Option<&Value>,
     grant: &WriteGrant,
+    opts: &ApplyOptions,
 ) -> Result<Option<Value>, String> {
     let mut delay = std::time::Duration::from_millis(200);
     let mut last = String::new();
     for _ in 0..4 {
-        match restore(client, t, previous, grant).await {
-            Ok(v) => return Ok(v),
+        match bounded(opts, restore(client, t, previous, grant)).await {
+            Ok(v) => match bounded(opts, verify_restored(client, t, previous)).await {
+                Ok(()) => return Ok(v),
+                Err(e) => last = e,
+            },
             Err(e) => last = e,
         }
         tokio::time::sleep(delay).await;
@@ -152,6 +257,17 @@ async fn verify(client: &kube::Client, step: &Step) -> Result<(), String> {
 /// One cluster's writes: what was written, and how it ended.
 type ClusterWrite<'a> = (String, Vec<&'a Step>, Result<(), String>);
 
+/// Why writing must stop before the next object, if it must.
+fn stop_reason(abort: &AtomicBool, opts: &ApplyOptions, deadline: Instant) -> Option<String> {
+    if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+        return Some("stopped: interrupted by the operator".into());
+    }
+    if abort.load(Ordering::SeqCst) {
+        return Some("stopped: another cluster failed".into());
+    }
+    (Instant::now() >= deadline).then(|| "stopped: the apply's deadline passed".into())
+}
+
 async fn write_cluster<'a>(
     clusters: &[Cluster],
     cluster: String,
@@ -159,6 +275,7 @@ async fn write_cluster<'a>(
     abort: Arc<AtomicBool>,
     opts: &ApplyOptions,
     grant: &WriteGrant,
+    deadline: Instant,
 ) -> ClusterWrite<'a> {
     let mut written = Vec::new();
     let client = match client(clusters, &cluster) {
@@ -166,10 +283,10 @@ async fn write_cluster<'a>(
         Err(e) => return (cluster, written, Err(e.to_string())),
     };
     for step in ordered(&steps) {
-        if abort.load(Ordering::SeqCst) {
-            return (cluster, written, Err("stopped: another cluster failed".into()));
+        if let Some(why) = stop_reason(&abort, opts, deadline) {
+            return (cluster, written, Err(why));
         }
-        match perform(&client, step, opts.force_conflicts, grant).await {
+        match bounded(opts, perform(&client, step, opts.force_conflicts, grant)).await {
             Ok(_) => {
                 if let Some(p) = &opts.progress {
                     let _ = p.send(format!(
@@ -188,12 +305,34 @@ async fn write_cluster<'a>(
         }
     }
     for step in &written {
-        if let Err(e) = verify(&client, step).await {
+        if let Err(e) = bounded(opts, verify(&client, step)).await {
             abort.store(true, Ordering::SeqCst);
             return (cluster, written, Err(e));
         }
     }
     (cluster, written, Ok(()))
+}
+
+/// The whole write phase's deadline unless the options say otherwise.
+pub const APPLY_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Nothing may have changed since the diff: every object is as the diff saw it
+/// (same resourceVersion, or still absent). Checked on every cluster before the
+/// first write; a change or a cluster that cannot answer stops the apply with
+/// nothing written.
+async fn fresh(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions) -> Result<(), ApplyError> {
+    let rv = |o: Option<&Value>| o.and_then(|o| o.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(String::from);
+    let mut changed = Vec::new();
+    for step in set.pending() {
+        let client = client(clusters, &step.target.cluster)?;
+        let live = bounded(opts, target::get(&client, &step.target))
+            .await
+            .map_err(|e| ApplyError::Cluster { cluster: step.target.cluster.clone(), message: format!("{e} (nothing was written)") })?;
+        if rv(live.as_ref()) != rv(step.previous.as_ref()) {
+            changed.push(format!("{}: {}", step.target, if live.is_some() { "changed" } else { "deleted" }));
+        }
+    }
+    if changed.is_empty() { Ok(()) } else { Err(ApplyError::Stale(changed)) }
 }
 
 /// Write a prepared change set everywhere or nowhere. The grant is the
@@ -207,9 +346,13 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions,
         by_cluster.entry(s.target.cluster.clone()).or_default().push(s);
     }
     tracing::info!(confirmation = ?grant.confirmation(), clusters = ?set.clusters(), "writing a confirmed change set");
+    fresh(clusters, set, opts).await?;
+    let deadline = Instant::now() + opts.deadline.unwrap_or(APPLY_DEADLINE);
     let abort = Arc::new(AtomicBool::new(false));
-    let futures: Vec<_> =
-        by_cluster.into_iter().map(|(cluster, steps)| write_cluster(clusters, cluster, steps, abort.clone(), opts, grant)).collect();
+    let futures: Vec<_> = by_cluster
+        .into_iter()
+        .map(|(cluster, steps)| write_cluster(clusters, cluster, steps, abort.clone(), opts, grant, deadline))
+        .collect();
     let results: Vec<ClusterWrite> = futures::stream::iter(futures).buffer_unordered(opts.concurrency.max(1)).collect().await;
     let failed = results.iter().any(|(_, _, r)| r.is_err());
     let mut report = ApplyReport { outcome: Outcome::Applied, clusters: BTreeMap::new() };
@@ -228,7 +371,7 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions,
         let entry = report.clusters.entry(cluster.clone()).or_default();
         let Ok(client) = client(clusters, cluster) else { continue };
         for step in written.iter().rev() {
-            match restore_with_retries(&client, &step.target, step.previous.as_ref(), grant).await {
+            match restore_with_retries(&client, &step.target, step.previous.as_ref(), grant, opts).await {
                 Ok(_) => entry.restored.push(step.target.to_string()),
                 Err(e) => {
                     report.outcome = Outcome::RollbackIncomplete;

@@ -4,6 +4,8 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 
@@ -41,6 +43,9 @@ pub struct ApplyArgs {
     /// Apply without asking.
     #[arg(short, long)]
     pub yes: bool,
+    /// Each write's deadline; one that passes counts as failed (its cluster is restored).
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub request_timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +63,9 @@ pub struct RollbackArgs {
     pub yes: bool,
     #[arg(long)]
     pub as_persona: Option<String>,
+    /// Each write's deadline.
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub request_timeout: u64,
 }
 
 fn err(e: ApplyError) -> CliError {
@@ -121,7 +129,7 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, 
     let rendered = render_plan(&plan, &inv)?;
     let before = history()?.scope_of(&plan.names()).map_err(err)?;
     let desired = desired_for_plan(&clusters, &plan, &rendered, &before).await.map_err(err)?;
-    let opts = ApplyOptions { force_conflicts: args.force_conflicts, concurrency: 8, progress: None };
+    let opts = ApplyOptions { force_conflicts: args.force_conflicts, concurrency: 8, progress: None, ..Default::default() };
     let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
     let plan_names = plan.names();
     Ok(Prepared { clusters, persona, plan_names, plan_yaml: plan.to_yaml(), changes })
@@ -134,19 +142,103 @@ pub async fn diff(global: &GlobalArgs, args: DiffArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn finish(history: &History, record: HistoryRecord) -> Result<(), CliError> {
-    history.record(&record).map_err(err)?;
+/// Say what an earlier, interrupted apply left, so the operator can finish it.
+fn announce_interrupted(history: &History) {
+    for r in history.interrupted().unwrap_or_default() {
+        eprintln!(
+            "warning: {} {} ({}) was interrupted before it finished; some of its changes may be live: `meshdeck rollback {}` restores the state before it",
+            r.action,
+            r.id,
+            r.plans.join(","),
+            r.id
+        );
+    }
+    for bad in history.unreadable().unwrap_or_default() {
+        eprintln!("warning: {bad}");
+    }
+}
+
+/// Ctrl-C or SIGTERM while writing: the first stops new writes (what was written is
+/// restored and recorded); the second leaves at once, saying what is left.
+fn on_interrupt(cancel: Arc<AtomicBool>, id: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        for round in 0.. {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if round == 0 {
+                cancel.store(true, Ordering::SeqCst);
+                eprintln!("\ninterrupted: no more writes; restoring what was written (interrupt again to leave now)");
+            } else {
+                eprintln!(
+                    "\nleft while restoring: {id} is recorded as pending; `meshdeck rollback {id}` restores the state before it"
+                );
+                std::process::exit(130);
+            }
+        }
+    })
+}
+
+/// Write a confirmed change set with its intent recorded first, one apply at a time.
+async fn write_recorded(
+    clusters: &[Cluster],
+    changes: ChangeSet,
+    grant: &WriteGrant,
+    opts: ApplyOptions,
+    intent: HistoryRecord,
+) -> Result<(), CliError> {
+    let history = history()?;
+    let _lock = history.lock(&format!("{} {}", intent.action, intent.id)).map_err(err)?;
+    history.record(&intent).map_err(err)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let signals = on_interrupt(cancel.clone(), intent.id.clone());
+    let opts = ApplyOptions { cancel: Some(cancel.clone()), ..opts };
+    let result = execute(clusters, &changes, &opts, grant).await;
+    signals.abort();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing was written (the fleet changed, or a cluster did not answer): no intent is left pending.
+            let empty = ApplyReport { outcome: Outcome::NoChanges, clusters: Default::default() };
+            let _ = history.record(&intent.clone().finished(empty));
+            return Err(err(e));
+        }
+    };
+    let record = intent.finished(report);
+    // The report first: a failure to record must not hide what happened.
     eprint!("{}", record.report.describe());
+    history.record(&record).map_err(|e| CliError::failed(format!("{e}: the report above was not recorded")))?;
     eprintln!("recorded as {} (undo: meshdeck rollback {})", record.id, record.id);
+    let interrupted = cancel.load(Ordering::SeqCst);
     match record.report.outcome {
+        Outcome::RolledBack if interrupted => {
+            Err(CliError { code: 130, message: "interrupted: every cluster was restored to what it was before".into() })
+        }
         Outcome::Applied | Outcome::NoChanges => Ok(()),
         Outcome::RolledBack => Err(CliError::failed("a write failed; every cluster was restored to what it was before")),
-        Outcome::RollbackIncomplete => Err(CliError::failed("a write failed and restoring did not complete: see the report above")),
+        Outcome::RollbackIncomplete | Outcome::Pending => {
+            Err(CliError::failed(format!("restoring did not complete: see the report above; `meshdeck rollback {}` tries again", record.id)))
+        }
+    }
+}
+
+fn write_options(force: bool, timeout: u64) -> ApplyOptions {
+    ApplyOptions {
+        force_conflicts: force,
+        concurrency: 8,
+        call_timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+        ..Default::default()
     }
 }
 
 pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError> {
     let force = args.diff.force_conflicts;
+    announce_interrupted(&history()?);
     let p = prepare_plan(global, &args.diff).await?;
     print!("{}", p.changes.render_diff());
     eprintln!("{}", p.changes.summary());
@@ -160,11 +252,8 @@ pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError>
     }
     let question = format!("Apply these changes to {}?", p.changes.clusters().join(", "));
     let grant = confirm(&p.clusters, &p.changes, args.yes, &question, "not applied")?;
-    let history = history()?;
-    let opts = ApplyOptions { force_conflicts: force, concurrency: 8, progress: None };
-    let report = execute(&p.clusters, &p.changes, &opts, &grant).await.map_err(err)?;
-    let record = HistoryRecord::new("apply", p.persona.name, p.plan_names, p.plan_yaml, report, p.changes, None);
-    finish(&history, record)
+    let intent = HistoryRecord::pending("apply", p.persona.name, p.plan_names, p.plan_yaml, p.changes.clone(), None);
+    write_recorded(&p.clusters, p.changes, &grant, write_options(force, args.request_timeout), intent).await
 }
 
 pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CliError> {
@@ -173,23 +262,32 @@ pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), Cli
     let (clusters, _) = fleet::registry(global).await?;
     let persona = persona(&clusters, args.as_persona.as_deref())?;
     let desired = desired_for_rollback(&original);
-    let opts = ApplyOptions { force_conflicts: true, concurrency: 8, progress: None };
+    let opts = write_options(true, args.request_timeout);
     let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
     print!("{}", changes.render_diff());
     eprintln!("{}", changes.summary());
     if changes.is_noop() {
         eprintln!("nothing to change: the fleet is already as it was before {}", args.id);
+        if original.report.outcome == Outcome::Pending {
+            // An interrupted apply whose writes were all undone: it is finished now.
+            let done = ApplyReport { outcome: Outcome::NoChanges, clusters: Default::default() };
+            let record = HistoryRecord::new("rollback", persona.name, original.plans.clone(), String::new(), done, changes, Some(args.id));
+            history.record(&record).map_err(err)?;
+        }
         return Ok(());
     }
     let question = format!("Restore {} to before {}?", changes.clusters().join(", "), args.id);
     let grant = confirm(&clusters, &changes, args.yes, &question, "not rolled back")?;
-    let report: ApplyReport = execute(&clusters, &changes, &opts, &grant).await.map_err(err)?;
-    let record = HistoryRecord::new("rollback", persona.name, original.plans.clone(), String::new(), report, changes, Some(args.id));
-    finish(&history, record)
+    let intent = HistoryRecord::pending("rollback", persona.name, original.plans.clone(), String::new(), changes.clone(), Some(args.id));
+    write_recorded(&clusters, changes, &grant, opts, intent).await
 }
 
 pub fn list(args: HistoryArgs) -> Result<(), CliError> {
-    let records = history()?.list().map_err(err)?;
+    let history = history()?;
+    let records = history.list().map_err(err)?;
+    for bad in history.unreadable().map_err(err)? {
+        eprintln!("warning: {bad}");
+    }
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&records).map_err(|e| CliError::failed(e.to_string()))?),
         Format::Table => {

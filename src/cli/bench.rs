@@ -369,7 +369,7 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
     );
     let plan = crate::plan::load("bench.yaml", &text, &snap).map_err(|e| CliError::failed(format!("{e:?}")))?;
     let rendered = crate::render::render(&plan, &snap).map_err(|e| CliError::failed(e.to_string()))?;
-    let opts = ApplyOptions { force_conflicts: false, concurrency: 8, progress: None };
+    let opts = ApplyOptions { force_conflicts: false, concurrency: 8, progress: None, ..Default::default() };
     let started = Instant::now();
     let desired = desired_for_plan(&clusters, &plan, &rendered, &Default::default()).await.map_err(|e| CliError::failed(e.to_string()))?;
     let set = prepare(&clusters, desired, &opts).await.map_err(|e| CliError::failed(e.to_string()))?;
@@ -387,7 +387,7 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
     );
     // Back to empty, so kubectl applies the same objects to the same state.
     let record = crate::apply::history::HistoryRecord::new("apply", String::new(), vec![], String::new(), report, set, None);
-    let undo = prepare(&clusters, desired_for_rollback(&record), &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None })
+    let undo = prepare(&clusters, desired_for_rollback(&record), &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None, ..Default::default() })
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
     let grant = WriteGrant::confirmed(&clusters, &undo, Confirmation::Benchmark).map_err(|e| CliError::failed(e.to_string()))?;

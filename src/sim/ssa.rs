@@ -279,7 +279,10 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
     let new_fields = owned_fields(new);
     let changed: FieldSet = new_fields.iter().filter(|p| old.is_none_or(|o| get_path(o, p) != get_path(new, p))).cloned().collect();
     let removed: FieldSet = old_fields.difference(&new_fields).cloned().collect();
-    let mut managers = old.map(read_managers).unwrap_or_default();
+    // managedFields sent with a write are taken as given (as a real API server does:
+    // that is how ownership is handed back); otherwise the live ones carry over.
+    let sent = read_managers(new);
+    let mut managers = if sent.is_empty() { old.map(read_managers).unwrap_or_default() } else { sent };
     for m in managers.iter_mut() {
         m.fields.retain(|f| !changed.iter().any(|c| overlaps(c, f)) && !removed.contains(f));
     }

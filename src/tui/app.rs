@@ -313,7 +313,18 @@ impl AppState {
         vec![]
     }
 
+    /// An apply or rollback is writing now.
+    pub fn applying(&self) -> bool {
+        self.diff.as_ref().is_some_and(|d| matches!(d.phase, DiffPhase::Applying { .. }))
+    }
+
     fn start_diff(&mut self, origin: DiffOrigin) -> Vec<Effect> {
+        if self.applying() {
+            // One apply at a time; its result must not be dropped for a newer diff.
+            self.status = Some("an apply is writing: wait for its report before the next diff".into());
+            self.go(View::Diff);
+            return vec![];
+        }
         self.generation += 1;
         let generation = self.generation;
         let effect = match &origin {
@@ -379,6 +390,11 @@ impl AppState {
         }
         match a {
             Action::Quit => {
+                // Quitting mid-write would drop the writes with their rollback: wait for the report.
+                if self.applying() {
+                    self.status = Some("an apply is writing: meshdeck quits once it has finished and recorded it".into());
+                    return vec![];
+                }
                 self.quit = true;
                 vec![Effect::Quit]
             }

@@ -25,6 +25,7 @@ use msg::{Effect, Msg};
 use theme::Theme;
 
 use crate::apply::history::{History, HistoryRecord};
+use crate::apply::write::{ApplyReport, Outcome};
 use crate::apply::{ApplyOptions, desired_for_plan, desired_for_rollback, prepare};
 use crate::inventory::Inventory;
 use crate::registry::Cluster;
@@ -81,7 +82,7 @@ impl Runner {
                         let rendered = crate::render::render(&plan, &snapshot).map_err(|e| e.to_string())?;
                         let before = r.history()?.scope_of(&plan.names()).map_err(|e| e.to_string())?;
                         let desired = desired_for_plan(&r.clusters, &plan, &rendered, &before).await.map_err(|e| e.to_string())?;
-                        prepare(&r.clusters, desired, &ApplyOptions { force_conflicts: false, concurrency: 8, progress: None })
+                        prepare(&r.clusters, desired, &ApplyOptions { force_conflicts: false, concurrency: 8, progress: None, ..Default::default() })
                             .await
                             .map_err(|e| e.to_string())
                     }
@@ -96,7 +97,7 @@ impl Runner {
                         prepare(
                             &r.clusters,
                             desired_for_rollback(&record),
-                            &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None },
+                            &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None, ..Default::default() },
                         )
                         .await
                         .map_err(|e| e.to_string())
@@ -119,19 +120,31 @@ impl Runner {
                         // Execute follows the confirm key on the shown diff: the operator's yes.
                         let grant = crate::apply::WriteGrant::confirmed(&r.clusters, &changes, crate::apply::Confirmation::Cockpit)
                             .map_err(|e| e.to_string())?;
-                        let report = crate::apply::write::execute(
-                            &r.clusters,
-                            &changes,
-                            &ApplyOptions { force_conflicts: force, concurrency: 8, progress: Some(ptx) },
-                            &grant,
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
                         let persona = crate::policy::persona_for(&r.clusters, r.persona.as_deref(), r.config_dir.as_deref())
                             .map(|p| p.name)
                             .unwrap_or_else(|_| "unknown".into());
-                        let record = HistoryRecord::new(&action, persona, plans, plan_yaml, report.clone(), changes, rollback_of);
-                        r.history()?.record(&record).map_err(|e| e.to_string())?;
+                        // Intent first, one apply at a time (see apply::history).
+                        let history = r.history()?;
+                        let intent = HistoryRecord::pending(&action, persona, plans, plan_yaml, changes.clone(), rollback_of);
+                        let _lock = history.lock(&format!("{action} {} from the cockpit", intent.id)).map_err(|e| e.to_string())?;
+                        history.record(&intent).map_err(|e| e.to_string())?;
+                        let result = crate::apply::write::execute(
+                            &r.clusters,
+                            &changes,
+                            &ApplyOptions { force_conflicts: force, concurrency: 8, progress: Some(ptx), ..Default::default() },
+                            &grant,
+                        )
+                        .await;
+                        let report = match result {
+                            Ok(report) => report,
+                            Err(e) => {
+                                let none = ApplyReport { outcome: Outcome::NoChanges, clusters: Default::default() };
+                                let _ = history.record(&intent.finished(none));
+                                return Err(e.to_string());
+                            }
+                        };
+                        let record = intent.finished(report.clone());
+                        history.record(&record).map_err(|e| format!("{e}: the apply's report was not recorded"))?;
                         Ok((report, record.id))
                     }
                     .await;
@@ -256,6 +269,16 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
     let initial = watching.inventory.snapshots.borrow().clone();
     let mut state = AppState::new(initial, cfg.keymap, cfg.read_only, chrono::Utc::now());
     state.warnings = cfg.warnings;
+    // An apply that was interrupted (killed, machine down) before it finished: say so first.
+    if let Ok(h) = runner.history() {
+        for r in h.interrupted().unwrap_or_default() {
+            state.warnings.push(format!(
+                "{} {} was interrupted before it finished: roll it back from the history view (g h, then u on it)",
+                r.action, r.id
+            ));
+        }
+        state.warnings.extend(h.unreadable().unwrap_or_default());
+    }
     state.available = available;
     if let Some(p) = log_file {
         state.log(format!("logging to {}", p.display()));
