@@ -65,7 +65,14 @@ pub struct History {
 
 impl HistoryRecord {
     /// The intent, written before the first write: every previous state is in `changes`.
-    pub fn pending(action: &str, persona: String, plans: Vec<String>, plan_yaml: String, changes: ChangeSet, rollback_of: Option<String>) -> Self {
+    pub fn pending(
+        action: &str,
+        persona: String,
+        plans: Vec<String>,
+        plan_yaml: String,
+        changes: ChangeSet,
+        rollback_of: Option<String>,
+    ) -> Self {
         let report = ApplyReport { outcome: super::write::Outcome::Pending, clusters: Default::default() };
         HistoryRecord::new(action, persona, plans, plan_yaml, report, changes, rollback_of)
     }
@@ -176,7 +183,7 @@ impl History {
         for e in entries.flatten() {
             let p = e.path();
             let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if hidden || !p.extension().is_some_and(|x| x == "json") {
+            if hidden || p.extension().is_none_or(|x| x != "json") {
                 continue;
             }
             let parsed = std::fs::read_to_string(&p)
@@ -227,7 +234,10 @@ impl History {
                     let pid = holder.strip_prefix("pid ").and_then(|r| r.split_whitespace().next()).and_then(|p| p.parse::<u32>().ok());
                     let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
                     if alive && holder.contains(&host()) {
-                        return Err(ApplyError::History(format!("another apply is running ({holder}); wait for it, or remove {} if it is gone", path.display())));
+                        return Err(ApplyError::History(format!(
+                            "another apply is running ({holder}); wait for it, or remove {} if it is gone",
+                            path.display()
+                        )));
                     }
                     // Its holder died: the lock is stale.
                     let _ = std::fs::remove_file(&path);

@@ -116,7 +116,9 @@ async fn perform(client: &kube::Client, step: &Step, force: bool, grant: &WriteG
 fn as_written(previous: &Value) -> Value {
     let mut out = previous.clone();
     if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in ["uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        for k in
+            ["uid", "resourceVersion", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"]
+        {
             meta.remove(k);
         }
     }

@@ -175,9 +175,7 @@ fn on_interrupt(cancel: Arc<AtomicBool>, id: String) -> tokio::task::JoinHandle<
                 cancel.store(true, Ordering::SeqCst);
                 eprintln!("\ninterrupted: no more writes; restoring what was written (interrupt again to leave now)");
             } else {
-                eprintln!(
-                    "\nleft while restoring: {id} is recorded as pending; `meshdeck rollback {id}` restores the state before it"
-                );
+                eprintln!("\nleft while restoring: {id} is recorded as pending; `meshdeck rollback {id}` restores the state before it");
                 std::process::exit(130);
             }
         }
@@ -221,9 +219,10 @@ async fn write_recorded(
         }
         Outcome::Applied | Outcome::NoChanges => Ok(()),
         Outcome::RolledBack => Err(CliError::failed("a write failed; every cluster was restored to what it was before")),
-        Outcome::RollbackIncomplete | Outcome::Pending => {
-            Err(CliError::failed(format!("restoring did not complete: see the report above; `meshdeck rollback {}` tries again", record.id)))
-        }
+        Outcome::RollbackIncomplete | Outcome::Pending => Err(CliError::failed(format!(
+            "restoring did not complete: see the report above; `meshdeck rollback {}` tries again",
+            record.id
+        ))),
     }
 }
 

@@ -387,9 +387,13 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
     );
     // Back to empty, so kubectl applies the same objects to the same state.
     let record = crate::apply::history::HistoryRecord::new("apply", String::new(), vec![], String::new(), report, set, None);
-    let undo = prepare(&clusters, desired_for_rollback(&record), &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None, ..Default::default() })
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))?;
+    let undo = prepare(
+        &clusters,
+        desired_for_rollback(&record),
+        &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None, ..Default::default() },
+    )
+    .await
+    .map_err(|e| CliError::failed(e.to_string()))?;
     let grant = WriteGrant::confirmed(&clusters, &undo, Confirmation::Benchmark).map_err(|e| CliError::failed(e.to_string()))?;
     execute(&clusters, &undo, &opts, &grant).await.map_err(|e| CliError::failed(e.to_string()))?;
     drop(inv);

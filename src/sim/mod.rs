@@ -137,6 +137,7 @@ impl SimFleet {
                 User::admin(random_token(&mut rng, name, "admin")),
                 User::restricted(random_token(&mut rng, name, "restricted"), "default"),
                 User::team(random_token(&mut rng, name, "team"), "default"),
+                User::nodelete(random_token(&mut rng, name, "nodelete"), "default"),
             ];
             let mut store = ClusterStore::new(base_registry.clone(), i as u64 + 1);
             let crd_rt = store.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions").cloned();
@@ -245,12 +246,14 @@ impl SimFleet {
     }
 
     /// Writes `path` and, beside it, `path.team`: `clusterN-team` contexts for a user
-    /// whose rights end at the `default` namespace (kept apart: not an alias everyone gets).
+    /// whose rights end at the `default` namespace, and `clusterN-nodelete` for one who
+    /// may create and change Istio objects there but not delete them (kept apart: not
+    /// aliases everyone gets).
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
         kubeconfig_out::write_private(path, &self.kubeconfig_yaml())?;
         let mut team = path.as_os_str().to_owned();
         team.push(".team");
-        kubeconfig_out::write_private(Path::new(&team), &kubeconfig_out::render_users(self, &["team"]))
+        kubeconfig_out::write_private(Path::new(&team), &kubeconfig_out::render_users(self, &["team", "nodelete"]))
     }
 }
 

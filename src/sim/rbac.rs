@@ -66,6 +66,20 @@ impl User {
         }
     }
 
+    /// Reads everything; creates and changes Istio objects in `namespace` but may not
+    /// delete them: a change it makes could not be undone, so preflight must refuse it.
+    pub fn nodelete(token: String, namespace: &str) -> Self {
+        Self {
+            name: "nodelete".into(),
+            token,
+            rules: vec![
+                Rule::new(&["get", "list", "watch"], &["*"], &["*"], &[]),
+                Rule::new(&["create"], &["authorization.k8s.io"], &["selfsubjectaccessreviews"], &[]),
+                Rule::new(&["create", "update", "patch"], &["networking.istio.io", "security.istio.io"], &["*"], &[namespace]),
+            ],
+        }
+    }
+
     pub fn can(&self, verb: &str, group: &str, resource: &str, ns: Option<&str>) -> bool {
         self.rules.iter().any(|r| r.allows(verb, group, resource, ns))
     }

@@ -82,9 +82,13 @@ impl Runner {
                         let rendered = crate::render::render(&plan, &snapshot).map_err(|e| e.to_string())?;
                         let before = r.history()?.scope_of(&plan.names()).map_err(|e| e.to_string())?;
                         let desired = desired_for_plan(&r.clusters, &plan, &rendered, &before).await.map_err(|e| e.to_string())?;
-                        prepare(&r.clusters, desired, &ApplyOptions { force_conflicts: false, concurrency: 8, progress: None, ..Default::default() })
-                            .await
-                            .map_err(|e| e.to_string())
+                        prepare(
+                            &r.clusters,
+                            desired,
+                            &ApplyOptions { force_conflicts: false, concurrency: 8, progress: None, ..Default::default() },
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
                     }
                     .await;
                     let _ = r.tx.send(Msg::Prepared { generation, result });

@@ -408,3 +408,141 @@ pub fn kubectl_ok(out: &std::process::Output) -> String {
 pub fn versions(snap: &meshdeck::inventory::FleetSnapshot, service: &str, cluster: &str) -> Vec<String> {
     snap.service(service).and_then(|r| r.clusters.get(cluster)).map(|p| p.versions.keys().cloned().collect()).unwrap_or_default()
 }
+
+/// `meshdeck` as a user runs it: this kubeconfig in `KUBECONFIG`, its own config and
+/// data directories, no terminal.
+pub struct MeshdeckCli {
+    pub kubeconfig: std::path::PathBuf,
+    pub config: tempfile::TempDir,
+    pub data: tempfile::TempDir,
+}
+
+impl MeshdeckCli {
+    pub fn new(kubeconfig: std::path::PathBuf) -> std::sync::Arc<MeshdeckCli> {
+        std::sync::Arc::new(MeshdeckCli { kubeconfig, config: tempfile::tempdir().expect("tmp"), data: tempfile::tempdir().expect("tmp") })
+    }
+
+    /// The command, ready to run or spawn.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_meshdeck"));
+        c.args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("MESHDECK_CONFIG_DIR", self.config.path())
+            .env("MESHDECK_DATA_DIR", self.data.path())
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// Run to the end off the async runtime.
+    pub async fn run(self: &std::sync::Arc<Self>, args: &[&str]) -> std::process::Output {
+        let cli = self.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || cli.command(&args.iter().map(String::as_str).collect::<Vec<_>>()).output().expect("runs"))
+            .await
+            .expect("joined")
+    }
+}
+
+/// stdout and stderr, for messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Every Istio object of the three clusters with its resourceVersion (admin contexts).
+pub async fn istio_objects(fleet: &TestFleet) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        for (k, v) in fingerprint(&fleet.client(c).await).await {
+            if meshdeck::inventory::watch::ISTIO_KINDS.iter().any(|(_, kind, _)| k.starts_with(&format!("{kind}/"))) {
+                out.insert(format!("{c}/{k}"), v);
+            }
+        }
+    }
+    out
+}
+
+/// A TCP proxy in front of an API server that the test controls: every chunk the
+/// client sends waits `delay` first (a slow link), and `stall` stops forwarding
+/// altogether (a server that accepts a request and never answers). TLS passes
+/// through untouched, so the client still verifies the real server.
+pub struct SlowProxy {
+    pub addr: std::net::SocketAddr,
+    pub stall: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SlowProxy {
+    pub async fn start(upstream: std::net::SocketAddr, delay: Duration) -> SlowProxy {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stall = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stall.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { continue };
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            tokio::time::sleep(delay).await;
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let down = tokio::io::copy(&mut sr, &mut cw);
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                    }
+                });
+            }
+        });
+        SlowProxy { addr, stall, task }
+    }
+}
+
+impl TestFleet {
+    /// The API server address of `cluster` (from the kubeconfig).
+    pub fn server_addr(&self, cluster: &str) -> std::net::SocketAddr {
+        let kc: serde_json::Value = serde_saphyr::from_str(&self.kubeconfig_yaml()).expect("kubeconfig");
+        let server =
+            kc["clusters"].as_array().and_then(|cs| cs.iter().find(|c| c["name"] == cluster)).expect("cluster")["cluster"]["server"]
+                .as_str()
+                .expect("server")
+                .to_string();
+        server.trim_start_matches("https://").trim_end_matches('/').parse().expect("host:port")
+    }
+
+    /// The fleet's kubeconfig with `cluster` reached through `addr` instead, in `dir`.
+    pub fn kubeconfig_via(&self, cluster: &str, addr: std::net::SocketAddr, dir: &std::path::Path) -> std::path::PathBuf {
+        let mut kc: serde_json::Value = serde_saphyr::from_str(&self.kubeconfig_yaml()).expect("kubeconfig");
+        for c in kc["clusters"].as_array_mut().expect("clusters") {
+            if c["name"] == cluster {
+                c["cluster"]["server"] = serde_json::json!(format!("https://{addr}"));
+            }
+        }
+        let path = dir.join("kubeconfig-via-proxy");
+        std::fs::write(&path, serde_json::to_string(&kc).expect("json")).expect("write");
+        path
+    }
+}

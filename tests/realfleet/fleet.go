@@ -205,6 +205,7 @@ type cluster struct {
 	adminToken string
 	restricted string
 	team       string
+	nodelete   string
 	pki        *clusterPKI
 	apiserver  *exec.Cmd
 	apiArgs    []string
@@ -277,7 +278,7 @@ func spawn(dir, name string, args ...string) (*exec.Cmd, error) {
 }
 
 func (c *cluster) startAPIServer(etcdURL, prefix string) error {
-	tokens := fmt.Sprintf("%s,admin,admin,system:masters\n%s,restricted,restricted,meshdeck:restricted\n%s,team,team,meshdeck:team\n", c.adminToken, c.restricted, c.team)
+	tokens := fmt.Sprintf("%s,admin,admin,system:masters\n%s,restricted,restricted,meshdeck:restricted\n%s,team,team,meshdeck:team\n%s,nodelete,nodelete,meshdeck:nodelete\n", c.adminToken, c.restricted, c.team, c.nodelete)
 	if err := os.WriteFile(filepath.Join(c.dir, "tokens.csv"), []byte(tokens), 0o600); err != nil {
 		return err
 	}
@@ -373,13 +374,17 @@ func (c *cluster) waitReady(ctx context.Context) error {
 }
 
 // teamKubeconfig is the sim's `<kubeconfig>.team`: clusterN-team contexts for a
-// user whose rights end at the `default` namespace.
+// user whose rights end at the `default` namespace, clusterN-nodelete for one who
+// may create and change Istio objects there but not delete them.
 func teamKubeconfig(clusters []*cluster) []byte {
 	var cs, us, ctxs []map[string]any
 	for _, c := range clusters {
 		cs = append(cs, map[string]any{"name": c.name, "cluster": map[string]any{"server": c.server(), "certificate-authority-data": c.pki.CAPEM}})
-		us = append(us, map[string]any{"name": c.name + "-team", "user": map[string]any{"token": c.team}})
-		ctxs = append(ctxs, map[string]any{"name": c.name + "-team", "context": map[string]any{"cluster": c.name, "user": c.name + "-team", "namespace": "default"}})
+		for _, u := range [][2]string{{"team", c.team}, {"nodelete", c.nodelete}} {
+			user, token := u[0], u[1]
+			us = append(us, map[string]any{"name": c.name + "-" + user, "user": map[string]any{"token": token}})
+			ctxs = append(ctxs, map[string]any{"name": c.name + "-" + user, "context": map[string]any{"cluster": c.name, "user": c.name + "-" + user, "namespace": "default"}})
+		}
 	}
 	doc := map[string]any{"apiVersion": "v1", "kind": "Config", "current-context": clusters[0].name + "-team", "clusters": cs, "users": us, "contexts": ctxs}
 	j, _ := json.Marshal(doc)
@@ -543,7 +548,7 @@ func boot(ctx context.Context, o *options) ([]*cluster, []*embed.Etcd, error) {
 		if c.port, err = freePort(); err != nil {
 			return clusters, etcds, err
 		}
-		c.adminToken, c.restricted, c.team = randomToken(), randomToken(), randomToken()
+		c.adminToken, c.restricted, c.team, c.nodelete = randomToken(), randomToken(), randomToken(), randomToken()
 		etcdURL, prefix := sharedURL, "/"+c.name+"/registry"
 		if o.etcdMode == "per-cluster" {
 			e, u, err := startEtcd(filepath.Join(c.dir, "etcd"))

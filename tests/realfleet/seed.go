@@ -159,7 +159,35 @@ func seedRBAC(ctx context.Context, kube kubernetes.Interface) error {
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: team.Name},
 		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "team"}},
 	}
-	_, err := kube.RbacV1().RoleBindings("default").Create(ctx, teamBinding, metav1.CreateOptions{})
+	if _, err := kube.RbacV1().RoleBindings("default").Create(ctx, teamBinding, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	// The nodelete user: reads everything, creates and changes Istio objects in `default`, never deletes.
+	nodelete := []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "nodelete"}}
+	readAll := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "meshdeck-nodelete-read"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: read.Name},
+		Subjects:   nodelete,
+	}
+	if _, err := kube.RbacV1().ClusterRoleBindings().Create(ctx, readAll, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	change := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "meshdeck-nodelete", Namespace: "default"},
+		Rules: []rbacv1.PolicyRule{{
+			Verbs:     []string{"create", "update", "patch"},
+			APIGroups: []string{"networking.istio.io", "security.istio.io"}, Resources: []string{"*"},
+		}},
+	}
+	if _, err := kube.RbacV1().Roles("default").Create(ctx, change, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	changeBinding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "meshdeck-nodelete", Namespace: "default"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: change.Name},
+		Subjects:   nodelete,
+	}
+	_, err := kube.RbacV1().RoleBindings("default").Create(ctx, changeBinding, metav1.CreateOptions{})
 	return err
 }
 
