@@ -3,52 +3,22 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-struct Cli {
-    kubeconfig: std::path::PathBuf,
-    config: tempfile::TempDir,
-    data: tempfile::TempDir,
-}
+use common::{MeshdeckCli as Cli, text};
 
-impl Cli {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_meshdeck"))
-            .args([
-                "--kubeconfig",
-                self.kubeconfig.to_str().expect("utf8"),
-                "--context",
-                "cluster1",
-                "--context",
-                "cluster2",
-                "--context",
-                "cluster3",
-            ])
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("MESHDECK_CONFIG_DIR", self.config.path())
-            .env("MESHDECK_DATA_DIR", self.data.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("runs")
-    }
-}
-
+/// The admin contexts only, as this test always ran.
 async fn run(cli: &std::sync::Arc<Cli>, args: &[&str]) -> Output {
-    let cli = cli.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || cli.run(&args.iter().map(String::as_str).collect::<Vec<_>>())).await.expect("joined")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    let mut all = vec!["--context", "cluster1", "--context", "cluster2", "--context", "cluster3"];
+    all.extend_from_slice(args);
+    cli.run(&all).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_diff_history_rollback_and_refusals_from_the_command_line() {
     let fleet = common::TestFleet::start().await;
     let kubeconfig = fleet.kubeconfig_path();
-    let cli = std::sync::Arc::new(Cli { kubeconfig, config: tempfile::tempdir().expect("tmp"), data: tempfile::tempdir().expect("tmp") });
+    let cli = Cli::new(kubeconfig);
 
     let out = run(&cli, &["apply", "-f", "examples/reviews-canary.yaml"]).await;
     assert_eq!(out.status.code(), Some(1));

@@ -5,60 +5,18 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
-struct Cli {
-    kubeconfig: std::path::PathBuf,
-    config: tempfile::TempDir,
-    data: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new(kubeconfig: std::path::PathBuf) -> std::sync::Arc<Cli> {
-        std::sync::Arc::new(Cli { kubeconfig, config: tempfile::tempdir().expect("tmp"), data: tempfile::tempdir().expect("tmp") })
-    }
-
-    /// `meshdeck` with the kubeconfig as a user has it: every context registered.
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_meshdeck"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("MESHDECK_CONFIG_DIR", self.config.path())
-            .env("MESHDECK_DATA_DIR", self.data.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("runs")
-    }
-}
-
-async fn run(cli: &std::sync::Arc<Cli>, args: &[&str]) -> Output {
-    let cli = cli.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || cli.run(&args.iter().map(String::as_str).collect::<Vec<_>>())).await.expect("joined")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::{MeshdeckCli as Cli, istio_objects, text};
 
 fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
 }
 
-/// Every Istio object in the fleet with its resourceVersion (through the admin contexts).
-async fn istio_objects(fleet: &common::TestFleet) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    for c in ["cluster1", "cluster2", "cluster3"] {
-        for (k, v) in common::fingerprint(&fleet.client(c).await).await {
-            if meshdeck::inventory::watch::ISTIO_KINDS.iter().any(|(_, kind, _)| k.starts_with(&format!("{kind}/"))) {
-                out.insert(format!("{c}/{k}"), v);
-            }
-        }
-    }
-    out
+async fn run(cli: &std::sync::Arc<Cli>, args: &[&str]) -> Output {
+    cli.run(args).await
 }
 
 /// Pods per cluster as the admin context lists them.

@@ -95,19 +95,6 @@ async fn real_only_an_api_server_restarted_mid_session_is_resumed_by_the_invento
     .await;
 }
 
-/// Every Istio object of the three clusters with its resourceVersion.
-async fn istio_objects(fleet: &common::TestFleet) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    for c in ["cluster1", "cluster2", "cluster3"] {
-        for (k, v) in common::fingerprint(&fleet.client(c).await).await {
-            if meshdeck::inventory::watch::ISTIO_KINDS.iter().any(|(_, kind, _)| k.starts_with(&format!("{kind}/"))) {
-                out.insert(format!("{c}/{k}"), v);
-            }
-        }
-    }
-    out
-}
-
 /// cluster2's API server stops between the dry run and the writes: the check
 /// before the first write finds it gone, so nothing is written anywhere (before,
 /// cluster1 was written and rolled back, and the report said RollbackIncomplete
@@ -118,7 +105,7 @@ async fn real_only_cluster2_down_after_the_dry_run_leaves_every_cluster_as_befor
     let clusters = fleet.registry().await;
     let mut inventory = Inventory::start(&clusters);
     let inv = inventory.settled(Duration::from_secs(30)).await;
-    let before = istio_objects(&fleet).await;
+    let before = common::istio_objects(&fleet).await;
     let text =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reviews-canary.yaml")).expect("example");
     let plan = meshdeck::plan::load("reviews-canary.yaml", &text, &inv).expect("plan");
@@ -135,5 +122,5 @@ async fn real_only_cluster2_down_after_the_dry_run_leaves_every_cluster_as_befor
     fleet.control("POST", "/clusters/cluster2/apiserver/start").await;
     let err = result.expect_err("the apply stops before writing");
     assert!(err.to_string().starts_with("cluster2: ") && err.to_string().contains("nothing was written"), "{err}");
-    assert_eq!(istio_objects(&fleet).await, before, "every cluster is as it was before");
+    assert_eq!(common::istio_objects(&fleet).await, before, "every cluster is as it was before");
 }

@@ -28,6 +28,19 @@ impl Tmux {
             .unwrap_or_default()
     }
 
+    /// From the fleet view: find reviews, compose the talk's 15/10/75 canary from
+    /// cluster1, then press `extra` (e.g. `a` for an access rule); it must be valid.
+    fn compose_canary(&self, extra: &[&str]) {
+        // The filter finds reviews wherever it sorts (a real cluster also lists `kubernetes`).
+        self.keys(&["/", "reviews", "Enter"]);
+        self.wait_for(&["reviews"], 10);
+        self.keys(&["r"]);
+        self.wait_for(&["reviews-route weighted split from cluster1"], 10);
+        self.keys(&["1", "5", "Enter", "Down", "1", "0", "Enter", "Down", "Down", "Down", "7", "5", "Enter"]);
+        self.keys(extra);
+        self.wait_for(&["total 100/100", "✓ valid"], 10);
+    }
+
     /// Wait until a table row starts with these cells (split on whitespace).
     fn wait_for_row(&self, cells: &[&str], secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -55,6 +68,24 @@ impl Tmux {
     }
 }
 
+/// The cockpit in a detached tmux session of `w`x`h`, on the fleet's kubeconfig with
+/// `args`, its directories under `dir`.
+fn start_cockpit(name: &str, dir: &std::path::Path, kubeconfig: &std::path::Path, args: &str, w: u16, h: u16) -> Tmux {
+    let session = format!("meshdeck-{name}-{}", std::process::id());
+    let d = dir.display();
+    let cmd = format!(
+        "env MESHDECK_DATA_DIR={d}/data MESHDECK_STATE_DIR={d}/state MESHDECK_CONFIG_DIR={d}/config TERM=xterm-256color {} --kubeconfig {} {args}",
+        env!("CARGO_BIN_EXE_meshdeck"),
+        kubeconfig.display()
+    );
+    let ok = Command::new("tmux")
+        .args(["new-session", "-d", "-s", &session, "-x", &w.to_string(), "-y", &h.to_string(), &cmd])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "tmux new-session");
+    Tmux { session }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
@@ -69,28 +100,11 @@ async fn compose_the_canary_with_keys_and_apply_it_to_the_fleet() {
     let fleet = common::TestFleet::start().await;
     let dir = tempfile::tempdir().expect("tmp");
     let kubeconfig = fleet.kubeconfig_path();
-    let session = format!("meshdeck-e2e-{}", std::process::id());
-    let d = dir.path().display();
-    let cmd = format!(
-        "env MESHDECK_DATA_DIR={d}/data MESHDECK_STATE_DIR={d}/state MESHDECK_CONFIG_DIR={d}/config TERM=xterm-256color {} --kubeconfig {} --context cluster1 --context cluster2 --context cluster3",
-        env!("CARGO_BIN_EXE_meshdeck"),
-        kubeconfig.display()
-    );
+    let home = dir.path().to_path_buf();
     let tmux = tokio::task::spawn_blocking(move || {
-        let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", "120", "-y", "36", &cmd])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "tmux new-session");
-        let t = Tmux { session };
+        let t = start_cockpit("e2e", &home, &kubeconfig, "--context cluster1 --context cluster2 --context cluster3", 120, 36);
         t.wait_for(&["3/3 clusters live", "reviews", "v1 1/1 v2 1/1 v3 1/1", "CLUSTER3"], 30);
-        // The filter finds reviews wherever it sorts (a real cluster also lists `kubernetes`).
-        t.keys(&["/", "reviews", "Enter"]);
-        t.wait_for(&["reviews"], 10);
-        t.keys(&["r"]);
-        t.wait_for(&["reviews-route weighted split from cluster1"], 10);
-        t.keys(&["1", "5", "Enter", "Down", "1", "0", "Enter", "Down", "Down", "Down", "7", "5", "Enter"]);
-        t.wait_for(&["total 100/100", "✓ valid"], 10);
+        t.compose_canary(&[]);
         t.keys(&["A"]);
         t.wait_for(&["create 6 on cluster1, cluster2"], 20);
         t.keys(&["y"]);
@@ -134,20 +148,9 @@ async fn acting_as_the_restricted_alias_refuses_and_switching_back_writes() {
     let fleet = common::TestFleet::start().await;
     let dir = tempfile::tempdir().expect("tmp");
     let kubeconfig = fleet.kubeconfig_path();
-    let session = format!("meshdeck-alias-{}", std::process::id());
-    let d = dir.path().display();
-    let cmd = format!(
-        "env MESHDECK_DATA_DIR={d}/data MESHDECK_STATE_DIR={d}/state MESHDECK_CONFIG_DIR={d}/config TERM=xterm-256color {} --kubeconfig {}",
-        env!("CARGO_BIN_EXE_meshdeck"),
-        kubeconfig.display()
-    );
+    let home = dir.path().to_path_buf();
     let tmux = tokio::task::spawn_blocking(move || {
-        let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", "160", "-y", "40", &cmd])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "tmux new-session");
-        let t = Tmux { session };
+        let t = start_cockpit("alias", &home, &kubeconfig, "", 160, 40);
         t.wait_for(&["3/3 clusters live", "reviews"], 30);
         t.keys(&["g", "c"]);
         t.wait_for(&["ALIASES", "cluster1-restricted"], 10);
@@ -158,12 +161,7 @@ async fn acting_as_the_restricted_alias_refuses_and_switching_back_writes() {
         // Escape alone: followed at once by a key, a terminal reads it as Alt+key.
         t.keys(&["Escape"]);
         t.wait_for(&["meshdeck fleet"], 10);
-        t.keys(&["/", "reviews", "Enter"]);
-        t.wait_for(&["reviews"], 10);
-        t.keys(&["r"]);
-        t.wait_for(&["reviews-route weighted split from cluster1"], 10);
-        t.keys(&["1", "5", "Enter", "Down", "1", "0", "Enter", "Down", "Down", "Down", "7", "5", "Enter", "a"]);
-        t.wait_for(&["total 100/100", "✓ valid"], 10);
+        t.compose_canary(&["a"]);
         t.keys(&["A"]);
         t.wait_for(&["cannot create authorizationpolicies.security.istio.io"], 20);
         t.keys(&["Escape"]);
