@@ -194,6 +194,39 @@ impl Persona {
 }
 
 /// The persona for a run against `clusters`: none configured means unrestricted.
+impl Persona {
+    /// May this persona create, change or delete an object of `kind` in `cluster` and
+    /// `namespace`? Routing objects live where the persona routes from or to; an
+    /// AuthorizationPolicy also needs `accessPolicies`.
+    fn may_write(&self, cluster: &str, namespace: &str, kind: &str) -> bool {
+        if self.name == "unrestricted" {
+            return true;
+        }
+        let in_namespace =
+            |pattern: &String| pattern == "*" || pattern.rsplit_once('.').is_some_and(|(_, ns)| ns == namespace || ns == "*");
+        let routes_here = self.may_route_from(cluster, namespace)
+            || self
+                .route_to
+                .iter()
+                .any(|r| matches(&r.clusters, cluster) && (r.services.is_empty() || r.services.iter().any(in_namespace)));
+        routes_here && (kind != "AuthorizationPolicy" || self.access_policies)
+    }
+
+    /// Every object a change set creates, changes or deletes (prunes and rollbacks
+    /// included) must be one this persona may write.
+    pub fn check_changes(&self, what: &str, changes: &crate::apply::ChangeSet) -> Result<(), PolicyError> {
+        for s in changes.pending() {
+            let t = &s.target;
+            if !self.may_write(&t.cluster, &t.namespace, &t.kind) {
+                return Err(
+                    self.refuse(what, format!("may not {} {}/{}/{} in {}", s.change.as_str(), t.kind, t.namespace, t.name, t.cluster))
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn persona_for(
     clusters: &[crate::registry::Cluster],
     explicit: Option<&str>,

@@ -231,6 +231,8 @@ async fn sim_only_a_cluster_failing_mid_apply_leaves_every_cluster_as_before() {
         report,
         changes: set,
         rollback_of: None,
+        fleet: Default::default(),
+        after: Default::default(),
     };
     history.record(&rec).expect("recorded");
     let back = history.get(&rec.id).expect("read back");
@@ -279,6 +281,8 @@ async fn rollback_restores_and_prune_touches_only_this_plan() {
         report: report2,
         changes: set2,
         rollback_of: None,
+        fleet: Default::default(),
+        after: Default::default(),
     };
     let undo = prepare(&env.clusters, desired_for_rollback(&record), &opts(true)).await.expect("rollback prepared");
     let report = execute_confirmed(&env.clusters, &undo, &opts(true)).await.expect("rolled back");

@@ -137,6 +137,8 @@ both_sizes!(history, |a| {
         report: ApplyReport { outcome: Outcome::Applied, clusters: Default::default() },
         changes: set,
         rollback_of: None,
+        fleet: Default::default(),
+        after: Default::default(),
     };
     update(a, Msg::History(vec![rec]));
     press(a, "esc esc g h");

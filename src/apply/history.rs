@@ -6,6 +6,7 @@
 //! atomically (temp file, fsync, rename): a crash leaves either record, never a
 //! torn one. `apply.lock` lets one apply run at a time.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,39 @@ pub struct HistoryRecord {
     /// For a rollback: the record it undid.
     #[serde(default)]
     pub rollback_of: Option<String>,
+    /// Which cluster each registry name was when this was recorded: a record is
+    /// rolled back only on the same clusters.
+    #[serde(default)]
+    pub fleet: BTreeMap<String, ClusterIdentity>,
+    /// What the apply left, per object (`ObjRef` text → resourceVersion, None: absent).
+    /// A rollback compares live with it to find later changes.
+    #[serde(default)]
+    pub after: BTreeMap<String, Option<String>>,
+}
+
+/// A cluster as it says it is: its API server and its `kube-system` uid.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterIdentity {
+    #[serde(default)]
+    pub server: Option<String>,
+    #[serde(default)]
+    pub uid: Option<String>,
+}
+
+impl ClusterIdentity {
+    /// The same cluster? The uid decides when both are known (the address may change);
+    /// otherwise the server URL.
+    pub fn same_as(&self, other: &ClusterIdentity) -> bool {
+        match (&self.uid, &other.uid) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.server.is_none() || other.server.is_none() || self.server == other.server,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} (kube-system uid {})", self.server.as_deref().unwrap_or("?"), self.uid.as_deref().unwrap_or("unknown"))
+    }
 }
 
 impl HistoryRecord {
@@ -55,6 +89,8 @@ impl HistoryRecord {
             report,
             changes,
             rollback_of,
+            fleet: BTreeMap::new(),
+            after: BTreeMap::new(),
         }
     }
 }
@@ -75,6 +111,11 @@ impl HistoryRecord {
     ) -> Self {
         let report = ApplyReport { outcome: super::write::Outcome::Pending, clusters: Default::default() };
         HistoryRecord::new(action, persona, plans, plan_yaml, report, changes, rollback_of)
+    }
+
+    /// When it was recorded (records of the same second compare by this, not by id).
+    pub fn when(&self) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        chrono::DateTime::parse_from_rfc3339(&self.time).ok()
     }
 
     /// The same record, finished with how the apply ended.
@@ -194,7 +235,8 @@ impl History {
                 Err(e) => bad.push(format!("{}: not a history record ({e})", p.display())),
             }
         }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
+        // Ids sort by the second; two records in one second are ordered by their time.
+        out.sort_by(|a, b| (a.when(), &a.id).cmp(&(b.when(), &b.id)));
         bad.sort();
         Ok((out, bad))
     }

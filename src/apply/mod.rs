@@ -9,6 +9,7 @@ pub mod dry_run;
 pub mod grant;
 pub mod history;
 pub mod preflight;
+pub mod rollback;
 pub mod target;
 pub mod write;
 
@@ -92,6 +93,14 @@ impl ChangeSet {
         cs
     }
 
+    /// Every cluster a step names (changed or not).
+    pub fn clusters_touched(&self) -> Vec<String> {
+        let mut cs: Vec<String> = self.steps.iter().map(|s| s.target.cluster.clone()).collect();
+        cs.sort();
+        cs.dedup();
+        cs
+    }
+
     /// `create 2, update 1, delete 1, unchanged 3`.
     pub fn summary(&self) -> String {
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -139,6 +148,12 @@ pub enum ApplyError {
     DryRun(Vec<String>),
     #[error("{cluster}: {message}")]
     Cluster { cluster: String, message: String },
+    #[error("{id} was recorded on other clusters than these (nothing was written):\n  {}", .why.join("\n  "))]
+    OtherFleet { id: String, why: Vec<String> },
+    #[error("the fleet changed since {id} (nothing was written; --force restores its before-state anyway):\n  {}", .why.join("\n  "))]
+    ChangedSince { id: String, why: Vec<String> },
+    #[error("two plans, one name (nothing was written): {0}")]
+    PlanClash(String),
     #[error("the fleet changed since the diff (nothing was written); diff again:\n  {}", .0.join("\n  "))]
     Stale(Vec<String>),
     #[error("{0}")]
@@ -295,6 +310,21 @@ pub async fn desired_for_plan(
                     }
                 };
                 for o in listed.items {
+                    let labels = o.metadata.labels.clone().unwrap_or_default();
+                    let plan_name = labels.get(crate::render::PLAN_LABEL).cloned().unwrap_or_default();
+                    // Labelled before plan kinds were: the Istio kind says which plan kind rendered it.
+                    let their_kind = labels
+                        .get(crate::render::PLAN_KIND_LABEL)
+                        .cloned()
+                        .unwrap_or_else(|| crate::render::plan_kind_of(kind).to_string());
+                    if plan.kind_of(&plan_name) != Some(their_kind.as_str()) {
+                        return Err(ApplyError::PlanClash(format!(
+                            "{}: {kind}/{ns}/{} belongs to the {their_kind} {plan_name}; this plan's {plan_name} is a {}: give it another name",
+                            c.name,
+                            o.metadata.name.clone().unwrap_or_default(),
+                            plan.kind_of(&plan_name).unwrap_or("?")
+                        )));
+                    }
                     let mut v = serde_json::to_value(&o).unwrap_or_default();
                     v["kind"] = serde_json::json!(kind);
                     let r = ObjRef::of(&c.name, &v);
@@ -308,18 +338,8 @@ pub async fn desired_for_plan(
     Ok(out)
 }
 
-/// The desired state that undoes a recorded change: what existed is restored, what was created is removed.
+/// The desired state that undoes a recorded change: the plan's whole before-state
+/// (see `rollback`).
 pub fn desired_for_rollback(record: &history::HistoryRecord) -> Vec<(ObjRef, Desired)> {
-    record
-        .changes
-        .pending()
-        .map(|s| {
-            // The whole previous object: its owners (managedFields) are restored too.
-            let want = match &s.previous {
-                Some(prev) => Desired::Restore(prev.clone()),
-                None => Desired::Absent,
-            };
-            (s.target.clone(), want)
-        })
-        .collect()
+    rollback::desired(record)
 }

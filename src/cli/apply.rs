@@ -14,7 +14,7 @@ use super::render::{read_plan, render_plan};
 use super::{CliError, GlobalArgs, fleet};
 use crate::apply::history::{History, HistoryRecord};
 use crate::apply::write::{ApplyReport, Outcome, execute};
-use crate::apply::{ApplyError, ApplyOptions, ChangeSet, Confirmation, WriteGrant, desired_for_plan, desired_for_rollback, prepare};
+use crate::apply::{ApplyError, ApplyOptions, ChangeSet, Confirmation, WriteGrant, desired_for_plan, prepare};
 use crate::config::{config_dir, data_dir};
 use crate::policy::Persona;
 use crate::registry::Cluster;
@@ -63,6 +63,9 @@ pub struct RollbackArgs {
     pub yes: bool,
     #[arg(long)]
     pub as_persona: Option<String>,
+    /// Restore the record's before-state even where later applies or hand edits changed it since.
+    #[arg(long)]
+    pub force: bool,
     /// Each write's deadline.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     pub request_timeout: u64,
@@ -131,6 +134,8 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, 
     let desired = desired_for_plan(&clusters, &plan, &rendered, &before).await.map_err(err)?;
     let opts = ApplyOptions { force_conflicts: args.force_conflicts, concurrency: 8, progress: None, ..Default::default() };
     let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
+    // Prunes too: every object written or deleted is the persona's to touch.
+    persona.check_changes(&plan.names().join(","), &changes).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
     let plan_names = plan.names();
     Ok(Prepared { clusters, persona, plan_names, plan_yaml: plan.to_yaml(), changes })
 }
@@ -192,6 +197,8 @@ async fn write_recorded(
 ) -> Result<(), CliError> {
     let history = history()?;
     let _lock = history.lock(&format!("{} {}", intent.action, intent.id)).map_err(err)?;
+    let mut intent = intent;
+    intent.fleet = crate::apply::rollback::identities(clusters, changes.clusters_touched()).await;
     history.record(&intent).map_err(err)?;
     let cancel = Arc::new(AtomicBool::new(false));
     let signals = on_interrupt(cancel.clone(), intent.id.clone());
@@ -207,7 +214,8 @@ async fn write_recorded(
             return Err(err(e));
         }
     };
-    let record = intent.finished(report);
+    let mut record = intent.finished(report);
+    record.after = crate::apply::rollback::after_state(clusters, &changes).await;
     // The report first: a failure to record must not hide what happened.
     eprint!("{}", record.report.describe());
     history.record(&record).map_err(|e| CliError::failed(format!("{e}: the report above was not recorded")))?;
@@ -257,12 +265,16 @@ pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError>
 
 pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CliError> {
     let history = history()?;
-    let original = history.get(&args.id).map_err(|e| CliError::bad_input(e.to_string()))?;
+    history.get(&args.id).map_err(|e| CliError::bad_input(e.to_string()))?;
+    announce_interrupted(&history);
     let (clusters, _) = fleet::registry(global).await?;
     let persona = persona(&clusters, args.as_persona.as_deref())?;
-    let desired = desired_for_rollback(&original);
+    let (original, desired) = crate::apply::rollback::plan(&clusters, &history, &args.id, args.force).await.map_err(err)?;
     let opts = write_options(true, args.request_timeout);
     let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
+    persona
+        .check_changes(&format!("rollback of {}", args.id), &changes)
+        .map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
     print!("{}", changes.render_diff());
     eprintln!("{}", changes.summary());
     if changes.is_noop() {

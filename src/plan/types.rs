@@ -21,6 +21,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The kind of the document named `name` (`TrafficRoute` or `AccessPolicy`).
+    pub fn kind_of(&self, name: &str) -> Option<&'static str> {
+        if self.routes.iter().any(|r| r.name == name) {
+            Some("TrafficRoute")
+        } else if self.access.iter().any(|a| a.name == name) {
+            Some("AccessPolicy")
+        } else {
+            None
+        }
+    }
+
     /// The names of the plan's documents, as history and the plan label record them.
     pub fn names(&self) -> Vec<String> {
         self.routes.iter().map(|r| r.name.clone()).chain(self.access.iter().map(|a| a.name.clone())).collect()

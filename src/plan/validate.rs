@@ -197,9 +197,11 @@ pub fn validate(file: &str, mut docs: Vec<RawDoc>, inv: &FleetSnapshot) -> Resul
         if !dns_label(&name) {
             ck.err(&doc.metadata.name, format!("metadata.name {name:?} must be a DNS label of at most 40 characters (lower case, digits, '-'): objects are named after it"));
         }
-        if !names.insert((doc.kind.value.clone(), name.clone())) {
-            ck.err(&doc.metadata.name, format!("a {} named {name} is already in this file", doc.kind.value));
+        // A plan is its kind and name, but objects are named after the name alone: one name, one plan.
+        if let Some((kind, _)) = names.iter().find(|(_, n)| *n == name) {
+            ck.err(&doc.metadata.name, format!("a {kind} named {name} is already in this file; give each plan its own name"));
         }
+        names.insert((doc.kind.value.clone(), name.clone()));
         match doc.kind.value.as_str() {
             "TrafficRoute" => {
                 if let Some(r) = traffic_route(&mut ck, &name, &doc.spec) {

@@ -18,6 +18,14 @@ use crate::plan::{Plan, RouteMatch, TrafficRoute};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const PLAN_LABEL: &str = "meshdeck.dev/plan";
+/// The kind of the plan document an object was rendered from: a plan is its kind and name.
+pub const PLAN_KIND_LABEL: &str = "meshdeck.dev/plan-kind";
+
+/// The plan kind that renders an Istio kind: AuthorizationPolicies come from
+/// AccessPolicies, everything else from TrafficRoutes.
+pub fn plan_kind_of(istio_kind: &str) -> &'static str {
+    if istio_kind == "AuthorizationPolicy" { "AccessPolicy" } else { "TrafficRoute" }
+}
 /// The east-west gateway's mTLS passthrough port.
 pub const EASTWEST_PORT: u16 = 15443;
 
@@ -86,7 +94,7 @@ pub fn object(kind: &str, namespace: &str, name: &str, plan: &str, spec: Value) 
     json!({
         "apiVersion": api_version(kind),
         "kind": kind,
-        "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: "meshdeck", PLAN_LABEL: plan}},
+        "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: "meshdeck", PLAN_LABEL: plan, PLAN_KIND_LABEL: plan_kind_of(kind)}},
         "spec": spec,
     })
 }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::{SeedableRng, rngs::StdRng};
+use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -139,7 +139,8 @@ impl SimFleet {
                 User::team(random_token(&mut rng, name, "team"), "default"),
                 User::nodelete(random_token(&mut rng, name, "nodelete"), "default"),
             ];
-            let mut store = ClusterStore::new(base_registry.clone(), i as u64 + 1);
+            // uids differ from fleet to fleet, as real clusters' do: a cluster is known by its kube-system uid.
+            let mut store = ClusterStore::new(base_registry.clone(), (i as u64 + 1) ^ (rng.random::<u64>() << 8));
             let crd_rt = store.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions").cloned();
             if let Some(crd_rt) = crd_rt {
                 let opts = WriteOptions { manager: "sim-install".into(), ..Default::default() };
@@ -258,7 +259,6 @@ impl SimFleet {
 }
 
 fn random_token(rng: &mut StdRng, cluster: &str, user: &str) -> String {
-    use rand::Rng;
     let bytes: [u8; 16] = rng.random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("{cluster}-{user}-{hex}")

@@ -26,7 +26,7 @@ use theme::Theme;
 
 use crate::apply::history::{History, HistoryRecord};
 use crate::apply::write::{ApplyReport, Outcome};
-use crate::apply::{ApplyOptions, desired_for_plan, desired_for_rollback, prepare};
+use crate::apply::{ApplyOptions, desired_for_plan, prepare};
 use crate::inventory::Inventory;
 use crate::registry::Cluster;
 
@@ -97,10 +97,12 @@ impl Runner {
             Effect::PrepareRollback { generation, id } => {
                 tokio::spawn(async move {
                     let result = async {
-                        let record = r.history()?.get(&id).map_err(|e| e.to_string())?;
+                        let history = r.history()?;
+                        let (_, desired) =
+                            crate::apply::rollback::plan(&r.clusters, &history, &id, false).await.map_err(|e| e.to_string())?;
                         prepare(
                             &r.clusters,
-                            desired_for_rollback(&record),
+                            desired,
                             &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None, ..Default::default() },
                         )
                         .await
@@ -129,7 +131,8 @@ impl Runner {
                             .unwrap_or_else(|_| "unknown".into());
                         // Intent first, one apply at a time (see apply::history).
                         let history = r.history()?;
-                        let intent = HistoryRecord::pending(&action, persona, plans, plan_yaml, changes.clone(), rollback_of);
+                        let mut intent = HistoryRecord::pending(&action, persona, plans, plan_yaml, changes.clone(), rollback_of);
+                        intent.fleet = crate::apply::rollback::identities(&r.clusters, changes.clusters_touched()).await;
                         let _lock = history.lock(&format!("{action} {} from the cockpit", intent.id)).map_err(|e| e.to_string())?;
                         history.record(&intent).map_err(|e| e.to_string())?;
                         let result = crate::apply::write::execute(
@@ -147,7 +150,8 @@ impl Runner {
                                 return Err(e.to_string());
                             }
                         };
-                        let record = intent.finished(report.clone());
+                        let mut record = intent.finished(report.clone());
+                        record.after = crate::apply::rollback::after_state(&r.clusters, &changes).await;
                         history.record(&record).map_err(|e| format!("{e}: the apply's report was not recorded"))?;
                         Ok((report, record.id))
                     }

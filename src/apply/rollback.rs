@@ -1,0 +1,127 @@
+//! Rolling back a recorded apply, reasoning about the fleet: only on the clusters
+//! it was recorded on; to the plan's whole before-state (every object it owned,
+//! changed or not, so no route is left pointing at a host nothing defines); and
+//! only if nothing changed since it, or else naming the later applies (or the
+//! objects changed by hand) and refusing unless forced.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::history::{ClusterIdentity, History, HistoryRecord};
+use super::{ApplyError, ChangeSet, Desired, ObjRef, client, target};
+use crate::registry::Cluster;
+
+/// What each named cluster says it is now.
+pub async fn identities(clusters: &[Cluster], names: Vec<String>) -> BTreeMap<String, ClusterIdentity> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        let Some(c) = clusters.iter().find(|c| c.name == name) else { continue };
+        let uid = match &c.client {
+            Ok(client) => crate::inventory::watch::cluster_uid(client).await.ok(),
+            Err(_) => None,
+        };
+        out.insert(name, ClusterIdentity { server: c.context.server.clone(), uid });
+    }
+    out
+}
+
+fn rv(o: Option<&Value>) -> Option<String> {
+    o.and_then(|o| o.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(String::from)
+}
+
+/// What every object of a change set is now (resourceVersion, None: absent); objects
+/// that cannot be read are left out.
+pub async fn after_state(clusters: &[Cluster], set: &ChangeSet) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    for s in &set.steps {
+        let Ok(client) = client(clusters, &s.target.cluster) else { continue };
+        if let Ok(Ok(live)) = tokio::time::timeout(super::write::CALL_TIMEOUT, target::get(&client, &s.target)).await {
+            out.insert(s.target.to_string(), rv(live.as_ref()));
+        }
+    }
+    out
+}
+
+/// The record must be rolled back on the clusters it was made on.
+pub async fn check_fleet(clusters: &[Cluster], record: &HistoryRecord) -> Result<(), ApplyError> {
+    if record.fleet.is_empty() {
+        return Ok(());
+    }
+    let now = identities(clusters, record.fleet.keys().cloned().collect()).await;
+    let mut wrong = Vec::new();
+    for (name, then) in &record.fleet {
+        match now.get(name) {
+            None => wrong.push(format!("{name}: not registered now (recorded on {})", then.describe())),
+            Some(id) if !id.same_as(then) => {
+                wrong.push(format!("{name}: recorded on {}, this {name} is {}", then.describe(), id.describe()))
+            }
+            Some(_) => {}
+        }
+    }
+    if wrong.is_empty() { Ok(()) } else { Err(ApplyError::OtherFleet { id: record.id.clone(), why: wrong }) }
+}
+
+/// Objects of the record that are no longer as it left them, each with who changed
+/// it since (later history records) or that it changed outside meshdeck.
+pub async fn changed_since(clusters: &[Cluster], record: &HistoryRecord, history: &[HistoryRecord]) -> Result<Vec<String>, ApplyError> {
+    if record.after.is_empty() {
+        // Interrupted, or recorded before meshdeck kept after-states: nothing to compare.
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for s in &record.changes.steps {
+        let key = s.target.to_string();
+        let Some(left) = record.after.get(&key) else { continue };
+        let c = client(clusters, &s.target.cluster)?;
+        let live = target::get(&c, &s.target).await.map_err(|e| ApplyError::Cluster { cluster: s.target.cluster.clone(), message: e })?;
+        if rv(live.as_ref()) == *left {
+            continue;
+        }
+        let later: Vec<String> = history
+            .iter()
+            .filter(|r| r.id != record.id && r.when() > record.when() && r.changes.pending().any(|x| x.target == s.target))
+            .map(|r| format!("{} {} ({})", r.action, r.id, r.plans.join(",")))
+            .collect();
+        let by = if later.is_empty() { "changed outside meshdeck".to_string() } else { format!("changed since by {}", later.join(", ")) };
+        out.push(format!("{}: {by}", s.target));
+    }
+    Ok(out)
+}
+
+/// The desired state that undoes a record: the plan's whole before-state. What
+/// existed is restored (with its owners), what the plan created is removed.
+pub fn desired(record: &HistoryRecord) -> Vec<(ObjRef, Desired)> {
+    record
+        .changes
+        .steps
+        .iter()
+        .map(|s| {
+            let want = match &s.previous {
+                Some(prev) => Desired::Restore(prev.clone()),
+                None => Desired::Absent,
+            };
+            (s.target.clone(), want)
+        })
+        .collect()
+}
+
+/// Everything a rollback checks before it is prepared: the record, on this fleet,
+/// with nothing changed since (unless `force`). Returns the record and the desired state.
+pub async fn plan(
+    clusters: &[Cluster],
+    history: &History,
+    id: &str,
+    force: bool,
+) -> Result<(HistoryRecord, Vec<(ObjRef, Desired)>), ApplyError> {
+    let record = history.get(id)?;
+    check_fleet(clusters, &record).await?;
+    if !force {
+        let changed = changed_since(clusters, &record, &history.list()?).await?;
+        if !changed.is_empty() {
+            return Err(ApplyError::ChangedSince { id: id.to_string(), why: changed });
+        }
+    }
+    let want = desired(&record);
+    Ok((record, want))
+}
