@@ -256,6 +256,9 @@ pub async fn prepare(clusters: &[Cluster], desired: Vec<(ObjRef, Desired)>, opts
 pub struct PruneScope {
     pub clusters: std::collections::BTreeSet<String>,
     pub namespaces: std::collections::BTreeSet<String>,
+    /// Other plans this one replaces (`--replace`): all their objects are pruned in the
+    /// same change set, looked for on every registered cluster.
+    pub replacing: Vec<String>,
 }
 
 impl PruneScope {
@@ -282,11 +285,15 @@ pub async fn desired_for_plan(
     before: &PruneScope,
 ) -> Result<Vec<(ObjRef, Desired)>, ApplyError> {
     let mut out: Vec<(ObjRef, Desired)> = rendered.iter().map(|(c, o)| (ObjRef::of(c, o), Desired::Apply(o.clone()))).collect();
-    let names = plan.names();
+    let mut names = plan.names();
+    names.extend(before.replacing.iter().cloned());
     if names.is_empty() {
         return Ok(out);
     }
     let mut scope = before.clone();
+    if !before.replacing.is_empty() {
+        scope.clusters.extend(clusters.iter().map(|c| c.name.clone()));
+    }
     for (target, _) in &out {
         scope.clusters.insert(target.cluster.clone());
         scope.namespaces.insert(target.namespace.clone());
@@ -317,7 +324,8 @@ pub async fn desired_for_plan(
                         .get(crate::render::PLAN_KIND_LABEL)
                         .cloned()
                         .unwrap_or_else(|| crate::render::plan_kind_of(kind).to_string());
-                    if plan.kind_of(&plan_name) != Some(their_kind.as_str()) {
+                    let replaced = before.replacing.contains(&plan_name);
+                    if !replaced && plan.kind_of(&plan_name) != Some(their_kind.as_str()) {
                         return Err(ApplyError::PlanClash(format!(
                             "{}: {kind}/{ns}/{} belongs to the {their_kind} {plan_name}; this plan's {plan_name} is a {}: give it another name",
                             c.name,

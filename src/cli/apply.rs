@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Args;
 
 use super::output::{Format, table};
-use super::render::{read_plan, render_plan};
+use super::render::render_plan;
 use super::{CliError, GlobalArgs, fleet};
 use crate::apply::history::{History, HistoryRecord};
 use crate::apply::write::{ApplyReport, Outcome, execute};
@@ -29,6 +29,10 @@ pub struct DiffArgs {
     /// Take ownership of fields another manager holds.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Replace this plan (repeatable): its objects are pruned in the same all-or-nothing
+    /// apply, so this plan can own the routes it owned.
+    #[arg(long, value_name = "PLAN")]
+    pub replace: Vec<String>,
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     pub timeout: u64,
 }
@@ -122,7 +126,7 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, 
     let mut watching = crate::inventory::Inventory::start(&clusters);
     let inv = watching.settled(std::time::Duration::from_secs(args.timeout)).await;
     drop(watching);
-    let plan = read_plan(&args.file, &inv)?;
+    let plan = super::render::read_plan_replacing(&args.file, &inv, &args.replace)?;
     if !plan.unseen.is_empty() {
         // Unknown is not absent: the plan may be fine, the fleet cannot be judged.
         return Err(CliError::failed(format!("{} (nothing was written)", super::render::unseen_line(&plan))));
@@ -130,13 +134,19 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, 
     let persona = persona(&clusters, args.as_persona.as_deref())?;
     persona.check(&plan).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
     let rendered = render_plan(&plan, &inv)?;
-    let before = history()?.scope_of(&plan.names()).map_err(err)?;
+    let mut before = history()?.scope_of(&plan.names()).map_err(err)?;
+    let replaced = history()?.scope_of(&args.replace).map_err(err)?;
+    before.namespaces.extend(replaced.namespaces);
+    before.namespaces.extend(plan.routes.iter().map(|r| r.service.namespace.clone()));
+    before.replacing = args.replace.clone();
     let desired = desired_for_plan(&clusters, &plan, &rendered, &before).await.map_err(err)?;
     let opts = ApplyOptions { force_conflicts: args.force_conflicts, concurrency: 8, progress: None, ..Default::default() };
     let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
     // Prunes too: every object written or deleted is the persona's to touch.
     persona.check_changes(&plan.names().join(","), &changes).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
-    let plan_names = plan.names();
+    // One record for both: rolling it back restores the replaced plan too.
+    let mut plan_names = plan.names();
+    plan_names.extend(args.replace.iter().cloned());
     Ok(Prepared { clusters, persona, plan_names, plan_yaml: plan.to_yaml(), changes })
 }
 

@@ -44,8 +44,13 @@ pub fn read_inventory_file(path: &Path) -> Result<FleetSnapshot, CliError> {
 
 /// Read and validate a plan file; bad input lists every problem at file:line:col.
 pub fn read_plan(path: &Path, inv: &FleetSnapshot) -> Result<Plan, CliError> {
+    read_plan_replacing(path, inv, &[])
+}
+
+/// The same for a plan that replaces the plans named in `replacing`.
+pub fn read_plan_replacing(path: &Path, inv: &FleetSnapshot, replacing: &[String]) -> Result<Plan, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))?;
-    let plan = crate::plan::load(&path.display().to_string(), &text, inv).map_err(|errors| {
+    let plan = crate::plan::load_replacing(&path.display().to_string(), &text, inv, replacing).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         CliError::bad_input(format!(
             "invalid plan ({} problem{}):\n{}",

@@ -124,7 +124,45 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
             }
         }
     }
+    out.extend(route_owners(snap));
     out
+}
+
+/// A sidecar follows one VirtualService per host: two owners of one service's route
+/// in one cluster (two plans, or a plan and a hand-written object) means one is ignored.
+fn route_owners(snap: &FleetSnapshot) -> Vec<FleetWarning> {
+    let mut owners: BTreeMap<(String, String), std::collections::BTreeSet<String>> = BTreeMap::new();
+    for o in snap.istio_objects.iter().filter(|o| o.kind == "VirtualService") {
+        for h in &o.hosts {
+            // Only hosts of services in the inventory: `reviews` in its namespace, or the FQDN.
+            let key = snap
+                .services
+                .iter()
+                .find(|s| *h == format!("{}.{}.svc.cluster.local", s.name, s.namespace) || (*h == s.name && o.namespace == s.namespace))
+                .map(|s| s.key());
+            if let Some(k) = key {
+                let who = match (&o.plan, o.managed) {
+                    (Some(p), true) => format!("plan {p}"),
+                    _ => format!("VirtualService {}/{}", o.namespace, o.name),
+                };
+                owners.entry((k, o.cluster.clone())).or_default().insert(who);
+            }
+        }
+    }
+    owners
+        .into_iter()
+        .filter(|(_, who)| who.len() > 1)
+        .map(|((svc, cluster), who)| {
+            warn(
+                "MULTI_OWNER",
+                format!(
+                    "{svc} from {cluster} is routed by {}: a sidecar follows only one",
+                    who.into_iter().collect::<Vec<_>>().join(" and ")
+                ),
+                vec![cluster],
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

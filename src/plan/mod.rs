@@ -28,6 +28,12 @@ impl std::fmt::Display for PlanError {
 
 /// Parse and validate a plan file's text against the inventory.
 pub fn load(file: &str, text: &str, inv: &FleetSnapshot) -> Result<Plan, Vec<PlanError>> {
+    load_replacing(file, text, inv, &[])
+}
+
+/// The same, for a plan that replaces the plans named in `replacing` (their routes
+/// are not other owners).
+pub fn load_replacing(file: &str, text: &str, inv: &FleetSnapshot, replacing: &[String]) -> Result<Plan, Vec<PlanError>> {
     let docs = parse::parse(file, text).map_err(|e| vec![e])?;
-    validate::validate(file, docs, inv)
+    validate::validate_replacing(file, docs, inv, replacing)
 }

@@ -13,6 +13,8 @@ use crate::inventory::FleetSnapshot;
 struct Checker<'a> {
     file: &'a str,
     inv: &'a FleetSnapshot,
+    /// Plans this one replaces (`--replace`): their objects do not count as other owners.
+    replacing: &'a [String],
     errors: Vec<PlanError>,
     /// Clusters named whose inventory is unknown: `cluster -> why`.
     unseen: BTreeMap<String, String>,
@@ -175,9 +177,49 @@ fn resolve_aliases(file: &str, docs: &mut [RawDoc], inv: &FleetSnapshot) -> Vec<
     notes
 }
 
-pub fn validate(file: &str, mut docs: Vec<RawDoc>, inv: &FleetSnapshot) -> Result<Plan, Vec<PlanError>> {
+pub fn validate(file: &str, docs: Vec<RawDoc>, inv: &FleetSnapshot) -> Result<Plan, Vec<PlanError>> {
+    validate_replacing(file, docs, inv, &[])
+}
+
+/// Does a VirtualService host name the service (short, namespaced or fully qualified)?
+fn names_service(host: &str, svc: &ServiceRef, vs_namespace: &str) -> bool {
+    let (n, ns) = (svc.name.as_str(), svc.namespace.as_str());
+    host == svc.local_host() || host == format!("{n}.{ns}") || host == format!("{n}.{ns}.svc") || (host == n && vs_namespace == ns)
+}
+
+/// One owner per route: a (service, calling cluster) pair is routed by at most one
+/// plan. Another plan's VirtualService for the host in a caller cluster, or a
+/// hand-written one, is a second owner: a sidecar would follow only one of them.
+fn check_owner(ck: &mut Checker, route: &TrafficRoute, at: &S<String>) {
+    for from in &route.from_clusters {
+        let others: Vec<String> = ck
+            .inv
+            .istio_objects
+            .iter()
+            .filter(|o| o.cluster == *from && o.kind == "VirtualService")
+            .filter(|o| o.hosts.iter().any(|h| names_service(h, &route.service, &o.namespace)))
+            .filter(|o| o.plan.as_deref() != Some(route.name.as_str()) && !o.plan.as_ref().is_some_and(|p| ck.replacing.contains(p)))
+            // The object this plan writes (named after it): adopting it, not a second owner.
+            .filter(|o| !(o.name == route.name && o.namespace == route.service.namespace && !o.managed))
+            .map(|o| match (&o.plan, o.managed) {
+                (Some(p), true) => format!("plan {p} (VirtualService {}/{})", o.namespace, o.name),
+                _ => format!("the hand-written VirtualService {}/{}", o.namespace, o.name),
+            })
+            .collect();
+        if let Some(first) = others.first() {
+            let way_out = match first.strip_prefix("plan ").and_then(|r| r.split_whitespace().next()) {
+                Some(p) => format!("edit that plan, or replace it: --replace {p}"),
+                None => "remove it, or adopt it by naming the plan after it (apply with --force-conflicts takes it over)".to_string(),
+            };
+            ck.err(at, format!("{} from {from} is already routed by {first}; one owner per route: {way_out}", route.service.key()));
+        }
+    }
+}
+
+/// Validate, where `replacing` names plans this one replaces (`--replace`).
+pub fn validate_replacing(file: &str, mut docs: Vec<RawDoc>, inv: &FleetSnapshot, replacing: &[String]) -> Result<Plan, Vec<PlanError>> {
     let notes = resolve_aliases(file, &mut docs, inv);
-    let mut ck = Checker { file, inv, errors: Vec::new(), unseen: BTreeMap::new() };
+    let mut ck = Checker { file, inv, replacing, errors: Vec::new(), unseen: BTreeMap::new() };
     let mut plan = Plan { notes, ..Plan::default() };
     let mut names: BTreeSet<(String, String)> = BTreeSet::new();
     let mut routed: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -205,6 +247,7 @@ pub fn validate(file: &str, mut docs: Vec<RawDoc>, inv: &FleetSnapshot) -> Resul
         match doc.kind.value.as_str() {
             "TrafficRoute" => {
                 if let Some(r) = traffic_route(&mut ck, &name, &doc.spec) {
+                    check_owner(&mut ck, &r, &doc.metadata.name);
                     for c in &r.from_clusters {
                         if let Some(other) = routed.insert((r.service.key(), c.clone()), r.name.clone()) {
                             ck.err(&doc.metadata.name, format!("{} from {c} is already routed by {other} in this file", r.service.key()));
@@ -407,6 +450,32 @@ fn failover_action(ck: &mut Checker, svc: Option<&ServiceRef>, targets: &S<Vec<S
 /// Checks that depend on the topology: federation reaches remote clusters through
 /// their east-west gateways, so those must have an address.
 fn check_reachability(ck: &mut Checker, route: &TrafficRoute, spec: &RawSpec) {
+    // A forced shared discovery needs what makes discovery shared: each caller's istiod
+    // reading the target cluster's remote secret. Without it the subsets select endpoints
+    // the caller cannot see.
+    if route.topology == TopologyChoice::SharedDiscovery
+        && let Some(at) = &spec.topology
+    {
+        let targets: Vec<&str> = match &route.action {
+            RouteAction::Split(ds) => ds.iter().map(|d| d.cluster.as_str()).collect(),
+            RouteAction::Failover(ts) => ts.iter().map(|t| t.cluster.as_str()).collect(),
+        };
+        for from in &route.from_clusters {
+            let blind: Vec<&str> = targets
+                .iter()
+                .copied()
+                .filter(|t| *t != from.as_str() && ck.seen(t) && ck.seen(from) && !ck.inv.shares_discovery(from, t))
+                .collect();
+            for to in blind {
+                {
+                    ck.err(
+                        at,
+                        format!("topology sharedDiscovery, but {from}'s istiod reads no remote secret for {to}: its endpoints are invisible there; use federation, or add the remote secret"),
+                    );
+                }
+            }
+        }
+    }
     let federated = |to: &str| route.from_clusters.iter().any(|from| from != to && !route.shared_discovery(ck.inv, from, to));
     let mut targets: Vec<&S<String>> = Vec::new();
     if let Some(s) = &spec.split {

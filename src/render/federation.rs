@@ -24,9 +24,11 @@ pub fn global_host(svc: &ServiceRef, cluster: &str, version: &str) -> String {
     format!("{version}.{}.{}.svc.{cluster}.global", svc.name, svc.namespace)
 }
 
-/// `reviews.default.failover.global`: one host whose endpoints are ranked targets.
-pub fn failover_host(svc: &ServiceRef) -> String {
-    format!("{}.{}.failover.global", svc.name, svc.namespace)
+/// `reviews-failover.reviews.default.failover.global`: one host per failover plan
+/// whose endpoints are its ranked targets. The plan's name is in it, so two plans'
+/// endpoints never mix on a shared host (each plan's ServiceEntry selects its own).
+pub fn failover_host(plan: &str, svc: &ServiceRef) -> String {
+    format!("{plan}.{}.{}.failover.global", svc.name, svc.namespace)
 }
 
 /// The label marking failover tier membership (see `rank_labels`).
@@ -170,7 +172,7 @@ pub fn failover_priority(tiers: usize) -> Vec<String> {
 
 fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapshot, out: &mut RenderedObjects) -> Result<(), RenderError> {
     let ns = &route.service.namespace;
-    let host = failover_host(&route.service);
+    let host = failover_host(&route.name, &route.service);
     let mut exposed: BTreeSet<&str> = BTreeSet::new();
     for caller in &route.from_clusters {
         let facts = routed_service(&route.service, inv, caller)?;

@@ -305,12 +305,33 @@ impl AppState {
         };
         match Composer::new(&self.snapshot, &key, mode) {
             Some(c) => {
+                let owned = c.owner.clone();
                 self.composer = Some(c);
                 self.go(View::Composer);
+                if let Some(owner) = owned {
+                    // Edit the plan that routes it now: its last recorded version, once history is read.
+                    self.status = Some(format!("{key} is routed by plan {owner}: composing edits it"));
+                    self.load_owner_plan();
+                    return vec![Effect::LoadHistory];
+                }
             }
             None => self.status = Some(format!("{key} has no clusters")),
         }
         vec![]
+    }
+
+    /// Weights of the composer's owning plan from its newest history record, if read.
+    fn load_owner_plan(&mut self) {
+        let Some(c) = self.composer.as_mut() else { return };
+        let Some(owner) = c.owner.clone() else { return };
+        // History is shown newest first.
+        let Some(rec) = self.history.iter().find(|r| r.action == "apply" && r.plans.contains(&owner) && !r.plan_yaml.is_empty()) else {
+            return;
+        };
+        if let Ok(plan) = crate::plan::load("history", &rec.plan_yaml, &self.snapshot) {
+            c.load_weights(&plan);
+            c.revalidate(&self.snapshot);
+        }
     }
 
     /// An apply or rollback is writing now.
@@ -814,6 +835,9 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             state.history = records;
             state.history.reverse();
             state.history_selected = state.history_selected.min(state.history.len().saturating_sub(1));
+            if state.view == View::Composer && state.composer.as_ref().is_some_and(|c| c.total() == 100 && c.owner.is_some()) {
+                state.load_owner_plan();
+            }
             vec![]
         }
         Msg::EditedExternally(result) => {

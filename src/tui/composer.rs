@@ -32,6 +32,18 @@ pub struct Composer {
     pub typed: String,
     pub callers: Vec<Caller>,
     pub errors: Vec<String>,
+    /// The plan that already routes this service from `from`, if one does: composing
+    /// edits that plan instead of adding a second owner.
+    pub owner: Option<String>,
+}
+
+/// The meshdeck plan whose VirtualService routes `svc` in cluster `from`.
+pub fn owner_of(snap: &FleetSnapshot, svc: &ServiceRef, from: &str) -> Option<String> {
+    snap.istio_objects
+        .iter()
+        .filter(|o| o.cluster == from && o.kind == "VirtualService" && o.managed)
+        .find(|o| o.hosts.iter().any(|h| *h == svc.local_host() || (*h == svc.name && o.namespace == svc.namespace)))
+        .and_then(|o| o.plan.clone())
 }
 
 impl Composer {
@@ -48,7 +60,9 @@ impl Composer {
             typed: String::new(),
             callers: vec![],
             errors: vec![],
+            owner: None,
         };
+        c.owner = owner_of(snap, &c.service, &c.from);
         c.reset_rows(snap);
         c.revalidate(snap);
         Some(c)
@@ -82,6 +96,9 @@ impl Composer {
     }
 
     pub fn plan_name(&self) -> String {
+        if let Some(owner) = &self.owner {
+            return owner.clone();
+        }
         match self.mode {
             Mode::Split => format!("{}-route", self.service.name),
             Mode::Failover => format!("{}-failover", self.service.name),
@@ -188,7 +205,20 @@ impl Composer {
         let clusters: Vec<&String> = row.clusters.keys().collect();
         let i = clusters.iter().position(|c| **c == self.from).unwrap_or(0);
         self.from = clusters[(i + 1) % clusters.len()].clone();
+        self.owner = owner_of(snap, &self.service, &self.from);
         self.reset_rows(snap);
+    }
+
+    /// Start from what the owning plan routes now (its last recorded version), so
+    /// composing edits the route instead of resetting it.
+    pub fn load_weights(&mut self, plan: &Plan) {
+        let Some(route) = plan.routes.iter().find(|r| Some(&r.name) == self.owner.as_ref() && r.service == self.service) else { return };
+        if let (Mode::Split, RouteAction::Split(ds)) = (self.mode, &route.action) {
+            for row in &mut self.rows {
+                row.weight =
+                    ds.iter().find(|d| d.cluster == row.cluster && Some(&d.version) == row.version.as_ref()).map_or(0, |d| d.weight);
+            }
+        }
     }
 
     /// Add the next service account of the calling cluster as an allowed caller.
