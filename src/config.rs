@@ -57,6 +57,15 @@ pub fn config_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("dev", "meshdeck", "meshdeck").map(|p| p.config_dir().to_path_buf())
 }
 
+/// `$MESHDECK_STATE_DIR`, else the XDG state dir (the cockpit's log, panic reports).
+pub fn state_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("MESHDECK_STATE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    directories::ProjectDirs::from("dev", "meshdeck", "meshdeck")
+        .map(|p| p.state_dir().map(|d| d.to_path_buf()).unwrap_or_else(|| p.data_dir().join("state")))
+}
+
 /// `$MESHDECK_DATA_DIR`, else the XDG data dir (history and audit).
 pub fn data_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("MESHDECK_DATA_DIR").filter(|d| !d.is_empty()) {

@@ -17,8 +17,12 @@ pub enum KubeconfigError {
     Invalid { path: String, message: String },
     #[error("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config (or try `meshdeck demo`)")]
     Missing,
+    #[error("no kubeconfig: KUBECONFIG names {0}, and none of them exists")]
+    MissingFiles(String),
     #[error("context {name:?} is not in the kubeconfig (contexts: {available})")]
     UnknownContext { name: String, available: String },
+    #[error("config.yaml: cluster name {name:?}: {why}")]
+    BadName { name: String, why: String },
 }
 
 /// Where kubeconfig files come from, as kubectl decides it.
@@ -57,6 +61,10 @@ impl KubeconfigSource {
             }
         }
         if texts.is_empty() {
+            if self.explicit.is_none() && self.env.as_ref().is_some_and(|e| !e.is_empty()) {
+                let files: Vec<String> = self.files().into_iter().map(|(p, _)| p.display().to_string()).collect();
+                return Err(KubeconfigError::MissingFiles(files.join(", ")));
+            }
             return Err(KubeconfigError::Missing);
         }
         merge_texts(&texts)

@@ -76,13 +76,19 @@ pub struct RollbackArgs {
 }
 
 fn err(e: ApplyError) -> CliError {
-    CliError::failed(e.to_string())
+    let hint = match &e {
+        ApplyError::DryRun(lines) if lines.iter().any(|l| l.contains("409") && l.contains("conflict")) => {
+            "\nhint: another field manager owns these fields; --force-conflicts lets meshdeck take them (the diff shows what changes)"
+        }
+        _ => "",
+    };
+    CliError::failed(format!("{e}{hint}"))
 }
 
 /// The persona for this run: none configured means unrestricted.
 pub fn persona(clusters: &[Cluster], explicit: Option<&str>) -> Result<Persona, CliError> {
     crate::policy::persona_for(clusters, explicit, config_dir().as_deref()).map_err(|e| match e {
-        crate::policy::PolicyError::File(_) => CliError::bad_input(e.to_string()),
+        crate::policy::PolicyError::File(_) | crate::policy::PolicyError::UnknownPersona(_) => CliError::bad_input(e.to_string()),
         other => CliError::failed(other.to_string()),
     })
 }

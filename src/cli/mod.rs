@@ -89,6 +89,37 @@ impl CliError {
     }
 }
 
+/// After color-eyre's hook: a closed stdout (`meshdeck history | head -1`) ends the
+/// command quietly with SIGPIPE's conventional status; any other panic on a stderr
+/// that is not a terminal prints one line and writes the full report to a file in
+/// the state directory, instead of a coloured backtrace into a log or a pipe.
+pub fn install_panic_hook() {
+    use std::io::IsTerminal;
+    let inner = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        if std::io::stderr().is_terminal() {
+            inner(info);
+            return;
+        }
+        let report = format!("{info}\n\n{}", std::backtrace::Backtrace::force_capture());
+        let written = crate::config::state_dir().and_then(|d| {
+            std::fs::create_dir_all(&d).ok()?;
+            let path = d.join(format!("panic-{}.txt", chrono::Utc::now().format("%Y%m%d-%H%M%S")));
+            std::fs::write(&path, &report).ok().map(|_| path)
+        });
+        let first = msg.lines().next().unwrap_or("(no message)");
+        match written {
+            Some(p) => eprintln!("meshdeck: internal error: {first}; the full report is in {}", p.display()),
+            None => eprintln!("meshdeck: internal error: {first}\n{report}"),
+        }
+    }));
+}
+
 pub fn main() -> ExitCode {
     // A completion request from the shell (COMPLETE=<shell>): answer and exit.
     clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).var(completion::VAR).complete();

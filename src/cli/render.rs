@@ -31,6 +31,9 @@ pub struct RenderArgs {
     /// Render offline from `meshdeck inventory -o json` output instead of live clusters.
     #[arg(long)]
     pub inventory: Option<PathBuf>,
+    /// Write into an --out-dir that holds files meshdeck did not write there.
+    #[arg(long)]
+    pub force: bool,
     /// How long to wait for slow clusters when reading the live inventory.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     pub timeout: u64,
@@ -82,6 +85,74 @@ pub fn render_plan(plan: &Plan, inv: &FleetSnapshot) -> Result<RenderedObjects, 
     })
 }
 
+/// Lists what a render wrote into an --out-dir, so the next render can remove what it no longer produces.
+const OUT_DIR_MARKER: &str = ".meshdeck-render";
+
+/// A path component built from a name: only what Kubernetes names may hold, so it
+/// can never climb out of the folder or nest.
+fn safe_component(name: &str) -> Result<&str, CliError> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if ok {
+        Ok(name)
+    } else {
+        Err(CliError::failed(format!("{name:?} cannot be a file or folder name in --out-dir (nothing was written)")))
+    }
+}
+
+/// `DIR/<cluster>/<kind>-<namespace>-<name>.yaml`, each file written atomically. The
+/// folder is meshdeck's: files an earlier render wrote and this one does not produce
+/// are removed (a GitOps sync of the folder must not bring back what prune removed);
+/// a folder holding other files is refused unless `force`.
+fn write_out_dir(dir: &Path, out: &RenderedObjects, force: bool) -> Result<usize, CliError> {
+    let io = |p: &Path, e: std::io::Error| CliError::failed(format!("{}: {e}", p.display()));
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for (cluster, objs) in &out.clusters {
+        let cdir = safe_component(cluster)?;
+        for o in objs {
+            let name = file_name(o);
+            files.push((PathBuf::from(cdir).join(safe_component(&name)?), crate::yaml::to_yaml(o)));
+        }
+    }
+    let marker = dir.join(OUT_DIR_MARKER);
+    let previous: Vec<PathBuf> = match std::fs::read_to_string(&marker) {
+        Ok(text) => text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect(),
+        Err(_) => {
+            let foreign = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+            if foreign && !force {
+                return Err(CliError::failed(format!(
+                    "{} holds files meshdeck did not write; choose an empty folder, or pass --force to write into it",
+                    dir.display()
+                )));
+            }
+            Vec::new()
+        }
+    };
+    for (rel, text) in &files {
+        let path = dir.join(rel);
+        let parent = path.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        let tmp = parent.join(format!(".{}.tmp", rel.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()));
+        std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+    }
+    for old in previous.iter().filter(|p| !files.iter().any(|(rel, _)| rel == *p)) {
+        // Only paths this render could have written: a tampered marker cannot delete elsewhere.
+        let safe = old.components().count() == 2 && old.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if safe {
+            let _ = std::fs::remove_file(dir.join(old));
+            if let Some(parent) = dir.join(old).parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
+    let list: String = files.iter().map(|(rel, _)| format!("{}\n", rel.display())).collect();
+    std::fs::write(&marker, list).map_err(|e| io(&marker, e))?;
+    Ok(files.len())
+}
+
 /// The clusters a plan refers to that could not be seen, in one line.
 pub fn unseen_line(plan: &Plan) -> String {
     format!("could not see {}", plan.unseen.join("; "))
@@ -104,16 +175,7 @@ pub async fn run(global: &GlobalArgs, args: RenderArgs) -> Result<(), CliError> 
         eprintln!("note: {n}");
     }
     if let Some(dir) = &args.out_dir {
-        let mut written = 0;
-        for (cluster, objs) in &out.clusters {
-            let cdir = dir.join(cluster);
-            std::fs::create_dir_all(&cdir).map_err(|e| CliError::failed(format!("{}: {e}", cdir.display())))?;
-            for o in objs {
-                let path = cdir.join(file_name(o));
-                std::fs::write(&path, crate::yaml::to_yaml(o)).map_err(|e| CliError::failed(format!("{}: {e}", path.display())))?;
-                written += 1;
-            }
-        }
+        let written = write_out_dir(dir, &out, args.force)?;
         eprintln!("wrote {written} objects for {} clusters to {}", out.clusters.len(), dir.display());
         return Ok(());
     }

@@ -166,6 +166,19 @@ impl ClusterModel {
         }
     }
 
+    /// Every fact watch has listed, failed, or found its kind not served.
+    fn facts_synced(&self) -> bool {
+        let done = |synced: bool, k: WatchKind| synced || self.fact_errors.contains_key(&k);
+        done(self.mesh_config.synced(), WatchKind::MeshConfig)
+            && done(self.istiod.synced(), WatchKind::Istiod)
+            && done(self.network.synced(), WatchKind::Network)
+            && done(self.remote_secrets.synced(), WatchKind::RemoteSecrets)
+            && (self.istio_absent
+                || crate::inventory::watch::ISTIO_KINDS
+                    .iter()
+                    .all(|(_, kind, _)| done(self.istio.get(kind).is_some_and(|m| m.synced()), WatchKind::Istio(kind))))
+    }
+
     fn state(&self) -> ClusterState {
         if self.config_error.is_some() {
             return ClusterState::Error;
@@ -382,7 +395,7 @@ impl FleetInventory {
                     other => other,
                 };
                 let unknown = cm.fact_errors.iter().map(|(k, e)| format!("{}: {}", fact_name(*k), e.message())).collect();
-                ClusterView { state, error, unknown, mesh: cm.mesh(), ..cm.view.clone() }
+                ClusterView { state, error, unknown, facts_synced: cm.facts_synced(), mesh: cm.mesh(), ..cm.view.clone() }
             })
             .collect();
         let mut istio_objects: Vec<IstioObject> =

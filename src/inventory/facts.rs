@@ -153,9 +153,26 @@ pub fn network_of(ns: &Namespace) -> Option<String> {
 /// The summary of an Istio object kept for the service view and drift.
 pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject {
     let labels = o.metadata.labels.clone().unwrap_or_default();
-    let hosts = match o.data.pointer("/spec/hosts").and_then(|h| h.as_array()) {
-        Some(hs) => hs.iter().filter_map(|h| h.as_str().map(String::from)).collect(),
-        None => o.data.pointer("/spec/host").and_then(|h| h.as_str()).map(|h| vec![h.to_string()]).unwrap_or_default(),
+    let strings = |v: Option<&serde_json::Value>| -> Vec<String> {
+        v.and_then(|h| h.as_array()).into_iter().flatten().filter_map(|h| h.as_str().map(String::from)).collect()
+    };
+    let hosts = match (kind, o.data.pointer("/spec/hosts")) {
+        // A Gateway's hosts are per server.
+        ("Gateway", _) => {
+            let mut hs: Vec<String> = o
+                .data
+                .pointer("/spec/servers")
+                .and_then(|s| s.as_array())
+                .into_iter()
+                .flatten()
+                .flat_map(|server| strings(server.get("hosts")))
+                .collect();
+            hs.sort();
+            hs.dedup();
+            hs
+        }
+        (_, Some(h)) => strings(Some(h)),
+        (_, None) => o.data.pointer("/spec/host").and_then(|h| h.as_str()).map(|h| vec![h.to_string()]).unwrap_or_default(),
     };
     IstioObject {
         cluster: cluster.into(),

@@ -109,6 +109,14 @@ pub struct ClusterView {
     /// Facts that could not be read, with why ("mesh config: 403 Forbidden: ...").
     #[serde(default)]
     pub unknown: Vec<String>,
+    /// Every fact watch (mesh config, istiod, network, remote secrets, Istio objects)
+    /// has listed or failed: a plan may be judged against this cluster's facts.
+    #[serde(default = "yes")]
+    pub facts_synced: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ClusterView {
@@ -116,7 +124,7 @@ impl ClusterView {
     /// A plan must not be judged against what meshdeck could not see.
     pub fn unseen(&self) -> Option<String> {
         if self.state == ClusterState::Live {
-            return None;
+            return (!self.facts_synced).then(|| "live, but its mesh facts are still being read".to_string());
         }
         let since = self.last_seen.map(|t| format!(", last seen {}", t.format("%H:%M:%S"))).unwrap_or_default();
         let why = self.error.as_ref().map(|e| format!(": {}", e.message())).unwrap_or_default();
@@ -245,7 +253,9 @@ impl FleetSnapshot {
 
     /// Every cluster answered, one way or the other.
     pub fn settled(&self) -> bool {
-        self.clusters.iter().all(|c| !c.state.pending())
+        // A live cluster whose mesh facts are still listing would read as "no trust
+        // domain": not an answer yet.
+        self.clusters.iter().all(|c| !c.state.pending() && (c.state != ClusterState::Live || c.facts_synced))
     }
 
     /// Human lines for what changed between two snapshots (for `inventory --watch`).

@@ -125,6 +125,19 @@ fn suggest(message: &str) -> String {
         Some(i) => &message[..i],
         None => message,
     };
+    // The parser's own words, said as an operator needs them.
+    if let Some(detail) = message.strip_prefix("budget breached: ") {
+        let count = detail.chars().filter(char::is_ascii_digit).collect::<String>();
+        return if detail.starts_with("Documents") {
+            format!("too many documents: a plan file holds at most 1024, this one has {count}")
+        } else {
+            format!("the plan is larger than meshdeck reads ({}): split it into several files", detail.split(' ').next().unwrap_or(detail))
+        };
+    }
+    if message.contains("expected mapping") || message.contains("invalid type: sequence") {
+        return "each document must be a mapping (a TrafficRoute or AccessPolicy with apiVersion, kind, metadata and spec), not a list"
+            .into();
+    }
     let Some(rest) = message.strip_prefix("unknown field `") else { return message.to_string() };
     let Some((field, tail)) = rest.split_once('`') else { return message.to_string() };
     let Some(expected) = tail.split_once("expected ").map(|(_, e)| e) else { return message.to_string() };

@@ -31,6 +31,17 @@ impl<'a> Checker<'a> {
     }
 
     fn known_cluster(&mut self, c: &S<String>) -> bool {
+        if self.inv.cluster(&c.value).is_some() && !crate::registry::is_registry_name(&c.value) {
+            // An inventory file can carry any name; objects, hosts and folders cannot.
+            self.err(
+                c,
+                format!(
+                    "cluster name {} cannot be part of object names and hosts (a DNS label of at most 40 characters)",
+                    quoted(&c.value)
+                ),
+            );
+            return false;
+        }
         if let Some(view) = self.inv.cluster(&c.value) {
             if let Some(why) = view.unseen() {
                 self.unseen.insert(c.value.clone(), why);
@@ -125,6 +136,18 @@ impl<'a> Checker<'a> {
             None
         }
     }
+}
+
+/// A value quoted in a message, cut to something a terminal can show.
+fn quoted(value: &str) -> String {
+    if value.len() <= 64 {
+        return format!("{value:?}");
+    }
+    let mut end = 60;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &value[..end], value.len())
 }
 
 pub fn closest<'b>(word: &str, candidates: &[&'b str]) -> Option<&'b str> {
@@ -237,7 +260,13 @@ pub fn validate_replacing(file: &str, mut docs: Vec<RawDoc>, inv: &FleetSnapshot
         }
         let name = doc.metadata.name.value.clone();
         if !dns_label(&name) {
-            ck.err(&doc.metadata.name, format!("metadata.name {name:?} must be a DNS label of at most 40 characters (lower case, digits, '-'): objects are named after it"));
+            ck.err(
+                &doc.metadata.name,
+                format!(
+                    "metadata.name {} must be a DNS label of at most 40 characters (lower case, digits, '-'): objects are named after it",
+                    quoted(&name)
+                ),
+            );
         }
         // A plan is its kind and name, but objects are named after the name alone: one name, one plan.
         if let Some((kind, _)) = names.iter().find(|(_, n)| *n == name) {

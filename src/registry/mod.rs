@@ -17,11 +17,53 @@ use crate::kubeconfig::{self, ContextSpec, KubeconfigError};
 
 /// The kube client for one context, or why it cannot be built (one line, no secrets).
 pub async fn client_for(kc: &Kubeconfig, context: &str) -> Result<kube::Client, String> {
+    // Name what is missing (kube says only "failed to load the cluster of context").
+    if let Some(ctx) = kc.contexts.iter().find(|c| c.name == context).and_then(|c| c.context.as_ref()) {
+        if !kc.clusters.iter().any(|c| c.name == ctx.cluster) {
+            return Err(format!("context {context} names cluster {:?}, which is not in the kubeconfig's clusters", ctx.cluster));
+        }
+        if let Some(user) = ctx.user.as_ref().filter(|u| !kc.auth_infos.iter().any(|a| &a.name == *u)) {
+            return Err(format!("context {context} names user {user:?}, which is not in the kubeconfig's users"));
+        }
+    }
     let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
     match kube::Config::from_custom_kubeconfig(kc.clone(), &opts).await {
         Ok(config) => kube::Client::try_from(config).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A registry name for a context: what plans, hosts, object names and folders can
+/// carry (a DNS label of at most 40 characters). Cloud CLIs' names give their cluster
+/// part: `gke_<project>_<location>_<cluster>`, `arn:aws:eks:<region>:<account>:cluster/<cluster>`;
+/// anything else is lower-cased with other characters turned into `-`.
+pub fn derived_name(context: &str) -> String {
+    let base = if let Some(rest) = context.strip_prefix("gke_") {
+        rest.rsplit('_').next().unwrap_or(rest)
+    } else if context.starts_with("arn:") {
+        context.rsplit('/').next().unwrap_or(context)
+    } else {
+        context
+    };
+    let mut out = String::new();
+    for c in base.chars().flat_map(char::to_lowercase) {
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' };
+        if !(c == '-' && (out.is_empty() || out.ends_with('-'))) {
+            out.push(c);
+        }
+    }
+    out.truncate(40);
+    let out = out.trim_end_matches('-').to_string();
+    if out.is_empty() { "cluster".into() } else { out }
+}
+
+/// Is `name` usable as a registry name as it is?
+pub fn is_registry_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 /// Build the registry. Bad input (unknown context, a config entry naming a missing
@@ -68,7 +110,7 @@ pub async fn connect(kc: &Kubeconfig, wanted: &[String], cfg: &MeshdeckConfig, r
             }
         }
     }
-    let mut out = Vec::new();
+    let mut out: Vec<Cluster> = Vec::new();
     for (group, spec, entry) in chosen {
         let options = ClusterOptions {
             namespaces: entry.map(|e| e.namespaces.clone()).unwrap_or_default(),
@@ -78,7 +120,26 @@ pub async fn connect(kc: &Kubeconfig, wanted: &[String], cfg: &MeshdeckConfig, r
         };
         // Plans name the cluster, not whichever identity acts for it: the config's
         // name, else its first context in kubeconfig order.
-        let name = entry.and_then(|e| e.name.clone()).unwrap_or_else(|| groups[group][0].name.clone());
+        let name = match entry.and_then(|e| e.name.clone()) {
+            Some(n) if is_registry_name(&n) => n,
+            Some(n) => {
+                return Err(KubeconfigError::BadName {
+                    name: n,
+                    why: "a registry name must be a DNS label of at most 40 characters (a-z, 0-9, '-')".into(),
+                });
+            }
+            None => {
+                // A context name plans cannot carry gets a derived one; a clash gets a suffix.
+                let derived = derived_name(&groups[group][0].name);
+                let mut name = derived.clone();
+                let mut n = 2;
+                while out.iter().any(|c| c.name == name) {
+                    name = format!("{derived}-{n}");
+                    n += 1;
+                }
+                name
+            }
+        };
         let client = client_for(kc, &spec.name).await;
         let mut aliases = Vec::new();
         for other in groups[group].iter().filter(|c| c.name != spec.name) {
@@ -101,6 +162,16 @@ mod tests {
 
     fn s(x: &str) -> String {
         x.to_string()
+    }
+
+    #[test]
+    fn cloud_cli_context_names_give_dns_label_registry_names() {
+        assert_eq!(derived_name("gke_my-project_us-central1-a_prod"), "prod");
+        assert_eq!(derived_name("arn:aws:eks:us-east-1:123456789012:cluster/Staging_EU"), "staging-eu");
+        assert_eq!(derived_name("kind-east"), "kind-east");
+        assert_eq!(derived_name("../../x"), "x");
+        assert_eq!(derived_name("::"), "cluster");
+        assert!(is_registry_name("cluster1") && !is_registry_name("a/b") && !is_registry_name("-a"));
     }
 
     #[tokio::test]

@@ -171,10 +171,7 @@ impl Runner {
 
 /// Write logs to a file in the state directory: never to the screen while the cockpit runs.
 pub fn init_logging() -> Option<PathBuf> {
-    let dir = std::env::var_os("MESHDECK_STATE_DIR").map(PathBuf::from).or_else(|| {
-        directories::ProjectDirs::from("dev", "meshdeck", "meshdeck")
-            .map(|p| p.state_dir().map(|d| d.to_path_buf()).unwrap_or_else(|| p.data_dir().join("state")))
-    })?;
+    let dir = crate::config::state_dir()?;
     std::fs::create_dir_all(&dir).ok()?;
     let path = dir.join("meshdeck.log");
     let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;

@@ -60,7 +60,9 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         .iter()
         .filter(|o| {
             o.namespace == s.namespace
-                && o.hosts.iter().any(|h| *h == s.name || *h == fqdn || h.starts_with(&format!("{}.{}.", s.name, s.namespace)))
+                // Also the fleet hosts a plan made for it (`v3.reviews.default.svc.cluster2.global`,
+                // `<plan>.reviews.default.failover.global`), as Gateways and ServiceEntries carry them.
+                && o.hosts.iter().any(|h| *h == s.name || *h == fqdn || format!(".{h}").contains(&format!(".{}.{}.", s.name, s.namespace)))
         })
         .collect();
     let mut lines = vec![Line::from(Span::styled("Istio objects routing it", theme.style("table.header")))];
