@@ -196,3 +196,24 @@ fn the_focused_editor_takes_typing_before_global_keys() {
     press(&mut app, "esc");
     assert_eq!(app.view, View::Composer, "and Esc leaves");
 }
+
+#[test]
+fn the_log_view_tells_a_clusters_outage_and_how_long_it_lasted() {
+    use meshdeck::inventory::ClusterState;
+    let base = common::inventory_fixture("federation");
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").expect("time").with_timezone(&chrono::Utc);
+    let at = |state: ClusterState, secs: i64, error: Option<&str>| {
+        let mut s = base.clone();
+        s.clusters[1].state = state;
+        s.clusters[1].state_since = Some(t0 + chrono::Duration::seconds(secs));
+        s.clusters[1].error = error.map(|e| meshdeck::registry::ClusterError::Unreachable(e.into()));
+        std::sync::Arc::new(s)
+    };
+    let mut app = AppState::for_test(base.clone());
+    update(&mut app, Msg::Fleet(at(ClusterState::Live, 0, None)));
+    update(&mut app, Msg::Fleet(at(ClusterState::Unreachable, 10, Some("tls handshake eof"))));
+    update(&mut app, Msg::Fleet(at(ClusterState::Live, 16, None)));
+    let log: Vec<&String> = app.log.iter().collect();
+    assert!(log.iter().any(|l| l.ends_with("cluster2 live -> unreachable (tls handshake eof); it was live for 10s")), "{log:#?}");
+    assert!(log.iter().any(|l| l.ends_with("cluster2 unreachable -> live; it was unreachable for 6s")), "{log:#?}");
+}

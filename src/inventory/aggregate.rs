@@ -409,8 +409,47 @@ impl FleetInventory {
     }
 }
 
+/// When each cluster entered its state, carried from snapshot to snapshot; every
+/// transition is logged (the cockpit's log file, with the error and how long the
+/// previous state lasted).
+#[derive(Default)]
+struct Transitions {
+    since: Vec<(ClusterState, chrono::DateTime<Utc>)>,
+}
+
+impl Transitions {
+    fn stamp(&mut self, snap: &mut FleetSnapshot) {
+        let now = Utc::now();
+        for (i, c) in snap.clusters.iter_mut().enumerate() {
+            match self.since.get(i).copied() {
+                Some((state, at)) if state == c.state => c.state_since = Some(at),
+                previous => {
+                    if let Some((state, at)) = previous {
+                        let error = c.error.as_ref().map(|e| e.message().to_string()).unwrap_or_default();
+                        tracing::info!(
+                            cluster = %c.name,
+                            from = state.as_str(),
+                            to = c.state.as_str(),
+                            lasted_s = (now - at).num_seconds(),
+                            %error,
+                            "cluster state changed"
+                        );
+                    }
+                    if i < self.since.len() {
+                        self.since[i] = (c.state, now);
+                    } else {
+                        self.since.push((c.state, now));
+                    }
+                    c.state_since = Some(now);
+                }
+            }
+        }
+    }
+}
+
 /// Run the aggregator until every sender is gone.
 pub async fn run(mut inv: FleetInventory, mut rx: mpsc::Receiver<ClusterEvent>, tx: watch::Sender<Arc<FleetSnapshot>>) {
+    let mut transitions = Transitions::default();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = true;
@@ -427,13 +466,17 @@ pub async fn run(mut inv: FleetInventory, mut rx: mpsc::Receiver<ClusterEvent>, 
             }
             _ = tick.tick() => {
                 if dirty {
-                    tx.send_replace(Arc::new(inv.snapshot()));
+                    let mut snap = inv.snapshot();
+                    transitions.stamp(&mut snap);
+                    tx.send_replace(Arc::new(snap));
                     dirty = false;
                 }
             }
         }
     }
-    tx.send_replace(Arc::new(inv.snapshot()));
+    let mut snap = inv.snapshot();
+    transitions.stamp(&mut snap);
+    tx.send_replace(Arc::new(snap));
 }
 
 #[cfg(test)]
@@ -508,5 +551,61 @@ mod tests {
         let snap = inv.snapshot();
         assert_eq!(snap.clusters[0].state, ClusterState::Live);
         assert_eq!(snap.clusters[0].unknown, ["mesh config (istio-system ConfigMaps): 403 Forbidden: configmaps is forbidden"]);
+    }
+
+    /// The state from its inputs, as a table: every outcome a watcher or the probe can have.
+    #[test]
+    fn cluster_state_is_computed_from_what_recovers() {
+        let forbidden = || ClusterError::Forbidden("403".into());
+        let unreachable = || ClusterError::Unreachable("eof".into());
+        type Case = (
+            &'static str,
+            Option<ClusterError>,
+            Option<ClusterError>,
+            Option<ClusterError>,
+            Option<ClusterError>,
+            bool,
+            bool,
+            ClusterState,
+        );
+        // (what, config error, probe error, pods error, mesh-config error, listed, seen before) -> state
+        let cases: Vec<Case> = vec![
+            ("nothing yet", None, None, None, None, false, false, ClusterState::Connecting),
+            ("answered, listing", None, None, None, None, false, true, ClusterState::Syncing),
+            ("listed", None, None, None, None, true, true, ClusterState::Live),
+            ("a fact refused", None, None, None, Some(forbidden()), true, true, ClusterState::Live),
+            ("pods refused", None, None, Some(forbidden()), None, true, true, ClusterState::Forbidden),
+            ("probe fails", None, Some(unreachable()), None, None, true, true, ClusterState::Unreachable),
+            ("token expired", None, Some(ClusterError::Unauthorized("401".into())), None, None, true, true, ClusterState::Unauthorized),
+            ("server errors", None, None, Some(ClusterError::Degraded("500".into())), None, true, true, ClusterState::Degraded),
+            ("bad kubeconfig", Some(ClusterError::Config("x".into())), None, None, None, false, false, ClusterState::Error),
+        ];
+        for (what, config, probe, pods, facts, listed, seen, want) in cases {
+            let view = ClusterView { name: "c".into(), last_seen: seen.then(Utc::now), ..Default::default() };
+            let mut m = ClusterModel::new(view, config);
+            m.probe_error = probe;
+            if let Some(e) = pods {
+                m.errors.insert((WatchKind::Pods, None), e);
+            }
+            if let Some(e) = facts {
+                m.fact_errors.insert(WatchKind::MeshConfig, e);
+            }
+            if listed {
+                m.pods.synced_scopes.insert(None);
+                m.services.synced_scopes.insert(None);
+            }
+            assert_eq!(m.state(), want, "{what}");
+        }
+        // A watcher's error is cleared by its next list, not only by an object event.
+        let mut inv = FleetInventory::new(vec![ClusterView { name: "c".into(), ..Default::default() }], vec![None]);
+        inv.apply(ClusterEvent { cluster: 0, kind: Some(WatchKind::Pods), scope: None, change: Change::Error(unreachable()) });
+        assert_eq!(inv.snapshot().clusters[0].state, ClusterState::Unreachable);
+        for change in
+            [Change::Pods(Delta::Init), Change::Pods(Delta::InitDone), Change::Services(Delta::Init), Change::Services(Delta::InitDone)]
+        {
+            let kind = if matches!(change, Change::Pods(_)) { WatchKind::Pods } else { WatchKind::Services };
+            inv.apply(ClusterEvent { cluster: 0, kind: Some(kind), scope: None, change });
+        }
+        assert_eq!(inv.snapshot().clusters[0].state, ClusterState::Live);
     }
 }

@@ -113,6 +113,9 @@ pub struct ClusterView {
     /// has listed or failed: a plan may be judged against this cluster's facts.
     #[serde(default = "yes")]
     pub facts_synced: bool,
+    /// When the cluster entered its current state (an outage's start, a recovery's time).
+    #[serde(default)]
+    pub state_since: Option<DateTime<Utc>>,
 }
 
 fn yes() -> bool {
@@ -259,6 +262,27 @@ impl FleetSnapshot {
     }
 
     /// Human lines for what changed between two snapshots (for `inventory --watch`).
+    /// One line per cluster whose state changed since `old`: what it is now, why, and
+    /// (back to live) how long it was not.
+    pub fn state_changes(&self, old: &FleetSnapshot) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.clusters {
+            let Some(before) = old.cluster(&c.name) else { continue };
+            if before.state == c.state {
+                continue;
+            }
+            let why = c.error.as_ref().map(|e| format!(" ({})", e.message())).unwrap_or_default();
+            let lasted = match (before.state_since, c.state_since) {
+                (Some(a), Some(b)) if before.state != ClusterState::Connecting => {
+                    format!("; it was {} for {}s", before.state.as_str(), (b - a).num_seconds().max(0))
+                }
+                _ => String::new(),
+            };
+            out.push(format!("{} {} -> {}{why}{lasted}", c.name, before.state.as_str(), c.state.as_str()));
+        }
+        out
+    }
+
     pub fn changes_since(&self, old: &FleetSnapshot) -> Vec<String> {
         let mut out = Vec::new();
         for c in &self.clusters {

@@ -136,8 +136,8 @@ fn is_not_found(e: &watcher::Error) -> bool {
 /// an error the stream is polled again only after a backoff (the watcher retries
 /// on the next poll).
 #[allow(clippy::too_many_arguments)]
-async fn pump<K, T>(
-    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+async fn pump<K, T, S>(
+    make: impl Fn() -> S + Send,
     cluster: usize,
     kind: WatchKind,
     scope: Option<String>,
@@ -147,14 +147,54 @@ async fn pump<K, T>(
     stop_on_404: bool,
 ) where
     K: Resource + Send,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
-    let mut stream = std::pin::pin!(stream);
     let mut backoff = FleetBackoff::default();
+    let name = format!("{kind:?}{}", scope.as_ref().map(|s| format!(" in {s}")).unwrap_or_default());
+    loop {
+        // After an error the watch starts over with a list: a watch that resumes quietly
+        // carries no event to say it works again, a list does (Init ... InitDone).
+        let stream = make();
+        let mut stream = std::pin::pin!(stream);
+        let failed = pump_one(&mut stream, cluster, kind, &scope, &tx, &convert, &wrap, stop_on_404, &mut backoff).await;
+        match failed {
+            Pumped::ReceiverGone | Pumped::Done => return,
+            Pumped::Failed(error) => {
+                let wait = backoff.next(&error);
+                tracing::info!(cluster, watch = %name, error = %error.message(), retry_in_ms = wait.as_millis() as u64, "watch failed; listing again after the backoff");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+enum Pumped {
+    ReceiverGone,
+    Done,
+    Failed(ClusterError),
+}
+
+/// One watch, until it fails (sent, and returned) or ends.
+#[allow(clippy::too_many_arguments)]
+async fn pump_one<K, T>(
+    stream: &mut std::pin::Pin<&mut (impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send)>,
+    cluster: usize,
+    kind: WatchKind,
+    scope: &Option<String>,
+    tx: &mpsc::Sender<ClusterEvent>,
+    convert: &(impl Fn(&K) -> T + Send),
+    wrap: &(impl Fn(Delta<T>) -> Change + Send),
+    stop_on_404: bool,
+    backoff: &mut FleetBackoff,
+) -> Pumped
+where
+    K: Resource + Send,
+{
     while let Some(item) = stream.next().await {
-        let mut wait = None;
         if item.is_ok() {
             backoff.reset();
         }
+        let mut failed = None;
         let change = match item {
             Ok(watcher::Event::Init) => wrap(Delta::Init),
             Ok(watcher::Event::InitApply(o)) => wrap(Delta::Upsert { init: true, key: key_of(&o), value: convert(&o) }),
@@ -162,30 +202,35 @@ async fn pump<K, T>(
             Ok(watcher::Event::Apply(o)) => wrap(Delta::Upsert { init: false, key: key_of(&o), value: convert(&o) }),
             Ok(watcher::Event::Delete(o)) => wrap(Delta::Delete(key_of(&o))),
             Err(e) if stop_on_404 && is_not_found(&e) => {
-                let _ = tx.send(ClusterEvent { cluster, kind: Some(kind), scope, change: Change::IstioAbsent }).await;
-                return;
+                let _ = tx.send(ClusterEvent { cluster, kind: Some(kind), scope: scope.clone(), change: Change::IstioAbsent }).await;
+                return Pumped::Done;
             }
             Err(e) => {
                 let error = classify(&e);
-                wait = Some(backoff.next(&error));
+                failed = Some(error.clone());
                 Change::Error(error)
             }
         };
         if tx.send(ClusterEvent { cluster, kind: Some(kind), scope: scope.clone(), change }).await.is_err() {
-            return;
+            return Pumped::ReceiverGone;
         }
-        if let Some(w) = wait {
-            tokio::time::sleep(w).await;
+        if let Some(e) = failed {
+            return Pumped::Failed(e);
         }
     }
+    Pumped::Done
 }
 
-fn typed<K>(api: Api<K>, cfg: watcher::Config) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+/// A watch that can be started again (after an error, from a list).
+fn typed<K>(api: Api<K>, cfg: watcher::Config) -> impl Fn() -> WatchStream<K> + Send
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Default + Eq + std::hash::Hash + Send + Sync,
 {
-    watcher(api, cfg)
+    move || watcher(api.clone(), cfg.clone()).boxed()
 }
+
+type WatchStream<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
 
 /// Start every watcher of one cluster; returns their tasks. `aliases` are the
 /// other contexts for the cluster: each is asked once which cluster it reaches.
@@ -263,9 +308,8 @@ pub fn spawn_cluster(
     )));
     // Remote secrets by metadata only: meshdeck never reads secret data.
     let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), "istio-system");
-    let remote = watcher(secrets, watcher::Config::default().labels("istio/multiCluster=true"));
     tasks.push(tokio::spawn(pump(
-        remote,
+        typed(secrets, watcher::Config::default().labels("istio/multiCluster=true")),
         cluster,
         WatchKind::RemoteSecrets,
         None,
@@ -277,9 +321,9 @@ pub fn spawn_cluster(
     for &(group, kind, plural) in ISTIO_KINDS {
         let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let stream = watcher(api, watcher::Config::default());
+        let dynamic = move || watcher(api.clone(), watcher::Config::default()).boxed();
         tasks.push(tokio::spawn(pump(
-            stream,
+            dynamic,
             cluster,
             WatchKind::Istio(kind),
             None,

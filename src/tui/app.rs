@@ -777,6 +777,10 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(k) => state.key(k),
         Msg::Fleet(snap) => {
+            // A cluster failing or recovering is news: the log view says it, with how long.
+            for line in snap.state_changes(&state.snapshot) {
+                state.log(line);
+            }
             state.snapshot = snap;
             state.recompute_rows();
             vec![]
