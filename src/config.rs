@@ -57,6 +57,17 @@ pub fn config_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("dev", "meshdeck", "meshdeck").map(|p| p.config_dir().to_path_buf())
 }
 
+/// Create `p` (and its parents) readable by the user only.
+pub fn private_dir(p: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(p)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// `$MESHDECK_STATE_DIR`, else the XDG state dir (the cockpit's log, panic reports).
 pub fn state_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("MESHDECK_STATE_DIR").filter(|d| !d.is_empty()) {

@@ -75,13 +75,40 @@ impl KubeconfigSource {
 pub fn merge_texts(files: &[(String, String)]) -> Result<Kubeconfig, KubeconfigError> {
     let mut merged: Option<Kubeconfig> = None;
     for (path, text) in files {
-        let kc = parse(path, text)?;
+        let mut kc = parse(path, text)?;
+        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            resolve_relative_paths(&mut kc, dir);
+        }
         merged = Some(match merged {
             None => kc,
             Some(m) => m.merge(kc).map_err(|e| KubeconfigError::Invalid { path: path.clone(), message: e.to_string() })?,
         });
     }
     merged.ok_or(KubeconfigError::Missing)
+}
+
+/// kubectl resolves a file's relative paths (CA, client certificate and key, token
+/// file, an exec command with a separator) against that file's directory, not the
+/// working directory; so does meshdeck, before files are merged.
+fn resolve_relative_paths(kc: &mut Kubeconfig, dir: &std::path::Path) {
+    let fix = |p: &mut Option<String>| {
+        if let Some(v) = p.as_ref().filter(|v| !v.is_empty() && std::path::Path::new(v.as_str()).is_relative()) {
+            *p = Some(dir.join(v).display().to_string());
+        }
+    };
+    for c in kc.clusters.iter_mut().filter_map(|c| c.cluster.as_mut()) {
+        fix(&mut c.certificate_authority);
+    }
+    for a in kc.auth_infos.iter_mut().filter_map(|a| a.auth_info.as_mut()) {
+        fix(&mut a.client_certificate);
+        fix(&mut a.client_key);
+        fix(&mut a.token_file);
+        if let Some(exec) = a.exec.as_mut()
+            && exec.command.as_ref().is_some_and(|c| c.contains(std::path::MAIN_SEPARATOR))
+        {
+            fix(&mut exec.command);
+        }
+    }
 }
 
 pub fn parse(path: &str, text: &str) -> Result<Kubeconfig, KubeconfigError> {
@@ -114,6 +141,8 @@ pub struct ContextSpec {
     pub user: String,
     pub namespace: Option<String>,
     pub server: Option<String>,
+    /// The cluster entry skips TLS verification (`insecure-skip-tls-verify`): shown as such.
+    pub insecure: bool,
     /// The API server this context reaches: its URL and the CA it trusts (a digest, no
     /// key material). Contexts with one identity are aliases of one cluster.
     pub identity: String,
@@ -126,6 +155,7 @@ pub fn contexts(kc: &Kubeconfig) -> Vec<ContextSpec> {
             let ctx = c.context.clone().unwrap_or_default();
             let entry = kc.clusters.iter().find(|cl| cl.name == ctx.cluster).and_then(|cl| cl.cluster.as_ref());
             let server = entry.and_then(|cl| cl.server.clone());
+            let insecure = entry.is_some_and(|cl| cl.insecure_skip_tls_verify == Some(true));
             let identity = match entry {
                 Some(cl) if server.is_some() => identity(cl),
                 // No server: nothing to share; the context is its own cluster (and fails to connect).
@@ -137,6 +167,7 @@ pub fn contexts(kc: &Kubeconfig) -> Vec<ContextSpec> {
                 user: ctx.user.unwrap_or_default(),
                 namespace: ctx.namespace,
                 server,
+                insecure,
                 identity,
             }
         })

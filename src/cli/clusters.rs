@@ -29,7 +29,7 @@ pub async fn run(global: &GlobalArgs, args: ClustersArgs) -> Result<(), CliError
                     let root = m.root_cert_fingerprint.as_ref().map(|f| f.chars().take(19).collect()).unwrap_or_else(|| "-".into());
                     vec![
                         c.name.clone(),
-                        c.context.clone(),
+                        if c.insecure_skip_tls_verify { format!("{} (TLS NOT VERIFIED)", c.context) } else { c.context.clone() },
                         if c.aliases.is_empty() { "-".into() } else { c.aliases.join(",") },
                         c.state.as_str().to_string(),
                         or_dash(&c.kubernetes_version),

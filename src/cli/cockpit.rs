@@ -120,13 +120,13 @@ pub async fn demo(global: &GlobalArgs, look_args: &LookArgs, args: DemoArgs) -> 
     })
     .await
     .map_err(|e| CliError::failed(e.to_string()))?;
-    let dir = std::env::temp_dir().join(format!("meshdeck-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::failed(e.to_string()))?;
-    let kubeconfig = dir.join("kubeconfig");
+    // A private directory (0700, unguessable name), removed when the demo ends.
+    let dir = tempfile::Builder::new().prefix("meshdeck-demo-").tempdir().map_err(|e| CliError::failed(e.to_string()))?;
+    let kubeconfig = dir.path().join("kubeconfig");
     fleet.write_kubeconfig(&kubeconfig).map_err(|e| CliError::failed(e.to_string()))?;
     let contexts = fleet.clusters.iter().map(|c| c.name.clone()).collect();
     let demo_global = GlobalArgs { kubeconfig: Some(kubeconfig), contexts, read_only: global.read_only };
     let result = cockpit(&demo_global, look_args).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     result
 }

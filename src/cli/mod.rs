@@ -108,9 +108,9 @@ pub fn install_panic_hook() {
         }
         let report = format!("{info}\n\n{}", std::backtrace::Backtrace::force_capture());
         let written = crate::config::state_dir().and_then(|d| {
-            std::fs::create_dir_all(&d).ok()?;
+            crate::config::private_dir(&d).ok()?;
             let path = d.join(format!("panic-{}.txt", chrono::Utc::now().format("%Y%m%d-%H%M%S")));
-            std::fs::write(&path, &report).ok().map(|_| path)
+            crate::sim::write_private(&path, &report).ok().map(|_| path)
         });
         let first = msg.lines().next().unwrap_or("(no message)");
         match written {

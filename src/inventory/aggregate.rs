@@ -395,7 +395,7 @@ impl FleetInventory {
                     other => other,
                 };
                 let unknown = cm.fact_errors.iter().map(|(k, e)| format!("{}: {}", fact_name(*k), e.message())).collect();
-                ClusterView { state, error, unknown, facts_synced: cm.facts_synced(), mesh: cm.mesh(), ..cm.view.clone() }
+                ClusterView { state, error, unknown, facts_pending: !cm.facts_synced(), mesh: cm.mesh(), ..cm.view.clone() }
             })
             .collect();
         let mut istio_objects: Vec<IstioObject> =

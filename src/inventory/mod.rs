@@ -49,6 +49,7 @@ fn view_of(c: &Cluster) -> ClusterView {
         version_label: c.options.version_label.clone(),
         aliases: c.aliases.iter().map(|a| a.context.name.clone()).collect(),
         namespaces: c.options.namespaces.clone(),
+        insecure_skip_tls_verify: c.context.insecure,
         ..Default::default()
     }
 }

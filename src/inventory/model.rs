@@ -109,17 +109,16 @@ pub struct ClusterView {
     /// Facts that could not be read, with why ("mesh config: 403 Forbidden: ...").
     #[serde(default)]
     pub unknown: Vec<String>,
-    /// Every fact watch (mesh config, istiod, network, remote secrets, Istio objects)
-    /// has listed or failed: a plan may be judged against this cluster's facts.
-    #[serde(default = "yes")]
-    pub facts_synced: bool,
+    /// Some fact watch (mesh config, istiod, network, remote secrets, Istio objects)
+    /// has neither listed nor failed yet: no plan may be judged against its facts.
+    #[serde(default)]
+    pub facts_pending: bool,
+    /// The context skips TLS verification (`insecure-skip-tls-verify`).
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
     /// When the cluster entered its current state (an outage's start, a recovery's time).
     #[serde(default)]
     pub state_since: Option<DateTime<Utc>>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl ClusterView {
@@ -127,7 +126,7 @@ impl ClusterView {
     /// A plan must not be judged against what meshdeck could not see.
     pub fn unseen(&self) -> Option<String> {
         if self.state == ClusterState::Live {
-            return (!self.facts_synced).then(|| "live, but its mesh facts are still being read".to_string());
+            return self.facts_pending.then(|| "live, but its mesh facts are still being read".to_string());
         }
         let since = self.last_seen.map(|t| format!(", last seen {}", t.format("%H:%M:%S"))).unwrap_or_default();
         let why = self.error.as_ref().map(|e| format!(": {}", e.message())).unwrap_or_default();
@@ -258,7 +257,7 @@ impl FleetSnapshot {
     pub fn settled(&self) -> bool {
         // A live cluster whose mesh facts are still listing would read as "no trust
         // domain": not an answer yet.
-        self.clusters.iter().all(|c| !c.state.pending() && (c.state != ClusterState::Live || c.facts_synced))
+        self.clusters.iter().all(|c| !c.state.pending() && (c.state != ClusterState::Live || !c.facts_pending))
     }
 
     /// Human lines for what changed between two snapshots (for `inventory --watch`).

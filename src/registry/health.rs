@@ -23,6 +23,10 @@ pub enum ClusterError {
 
 impl ClusterError {
     pub fn from_kube(e: &kube::Error) -> Self {
+        // A credential source's failure says which, never its env, args or output.
+        if let Some(auth) = auth_error(e) {
+            return ClusterError::Unauthorized(describe_auth(auth));
+        }
         match e {
             kube::Error::Api(s) if s.code == 401 => ClusterError::Unauthorized(format!("401 Unauthorized: {}", s.message)),
             kube::Error::Api(s) if s.code == 403 => ClusterError::Forbidden(format!("403 Forbidden: {}", s.message)),
@@ -55,7 +59,101 @@ fn short(e: &dyn std::error::Error) -> String {
         msg = inner.to_string();
         cur = inner.source();
     }
-    msg
+    redact(&msg)
+}
+
+/// An authentication error anywhere in the chain (the auth layer wraps it).
+fn auth_error(e: &kube::Error) -> Option<&kube::client::AuthError> {
+    if let kube::Error::Auth(a) = e {
+        return Some(a);
+    }
+    auth_in_chain(e)
+}
+
+fn auth_in_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a kube::client::AuthError> {
+    if let Some(a) = e.downcast_ref::<kube::client::AuthError>() {
+        return Some(a);
+    }
+    let mut cur: Option<&dyn std::error::Error> = e.source();
+    while let Some(inner) = cur {
+        if let Some(a) = inner.downcast_ref::<kube::client::AuthError>() {
+            return Some(a);
+        }
+        cur = inner.source();
+    }
+    None
+}
+
+/// kube formats a failed exec plugin with the command's Debug text: on Unix its
+/// overridden environment (AWS keys, VAULT_TOKEN), every argument
+/// (`--client-secret=...`) and its raw output. Only the program and the exit status
+/// are shown.
+fn describe_auth(a: &kube::client::AuthError) -> String {
+    use kube::client::AuthError as A;
+    match a {
+        A::AuthExecRun { cmd, out } => {
+            format!("exec plugin {} failed ({})", program(cmd), out.status)
+        }
+        A::AuthExecStart(e) => format!("exec plugin could not start: {}", e.kind()),
+        A::AuthExecParse(_) => "exec plugin printed something that is not an ExecCredential".into(),
+        A::AuthExec(_) | A::ExecPluginFailed => "exec plugin failed".into(),
+        other => redact(&other.to_string()),
+    }
+}
+
+/// The program of a Debug-formatted command (`KEY="v" "aws" "eks" ...` → `aws`), by
+/// its base name only.
+fn program(cmd: &str) -> String {
+    let quoted: Vec<&str> = cmd.split('"').skip(1).step_by(2).collect();
+    // Env overrides come first as KEY="value": the first quoted token after a `=` is a value.
+    let mut tokens = cmd.split_whitespace().peekable();
+    let mut prog = None;
+    while let Some(t) = tokens.next() {
+        if t.starts_with('"') {
+            prog = Some(t.trim_matches('"'));
+            break;
+        }
+    }
+    let prog = prog.or(quoted.first().copied()).unwrap_or("?");
+    std::path::Path::new(prog).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "?".into())
+}
+
+/// Words for any error from building a client or loading credentials: the credential
+/// source's failure without its secrets, anything else with URLs' userinfo removed.
+pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(k) = e.downcast_ref::<kube::Error>() {
+        return ClusterError::from_kube(k).message().to_string();
+    }
+    match auth_in_chain(e) {
+        Some(a) => describe_auth(a),
+        None => redact(&e.to_string()),
+    }
+}
+
+/// Credentials out of a message meant for a person: userinfo in URLs
+/// (`http://user:pass@proxy` → `http://***@proxy`) and bearer tokens.
+pub fn redact(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'').unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    match out.find("Bearer ") {
+        Some(i) => format!("{}Bearer ***", &out[..i]),
+        None => out,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,6 +185,27 @@ mod tests {
 
     fn api_error(code: u16, reason: &str, message: &str) -> kube::Error {
         kube::Error::Api(kube::core::Status::failure(message, reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn credentials_never_reach_a_message() {
+        assert_eq!(redact("tunnel via http://user:s3cret@10.0.0.1:3128 failed"), "tunnel via http://***@10.0.0.1:3128 failed");
+        assert_eq!(redact("Authorization: Bearer abc.def"), "Authorization: Bearer ***");
+        assert_eq!(program(r#"AWS_SECRET_ACCESS_KEY="k3y" "/usr/local/bin/aws" "eks" "--client-secret=x""#), "aws");
+        let out = std::process::Output { status: exit(3), stdout: b"tok3n".to_vec(), stderr: b"s3cret".to_vec() };
+        let e =
+            kube::client::AuthError::AuthExecRun { cmd: r#"VAULT_TOKEN="v4ult" "vault-plugin" "--secret=x""#.into(), out: Box::new(out) };
+        let text = describe_auth(&e);
+        assert!(text.starts_with("exec plugin vault-plugin failed (exit status: 3)"), "{text}");
+        for marker in ["v4ult", "--secret", "tok3n", "s3cret"] {
+            assert!(!text.contains(marker), "{text}");
+        }
+    }
+
+    #[cfg(unix)]
+    fn exit(code: i32) -> std::process::ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        std::process::ExitStatus::from_raw(code << 8)
     }
 
     #[test]

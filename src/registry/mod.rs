@@ -28,8 +28,8 @@ pub async fn client_for(kc: &Kubeconfig, context: &str) -> Result<kube::Client, 
     }
     let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
     match kube::Config::from_custom_kubeconfig(kc.clone(), &opts).await {
-        Ok(config) => kube::Client::try_from(config).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+        Ok(config) => kube::Client::try_from(config).map_err(|e| health::describe_error(&e)),
+        Err(e) => Err(health::describe_error(&e)),
     }
 }
 

@@ -172,9 +172,20 @@ impl Runner {
 /// Write logs to a file in the state directory: never to the screen while the cockpit runs.
 pub fn init_logging() -> Option<PathBuf> {
     let dir = crate::config::state_dir()?;
-    std::fs::create_dir_all(&dir).ok()?;
+    crate::config::private_dir(&dir).ok()?;
     let path = dir.join("meshdeck.log");
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
+    // Cluster names, errors and plans go in it: the user's only (0600 in a 0700 directory).
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(meta.permissions().mode() & 0o600));
+        }
+    }
+    let file = opts.open(&path).ok()?;
     let subscriber = tracing_subscriber::fmt()
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)

@@ -54,8 +54,10 @@ pub fn spawn_input(tx: UnboundedSender<Msg>, paused: Arc<AtomicBool>, stop: Arc<
 /// Edit `text` in $VISUAL/$EDITOR (default vi) with the cockpit suspended.
 pub fn edit_externally(text: &str, paused: &AtomicBool) -> Result<String, String> {
     let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
-    let path = std::env::temp_dir().join(format!("meshdeck-plan-{}.yaml", std::process::id()));
-    std::fs::File::create(&path).and_then(|mut f| f.write_all(text.as_bytes())).map_err(|e| format!("{}: {e}", path.display()))?;
+    // A new file only the user can read, under a name nobody can guess (no symlink games in /tmp).
+    let mut file = tempfile::Builder::new().prefix("meshdeck-plan-").suffix(".yaml").tempfile().map_err(|e| format!("temp file: {e}"))?;
+    file.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", file.path().display()))?;
+    let path = file.path().to_path_buf();
     paused.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(120));
     restore();
@@ -68,7 +70,8 @@ pub fn edit_externally(text: &str, paused: &AtomicBool) -> Result<String, String
     if !status.success() {
         return Err(format!("{editor} exited with {status}"));
     }
+    // Editors often replace the file rather than write into it: read it by its path.
     let out = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()));
-    let _ = std::fs::remove_file(&path);
+    drop(file);
     out
 }

@@ -31,7 +31,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             let shown = if state.hidden.contains(&c.name) { "hidden" } else { "shown" };
             Row::new(vec![
                 Cell::from(Span::styled(c.name.clone(), super::cluster_style(state, theme, &c.name))),
-                Cell::from(c.context.clone()),
+                if c.insecure_skip_tls_verify {
+                    Cell::from(Span::styled(format!("{} !tls", c.context), theme.style("warning")))
+                } else {
+                    Cell::from(c.context.clone())
+                },
                 Cell::from(Span::styled(if c.aliases.is_empty() { "-".into() } else { c.aliases.join(",") }, theme.style("dim"))),
                 Cell::from(Span::styled(c.state.as_str(), state_style(theme, c.state))),
                 Cell::from(d(&c.kubernetes_version)),
