@@ -105,15 +105,8 @@ fn describe_auth(a: &kube::client::AuthError) -> String {
 /// its base name only.
 fn program(cmd: &str) -> String {
     let quoted: Vec<&str> = cmd.split('"').skip(1).step_by(2).collect();
-    // Env overrides come first as KEY="value": the first quoted token after a `=` is a value.
-    let mut tokens = cmd.split_whitespace().peekable();
-    let mut prog = None;
-    while let Some(t) = tokens.next() {
-        if t.starts_with('"') {
-            prog = Some(t.trim_matches('"'));
-            break;
-        }
-    }
+    // Env overrides come first as KEY="value": the program is the first token that starts quoted.
+    let prog = cmd.split_whitespace().find(|t| t.starts_with('"')).map(|t| t.trim_matches('"'));
     let prog = prog.or(quoted.first().copied()).unwrap_or("?");
     std::path::Path::new(prog).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "?".into())
 }
