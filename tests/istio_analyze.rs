@@ -68,7 +68,8 @@ fn real_only_istioctl_analyze_finds_nothing_in_any_rendered_example() {
                 "--out-dir",
                 out.to_str().expect("utf8"),
             ]);
-            for cluster in std::fs::read_dir(&out).expect("rendered").flatten() {
+            // One folder per cluster (beside them, the render's `.meshdeck-render` list).
+            for cluster in std::fs::read_dir(&out).expect("rendered").flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
                 let name = cluster.file_name().to_string_lossy().into_owned();
                 let mut files: Vec<PathBuf> = std::fs::read_dir(cluster.path()).expect("files").flatten().map(|e| e.path()).collect();
                 files.sort();

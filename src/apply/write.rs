@@ -288,7 +288,12 @@ async fn write_cluster<'a>(
         if let Some(why) = stop_reason(&abort, opts, deadline) {
             return (cluster, written, Err(why));
         }
-        match bounded(opts, perform(&client, step, opts.force_conflicts, grant)).await {
+        let result = bounded(opts, perform(&client, step, opts.force_conflicts, grant)).await;
+        match &result {
+            Ok(_) => tracing::info!(target = %step.target, change = step.change.as_str(), "written"),
+            Err(e) => tracing::info!(target = %step.target, change = step.change.as_str(), error = %e, "write failed"),
+        }
+        match result {
             Ok(_) => {
                 if let Some(p) = &opts.progress {
                     let _ = p.send(format!(
@@ -366,16 +371,22 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions,
         }
     }
     if !failed {
+        tracing::info!(clusters = ?set.clusters(), "applied and verified");
         return Ok(report);
     }
+    tracing::info!("a write failed or was stopped: restoring every written object");
     report.outcome = Outcome::RolledBack;
     for (cluster, written, _) in &results {
         let entry = report.clusters.entry(cluster.clone()).or_default();
         let Ok(client) = client(clusters, cluster) else { continue };
         for step in written.iter().rev() {
             match restore_with_retries(&client, &step.target, step.previous.as_ref(), grant, opts).await {
-                Ok(_) => entry.restored.push(step.target.to_string()),
+                Ok(_) => {
+                    tracing::info!(target = %step.target, "restored");
+                    entry.restored.push(step.target.to_string())
+                }
                 Err(e) => {
+                    tracing::info!(target = %step.target, error = %e, "restore failed");
                     report.outcome = Outcome::RollbackIncomplete;
                     entry.errors.push(format!("restoring {}: {e}", step.target));
                 }

@@ -21,8 +21,10 @@ target/realfleet/realfleet up --clusters 3 --world target/realfleet/world --crds
 # The test binaries whose tests run on both fleets; `sim_only` tests drive the sim's fault hooks.
 export MESHDECK_TEST_FLEET=real MESHDECK_TEST_KUBECONFIG="$root/target/realfleet/kubeconfig"
 set +e
-cargo test --test dry_run --test apply_pipeline --test cli_apply --test inventory_live --test tui_e2e \
-  --test real_fleet --test differential --test istio_analyze --test python_client --test cluster_aliases --test completion --test apply_safety --test rollback_fleet --test route_owner --test cli_manners --test outage --test secrets -- --skip sim_only 2>&1 | tee target/realfleet/test.log
+cargo test --no-fail-fast --test dry_run --test apply_pipeline --test cli_apply --test inventory_live --test tui_e2e \
+  --test real_fleet --test differential --test istio_analyze --test python_client \
+  --test cluster_aliases --test completion --test apply_safety --test rollback_fleet --test route_owner --test cli_manners \
+  --test outage --test secrets -- --skip sim_only 2>&1 | tee target/realfleet/test.log
 status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { p += $4; f += $6 } END { printf "realfleet: %d passed, %d failed\n", p, f }' target/realfleet/test.log
