@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -17,7 +18,7 @@ import (
 // the sim's admin endpoint): what tests do to a real cluster on a bad day.
 //
 //	POST /clusters/<name>/apiserver/stop    stop its kube-apiserver (connections refused)
-//	POST /clusters/<name>/apiserver/start   start it again on the same port; returns once ready
+//	POST /clusters/<name>/apiserver/start   start it again on the same port (and restart its controller manager); returns once ready
 //	POST /compact                           compact etcd at its current revision (watches resuming from before get 410)
 //	GET  /                                  the clusters and whether each API server runs
 func startControl(clusters []*cluster, etcds []*embed.Etcd) (string, error) {
@@ -51,10 +52,11 @@ func startControl(clusters []*cluster, etcds []*embed.Etcd) (string, error) {
 			fmt.Fprintf(w, "%s: kube-apiserver stopped\n", c.name)
 		case "start":
 			var err error
+			restarted := false
 			runOnMainThread(func() {
 				select {
 				case <-c.exited:
-					err = c.runAPIServer()
+					err, restarted = c.runAPIServer(), true
 				default:
 				}
 			})
@@ -62,6 +64,15 @@ func startControl(clusters []*cluster, etcds []*embed.Etcd) (string, error) {
 				ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 				defer cancel()
 				err = c.waitReady(ctx)
+			}
+			// The controller manager restarts with its API server, as static pods on a
+			// rebooted control-plane node do: after a restart across an etcd compaction
+			// its informers can stay behind what it wrote ("read version ... is not as
+			// new as written version") and stop reconciling.
+			if err == nil && restarted {
+				_ = c.kcm.Process.Signal(syscall.SIGTERM)
+				waitOrKill(c.kcm, 15*time.Second)
+				runOnMainThread(func() { err = c.startControllerManager() })
 			}
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
