@@ -90,7 +90,8 @@ async fn render_owns_its_out_dir() {
     let work = tempfile::tempdir().expect("tmp");
     let out_dir = work.path().join("out");
     let files = |d: &std::path::Path| -> Vec<String> {
-        let mut v: Vec<String> = walk(d).into_iter().map(|p| p.strip_prefix(d).expect("under").display().to_string()).collect();
+        let mut v: Vec<String> =
+            common::files_under(d).into_iter().map(|p| p.strip_prefix(d).expect("under").display().to_string()).collect();
         v.sort();
         v
     };
@@ -132,18 +133,6 @@ async fn render_owns_its_out_dir() {
         !target.exists() && !work.path().join("x").exists() && !work.path().parent().expect("parent").join("x").exists(),
         "nothing outside the folder"
     );
-}
-
-fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
 }
 
 /// Many commands at once, each with a fresh inventory: none judges a plan before

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{MeshdeckCli, TestFleet, istio_objects, text};
+use common::{MeshdeckCli, TestFleet, istio_objects, text, write_plan};
 use serde_json::Value;
 
 const CANARY: &str = "examples/reviews-canary.yaml";
@@ -18,12 +18,6 @@ fn canary_with(weights: (u32, u32, u32)) -> String {
 }
 
 const LOCAL_ONLY: &str = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: reviews-canary}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster1, version: v1, weight: 90}\n    - {cluster: cluster1, version: v2, weight: 10}\n";
-
-fn write_plan(cli: &MeshdeckCli, name: &str, text: &str) -> String {
-    let path = cli.data.path().join(name);
-    std::fs::write(&path, text).expect("plan");
-    path.display().to_string()
-}
 
 async fn last_id(cli: &std::sync::Arc<MeshdeckCli>) -> String {
     let out = cli.run(&["history", "-o", "json"]).await;

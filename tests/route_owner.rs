@@ -6,16 +6,10 @@
 
 mod common;
 
-use common::{MeshdeckCli, TestFleet, istio_objects, text};
+use common::{MeshdeckCli, TestFleet, istio_objects, text, write_plan};
 use serde_json::Value;
 
 const CANARY: &str = "examples/reviews-canary.yaml";
-
-fn write_plan(cli: &MeshdeckCli, name: &str, text: &str) -> String {
-    let path = cli.data.path().join(name);
-    std::fs::write(&path, text).expect("plan");
-    path.display().to_string()
-}
 
 fn canary_named(name: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CANARY))

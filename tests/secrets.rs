@@ -14,18 +14,6 @@ use serde_json::Value;
 
 const MARKERS: [&str; 6] = ["LEAKTOKEN7", "LEAKENV7", "LEAKARG7", "LEAKOUT7", "LEAKPASS7", "LEAKKEY7"];
 
-fn all_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            out.extend(all_files(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_reaches_output_logs_history_or_files() {
     let fleet = TestFleet::start().await;
@@ -99,7 +87,7 @@ async fn no_credential_reaches_output_logs_history_or_files() {
         assert!(!printed.contains(m), "{m} was printed:\n{printed}");
     }
     for d in [cli.config.path(), cli.data.path(), state.path()] {
-        for f in all_files(d) {
+        for f in common::files_under(d) {
             let bytes = std::fs::read(&f).unwrap_or_default();
             let content = String::from_utf8_lossy(&bytes);
             for m in MARKERS {

@@ -546,3 +546,23 @@ impl TestFleet {
         path
     }
 }
+
+/// Every file under `d`, at any depth.
+pub fn files_under(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Write a plan file into the CLI's data directory; its path.
+pub fn write_plan(cli: &MeshdeckCli, name: &str, text: &str) -> String {
+    let path = cli.data.path().join(name);
+    std::fs::write(&path, text).expect("plan");
+    path.display().to_string()
+}
