@@ -83,10 +83,11 @@ async fn real_only_an_api_server_restarted_mid_session_is_resumed_by_the_invento
         .await;
     scale(&fleet, "cluster2", "reviews-v3", 0).await;
     let snap =
-        common::snapshot_where(&mut inv, 60, "v3 gone from cluster2", |s| versions(s, "reviews.default", "cluster2") == ["v1", "v2"]).await;
+        common::snapshot_where(&mut inv, 120, "v3 gone from cluster2", |s| versions(s, "reviews.default", "cluster2") == ["v1", "v2"])
+            .await;
     assert_eq!(snap.cluster("cluster2").map(|c| c.state), Some(ClusterState::Live));
     scale(&fleet, "cluster2", "reviews-v3", 1).await;
-    common::snapshot_where(&mut inv, 60, "v3 back in cluster2", |s| {
+    common::snapshot_where(&mut inv, 120, "v3 back in cluster2", |s| {
         s.service("reviews.default")
             .and_then(|r| r.clusters.get("cluster2"))
             .and_then(|p| p.versions.get("v3"))

@@ -65,7 +65,7 @@ func startControl(clusters []*cluster, etcds []*embed.Etcd) (string, error) {
 				defer cancel()
 				err = c.waitReady(ctx)
 			}
-			// The controller manager restarts with its API server, as static pods on a
+			// The controller manager (and the fake kubelet) restart with the API server, as static pods on a
 			// rebooted control-plane node do: after a restart across an etcd compaction
 			// its informers can stay behind what it wrote ("read version ... is not as
 			// new as written version") and stop reconciling.
@@ -73,6 +73,7 @@ func startControl(clusters []*cluster, etcds []*embed.Etcd) (string, error) {
 				_ = c.kcm.Process.Signal(syscall.SIGTERM)
 				waitOrKill(c.kcm, 15*time.Second)
 				runOnMainThread(func() { err = c.startControllerManager() })
+				c.startKubelet(c.kubeletParent)
 			}
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)

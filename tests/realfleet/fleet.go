@@ -198,18 +198,21 @@ func down(args []string) int {
 
 // cluster is one running control plane.
 type cluster struct {
-	name       string
-	index      int
-	dir        string
-	port       int
-	adminToken string
-	restricted string
-	team       string
-	nodelete   string
-	pki        *clusterPKI
-	apiserver  *exec.Cmd
-	apiArgs    []string
-	kcm        *exec.Cmd
+	// The fake node's kubelet runs under its own context, restarted with the API server.
+	kubeletParent context.Context
+	stopKubelet   context.CancelFunc
+	name          string
+	index         int
+	dir           string
+	port          int
+	adminToken    string
+	restricted    string
+	team          string
+	nodelete      string
+	pki           *clusterPKI
+	apiserver     *exec.Cmd
+	apiArgs       []string
+	kcm           *exec.Cmd
 	// exited is closed when the current API server process has exited.
 	exited chan struct{}
 }
@@ -327,6 +330,16 @@ func (c *cluster) stopAPIServer() {
 		_ = c.apiserver.Process.Kill()
 		<-c.exited
 	}
+}
+
+// startKubelet (re)starts the fake node's kubelet under parent.
+func (c *cluster) startKubelet(parent context.Context) {
+	if c.stopKubelet != nil {
+		c.stopKubelet()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	c.kubeletParent, c.stopKubelet = parent, cancel
+	go runKubelet(ctx, c)
 }
 
 func (c *cluster) startControllerManager() error {
@@ -594,7 +607,7 @@ func boot(ctx context.Context, o *options) ([]*cluster, []*embed.Etcd, error) {
 		if err := c.startControllerManager(); err != nil {
 			return clusters, etcds, err
 		}
-		go runKubelet(ctx, c)
+		c.startKubelet(ctx)
 	}
 	// Ready means the world is running: every Deployment's pods are ready.
 	for _, c := range clusters {
