@@ -30,7 +30,7 @@ pub async fn run(global: &GlobalArgs, args: ClustersArgs) -> Result<(), CliError
                     vec![
                         c.name.clone(),
                         if c.insecure_skip_tls_verify { format!("{} (TLS NOT VERIFIED)", c.context) } else { c.context.clone() },
-                        if c.aliases.is_empty() { "-".into() } else { c.aliases.join(",") },
+                        c.aliases_text(),
                         c.state.as_str().to_string(),
                         or_dash(&c.kubernetes_version),
                         c.latency_ms.map(|l| format!("{l}ms")).unwrap_or_else(|| "-".into()),

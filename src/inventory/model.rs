@@ -122,6 +122,11 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
+    /// The aliases as one cell of a table (`-` for none).
+    pub fn aliases_text(&self) -> String {
+        if self.aliases.is_empty() { "-".into() } else { self.aliases.join(",") }
+    }
+
     /// Why this cluster's inventory cannot be trusted now (not live), or None.
     /// A plan must not be judged against what meshdeck could not see.
     pub fn unseen(&self) -> Option<String> {

@@ -104,10 +104,9 @@ fn describe_auth(a: &kube::client::AuthError) -> String {
 /// The program of a Debug-formatted command (`KEY="v" "aws" "eks" ...` → `aws`), by
 /// its base name only.
 fn program(cmd: &str) -> String {
-    let quoted: Vec<&str> = cmd.split('"').skip(1).step_by(2).collect();
-    // Env overrides come first as KEY="value": the program is the first token that starts quoted.
-    let prog = cmd.split_whitespace().find(|t| t.starts_with('"')).map(|t| t.trim_matches('"'));
-    let prog = prog.or(quoted.first().copied()).unwrap_or("?");
+    // Env overrides come first as KEY="value": the program is the first token that starts
+    // quoted. Nothing else is a fallback: the first quoted text could be an env value.
+    let prog = cmd.split_whitespace().find(|t| t.starts_with('"')).map(|t| t.trim_matches('"')).unwrap_or("?");
     std::path::Path::new(prog).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "?".into())
 }
 

@@ -36,7 +36,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 } else {
                     Cell::from(c.context.clone())
                 },
-                Cell::from(Span::styled(if c.aliases.is_empty() { "-".into() } else { c.aliases.join(",") }, theme.style("dim"))),
+                Cell::from(Span::styled(c.aliases_text(), theme.style("dim"))),
                 Cell::from(Span::styled(c.state.as_str(), state_style(theme, c.state))),
                 Cell::from(d(&c.kubernetes_version)),
                 Cell::from(c.latency_ms.map(|l| format!("{l}ms")).unwrap_or_else(|| "-".into())),
