@@ -187,7 +187,12 @@ pub async fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<(), CliError> 
 async fn bench_sim(size: &FleetSize) -> Result<(), CliError> {
     let sim = SimProcess::start(size)?;
     println!("sim: {} clusters x {} services: started in {:.2} s", size.clusters, size.services, sim.startup.as_secs_f64());
-    let global = GlobalArgs { kubeconfig: Some(sim.kubeconfig.clone()), contexts: sim.contexts(size.clusters), read_only: true };
+    let global = GlobalArgs {
+        kubeconfig: Some(sim.kubeconfig.clone()),
+        contexts: sim.contexts(size.clusters),
+        read_only: true,
+        ..Default::default()
+    };
     let (clusters, _) = super::fleet::registry(&global).await?;
     let started = Instant::now();
     let mut pods = 0;
@@ -211,7 +216,12 @@ async fn bench_sim(size: &FleetSize) -> Result<(), CliError> {
 async fn bench_inventory(size: &FleetSize) -> Result<(), CliError> {
     let sim = SimProcess::start(size)?;
     println!("fleet: {} clusters x {} services (sim started in {:.2} s)", size.clusters, size.services, sim.startup.as_secs_f64());
-    let global = GlobalArgs { kubeconfig: Some(sim.kubeconfig.clone()), contexts: sim.contexts(size.clusters), read_only: true };
+    let global = GlobalArgs {
+        kubeconfig: Some(sim.kubeconfig.clone()),
+        contexts: sim.contexts(size.clusters),
+        read_only: true,
+        ..Default::default()
+    };
     let rss_before = rss_mib().unwrap_or(0.0);
     let started = Instant::now();
     let (clusters, _) = super::fleet::registry(&global).await?;
@@ -357,7 +367,12 @@ async fn bench_apply(size: &FleetSize) -> Result<(), CliError> {
     use crate::apply::write::execute;
     use crate::apply::{ApplyOptions, Confirmation, WriteGrant, desired_for_plan, desired_for_rollback, prepare};
     let sim = SimProcess::start(&FleetSize { services: 0, ..size.clone() })?;
-    let global = GlobalArgs { kubeconfig: Some(sim.kubeconfig.clone()), contexts: sim.contexts(size.clusters), read_only: false };
+    let global = GlobalArgs {
+        kubeconfig: Some(sim.kubeconfig.clone()),
+        contexts: sim.contexts(size.clusters),
+        read_only: false,
+        ..Default::default()
+    };
     let (clusters, _) = super::fleet::registry(&global).await?;
     let mut inv = Inventory::start(&clusters);
     let snap = inv.settled(Duration::from_secs(60)).await;
@@ -503,6 +518,7 @@ async fn bench_tui() -> Result<(), CliError> {
         kubeconfig: Some(dir.join("kubeconfig")),
         contexts: vec!["cluster1".into(), "cluster2".into(), "cluster3".into()],
         read_only: true,
+        ..Default::default()
     };
     let (clusters, _) = super::fleet::registry(&global).await?;
     let mut inv = Inventory::start(&clusters);

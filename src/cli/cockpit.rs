@@ -125,7 +125,7 @@ pub async fn demo(global: &GlobalArgs, look_args: &LookArgs, args: DemoArgs) -> 
     let kubeconfig = dir.path().join("kubeconfig");
     fleet.write_kubeconfig(&kubeconfig).map_err(|e| CliError::failed(e.to_string()))?;
     let contexts = fleet.clusters.iter().map(|c| c.name.clone()).collect();
-    let demo_global = GlobalArgs { kubeconfig: Some(kubeconfig), contexts, read_only: global.read_only };
+    let demo_global = GlobalArgs { kubeconfig: Some(kubeconfig), contexts, read_only: global.read_only, verbose: global.verbose };
     let result = cockpit(&demo_global, look_args).await;
     drop(dir);
     result

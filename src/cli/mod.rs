@@ -42,6 +42,10 @@ pub struct GlobalArgs {
     /// Refuse every write to every cluster.
     #[arg(long, global = true)]
     pub read_only: bool,
+    /// Say more about failures: a failed exec plugin's own error output (its stderr,
+    /// when kubeconfig's interactiveMode is Never; otherwise it already went to the terminal).
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,6 +135,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    crate::registry::health::set_verbose(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! Reachability: a `/version` probe with its latency, and the classification of
 //! a cluster's errors into the states the fleet view shows.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,13 @@ pub enum ClusterError {
 impl ClusterError {
     pub fn from_kube(e: &kube::Error) -> Self {
         // A credential source's failure says which, never its env, args or output.
+        Self::from_kube_for(e, None)
+    }
+
+    /// As `from_kube`, naming an exec plugin by the program its kubeconfig gives.
+    pub fn from_kube_for(e: &kube::Error, exec_program: Option<&str>) -> Self {
         if let Some(auth) = auth_error(e) {
-            return ClusterError::Unauthorized(describe_auth(auth));
+            return ClusterError::Unauthorized(describe_auth(auth, exec_program));
         }
         match e {
             kube::Error::Api(s) if s.code == 401 => ClusterError::Unauthorized(format!("401 Unauthorized: {}", s.message)),
@@ -84,15 +90,36 @@ fn auth_in_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a kub
     None
 }
 
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// `--verbose`: failures also carry what an exec plugin wrote to stderr (its own
+/// words, which the user asked to see; never its env, args or stdout).
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
 /// kube formats a failed exec plugin with the command's Debug text: on Unix its
 /// overridden environment (AWS keys, VAULT_TOKEN), every argument
-/// (`--client-secret=...`) and its raw output. Only the program and the exit status
-/// are shown.
-fn describe_auth(a: &kube::client::AuthError) -> String {
+/// (`--client-secret=...`) and its raw output. Only the program (as the kubeconfig
+/// names it when known) and the exit status are shown.
+fn describe_auth(a: &kube::client::AuthError, exec_program: Option<&str>) -> String {
     use kube::client::AuthError as A;
     match a {
         A::AuthExecRun { cmd, out } => {
-            format!("exec plugin {} failed ({})", program(cmd), out.status)
+            let name = exec_program.map(base_name).unwrap_or_else(|| program(cmd));
+            let mut msg = format!("exec plugin {name} failed ({})", out.status);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let said: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            if VERBOSE.load(Ordering::Relaxed) && !said.is_empty() {
+                let mut words = said.join(" / ");
+                if words.len() > 500 {
+                    let cut = (0..=500).rev().find(|i| words.is_char_boundary(*i)).unwrap_or(0);
+                    words.truncate(cut);
+                    words.push('…');
+                }
+                msg.push_str(&format!(": {}", redact(&words)));
+            }
+            msg
         }
         A::AuthExecStart(e) => format!("exec plugin could not start: {}", e.kind()),
         A::AuthExecParse(_) => "exec plugin printed something that is not an ExecCredential".into(),
@@ -107,17 +134,26 @@ fn program(cmd: &str) -> String {
     // Env overrides come first as KEY="value": the program is the first token that starts
     // quoted. Nothing else is a fallback: the first quoted text could be an env value.
     let prog = cmd.split_whitespace().find(|t| t.starts_with('"')).map(|t| t.trim_matches('"')).unwrap_or("?");
-    std::path::Path::new(prog).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "?".into())
+    base_name(prog)
+}
+
+fn base_name(program: &str) -> String {
+    std::path::Path::new(program).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "?".into())
 }
 
 /// Words for any error from building a client or loading credentials: the credential
 /// source's failure without its secrets, anything else with URLs' userinfo removed.
 pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
+    describe_error_for(e, None)
+}
+
+/// As `describe_error`, naming an exec plugin by the program its kubeconfig gives.
+pub fn describe_error_for(e: &(dyn std::error::Error + 'static), exec_program: Option<&str>) -> String {
     if let Some(k) = e.downcast_ref::<kube::Error>() {
-        return ClusterError::from_kube(k).message().to_string();
+        return ClusterError::from_kube_for(k, exec_program).message().to_string();
     }
     match auth_in_chain(e) {
-        Some(a) => describe_auth(a),
+        Some(a) => describe_auth(a, exec_program),
         None => redact(&e.to_string()),
     }
 }
@@ -187,11 +223,13 @@ mod tests {
         let out = std::process::Output { status: exit(3), stdout: b"tok3n".to_vec(), stderr: b"s3cret".to_vec() };
         let e =
             kube::client::AuthError::AuthExecRun { cmd: r#"VAULT_TOKEN="v4ult" "vault-plugin" "--secret=x""#.into(), out: Box::new(out) };
-        let text = describe_auth(&e);
+        let text = describe_auth(&e, None);
         assert!(text.starts_with("exec plugin vault-plugin failed (exit status: 3)"), "{text}");
         for marker in ["v4ult", "--secret", "tok3n", "s3cret"] {
             assert!(!text.contains(marker), "{text}");
         }
+        // The kubeconfig's own name for the program wins over kube's Debug text.
+        assert!(describe_auth(&e, Some("/opt/my tools/vault-login")).starts_with("exec plugin vault-login failed"));
     }
 
     #[cfg(unix)]

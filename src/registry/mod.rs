@@ -27,10 +27,25 @@ pub async fn client_for(kc: &Kubeconfig, context: &str) -> Result<kube::Client, 
         }
     }
     let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
+    let program = exec_of(kc, context).and_then(|e| e.command.as_deref());
     match kube::Config::from_custom_kubeconfig(kc.clone(), &opts).await {
-        Ok(config) => kube::Client::try_from(config).map_err(|e| health::describe_error(&e)),
-        Err(e) => Err(health::describe_error(&e)),
+        Ok(config) => kube::Client::try_from(config).map_err(|e| health::describe_error_for(&e, program)),
+        Err(e) => Err(health::describe_error_for(&e, program)),
     }
+}
+
+/// The exec plugin a context's user runs for its credentials, if any. Building that
+/// context's client runs it (kube runs it then, and again when the token expires).
+pub fn exec_of<'k>(kc: &'k Kubeconfig, context: &str) -> Option<&'k kube::config::ExecConfig> {
+    let user = kc.contexts.iter().find(|c| c.name == context)?.context.as_ref()?.user.as_ref()?;
+    kc.auth_infos.iter().find(|a| &a.name == user)?.auth_info.as_ref()?.exec.as_ref()
+}
+
+/// Does building this context's client hand the terminal to a program? kube gives an
+/// exec plugin the terminal's stdin and stderr unless its `interactiveMode` is `Never`
+/// (a login prompt, a device code), so the cockpit steps aside while it runs.
+pub fn needs_terminal(kc: &Kubeconfig, context: &str) -> bool {
+    exec_of(kc, context).is_some_and(|e| e.interactive_mode != Some(kube::config::ExecInteractiveMode::Never))
 }
 
 /// A registry name for a context: what plans, hosts, object names and folders can

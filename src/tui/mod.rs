@@ -229,14 +229,101 @@ fn available_contexts(kc: Option<&kube::config::Kubeconfig>, clusters: &[Cluster
         .unwrap_or_default()
 }
 
+/// A kubeconfig context to connect: registered as a new cluster, or made to act
+/// for one. Building its client may run an exec plugin, so it runs off the loop.
+struct ConnectJob {
+    kc: kube::config::Kubeconfig,
+    config: crate::config::MeshdeckConfig,
+    read_only: bool,
+    clusters: Arc<Vec<Cluster>>,
+    effect: Effect,
+}
+
+/// What a `ConnectJob` found, for the loop to take in.
+enum Connected {
+    Registered { context: String, result: Result<Vec<Cluster>, String> },
+    Switched { cluster: String, context: String, result: Result<Box<Cluster>, String> },
+}
+
+impl ConnectJob {
+    fn context(&self) -> &str {
+        match &self.effect {
+            Effect::Register(context) | Effect::SwitchContext { context, .. } => context,
+            _ => "",
+        }
+    }
+
+    /// The exec plugin that will want the terminal, if any.
+    fn terminal_program(&self) -> Option<String> {
+        let context = self.context();
+        if !crate::registry::needs_terminal(&self.kc, context) {
+            return None;
+        }
+        let program = crate::registry::exec_of(&self.kc, context).and_then(|e| e.command.clone()).unwrap_or_default();
+        Some(std::path::Path::new(&program).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(program))
+    }
+
+    async fn run(self) -> Connected {
+        match &self.effect {
+            Effect::SwitchContext { cluster, context } => Connected::Switched {
+                cluster: cluster.clone(),
+                context: context.clone(),
+                result: switch_context(&self.kc, &self.clusters, cluster, context).await.map(Box::new),
+            },
+            _ => {
+                let context = self.context().to_string();
+                let result = crate::registry::connect(&self.kc, std::slice::from_ref(&context), &self.config, self.read_only)
+                    .await
+                    .map_err(|e| e.to_string());
+                Connected::Registered { context, result }
+            }
+        }
+    }
+}
+
+/// Take in a finished connection: watch the new cluster, or the switched one again.
+async fn connected(done: Connected, state: &mut AppState, runner: &mut Runner, watching: &mut Watching, tx: &UnboundedSender<Msg>) {
+    match done {
+        Connected::Registered { context, result: Ok(added) } => {
+            let mut all: Vec<Cluster> = runner.clusters.as_ref().clone();
+            all.extend(added);
+            *watching = Watching::start(&all, tx.clone());
+            state.log(format!("registered {context}; watching {} clusters", all.len()));
+            runner.clusters = Arc::new(all);
+        }
+        Connected::Registered { context, result: Err(e) } => {
+            state.status = Some(format!("cannot register {context}: {e}"));
+            state.log(format!("registering {context} failed: {e}"));
+            if !state.available.contains(&context) {
+                state.available.push(context);
+            }
+        }
+        Connected::Switched { cluster, context, result } => {
+            // Look the cluster up again: the registry may have grown meanwhile.
+            let index = runner.clusters.iter().position(|c| c.name == cluster);
+            match (index, result) {
+                (Some(index), Ok(switched)) => {
+                    watching.inventory.restart(index, &switched).await;
+                    let mut all: Vec<Cluster> = runner.clusters.as_ref().clone();
+                    all[index] = *switched;
+                    runner.clusters = Arc::new(all);
+                    state.status = Some(format!("{cluster}: acting as {context}"));
+                    state.log(format!("{cluster}: acting as {context}; watching it again with its credentials"));
+                }
+                (_, result) => {
+                    let e = result.err().unwrap_or_else(|| format!("{cluster} is not registered"));
+                    let acting = runner.clusters.iter().find(|c| c.name == cluster).map(|c| c.context.name.clone()).unwrap_or_default();
+                    state.status = Some(format!("{cluster}: cannot act as {context}: {e}; still acting as {acting}"));
+                    state.log(format!("{cluster}: switch to {context} failed: {e}"));
+                }
+            }
+        }
+    }
+}
+
 /// Let `context` act for cluster `name`: connect as it and ask the cluster who it
 /// is first. On any failure the acting context stays and the error says why.
-async fn switch_context(
-    kc: &kube::config::Kubeconfig,
-    clusters: &[Cluster],
-    name: &str,
-    context: &str,
-) -> Result<(usize, Cluster), String> {
+async fn switch_context(kc: &kube::config::Kubeconfig, clusters: &[Cluster], name: &str, context: &str) -> Result<Cluster, String> {
     let index = clusters.iter().position(|c| c.name == name).ok_or_else(|| format!("{name} is not registered"))?;
     let mut cluster = clusters[index].clone();
     let client = crate::registry::client_for(kc, context).await?;
@@ -254,12 +341,13 @@ async fn switch_context(
     if !cluster.act_as(context, Ok(client)) {
         return Err(format!("{context} is not an alias of {name}"));
     }
-    Ok((index, cluster))
+    Ok(cluster)
 }
 
 pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
     let log_file = init_logging();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let (conn_tx, mut conn_rx) = mpsc::unbounded_channel::<Connected>();
     let mut watching = Watching::start(&cfg.clusters, tx.clone());
     let tick_tx = tx.clone();
     let ticker = tokio::spawn(async move {
@@ -313,7 +401,15 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
                 break Err(e.to_string());
             }
         }
-        let Some(first) = rx.recv().await else { break Ok(()) };
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            Some(done) = conn_rx.recv() => {
+                connected(done, &mut state, &mut runner, &mut watching, &tx).await;
+                dirty = true;
+                continue;
+            }
+        };
+        let Some(first) = first else { break Ok(()) };
         // Drain what is queued: many events, one frame.
         let mut batch = vec![first];
         while let Ok(m) = rx.try_recv() {
@@ -321,42 +417,37 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
         }
         for m in batch {
             for effect in update(&mut state, m) {
-                if let Effect::Register(context) = &effect {
-                    // A new cluster: connect it and watch the whole registry again.
-                    let Some(kc) = cfg.kubeconfig.as_ref() else { continue };
-                    match crate::registry::connect(kc, std::slice::from_ref(context), &cfg.config, cfg.read_only).await {
-                        Ok(added) => {
-                            let mut all: Vec<Cluster> = runner.clusters.as_ref().clone();
-                            all.extend(added);
-                            watching = Watching::start(&all, tx.clone());
-                            state.log(format!("registered {context}; watching {} clusters", all.len()));
-                            runner.clusters = Arc::new(all);
+                if let Effect::Register(_) | Effect::SwitchContext { .. } = &effect {
+                    let Some(kc) = cfg.kubeconfig.clone() else { continue };
+                    let job =
+                        ConnectJob { kc, config: cfg.config.clone(), read_only: cfg.read_only, clusters: runner.clusters.clone(), effect };
+                    match job.terminal_program() {
+                        // The plugin gets the terminal (a prompt, a device code); the cockpit steps aside.
+                        Some(program) => {
+                            let context = job.context().to_string();
+                            let done = terminal::suspended(&paused, &format!("{context}: running {program} for credentials"), || {
+                                tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(job.run()))
+                            });
+                            let _ = terminal.clear();
+                            let _ = conn_tx.send(done);
                         }
-                        Err(e) => state.status = Some(e.to_string()),
-                    }
-                    continue;
-                }
-                if let Effect::SwitchContext { cluster, context } = &effect {
-                    let Some(kc) = cfg.kubeconfig.as_ref() else { continue };
-                    match switch_context(kc, &runner.clusters, cluster, context).await {
-                        Ok((index, switched)) => {
-                            watching.inventory.restart(index, &switched).await;
-                            let mut all: Vec<Cluster> = runner.clusters.as_ref().clone();
-                            all[index] = switched;
-                            runner.clusters = Arc::new(all);
-                            state.status = Some(format!("{cluster}: acting as {context}"));
-                            state.log(format!("{cluster}: acting as {context}; watching it again with its credentials"));
-                        }
-                        Err(e) => {
-                            let acting =
-                                runner.clusters.iter().find(|c| c.name == *cluster).map(|c| c.context.name.clone()).unwrap_or_default();
-                            state.status = Some(format!("{cluster}: cannot act as {context}: {e}; still acting as {acting}"));
-                            state.log(format!("{cluster}: switch to {context} failed: {e}"));
+                        // Otherwise off the loop: a slow plugin or server never freezes the cockpit.
+                        None => {
+                            let conn_tx = conn_tx.clone();
+                            let handle = tokio::runtime::Handle::current();
+                            tokio::task::spawn_blocking(move || {
+                                let _ = conn_tx.send(handle.block_on(job.run()));
+                            });
                         }
                     }
                     continue;
                 }
+                let suspends = matches!(effect, Effect::ExternalEdit(_));
                 runner.spawn(effect, state.snapshot.clone());
+                if suspends {
+                    // Back from another program: draw every cell again.
+                    let _ = terminal.clear();
+                }
             }
         }
         // Every message may change what is shown; idle means no messages, so no frames.

@@ -51,6 +51,19 @@ pub fn spawn_input(tx: UnboundedSender<Msg>, paused: Arc<AtomicBool>, stop: Arc<
     });
 }
 
+/// Hand the terminal to another program while `run` runs: the input thread pauses,
+/// the alternate screen and raw mode are left (with a line saying why), then restored.
+pub fn suspended<T>(paused: &AtomicBool, why: &str, run: impl FnOnce() -> T) -> T {
+    paused.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(120));
+    restore();
+    eprintln!("meshdeck: {why}; the cockpit comes back when it finishes");
+    let out = run();
+    let _ = init();
+    paused.store(false, Ordering::SeqCst);
+    out
+}
+
 /// Edit `text` in $VISUAL/$EDITOR (default vi) with the cockpit suspended.
 pub fn edit_externally(text: &str, paused: &AtomicBool) -> Result<String, String> {
     let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
@@ -58,14 +71,10 @@ pub fn edit_externally(text: &str, paused: &AtomicBool) -> Result<String, String
     let mut file = tempfile::Builder::new().prefix("meshdeck-plan-").suffix(".yaml").tempfile().map_err(|e| format!("temp file: {e}"))?;
     file.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", file.path().display()))?;
     let path = file.path().to_path_buf();
-    paused.store(true, Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(120));
-    restore();
     let mut parts = editor.split_whitespace();
     let program = parts.next().unwrap_or("vi");
-    let status = std::process::Command::new(program).args(parts).arg(&path).status();
-    let _ = init();
-    paused.store(false, Ordering::SeqCst);
+    let status =
+        suspended(paused, &format!("editing in {program}"), || std::process::Command::new(program).args(parts).arg(&path).status());
     let status = status.map_err(|e| format!("{editor}: {e}"))?;
     if !status.success() {
         return Err(format!("{editor} exited with {status}"));

@@ -1,6 +1,8 @@
 //! Shared test setup: a simulated fleet in-process on 127.0.0.1 and kube clients for it.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::time::Duration;
 
 use kube::Client;
