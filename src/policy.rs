@@ -260,6 +260,7 @@ mod tests {
                 timeout: None,
                 matches: vec![],
                 topology: TopologyChoice::Auto,
+                port: None,
             }],
             notes: vec![],
             unseen: vec![],

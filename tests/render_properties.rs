@@ -30,6 +30,12 @@ fn fleet(versions: &[Vec<u8>], shared: bool) -> FleetSnapshot {
                 east_west_gateway: Some(format!("192.0.2.{}", 10 + i)),
                 remote_secrets: if shared { names.iter().filter(|o| *o != n).cloned().collect() } else { vec![] },
                 istio_crds: true,
+                // Federated meshes accept one another's trust domains, as they must.
+                accepted_trust_domains: if shared {
+                    vec![]
+                } else {
+                    names.iter().filter(|o| *o != n).map(|o| format!("{o}.local")).collect()
+                },
                 ..Default::default()
             },
             ..Default::default()
@@ -128,6 +134,7 @@ fn plan_for(versions: &[Vec<u8>], shared: bool, picks: &[(usize, usize)], cuts: 
         timeout: None,
         matches: vec![],
         topology: TopologyChoice::Auto,
+        port: None,
     };
     Plan { routes: vec![route], ..Default::default() }
 }

@@ -338,6 +338,7 @@ fn bench_render(size: &RenderSize) -> Result<(), CliError> {
                 timeout: None,
                 matches: vec![],
                 topology: TopologyChoice::Auto,
+                port: None,
             };
             Plan { routes: vec![route], ..Default::default() }
         })

@@ -129,7 +129,12 @@ impl ClusterModel {
 
     fn presence(&self, key: &ObjKey) -> Option<ServicePresence> {
         let svc = self.services.live.get(key)?;
-        let mut p = ServicePresence { ports: svc.ports.clone(), selector: svc.selector.clone(), ..Default::default() };
+        let mut p = ServicePresence {
+            ports: svc.ports.clone(),
+            port_details: svc.port_details.clone(),
+            selector: svc.selector.clone(),
+            ..Default::default()
+        };
         let mut accounts = BTreeSet::new();
         for (_, pod) in self.pods.in_namespace(&key.0) {
             if !svc.selects(&pod.labels) {
@@ -150,7 +155,16 @@ impl ClusterModel {
 
     fn mesh(&self) -> MeshFacts {
         let istiod = self.istiod.live.values().next().cloned().unwrap_or_default();
-        let trust_domain = self.mesh_config.live.values().find_map(|m| m.trust_domain.clone());
+        // The mesh config of istiod's revision (`istio` for the default one), else any.
+        let revision = istiod.revision.clone().unwrap_or_else(|| "default".into());
+        let mesh_config = self
+            .mesh_config
+            .live
+            .values()
+            .find(|m| m.revision.as_deref() == Some(revision.as_str()))
+            .or_else(|| self.mesh_config.live.values().find(|m| m.trust_domain.is_some()));
+        let trust_domain = mesh_config.and_then(|m| m.trust_domain.clone());
+        let accepted_trust_domains = mesh_config.map(|m| m.accepted_trust_domains.clone()).unwrap_or_default();
         let root = self.mesh_config.live.values().find_map(|m| m.root_cert_fingerprint.clone());
         let east_west = self.services.live.iter().filter(|(k, _)| k.0 == "istio-system").find_map(|(_, s)| s.east_west_address.clone());
         MeshFacts {
@@ -163,6 +177,8 @@ impl ClusterModel {
             east_west_gateway: east_west,
             remote_secrets: self.remote_secrets.live.values().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
             istio_crds: !self.istio_absent,
+            accepted_trust_domains,
+            skip_trust_domain_validation: istiod.skip_validate_trust_domain,
         }
     }
 
@@ -496,7 +512,7 @@ mod tests {
     fn app(ns: &str, name: &str) -> (Change, Change) {
         let labels: BTreeMap<String, String> = [("app".to_string(), name.to_string()), ("version".into(), "v1".into())].into();
         let pod = PodFacts { labels, ready: true, injected: true, service_account: None };
-        let svc = ServiceFacts { selector: [("app".to_string(), name.to_string())].into(), ports: vec![80], east_west_address: None };
+        let svc = ServiceFacts { selector: [("app".to_string(), name.to_string())].into(), ports: vec![80], ..Default::default() };
         let key = (ns.to_string(), name.to_string());
         (
             Change::Pods(Delta::Upsert { init: true, key: key.clone(), value: pod }),

@@ -47,6 +47,7 @@ impl From<&Pod> for PodFacts {
 pub struct ServiceFacts {
     pub selector: BTreeMap<String, String>,
     pub ports: Vec<u16>,
+    pub port_details: Vec<super::model::ServicePort>,
     /// The east-west gateway's address, when this is one.
     pub east_west_address: Option<String>,
 }
@@ -73,6 +74,26 @@ impl From<&Service> for ServiceFacts {
                 .and_then(|s| s.ports.as_ref())
                 .map(|ps| ps.iter().filter_map(|p| u16::try_from(p.port).ok()).collect())
                 .unwrap_or_default(),
+            port_details: spec
+                .and_then(|s| s.ports.as_ref())
+                .map(|ps| {
+                    ps.iter()
+                        .filter_map(|p| {
+                            Some(super::model::ServicePort {
+                                number: u16::try_from(p.port).ok()?,
+                                name: p.name.clone().unwrap_or_default(),
+                                target_port: match &p.target_port {
+                                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => u16::try_from(*n).ok(),
+                                    // A named targetPort is the pods' business; unknown here.
+                                    Some(_) => None,
+                                    None => u16::try_from(p.port).ok(),
+                                },
+                                app_protocol: p.app_protocol.clone(),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             east_west_address,
         }
     }
@@ -91,6 +112,8 @@ pub struct IstiodFacts {
     pub version: Option<String>,
     pub revision: Option<String>,
     pub cluster_id: Option<String>,
+    /// `PILOT_SKIP_VALIDATE_TRUST_DOMAIN=true`: sidecars accept peers of any trust domain.
+    pub skip_validate_trust_domain: bool,
 }
 
 impl From<&Deployment> for IstiodFacts {
@@ -98,14 +121,14 @@ impl From<&Deployment> for IstiodFacts {
         let labels = d.metadata.labels.clone().unwrap_or_default();
         let container = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).and_then(|s| s.containers.first());
         let tag = container.and_then(|c| c.image.as_deref()).and_then(|i| i.rsplit_once(':')).map(|(_, t)| t.to_string());
-        let cluster_id = container
-            .and_then(|c| c.env.as_ref())
-            .and_then(|env| env.iter().find(|e| e.name == "CLUSTER_ID"))
-            .and_then(|e| e.value.clone());
+        let env = |name: &str| {
+            container.and_then(|c| c.env.as_ref()).and_then(|env| env.iter().find(|e| e.name == name)).and_then(|e| e.value.clone())
+        };
         IstiodFacts {
             version: labels.get("operator.istio.io/version").cloned().or(tag),
             revision: labels.get("istio.io/rev").cloned(),
-            cluster_id,
+            cluster_id: env("CLUSTER_ID"),
+            skip_validate_trust_domain: env("PILOT_SKIP_VALIDATE_TRUST_DOMAIN").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         }
     }
 }
@@ -115,19 +138,43 @@ impl From<&Deployment> for IstiodFacts {
 pub struct MeshConfigFacts {
     pub trust_domain: Option<String>,
     pub root_cert_fingerprint: Option<String>,
+    /// The revision a mesh config belongs to: `istio` is the default one, `istio-<rev>` another.
+    pub revision: Option<String>,
+    /// Other trust domains this mesh's sidecars accept as peers: `trustDomainAliases`
+    /// and the trust domains of `caCertificates` entries.
+    pub accepted_trust_domains: Vec<String>,
 }
 
 pub fn mesh_config_facts(cm: &ConfigMap) -> MeshConfigFacts {
     let data = cm.data.clone().unwrap_or_default();
-    match cm.metadata.name.as_deref() {
-        Some("istio") => MeshConfigFacts {
-            trust_domain: data.get("mesh").and_then(|m| trust_domain(m)).or(Some("cluster.local".into())),
-            root_cert_fingerprint: None,
-        },
-        Some("istio-ca-root-cert") => {
-            MeshConfigFacts { trust_domain: None, root_cert_fingerprint: data.get("root-cert.pem").and_then(|p| pem_fingerprint(p)) }
+    let name = cm.metadata.name.as_deref().unwrap_or("");
+    match (name, data.get("mesh")) {
+        ("istio-ca-root-cert", _) => {
+            MeshConfigFacts { root_cert_fingerprint: data.get("root-cert.pem").and_then(|p| pem_fingerprint(p)), ..Default::default() }
         }
+        // The mesh config of the default revision (`istio`) or of another (`istio-<rev>`).
+        ("istio", Some(mesh)) => mesh_facts(mesh, "default"),
+        (n, Some(mesh)) if n.starts_with("istio-") => mesh_facts(mesh, &n["istio-".len()..]),
         _ => MeshConfigFacts::default(),
+    }
+}
+
+fn mesh_facts(mesh: &str, revision: &str) -> MeshConfigFacts {
+    let v: serde_json::Value = serde_saphyr::from_str(mesh).unwrap_or_default();
+    let strings = |v: Option<&serde_json::Value>| -> Vec<String> {
+        v.and_then(|a| a.as_array()).into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect()
+    };
+    let mut accepted = strings(v.get("trustDomainAliases"));
+    for ca in v.get("caCertificates").and_then(|c| c.as_array()).into_iter().flatten() {
+        accepted.extend(strings(ca.get("trustDomains")));
+    }
+    accepted.sort();
+    accepted.dedup();
+    MeshConfigFacts {
+        trust_domain: trust_domain(mesh).or(Some("cluster.local".into())),
+        root_cert_fingerprint: None,
+        revision: Some(revision.to_string()),
+        accepted_trust_domains: accepted,
     }
 }
 
@@ -188,6 +235,26 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mesh_config_gives_the_trust_domains_a_mesh_accepts() {
+        let cm = |name: &str, mesh: &str| -> ConfigMap {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "data": {"mesh": mesh}})).expect("cm")
+        };
+        let f = mesh_config_facts(&cm(
+            "istio-1-27",
+            "trustDomain: east.local\ntrustDomainAliases: [west.local]\ncaCertificates:\n- pem: x\n  trustDomains: [north.local, west.local]\n",
+        ));
+        assert_eq!(f.trust_domain.as_deref(), Some("east.local"));
+        assert_eq!(f.revision.as_deref(), Some("1-27"));
+        assert_eq!(f.accepted_trust_domains, ["north.local", "west.local"]);
+        assert_eq!(mesh_config_facts(&cm("istio", "{}")).revision.as_deref(), Some("default"));
+        let injector: ConfigMap = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "istio-sidecar-injector"}, "data": {"config": "policy: enabled"}}),
+        )
+        .expect("cm");
+        assert_eq!(mesh_config_facts(&injector), MeshConfigFacts::default(), "not a mesh config");
+    }
 
     #[test]
     fn trust_domain_defaults_like_istio() {

@@ -169,6 +169,21 @@ pub struct MeshFacts {
     /// Whether Istio's networking CRDs are served.
     #[serde(default)]
     pub istio_crds: bool,
+    /// Other trust domains its sidecars accept as mTLS peers (meshConfig
+    /// `trustDomainAliases` and `caCertificates[].trustDomains`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted_trust_domains: Vec<String>,
+    /// istiod runs with `PILOT_SKIP_VALIDATE_TRUST_DOMAIN=true`: peers of any trust domain.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_trust_domain_validation: bool,
+}
+
+impl MeshFacts {
+    /// Will this mesh's sidecars accept an mTLS peer from `trust_domain`? None: not known.
+    pub fn accepts_peer_from(&self, trust_domain: &str) -> Option<bool> {
+        let own = self.trust_domain.as_deref()?;
+        Some(self.skip_trust_domain_validation || own == trust_domain || self.accepted_trust_domains.iter().any(|t| t == trust_domain))
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +205,9 @@ impl ServiceRow {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePresence {
+    /// Each port as the Service declares it (name, targetPort, appProtocol).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_details: Vec<ServicePort>,
     pub versions: BTreeMap<String, VersionCount>,
     /// Pods behind the service without the version label.
     #[serde(default)]
@@ -202,6 +220,47 @@ pub struct ServicePresence {
     /// Service accounts the pods run as (for access policies).
     #[serde(default)]
     pub service_accounts: Vec<String>,
+}
+
+/// One port of a Service, with what Istio needs to route it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    pub number: u16,
+    #[serde(default)]
+    pub name: String,
+    /// The pods' port, when the Service gives it as a number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
+}
+
+impl ServicePort {
+    /// The protocol Istio gives the port: `appProtocol`, else the port name's prefix
+    /// (`http-web`, `grpc`), else unknown (Istio sniffs; meshdeck routes it as HTTP).
+    pub fn protocol(&self) -> Option<&'static str> {
+        let by_name = self.name.split('-').next().unwrap_or("");
+        let word = self.app_protocol.as_deref().map(|p| p.trim_start_matches("kubernetes.io/")).unwrap_or(by_name);
+        Some(match word.to_ascii_lowercase().as_str() {
+            "http" | "ws" => "HTTP",
+            "http2" | "h2c" => "HTTP2",
+            "grpc" => "GRPC",
+            "grpc-web" => "GRPC-Web",
+            "https" | "wss" => "HTTPS",
+            "tcp" => "TCP",
+            "tls" => "TLS",
+            "mongo" => "MONGO",
+            "mysql" => "MYSQL",
+            "redis" => "REDIS",
+            _ => return None,
+        })
+    }
+
+    /// Can a VirtualService's `http` routes carry it?
+    pub fn routes_http(&self) -> bool {
+        matches!(self.protocol(), None | Some("HTTP" | "HTTP2" | "GRPC" | "GRPC-Web"))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +315,26 @@ impl FleetSnapshot {
         }
         let target_id = self.cluster(to).and_then(|c| c.mesh.cluster_id.clone()).unwrap_or_else(|| to.to_string());
         self.cluster(from).is_some_and(|c| c.mesh.remote_secrets.iter().any(|r| r == to || *r == target_id))
+    }
+
+    /// The Istio cluster id that `from`'s istiod gives `to`'s endpoints (their
+    /// `topology.istio.io/cluster` label): for another cluster, the id of the remote
+    /// secret `from` reads for it; for itself, istiod's CLUSTER_ID (Istio's default is
+    /// `Kubernetes`). None: not known (no istiod seen, no remote secret names it).
+    pub fn cluster_id_from(&self, from: &str, to: &str) -> Option<String> {
+        let target = self.cluster(to)?;
+        if from != to {
+            let caller = self.cluster(from)?;
+            let wanted = [target.mesh.cluster_id.as_deref(), Some(to)];
+            if let Some(id) = wanted.into_iter().flatten().find(|w| caller.mesh.remote_secrets.iter().any(|r| r == w)) {
+                return Some(id.to_string());
+            }
+        }
+        match &target.mesh.cluster_id {
+            Some(id) => Some(id.clone()),
+            None if target.mesh.istio_version.is_some() => Some("Kubernetes".into()),
+            None => None,
+        }
     }
 
     /// Every cluster answered, one way or the other.

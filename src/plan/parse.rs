@@ -40,6 +40,8 @@ pub struct RawSpec {
     pub outlier_detection: Option<S<RawOutlier>>,
     pub retries: Option<S<RawRetries>>,
     pub timeout: Option<S<String>>,
+    /// The one Service port to route (default: every HTTP-family port).
+    pub port: Option<S<serde_json::Value>>,
     #[serde(rename = "match")]
     pub matches: Option<S<Vec<S<RawMatch>>>>,
     pub topology: Option<S<String>>,

@@ -77,6 +77,9 @@ pub struct TrafficRoute {
     /// Empty: every request. Otherwise the route applies to matching requests only.
     pub matches: Vec<RouteMatch>,
     pub topology: TopologyChoice,
+    /// The one Service port routed; None: every port a VirtualService's http routes can carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 impl TrafficRoute {

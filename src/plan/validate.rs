@@ -54,6 +54,28 @@ impl<'a> Checker<'a> {
         false
     }
 
+    /// `to`'s sidecars check a federated peer's SPIFFE trust domain before anything
+    /// else: one they do not accept resets every request from `from` (and an
+    /// AuthorizationPolicy naming it is never evaluated). Unknown facts are not judged.
+    fn trust_accepted<T>(&mut self, at: &S<T>, from: &str, to: &str) {
+        let (Some(caller), Some(target)) = (self.inv.cluster(from), self.inv.cluster(to)) else { return };
+        let Some(td) = caller.mesh.trust_domain.as_deref() else { return };
+        if target.mesh.accepts_peer_from(td) != Some(false) {
+            return;
+        }
+        let configmap = match target.mesh.revision.as_deref() {
+            None | Some("default") => "istio".to_string(),
+            Some(rev) => format!("istio-{rev}"),
+        };
+        self.err(
+            at,
+            format!(
+                "{to} does not accept mTLS peers from trust domain {td} ({from}): its sidecars would reset every request from {from}. \
+                 Add it to {to}'s mesh config (ConfigMap istio-system/{configmap}, key mesh): `trustDomainAliases: [{td}]`, and restart istiod there"
+            ),
+        );
+    }
+
     fn service(&mut self, s: &Option<S<String>>, at: &S<RawSpec>) -> Option<ServiceRef> {
         let Some(s) = s else {
             self.err(at, "spec.service is required (`<name>.<namespace>`)");
@@ -210,31 +232,56 @@ fn names_service(host: &str, svc: &ServiceRef, vs_namespace: &str) -> bool {
     host == svc.local_host() || host == format!("{n}.{ns}") || host == format!("{n}.{ns}.svc") || (host == n && vs_namespace == ns)
 }
 
+/// Does the route give `caller` a DestinationRule for the service's own host? (Shared
+/// discovery always does; federation when a destination is reached by local subsets.)
+fn local_destination_rule(route: &TrafficRoute, inv: &FleetSnapshot, caller: &str) -> bool {
+    match &route.action {
+        _ if route.uses_shared_discovery(inv) => true,
+        RouteAction::Split(ds) => ds.iter().any(|d| d.cluster == caller || route.shared_discovery(inv, caller, &d.cluster)),
+        RouteAction::Failover(_) => false,
+    }
+}
+
 /// One owner per route: a (service, calling cluster) pair is routed by at most one
 /// plan. Another plan's VirtualService for the host in a caller cluster, or a
-/// hand-written one, is a second owner: a sidecar would follow only one of them.
+/// hand-written one, is a second owner: a sidecar would follow only one of them
+/// (istioctl's IST0109). A DestinationRule for the host is the same: Istio merges
+/// the rules of one host, and the older one's traffic policy and same-named subsets win.
 fn check_owner(ck: &mut Checker, route: &TrafficRoute, at: &S<String>) {
     for from in &route.from_clusters {
-        let others: Vec<String> = ck
-            .inv
-            .istio_objects
-            .iter()
-            .filter(|o| o.cluster == *from && o.kind == "VirtualService")
-            .filter(|o| o.hosts.iter().any(|h| names_service(h, &route.service, &o.namespace)))
-            .filter(|o| o.plan.as_deref() != Some(route.name.as_str()) && !o.plan.as_ref().is_some_and(|p| ck.replacing.contains(p)))
-            // The object this plan writes (named after it): adopting it, not a second owner.
-            .filter(|o| !(o.name == route.name && o.namespace == route.service.namespace && !o.managed))
-            .map(|o| match (&o.plan, o.managed) {
-                (Some(p), true) => format!("plan {p} (VirtualService {}/{})", o.namespace, o.name),
-                _ => format!("the hand-written VirtualService {}/{}", o.namespace, o.name),
-            })
-            .collect();
-        if let Some(first) = others.first() {
+        let mut kinds = vec!["VirtualService"];
+        if local_destination_rule(route, ck.inv, from) {
+            kinds.push("DestinationRule");
+        }
+        for kind in kinds {
+            let others: Vec<String> = ck
+                .inv
+                .istio_objects
+                .iter()
+                .filter(|o| o.cluster == *from && o.kind == kind)
+                .filter(|o| o.hosts.iter().any(|h| names_service(h, &route.service, &o.namespace)))
+                .filter(|o| o.plan.as_deref() != Some(route.name.as_str()) && !o.plan.as_ref().is_some_and(|p| ck.replacing.contains(p)))
+                // The object this plan writes (named after it): adopting it, not a second owner.
+                .filter(|o| !(o.name == route.name && o.namespace == route.service.namespace && !o.managed))
+                .map(|o| match (&o.plan, o.managed) {
+                    (Some(p), true) => format!("plan {p} ({kind} {}/{})", o.namespace, o.name),
+                    _ => format!("the hand-written {kind} {}/{}", o.namespace, o.name),
+                })
+                .collect();
+            let Some(first) = others.first() else { continue };
             let way_out = match first.strip_prefix("plan ").and_then(|r| r.split_whitespace().next()) {
                 Some(p) => format!("edit that plan, or replace it: --replace {p}"),
+                None if kind == "DestinationRule" => format!(
+                    "Istio merges the DestinationRules of one host and the older one's traffic policy and same-named subsets win; remove it (its policy can move into the plan), or leave {from} out of the plan"
+                ),
                 None => "remove it, or adopt it by naming the plan after it (apply with --force-conflicts takes it over)".to_string(),
             };
-            ck.err(at, format!("{} from {from} is already routed by {first}; one owner per route: {way_out}", route.service.key()));
+            let said = if kind == "VirtualService" {
+                format!("{} from {from} is already routed by {first}", route.service.key())
+            } else {
+                format!("{} in {from} already has {first}", route.service.key())
+            };
+            ck.err(at, format!("{said}; one owner per route: {way_out}"));
         }
     }
 }
@@ -359,6 +406,17 @@ fn traffic_route(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<T
         retry_on: r.value.retry_on.as_ref().map(|s| s.value.clone()),
     });
     let timeout = spec.timeout.as_ref().and_then(|d| ck.duration(d, "timeout"));
+    let port = spec.port.as_ref().and_then(|p| {
+        let n = u16::try_from(ck.whole(p, "port", 1, 65535)?).ok()?;
+        // It must be a port of the Service where the Service is seen.
+        let row = service.as_ref().and_then(|s| ck.inv.service(&s.key()));
+        let ports: BTreeSet<u16> = row.into_iter().flat_map(|r| r.clusters.values().flat_map(|p| p.ports.iter().copied())).collect();
+        if !ports.is_empty() && !ports.contains(&n) {
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            ck.err(p, format!("port {n} is not a port of the Service (its ports: {})", list.join(", ")));
+        }
+        Some(n)
+    });
     let mut matches = Vec::new();
     if let Some(ms) = &spec.matches {
         if ms.value.is_empty() {
@@ -417,6 +475,7 @@ fn traffic_route(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<T
         timeout,
         matches,
         topology,
+        port,
     };
     check_reachability(ck, &route, spec);
     Some(route)
@@ -513,12 +572,41 @@ fn check_reachability(ck: &mut Checker, route: &TrafficRoute, spec: &RawSpec) {
     if let Some(f) = &spec.failover {
         targets.extend(f.value.iter().map(|t| &t.value.cluster));
     }
+    // Shared discovery selects endpoints by the cluster id the caller's istiod gives them.
+    for cluster in &targets {
+        // Facts it may not read are unknown, not absent: render says so if it needs them.
+        let facts_known = ck.inv.cluster(&cluster.value).is_some_and(|c| c.unknown.is_empty());
+        for from in &route.from_clusters {
+            if route.uses_shared_discovery(ck.inv)
+                && facts_known
+                && ck.seen(from)
+                && ck.seen(&cluster.value)
+                && route.shared_discovery(ck.inv, from, &cluster.value)
+                && (*from != cluster.value || ck.inv.cluster(from).is_some_and(|c| !c.mesh.remote_secrets.is_empty()))
+                && ck.inv.cluster_id_from(from, &cluster.value).is_none()
+            {
+                ck.err(
+                    *cluster,
+                    format!(
+                        "the Istio cluster id of {} as {from} sees it is not known (no istiod CLUSTER_ID seen there, no remote secret in {from} names it): a subset on a guessed id selects nothing",
+                        cluster.value
+                    ),
+                );
+            }
+        }
+    }
+    let mut judged: BTreeSet<(String, String)> = BTreeSet::new();
     for cluster in targets {
         if ck.inv.cluster(&cluster.value).is_none() || !federated(&cluster.value) {
             continue;
         }
         if ck.seen(&cluster.value) && ck.inv.cluster(&cluster.value).and_then(|c| c.mesh.east_west_gateway.as_ref()).is_none() {
             ck.err(cluster, format!("{} has no east-west gateway address: federated callers cannot reach it", cluster.value));
+        }
+        for from in route.from_clusters.iter().filter(|f| **f != cluster.value && !route.shared_discovery(ck.inv, f, &cluster.value)) {
+            if judged.insert((from.clone(), cluster.value.clone())) {
+                ck.trust_accepted(cluster, from, &cluster.value);
+            }
         }
         if let RouteAction::Failover(_) = route.action
             && route.from_clusters.contains(&cluster.value)
@@ -598,6 +686,22 @@ fn access_policy(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<A
                     namespace: c.namespace.value.clone(),
                     service_account: c.service_account.value.clone(),
                 });
+            }
+        }
+    }
+    // Each caller's identity must be one the service's clusters accept (where the caller
+    // is not in the same mesh: same cluster, or shared discovery with it).
+    if let (Some(svc), Some(list)) = (&service, &spec.allow_from)
+        && let Some(row) = ck.inv.service(&svc.key())
+    {
+        let serving: Vec<String> = row.clusters.keys().cloned().collect();
+        let mut judged: BTreeSet<(String, String)> = BTreeSet::new();
+        for c in &list.value {
+            let from = &c.value.cluster.value;
+            for to in serving.iter().filter(|to| *to != from && !ck.inv.shares_discovery(from, to)) {
+                if judged.insert((from.clone(), to.clone())) {
+                    ck.trust_accepted(&c.value.cluster, from, to);
+                }
             }
         }
     }

@@ -33,6 +33,9 @@ fn route_doc(r: &TrafficRoute) -> Value {
     if let Some(rt) = &r.retries {
         spec.insert("retries".into(), rt.to_value());
     }
+    if let Some(p) = r.port {
+        spec.insert("port".into(), json!(p));
+    }
     if let Some(t) = &r.timeout {
         spec.insert("timeout".into(), json!(t));
     }

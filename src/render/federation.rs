@@ -14,7 +14,10 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use super::{EASTWEST_PORT, RenderError, RenderedObjects, RoutedService, object, outlier, routed_service, version_label, virtual_service};
+use super::{
+    EASTWEST_PORT, RenderError, RenderedObjects, RoutedService, destination, object, outlier, routed_service, version_label,
+    virtual_service,
+};
 use crate::inventory::FleetSnapshot;
 use crate::plan::{FailoverTarget, RouteAction, ServiceRef, TrafficRoute};
 
@@ -45,8 +48,28 @@ fn resolution(addresses: &[String]) -> &'static str {
     if addresses.iter().all(|a| a.parse::<IpAddr>().is_ok()) { "STATIC" } else { "DNS" }
 }
 
-fn http_port(port: u16) -> Value {
-    json!([{"number": port, "name": "http", "protocol": "HTTP"}])
+/// The SPIFFE identities of the service's workloads in `cluster`: what a caller's
+/// ISTIO_MUTUAL rule should accept as the server (`subjectAltNames`), so that no
+/// other workload certified by the shared root can answer for the host.
+fn server_identities(inv: &FleetSnapshot, svc: &ServiceRef, cluster: &str) -> Vec<String> {
+    let Some(td) = inv.cluster(cluster).and_then(|c| c.mesh.trust_domain.clone()) else { return vec![] };
+    let accounts =
+        inv.service(&svc.key()).and_then(|row| row.clusters.get(cluster)).map(|p| p.service_accounts.clone()).unwrap_or_default();
+    accounts.iter().map(|sa| format!("spiffe://{td}/ns/{}/sa/{sa}", svc.namespace)).collect()
+}
+
+/// `tls: ISTIO_MUTUAL` pinned to the servers' identities when they are known.
+fn mutual_tls(out: &mut RenderedObjects, route: &TrafficRoute, host: &str, mut identities: Vec<String>) -> Value {
+    identities.sort();
+    identities.dedup();
+    if identities.is_empty() {
+        out.notes.push(format!(
+            "{}: the service accounts behind {host} are not known; any workload of the shared root is accepted as its server",
+            route.name
+        ));
+        return json!({"mode": "ISTIO_MUTUAL"});
+    }
+    json!({"mode": "ISTIO_MUTUAL", "subjectAltNames": identities})
 }
 
 /// One host a target cluster exposes through its east-west gateway, and the
@@ -85,7 +108,7 @@ fn expose(out: &mut RenderedObjects, route: &TrafficRoute, facts: &RoutedService
                 ns,
                 &format!("{}-{}", route.name, e.suffix),
                 &route.name,
-                json!({"hosts": [e.host], "location": "MESH_INTERNAL", "resolution": "STATIC", "ports": http_port(facts.port), "workloadSelector": {"labels": selector}}),
+                json!({"hosts": [e.host], "location": "MESH_INTERNAL", "resolution": "STATIC", "ports": facts.entry_ports(true), "workloadSelector": {"labels": selector}}),
             ),
         );
     }
@@ -103,20 +126,19 @@ fn split(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -
     let ns = &route.service.namespace;
     let local_host = route.service.local_host();
     for caller in &route.from_clusters {
-        let facts = routed_service(&route.service, inv, caller)?;
+        let facts = routed_service(route, inv, caller)?;
+        let port = facts.dest_port();
         let mut local_subsets = Vec::new();
         let mut remote: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut destinations = Vec::new();
         for d in dests {
             if d.cluster == *caller || route.shared_discovery(inv, caller, &d.cluster) {
                 local_subsets.push(json!({"name": d.version, "labels": {version_label(inv, caller): d.version}}));
-                destinations.push(
-                    json!({"destination": {"host": local_host, "subset": d.version, "port": {"number": facts.port}}, "weight": d.weight}),
-                );
+                destinations.push(json!({"destination": destination(&local_host, Some(&d.version), port), "weight": d.weight}));
             } else {
                 remote.entry(d.cluster.as_str()).or_default().push(d.version.as_str());
                 let host = global_host(&route.service, &d.cluster, &d.version);
-                destinations.push(json!({"destination": {"host": host, "port": {"number": facts.port}}, "weight": d.weight}));
+                destinations.push(json!({"destination": destination(&host, None, port), "weight": d.weight}));
             }
         }
         if !local_subsets.is_empty() {
@@ -129,7 +151,7 @@ fn split(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -
             for v in versions {
                 let host = global_host(&route.service, cluster, v);
                 let name = format!("{}-{cluster}-{v}", route.name);
-                let endpoints = json!([{"address": address, "ports": {"http": EASTWEST_PORT}}]);
+                let endpoints = json!([{"address": address, "ports": facts.endpoint_ports(Some(EASTWEST_PORT))}]);
                 out.add(
                     caller,
                     object(
@@ -137,24 +159,17 @@ fn split(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -
                         ns,
                         &name,
                         &route.name,
-                        json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution(std::slice::from_ref(&address)), "ports": http_port(facts.port), "endpoints": endpoints}),
+                        json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution(std::slice::from_ref(&address)), "ports": facts.entry_ports(false), "endpoints": endpoints}),
                     ),
                 );
-                out.add(
-                    caller,
-                    object(
-                        "DestinationRule",
-                        ns,
-                        &name,
-                        &route.name,
-                        json!({"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
-                    ),
-                );
+                let tls = mutual_tls(out, route, &host, server_identities(inv, &route.service, cluster));
+                out.add(caller, object("DestinationRule", ns, &name, &route.name, json!({"host": host, "trafficPolicy": {"tls": tls}})));
                 exposed.push(Exposed { host, version: Some((label.as_str(), v)), suffix: format!("{v}-global") });
             }
-            expose(out, route, &facts, cluster, &exposed);
+            // The target's own Service says where its pods listen (targetPort).
+            expose(out, route, &routed_service(route, inv, cluster)?, cluster, &exposed);
         }
-        out.add(caller, virtual_service(route, &local_host, destinations, facts.port));
+        out.add(caller, virtual_service(route, &local_host, destinations, port));
     }
     Ok(())
 }
@@ -175,7 +190,7 @@ fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapsho
     let host = failover_host(&route.name, &route.service);
     let mut exposed: BTreeSet<&str> = BTreeSet::new();
     for caller in &route.from_clusters {
-        let facts = routed_service(&route.service, inv, caller)?;
+        let facts = routed_service(route, inv, caller)?;
         let mut endpoints = Vec::new();
         let mut addresses = Vec::new();
         for (tier, t) in targets.iter().enumerate() {
@@ -183,29 +198,32 @@ fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapsho
             if t.cluster == *caller {
                 // The local Service by its cluster DNS name: no hairpin through the gateway.
                 addresses.push(route.service.local_host());
-                endpoints.push(json!({"address": route.service.local_host(), "ports": {"http": facts.port}, "labels": labels}));
+                endpoints.push(json!({"address": route.service.local_host(), "ports": facts.endpoint_ports(None), "labels": labels}));
             } else {
                 let address = eastwest(inv, &t.cluster)?;
                 addresses.push(address.clone());
-                endpoints.push(json!({"address": address, "ports": {"http": EASTWEST_PORT}, "labels": labels}));
+                endpoints.push(json!({"address": address, "ports": facts.endpoint_ports(Some(EASTWEST_PORT)), "labels": labels}));
                 exposed.insert(t.cluster.as_str());
             }
         }
         let name = format!("{}-failover", route.name);
         out.add(
             caller,
-            object("ServiceEntry", ns, &name, &route.name, json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution(&addresses), "ports": http_port(facts.port), "endpoints": endpoints})),
+            object("ServiceEntry", ns, &name, &route.name, json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution(&addresses), "ports": facts.entry_ports(false), "endpoints": endpoints})),
         );
-        let mut policy = json!({"tls": {"mode": "ISTIO_MUTUAL"}, "loadBalancer": {"localityLbSetting": {"enabled": true, "failoverPriority": failover_priority(targets.len())}}});
+        let identities = targets.iter().flat_map(|t| server_identities(inv, &route.service, &t.cluster)).collect();
+        let tls = mutual_tls(out, route, &host, identities);
+        let mut policy = json!({"tls": tls, "loadBalancer": {"localityLbSetting": {"enabled": true, "failoverPriority": failover_priority(targets.len())}}});
         if let Some(o) = outlier(route) {
             policy["outlierDetection"] = o;
         }
         out.add(caller, object("DestinationRule", ns, &name, &route.name, json!({"host": host, "trafficPolicy": policy})));
-        let destinations = vec![json!({"destination": {"host": host, "port": {"number": facts.port}}})];
-        out.add(caller, virtual_service(route, &route.service.local_host(), destinations, facts.port));
+        let port = facts.dest_port();
+        let destinations = vec![json!({"destination": destination(&host, None, port)})];
+        out.add(caller, virtual_service(route, &route.service.local_host(), destinations, port));
     }
-    let facts = routed_service(&route.service, inv, route.from_clusters.first().map(String::as_str).unwrap_or(""))?;
     for t in targets.iter().filter(|t| exposed.contains(t.cluster.as_str())) {
+        let facts = routed_service(route, inv, &t.cluster)?;
         let label = version_label(inv, &t.cluster);
         let version = t.version.as_deref().map(|v| (label.as_str(), v));
         expose(out, route, &facts, &t.cluster, &[Exposed { host: host.clone(), version, suffix: "failover".into() }]);

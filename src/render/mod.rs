@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::inventory::FleetSnapshot;
+use crate::inventory::{FleetSnapshot, ServicePort};
 use crate::plan::{Plan, RouteMatch, TrafficRoute};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -156,15 +156,64 @@ pub fn canonicalize(v: &mut Value) {
 
 /// What every topology needs to know of the routed service (not the inventory's `ServiceFacts`).
 pub struct RoutedService {
-    pub port: u16,
+    /// The ports routed: the plan's `port`, else every port http routes can carry.
+    pub ports: Vec<ServicePort>,
     pub selector: BTreeMap<String, String>,
 }
 
-pub fn routed_service(
-    route_service: &crate::plan::ServiceRef,
-    inv: &FleetSnapshot,
-    preferred_cluster: &str,
-) -> Result<RoutedService, RenderError> {
+impl RoutedService {
+    /// A route destination's port: the one routed port. With several there is none,
+    /// and Istio keeps the port the request came on.
+    pub fn dest_port(&self) -> Option<u16> {
+        match self.ports.as_slice() {
+            [one] => Some(one.number),
+            _ => None,
+        }
+    }
+
+    /// ServiceEntry `ports`: each with its name and protocol; `with_target` adds the
+    /// pods' port where it differs (for entries whose endpoints are the pods).
+    pub fn entry_ports(&self, with_target: bool) -> Value {
+        let ports: Vec<Value> = self
+            .ports
+            .iter()
+            .map(|p| {
+                let mut v = json!({"number": p.number, "name": port_name(p), "protocol": p.protocol().unwrap_or("HTTP")});
+                if with_target && let Some(t) = p.target_port.filter(|t| *t != p.number) {
+                    v["targetPort"] = json!(t);
+                }
+                v
+            })
+            .collect();
+        Value::Array(ports)
+    }
+
+    /// A ServiceEntry endpoint's `ports`: every routed port's name to `to` (the east-west
+    /// gateway's port), or to the port's own number.
+    pub fn endpoint_ports(&self, to: Option<u16>) -> Value {
+        Value::Object(self.ports.iter().map(|p| (port_name(p), json!(to.unwrap_or(p.number)))).collect())
+    }
+}
+
+/// A port's name in a ServiceEntry: the Service's own, else the protocol's with the number.
+fn port_name(p: &ServicePort) -> String {
+    if p.name.is_empty() { format!("{}-{}", p.protocol().unwrap_or("HTTP").to_lowercase(), p.number) } else { p.name.clone() }
+}
+
+/// A route destination: host, optional subset, and the port when there is one.
+pub fn destination(host: &str, subset: Option<&str>, port: Option<u16>) -> Value {
+    let mut d = json!({"host": host});
+    if let Some(s) = subset {
+        d["subset"] = json!(s);
+    }
+    if let Some(p) = port {
+        d["port"] = json!({"number": p});
+    }
+    d
+}
+
+pub fn routed_service(route: &TrafficRoute, inv: &FleetSnapshot, preferred_cluster: &str) -> Result<RoutedService, RenderError> {
+    let route_service = &route.service;
     let row =
         inv.service(&route_service.key()).ok_or_else(|| RenderError::Input(format!("{} is not in the inventory", route_service.key())))?;
     let presence = row
@@ -179,15 +228,59 @@ pub fn routed_service(
         .find(|s| !s.is_empty())
         .cloned()
         .unwrap_or_else(|| [("app".to_string(), route_service.name.clone())].into());
-    Ok(RoutedService { port: presence.ports.first().copied().unwrap_or(80), selector })
+    // Ports as the Service declares them; an inventory without details (an older file)
+    // gives numbers only, taken as HTTP.
+    let declared: Vec<ServicePort> = if presence.port_details.is_empty() {
+        let numbers = if presence.ports.is_empty() { vec![80] } else { presence.ports.clone() };
+        numbers
+            .iter()
+            .map(|n| ServicePort { number: *n, name: "http".into(), target_port: Some(*n), app_protocol: None })
+            .enumerate()
+            .map(|(i, mut p)| {
+                if i > 0 {
+                    p.name = format!("http-{}", p.number);
+                }
+                p
+            })
+            .collect()
+    } else {
+        presence.port_details.clone()
+    };
+    let ports: Vec<ServicePort> = match route.port {
+        Some(n) => declared.iter().filter(|p| p.number == n).cloned().collect(),
+        None => declared.iter().filter(|p| p.routes_http()).cloned().collect(),
+    };
+    let list = || declared.iter().map(|p| format!("{}/{}", p.number, p.protocol().unwrap_or("unknown"))).collect::<Vec<_>>().join(", ");
+    if ports.is_empty() {
+        return Err(RenderError::Input(match route.port {
+            Some(n) => format!("{} has no port {n} in {preferred_cluster} (its ports: {})", route_service.key(), list()),
+            None => format!("{} has no port that HTTP routes can carry (its ports: {})", route_service.key(), list()),
+        }));
+    }
+    if let Some(p) = ports.iter().find(|p| !p.routes_http()) {
+        return Err(RenderError::Input(format!(
+            "port {} of {} is {}: meshdeck renders HTTP routes, which Istio does not apply to it",
+            p.number,
+            route_service.key(),
+            p.protocol().unwrap_or("unknown")
+        )));
+    }
+    Ok(RoutedService { ports, selector })
 }
 
 pub fn version_label(inv: &FleetSnapshot, cluster: &str) -> String {
     inv.cluster(cluster).map(|c| c.version_label.clone()).filter(|l| !l.is_empty()).unwrap_or_else(|| "version".into())
 }
 
-pub fn cluster_id(inv: &FleetSnapshot, cluster: &str) -> String {
-    inv.cluster(cluster).and_then(|c| c.mesh.cluster_id.clone()).unwrap_or_else(|| cluster.to_string())
+/// The cluster id `caller`'s istiod labels `target`'s endpoints with (see
+/// `FleetSnapshot::cluster_id_from`); unknown is an error, not a guess: a subset on a
+/// wrong id selects nothing.
+pub fn cluster_id(inv: &FleetSnapshot, caller: &str, target: &str) -> Result<String, RenderError> {
+    inv.cluster_id_from(caller, target).ok_or_else(|| {
+        RenderError::Input(format!(
+            "the Istio cluster id of {target} as {caller} sees it is not known (no istiod CLUSTER_ID seen in {target}, no remote secret in {caller} names it)"
+        ))
+    })
 }
 
 /// `match` conditions in VirtualService form.
@@ -205,7 +298,7 @@ fn http_match(m: &RouteMatch) -> Value {
 
 /// The VirtualService's http routes: the plan's route (matched, if the plan says so),
 /// then for matched plans a last route that keeps other requests on the local Service.
-pub fn http_routes(route: &TrafficRoute, destinations: Vec<Value>, port: u16) -> Value {
+pub fn http_routes(route: &TrafficRoute, destinations: Vec<Value>, port: Option<u16>) -> Value {
     let mut main = Map::new();
     main.insert("name".into(), json!(route.name));
     if !route.matches.is_empty() {
@@ -220,13 +313,13 @@ pub fn http_routes(route: &TrafficRoute, destinations: Vec<Value>, port: u16) ->
     }
     let mut routes = vec![Value::Object(main)];
     if !route.matches.is_empty() {
-        routes.push(json!({"name": "default", "route": [{"destination": {"host": route.service.local_host(), "port": {"number": port}}}]}));
+        routes.push(json!({"name": "default", "route": [{"destination": destination(&route.service.local_host(), None, port)}]}));
     }
     Value::Array(routes)
 }
 
 /// The calling cluster's VirtualService for `host`, named after the plan.
-pub fn virtual_service(route: &TrafficRoute, host: &str, destinations: Vec<Value>, port: u16) -> Value {
+pub fn virtual_service(route: &TrafficRoute, host: &str, destinations: Vec<Value>, port: Option<u16>) -> Value {
     object(
         "VirtualService",
         &route.service.namespace,

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{RenderError, RenderedObjects, cluster_id, object, outlier, routed_service, version_label, virtual_service};
+use super::{RenderError, RenderedObjects, cluster_id, destination, object, outlier, routed_service, version_label, virtual_service};
 use crate::inventory::FleetSnapshot;
 use crate::plan::{RouteAction, TrafficRoute};
 
@@ -14,28 +14,34 @@ pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut Rendere
     let ns = &route.service.namespace;
     let host = route.service.local_host();
     for caller in &route.from_clusters {
-        let facts = routed_service(&route.service, inv, caller)?;
+        let facts = routed_service(route, inv, caller)?;
+        let port = facts.dest_port();
         match &route.action {
             RouteAction::Split(dests) => {
                 let mut subsets = Vec::new();
                 let mut destinations = Vec::new();
                 for d in dests {
                     let subset = format!("{}-{}", d.version, d.cluster);
-                    subsets.push(json!({"name": subset, "labels": {version_label(inv, &d.cluster): d.version, CLUSTER_LABEL: cluster_id(inv, &d.cluster)}}));
-                    destinations
-                        .push(json!({"destination": {"host": host, "subset": subset, "port": {"number": facts.port}}, "weight": d.weight}));
+                    let mut labels = json!({version_label(inv, &d.cluster): d.version});
+                    // The caller's own pods need no cluster label when its istiod reads no
+                    // remote secret: the host has no other cluster's endpoints to exclude.
+                    if d.cluster != *caller || inv.cluster(caller).is_some_and(|c| !c.mesh.remote_secrets.is_empty()) {
+                        labels[CLUSTER_LABEL] = json!(cluster_id(inv, caller, &d.cluster)?);
+                    }
+                    subsets.push(json!({"name": subset, "labels": labels}));
+                    destinations.push(json!({"destination": destination(&host, Some(&subset), port), "weight": d.weight}));
                 }
                 let mut dr = json!({"host": host, "subsets": subsets});
                 if let Some(o) = outlier(route) {
                     dr["trafficPolicy"] = json!({"outlierDetection": o});
                 }
                 out.add(caller, object("DestinationRule", ns, &route.name, &route.name, dr));
-                out.add(caller, virtual_service(route, &host, destinations, facts.port));
+                out.add(caller, virtual_service(route, &host, destinations, port));
             }
             RouteAction::Failover(targets) => {
                 let Some(primary) = targets.first() else { return Err(RenderError::Input("failover without targets".into())) };
                 // Istio ranks endpoints by label prefix: one cluster label gives the primary, then the rest.
-                let priority = vec![format!("{CLUSTER_LABEL}={}", cluster_id(inv, &primary.cluster))];
+                let priority = vec![format!("{CLUSTER_LABEL}={}", cluster_id(inv, caller, &primary.cluster)?)];
                 if targets.len() > 2 {
                     let rest: Vec<&str> = targets[1..].iter().map(|t| t.cluster.as_str()).collect();
                     out.notes.push(format!(
@@ -51,14 +57,13 @@ pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut Rendere
                 }
                 let mut dr = json!({"host": host, "trafficPolicy": policy});
                 let version = targets.iter().find_map(|t| t.version.clone());
-                let mut destination = json!({"host": host, "port": {"number": facts.port}});
                 if let Some(v) = &version {
                     dr["subsets"] = json!([{"name": v, "labels": {version_label(inv, caller): v}}]);
-                    destination["subset"] = json!(v);
                 }
+                let destination = destination(&host, version.as_deref(), port);
                 out.add(caller, object("DestinationRule", ns, &route.name, &route.name, dr));
                 let routes: Vec<Value> = vec![json!({"destination": destination})];
-                out.add(caller, virtual_service(route, &host, routes, facts.port));
+                out.add(caller, virtual_service(route, &host, routes, port));
             }
         }
     }

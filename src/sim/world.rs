@@ -107,8 +107,18 @@ fn namespace(name: &str, labels: Value) -> Value {
 
 fn install_istio(out: &mut Vec<Value>, spec: &ClusterSpec, network: &str) {
     let trust_domain = trust_domain_of(&spec.name, spec.topology);
+    // Federated meshes with a trust domain each accept one another's (trustDomainAliases):
+    // without it a sidecar resets every request from another cluster.
+    let aliases: Vec<String> = spec
+        .cluster_names
+        .iter()
+        .filter(|n| **n != spec.name)
+        .map(|n| trust_domain_of(n, spec.topology))
+        .filter(|t| *t != trust_domain)
+        .collect();
+    let aliases = if aliases.is_empty() { String::new() } else { format!("trustDomainAliases: [{}]\n", aliases.join(", ")) };
     let mesh = format!(
-        "trustDomain: {trust_domain}\ndefaultConfig:\n  meshId: mesh1\n  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: \"true\"\nenablePrometheusMerge: true\nrootNamespace: istio-system\n"
+        "trustDomain: {trust_domain}\n{aliases}defaultConfig:\n  meshId: mesh1\n  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: \"true\"\nenablePrometheusMerge: true\nrootNamespace: istio-system\n"
     );
     out.push(json!({
         "apiVersion": "v1", "kind": "ConfigMap",

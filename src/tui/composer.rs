@@ -138,6 +138,7 @@ impl Composer {
             timeout: None,
             matches: vec![],
             topology: TopologyChoice::Auto,
+            port: None,
         };
         let access = if self.callers.is_empty() {
             vec![]

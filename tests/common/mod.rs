@@ -145,6 +145,7 @@ impl TestFleet {
             for (g, v, k, p) in [
                 ("", "v1", "ConfigMap", "configmaps"),
                 ("", "v1", "Pod", "pods"),
+                ("", "v1", "Service", "services"),
                 ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings"),
                 ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies"),
             ] {
