@@ -159,3 +159,52 @@ async fn every_http_port_is_routed_with_its_target_port_and_protocol() {
         assert!(text(&out).contains(said), "{}", text(&out));
     }
 }
+
+/// Set `served` on the versions of cluster3's DestinationRule CRD (`served(version)`).
+async fn serve_destination_rules(fleet: &TestFleet, served: impl Fn(&str) -> bool) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(fleet.client("cluster3").await);
+    let mut crd = crds.get("destinationrules.networking.istio.io").await.expect("the DestinationRule CRD");
+    // Istio's own CRDs serve v1beta1 too; the sim's built-in ones only v1.
+    if !crd.spec.versions.iter().any(|v| v.name == "v1beta1") {
+        let mut beta = crd.spec.versions.iter().find(|v| v.name == "v1").cloned().expect("v1");
+        beta.name = "v1beta1".into();
+        beta.storage = false;
+        crd.spec.versions.push(beta);
+    }
+    for v in crd.spec.versions.iter_mut() {
+        v.served = served(&v.name);
+    }
+    crds.replace("destinationrules.networking.istio.io", &PostParams::default(), &crd).await.expect("CRD updated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_kinds_are_read_at_the_version_each_cluster_serves_and_again_when_served_again() {
+    let fleet = TestFleet::start().await;
+    // cluster3 serves DestinationRules at v1beta1 only, as Istio before 1.22 did.
+    serve_destination_rules(&fleet, |v| v != "v1").await;
+    let ar = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("networking.istio.io", "v1beta1", "DestinationRule"),
+        "destinationrules",
+    );
+    let drs: Api<DynamicObject> = Api::namespaced_with(fleet.client("cluster3").await, "default", &ar);
+    let mut dr = DynamicObject::new("ratings-old-api", &ar).within("default");
+    dr.data = json!({"spec": {"host": "ratings"}});
+    let created = common::eventually(20, || async { drs.create(&PostParams::default(), &dr).await.ok() }).await;
+    assert_eq!(created.metadata.name.as_deref(), Some("ratings-old-api"));
+    let mut inv = meshdeck::inventory::Inventory::start(&fleet.registry_of(&["cluster3"]).await);
+    let seen = common::snapshot_where(&mut inv, 30, "cluster3's v1beta1 DestinationRule is seen", |s| {
+        s.istio_objects.iter().any(|o| o.name == "ratings-old-api")
+    })
+    .await;
+    assert!(seen.clusters[0].mesh.istio_crds, "a kind served at v1beta1 is served");
+    // No version served: the kind is absent; served again: read again, without a restart.
+    serve_destination_rules(&fleet, |_| false).await;
+    common::snapshot_where(&mut inv, 60, "cluster3 says its DestinationRules are not served", |s| !s.clusters[0].mesh.istio_crds).await;
+    serve_destination_rules(&fleet, |_| true).await;
+    let back = common::snapshot_where(&mut inv, 60, "cluster3's DestinationRules are read again", |s| {
+        s.clusters[0].mesh.istio_crds && s.istio_objects.iter().any(|o| o.name == "ratings-old-api")
+    })
+    .await;
+    assert_eq!(back.clusters[0].state, meshdeck::inventory::ClusterState::Live);
+}

@@ -105,7 +105,8 @@ struct ClusterModel {
     fact_errors: BTreeMap<WatchKind, ClusterError>,
     probe_error: Option<ClusterError>,
     config_error: Option<ClusterError>,
-    istio_absent: bool,
+    /// Istio kinds the cluster does not serve (asked again; removed when one lists).
+    istio_absent: BTreeSet<&'static str>,
 }
 
 impl ClusterModel {
@@ -123,7 +124,7 @@ impl ClusterModel {
             fact_errors: BTreeMap::new(),
             probe_error: None,
             config_error,
-            istio_absent: false,
+            istio_absent: BTreeSet::new(),
         }
     }
 
@@ -176,7 +177,7 @@ impl ClusterModel {
             root_cert_fingerprint: root,
             east_west_gateway: east_west,
             remote_secrets: self.remote_secrets.live.values().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
-            istio_crds: !self.istio_absent,
+            istio_crds: self.istio_absent.is_empty(),
             accepted_trust_domains,
             skip_trust_domain_validation: istiod.skip_validate_trust_domain,
         }
@@ -189,10 +190,9 @@ impl ClusterModel {
             && done(self.istiod.synced(), WatchKind::Istiod)
             && done(self.network.synced(), WatchKind::Network)
             && done(self.remote_secrets.synced(), WatchKind::RemoteSecrets)
-            && (self.istio_absent
-                || crate::inventory::watch::ISTIO_KINDS
-                    .iter()
-                    .all(|(_, kind, _)| done(self.istio.get(kind).is_some_and(|m| m.synced()), WatchKind::Istio(kind))))
+            && crate::inventory::watch::ISTIO_KINDS.iter().all(|(_, kind, _)| {
+                self.istio_absent.contains(kind) || done(self.istio.get(kind).is_some_and(|m| m.synced()), WatchKind::Istio(kind))
+            })
     }
 
     fn state(&self) -> ClusterState {
@@ -344,9 +344,18 @@ impl FleetInventory {
                     }
                     other => other,
                 };
+                if matches!(d, Delta::Init) {
+                    cm.istio_absent.remove(kind);
+                }
                 cm.istio.entry(kind).or_default().apply(d, &ev.scope);
             }
-            Change::IstioAbsent => cm.istio_absent = true,
+            Change::IstioAbsent => {
+                if let Some(WatchKind::Istio(kind)) = ev.kind {
+                    cm.istio_absent.insert(kind);
+                    // Objects of a kind no longer served are gone with it.
+                    cm.istio.remove(kind);
+                }
+            }
             Change::Error(_) | Change::Probe(_) | Change::Identity(_) | Change::AliasMismatch { .. } | Change::Reset(..) => {}
         }
     }

@@ -128,6 +128,25 @@ fn classify(e: &watcher::Error) -> ClusterError {
     }
 }
 
+/// The Istio API versions meshdeck reads, newest first (v1 since Istio 1.22).
+pub const ISTIO_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+
+/// The newest version at which the cluster serves an Istio kind; None: not served.
+async fn served_version(client: &Client, group: &str, plural: &str) -> Result<Option<&'static str>, kube::Error> {
+    for version in ISTIO_VERSIONS {
+        match client.list_api_group_resources(&format!("{group}/{version}")).await {
+            Ok(list) if list.resources.iter().any(|r| r.name == plural) => return Ok(Some(version)),
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// How soon a kind that is not served is asked for again (its CRDs may be installed).
+const ABSENT_RECHECK: Duration = Duration::from_secs(10);
+
 fn is_not_found(e: &watcher::Error) -> bool {
     matches!(classify(e), ClusterError::Degraded(ref m) if m.starts_with("404"))
 }
@@ -159,6 +178,7 @@ async fn pump<K, T, S>(
         let failed = pump_one(&mut stream, cluster, kind, &scope, &tx, &convert, &wrap, stop_on_404, &mut backoff).await;
         match failed {
             Pumped::ReceiverGone | Pumped::Done => return,
+            Pumped::Absent => tokio::time::sleep(ABSENT_RECHECK).await,
             Pumped::Failed(error) => {
                 let wait = backoff.next(&error);
                 tracing::info!(cluster, watch = %name, error = %error.message(), retry_in_ms = wait.as_millis() as u64, "watch failed; listing again after the backoff");
@@ -171,6 +191,8 @@ async fn pump<K, T, S>(
 enum Pumped {
     ReceiverGone,
     Done,
+    /// The kind is not served (404): asked again later.
+    Absent,
     Failed(ClusterError),
 }
 
@@ -202,8 +224,10 @@ where
             Ok(watcher::Event::Apply(o)) => wrap(Delta::Upsert { init: false, key: key_of(&o), value: convert(&o) }),
             Ok(watcher::Event::Delete(o)) => wrap(Delta::Delete(key_of(&o))),
             Err(e) if stop_on_404 && is_not_found(&e) => {
-                let _ = tx.send(ClusterEvent { cluster, kind: Some(kind), scope: scope.clone(), change: Change::IstioAbsent }).await;
-                return Pumped::Done;
+                if tx.send(ClusterEvent { cluster, kind: Some(kind), scope: scope.clone(), change: Change::IstioAbsent }).await.is_err() {
+                    return Pumped::ReceiverGone;
+                }
+                return Pumped::Absent;
             }
             Err(e) => {
                 let error = classify(&e);
@@ -319,9 +343,28 @@ pub fn spawn_cluster(
         false,
     )));
     for &(group, kind, plural) in ISTIO_KINDS {
-        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let dynamic = move || watcher(api.clone(), watcher::Config::default()).boxed();
+        // Each (re)start asks which version the cluster serves: an older Istio serves
+        // v1beta1 only, and CRDs may be installed (or upgraded) while meshdeck runs.
+        let client = client.clone();
+        let dynamic = move || {
+            let client = client.clone();
+            futures::stream::once(async move {
+                match served_version(&client, group, plural).await {
+                    Ok(Some(version)) => {
+                        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+                        watcher(Api::<DynamicObject>::all_with(client, &ar), watcher::Config::default()).boxed()
+                    }
+                    Ok(None) => {
+                        let absent =
+                            kube::core::Status::failure(&format!("{plural}.{group} is not served"), "NotFound").with_code(404).boxed();
+                        futures::stream::once(async move { Err(watcher::Error::InitialListFailed(kube::Error::Api(absent))) }).boxed()
+                    }
+                    Err(e) => futures::stream::once(async move { Err(watcher::Error::InitialListFailed(e)) }).boxed(),
+                }
+            })
+            .flatten()
+            .boxed()
+        };
         tasks.push(tokio::spawn(pump(
             dynamic,
             cluster,

@@ -149,6 +149,11 @@ impl ResourceRegistry {
         self.by_path.values()
     }
 
+    /// Stop serving every version of `plural` in `group`.
+    pub fn remove_kind(&mut self, group: &str, plural: &str) {
+        self.by_path.retain(|(g, _, p), _| !(g == group && p == plural));
+    }
+
     /// Drop every version served for a CRD's group and plural.
     pub fn remove_storage(&mut self, key: &StorageKey) {
         self.by_path.retain(|_, rt| &rt.storage != key);

@@ -691,6 +691,13 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
                         // A watcher that fell behind ends, as the API server drops slow watchers.
                         Err(_) => return,
                     };
+                    // A CRD change that stops serving this version ends its watches, as the API
+                    // server does: the client's next list says whether (and where) it is served.
+                    if rec.object.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
+                        && cluster.store().registry.get(&rt.group, &rt.version, &rt.plural).is_none()
+                    {
+                        return;
+                    }
                     if rec.key != rt.storage || rec.rv <= seen_upto || ns.as_deref().is_some_and(|n| n != rec.namespace) {
                         continue;
                     }

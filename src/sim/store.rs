@@ -362,13 +362,14 @@ impl ClusterStore {
     }
 
     fn install_crd(&mut self, crd: &Value) {
-        if let Ok(types) = ResourceRegistry::types_from_crd(crd)
-            && let Some(first) = types.first()
-        {
-            self.registry.remove_storage(&first.storage.clone());
-            for t in types {
-                self.registry.insert(t);
-            }
+        let Ok(types) = ResourceRegistry::types_from_crd(crd) else { return };
+        // The versions served before are replaced by those served now (maybe none: the
+        // kind's objects stay stored, as a real API server keeps them in etcd).
+        let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
+        let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
+        self.registry.remove_kind(group, plural);
+        for t in types {
+            self.registry.insert(t);
         }
     }
 

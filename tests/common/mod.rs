@@ -138,6 +138,17 @@ impl TestFleet {
         use kube::core::{ApiResource, GroupVersionKind};
         for context in ["cluster1", "cluster2", "cluster3"] {
             let client = self.client(context).await;
+            // A test that stopped serving a CRD version and failed before serving it again.
+            {
+                use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+                let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+                if let Ok(mut crd) = crds.get("destinationrules.networking.istio.io").await
+                    && crd.spec.versions.iter().any(|v| !v.served)
+                {
+                    crd.spec.versions.iter_mut().for_each(|v| v.served = true);
+                    crds.replace("destinationrules.networking.istio.io", &Default::default(), &crd).await.expect("CRD served again");
+                }
+            }
             let mut kinds: Vec<(ApiResource, bool)> = meshdeck::inventory::watch::ISTIO_KINDS
                 .iter()
                 .map(|(g, k, p)| (ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, "v1", k), p), false))
