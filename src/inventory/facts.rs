@@ -43,6 +43,22 @@ impl From<&Pod> for PodFacts {
     }
 }
 
+impl From<&super::slim::SlimPod> for PodFacts {
+    fn from(p: &super::slim::SlimPod) -> Self {
+        let ready = p.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        // A gateway runs the same istio-proxy container as `proxy router`.
+        let sidecar = |c: &super::slim::SlimContainer| c.name == "istio-proxy" && !c.args.iter().any(|x| x == "router");
+        let injected = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(super::slim::SIDECAR_STATUS))
+            || p.spec.as_ref().is_some_and(|s| s.containers.iter().any(sidecar));
+        PodFacts {
+            labels: p.metadata.labels.clone().unwrap_or_default(),
+            ready,
+            injected,
+            service_account: p.spec.as_ref().and_then(|s| s.service_account_name.clone()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceFacts {
     pub selector: BTreeMap<String, String>,

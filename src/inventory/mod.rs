@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod facts;
 pub mod model;
+pub mod slim;
 pub mod warnings;
 pub mod watch;
 
