@@ -16,6 +16,8 @@ pub struct ManagerEntry {
     pub api_version: String,
     pub time: String,
     pub fields: FieldSet,
+    /// `status` for a write through the status subresource (a kubelet's, a controller's).
+    pub subresource: Option<String>,
 }
 
 /// Another manager owns a field the applier sets to a different value.
@@ -140,7 +142,15 @@ pub fn read_managers(obj: &Value) -> Vec<ManagerEntry> {
             if let Some(f) = e.get("fieldsV1") {
                 decode(f, &mut vec![], &mut fields);
             }
-            ManagerEntry { manager: s("manager"), operation: s("operation"), api_version: s("apiVersion"), time: s("time"), fields }
+            let subresource = e.get("subresource").and_then(Value::as_str).map(String::from);
+            ManagerEntry {
+                manager: s("manager"),
+                operation: s("operation"),
+                api_version: s("apiVersion"),
+                time: s("time"),
+                fields,
+                subresource,
+            }
         })
         .collect()
 }
@@ -161,12 +171,23 @@ fn decode(v: &Value, path: &mut FieldPath, out: &mut FieldSet) {
     }
 }
 
-fn encode(fields: &FieldSet) -> Value {
+/// `fieldsV1` as a real server writes it: maps below the top level carry `"."`,
+/// lists Kubernetes merges by key list their items as `k:{...}` with every field of
+/// each item (see `list_key`), other lists are atomic. `obj` gives the values the
+/// item keys and the expanded fields come from; without it every field is a leaf.
+fn encode(fields: &FieldSet, obj: Option<&Value>) -> Value {
     let mut root = Map::new();
     for path in fields {
         let mut cur = &mut root;
-        for k in path {
-            let entry = cur.entry(format!("f:{k}")).or_insert_with(|| json!({}));
+        let mut at = obj;
+        for (depth, k) in path.iter().enumerate() {
+            at = at.and_then(|v| v.get(k));
+            let last = depth + 1 == path.len();
+            let entry = cur.entry(format!("f:{k}")).or_insert_with(|| match (last, at) {
+                (true, Some(v)) => expand(k, v, depth + 1),
+                (false, Some(Value::Object(_))) if depth >= 1 => json!({".": {}}),
+                _ => json!({}),
+            });
             let Value::Object(next) = entry else { break };
             cur = next;
         }
@@ -174,19 +195,74 @@ fn encode(fields: &FieldSet) -> Value {
     Value::Object(root)
 }
 
+/// The fields under an owned value `v` (named `name`, at `depth` below the root).
+fn expand(name: &str, v: &Value, depth: usize) -> Value {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            let mut out = Map::new();
+            if depth >= 2 {
+                out.insert(".".into(), json!({}));
+            }
+            for (k, child) in m {
+                out.insert(format!("f:{k}"), expand(k, child, depth + 1));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => match list_key(name, items) {
+            Some(keys) => {
+                let mut out = Map::new();
+                for item in items {
+                    let key: Map<String, Value> = keys.iter().filter_map(|k| item.get(*k).map(|v| (k.to_string(), v.clone()))).collect();
+                    let mut fields = Map::new();
+                    fields.insert(".".into(), json!({}));
+                    if let Some(m) = item.as_object() {
+                        for (k, child) in m {
+                            fields.insert(format!("f:{k}"), expand(k, child, depth + 2));
+                        }
+                    }
+                    out.insert(format!("k:{}", Value::Object(key)), Value::Object(fields));
+                }
+                Value::Object(out)
+            }
+            None => json!({}),
+        },
+        _ => json!({}),
+    }
+}
+
+/// The merge key of a list Kubernetes merges by key (its `x-kubernetes-list-map-keys`
+/// or patch merge key), by the list's field name and its items' shape; None: atomic.
+fn list_key(name: &str, items: &[Value]) -> Option<Vec<&'static str>> {
+    let has = |k: &str| items.first().is_some_and(|i| i.get(k).is_some());
+    Some(match name {
+        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" => vec!["name"],
+        "ports" if has("containerPort") => vec!["containerPort", "protocol"],
+        "ports" if has("port") => vec!["port", "protocol"],
+        "volumeMounts" => vec!["mountPath"],
+        "conditions" if has("type") => vec!["type"],
+        "podIPs" => vec!["ip"],
+        "ownerReferences" => vec!["uid"],
+        _ => return None,
+    })
+}
+
 pub fn write_managers(obj: &mut Value, managers: &[ManagerEntry]) {
     let list: Vec<Value> = managers
         .iter()
         .filter(|m| !m.fields.is_empty())
         .map(|m| {
-            json!({
+            let mut entry = json!({
                 "manager": m.manager,
                 "operation": m.operation,
                 "apiVersion": m.api_version,
                 "time": m.time,
                 "fieldsType": "FieldsV1",
-                "fieldsV1": encode(&m.fields),
-            })
+                "fieldsV1": encode(&m.fields, Some(&*obj)),
+            });
+            if let Some(s) = &m.subresource {
+                entry["subresource"] = json!(s);
+            }
+            entry
         })
         .collect();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -267,6 +343,7 @@ pub fn apply(
             api_version: api_version.into(),
             time: now.into(),
             fields,
+            subresource: None,
         }),
     }
     write_managers(&mut result, &managers);
@@ -287,7 +364,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
         m.fields.retain(|f| !changed.iter().any(|c| overlaps(c, f)) && !removed.contains(f));
     }
     if !changed.is_empty() {
-        match managers.iter_mut().find(|m| m.manager == manager && m.operation == "Update") {
+        match managers.iter_mut().find(|m| m.manager == manager && m.operation == "Update" && m.subresource.is_none()) {
             Some(m) => {
                 m.fields.extend(changed);
                 m.time = now.into();
@@ -298,8 +375,41 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
                 api_version: api_version.into(),
                 time: now.into(),
                 fields: changed,
+                subresource: None,
             }),
         }
+    }
+    write_managers(new, &managers);
+}
+
+/// Record a write through the status subresource (a kubelet's or a controller's): its
+/// manager owns the status fields it changed, in an entry of its own.
+pub fn record_status(old: &Value, new: &mut Value, manager: &str, api_version: &str, now: &str) {
+    let mut fields = FieldSet::new();
+    if let Some(status) = new.get("status") {
+        collect(status, &mut vec!["status".into()], &mut fields);
+    }
+    let changed: FieldSet = fields.into_iter().filter(|p| get_path(old, p) != get_path(new, p)).collect();
+    if changed.is_empty() {
+        return;
+    }
+    let mut managers = read_managers(old);
+    for m in managers.iter_mut().filter(|m| m.manager != manager) {
+        m.fields.retain(|f| !changed.iter().any(|c| overlaps(c, f)));
+    }
+    match managers.iter_mut().find(|m| m.manager == manager && m.subresource.as_deref() == Some("status")) {
+        Some(m) => {
+            m.fields.extend(changed);
+            m.time = now.into();
+        }
+        None => managers.push(ManagerEntry {
+            manager: manager.into(),
+            operation: "Update".into(),
+            api_version: api_version.into(),
+            time: now.into(),
+            fields: changed,
+            subresource: Some("status".into()),
+        }),
     }
     write_managers(new, &managers);
 }

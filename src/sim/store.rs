@@ -649,6 +649,11 @@ impl ClusterStore {
         let mut obj = (*old).clone();
         obj["status"] = status;
         if *old != obj {
+            // Recorded as a real server records it: the kubelet writes pod status, the
+            // controller manager the rest, each through the status subresource.
+            let manager = if rt.kind == "Pod" { "kubelet" } else { "kube-controller-manager" };
+            let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            ssa::record_status(&old, &mut obj, manager, &rt.api_version(), &now);
             self.store(rt, ns, name, obj, Some(old));
         }
         Ok(())
