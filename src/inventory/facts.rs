@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::DynamicObject;
 use sha2::{Digest, Sha256};
 
@@ -18,29 +18,6 @@ pub struct PodFacts {
     pub ready: bool,
     pub injected: bool,
     pub service_account: Option<String>,
-}
-
-impl From<&Pod> for PodFacts {
-    fn from(p: &Pod) -> Self {
-        let ready = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        // A gateway runs the same istio-proxy container as `proxy router`: a
-        // gateway, not a workload with a sidecar.
-        let sidecar = |c: &k8s_openapi::api::core::v1::Container| {
-            c.name == "istio-proxy" && !c.args.as_ref().is_some_and(|a| a.iter().take(2).any(|x| x == "router"))
-        };
-        let injected = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("sidecar.istio.io/status"))
-            || p.spec.as_ref().is_some_and(|s| s.containers.iter().any(sidecar));
-        PodFacts {
-            labels: p.metadata.labels.clone().unwrap_or_default(),
-            ready,
-            injected,
-            service_account: p.spec.as_ref().and_then(|s| s.service_account_name.clone()),
-        }
-    }
 }
 
 impl From<&super::slim::SlimPod> for PodFacts {
@@ -251,6 +228,7 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::slim::SlimPod;
 
     #[test]
     fn mesh_config_gives_the_trust_domains_a_mesh_accepts() {
@@ -280,7 +258,7 @@ mod tests {
 
     #[test]
     fn pod_facts_read_readiness_and_sidecar() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
+        let pod: SlimPod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "p", "labels": {"app": "reviews", "version": "v1"}, "annotations": {"sidecar.istio.io/status": "{}"}},
             "spec": {"containers": [{"name": "reviews"}], "serviceAccountName": "bookinfo-reviews"},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]}
@@ -296,7 +274,7 @@ mod tests {
 
     #[test]
     fn a_gateway_is_not_a_sidecar() {
-        let pod = |args: &[&str]| -> Pod {
+        let pod = |args: &[&str]| -> SlimPod {
             serde_json::from_value(serde_json::json!({
                 "metadata": {"name": "p"},
                 "spec": {"containers": [{"name": "istio-proxy", "args": args}]}

@@ -471,8 +471,33 @@ mod tests {
                 api_version: "v1".into(),
                 time: "t".into(),
                 fields: fields.clone(),
+                subresource: None,
             }],
         );
         assert_eq!(read_managers(&obj)[0].fields, fields);
+    }
+
+    #[test]
+    fn keyed_lists_are_written_item_by_item_and_read_back_whole() {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "c", "env": [{"name": "E", "value": "1"}], "ports": [{"containerPort": 80, "protocol": "TCP"}]}]}});
+        let fields = owned_fields(&pod);
+        let entry = ManagerEntry {
+            manager: "m".into(),
+            operation: "Update".into(),
+            api_version: "v1".into(),
+            time: "t".into(),
+            fields: fields.clone(),
+            subresource: Some("status".into()),
+        };
+        write_managers(&mut pod, &[entry]);
+        let v1 = &pod["metadata"]["managedFields"][0];
+        assert_eq!(v1["subresource"], "status");
+        let c = &v1["fieldsV1"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"];
+        assert_eq!(c["."], json!({}));
+        assert_eq!(c["f:env"]["k:{\"name\":\"E\"}"]["f:value"], json!({}));
+        assert_eq!(c["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"]["f:containerPort"], json!({}));
+        assert_eq!(v1["fieldsV1"]["f:metadata"]["f:labels"]["."], json!({}));
+        assert_eq!(read_managers(&pod)[0].fields, fields, "a keyed list is owned whole");
     }
 }
