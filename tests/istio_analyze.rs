@@ -115,3 +115,71 @@ async fn real_only_istioctl_analyze_finds_nothing_on_the_live_clusters_after_an_
         println!("{context}: {}", text.lines().filter(|l| l.starts_with("Info [")).count());
     }
 }
+
+/// A corpus of plans drawn from what the live federation fleet runs (a fixed seed,
+/// so a failure names a plan that can be run again): each is applied to the real
+/// clusters (their API servers check Istio's schemas and CEL rules) and the clusters
+/// are then analysed by istioctl. Each plan replaces the one before (same name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_only_random_plans_apply_and_analyze_clean_on_the_live_clusters() {
+    let Some(fleet) = common::real_fleet_only("random plans on live clusters").await else { return };
+    let istioctl = istioctl();
+    let kc = fleet.kubeconfig_path();
+    let cli = common::MeshdeckCli::new(kc.clone());
+    // What runs where in the seeded world (reviews): cluster2 has v3 too.
+    let running: [(&str, &[&str]); 3] = [("cluster1", &["v1", "v2"]), ("cluster2", &["v1", "v2", "v3"]), ("cluster3", &["v1", "v2"])];
+    let mut seed: u64 = 0x5eed_0013;
+    let mut next = move |n: usize| -> usize {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % n
+    };
+    let head = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: prop}\nspec:\n  service: reviews.default\n";
+    for round in 0..10 {
+        let caller = ["cluster1", "cluster3"][next(2)];
+        let plan = if round % 3 == 2 {
+            // Failover from the caller: itself first, then the other two in a drawn order.
+            let mut others: Vec<&str> = ["cluster1", "cluster2", "cluster3"].into_iter().filter(|c| *c != caller).collect();
+            if next(2) == 1 {
+                others.reverse();
+            }
+            let mut text = format!("{head}  from: {{clusters: [{caller}]}}\n  failover:\n    - {{cluster: {caller}}}\n");
+            for c in others {
+                let versions = running.iter().find(|(n, _)| *n == c).map(|(_, v)| *v).unwrap_or(&["v1"]);
+                text.push_str(&format!("    - {{cluster: {c}, version: {}}}\n", versions[next(versions.len())]));
+            }
+            text.push_str("  outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n");
+            text
+        } else {
+            let mut all: Vec<(&str, &str)> = running.iter().flat_map(|(c, vs)| vs.iter().map(move |v| (*c, *v))).collect();
+            let count = 1 + next(3);
+            let mut picked = Vec::new();
+            for _ in 0..count {
+                picked.push(all.remove(next(all.len())));
+            }
+            let mut left = 100;
+            let mut text = format!("{head}  from: {{clusters: [{caller}]}}\n  split:\n");
+            for (i, (c, v)) in picked.iter().enumerate() {
+                let w = if i + 1 == picked.len() { left } else { next(left + 1) };
+                left -= w;
+                text.push_str(&format!("    - {{cluster: {c}, version: {v}, weight: {w}}}\n"));
+            }
+            if next(2) == 1 {
+                text.push_str("  retries: {attempts: 3, perTryTimeout: 2s}\n  timeout: 10s\n");
+            }
+            text
+        };
+        let file = common::write_plan(&cli, "prop.yaml", &plan);
+        let out = cli.run(&["apply", "-f", &file, "--yes"]).await;
+        assert_eq!(out.status.code(), Some(0), "round {round}, plan:\n{plan}\n{}", common::text(&out));
+        for context in ["cluster1", "cluster2", "cluster3"] {
+            let result = Command::new(&istioctl)
+                .arg("--kubeconfig")
+                .arg(&kc)
+                .args(["--context", context, "analyze", "--all-namespaces"])
+                .output()
+                .expect("istioctl runs");
+            let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+            assert!(findings(&text).is_empty(), "round {round} on {context}, plan:\n{plan}\n{text}");
+        }
+    }
+}
