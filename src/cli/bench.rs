@@ -62,6 +62,8 @@ pub struct SimProcess {
     child: Option<Child>,
     pub kubeconfig: PathBuf,
     pub startup: Duration,
+    /// The sim's admin address (faults), when this bench started it.
+    admin: Option<std::net::SocketAddr>,
     _dir: tempfile_dir::Dir,
 }
 
@@ -88,11 +90,19 @@ impl SimProcess {
     pub fn start(size: &FleetSize) -> Result<SimProcess, CliError> {
         let dir = std::env::temp_dir().join(format!("meshdeck-bench-{}", std::process::id()));
         if let Some(kubeconfig) = &size.fleet {
-            return Ok(SimProcess { child: None, kubeconfig: kubeconfig.clone(), startup: Duration::ZERO, _dir: tempfile_dir::Dir(dir) });
+            return Ok(SimProcess {
+                child: None,
+                kubeconfig: kubeconfig.clone(),
+                startup: Duration::ZERO,
+                admin: None,
+                _dir: tempfile_dir::Dir(dir),
+            });
         }
         std::fs::create_dir_all(&dir).map_err(|e| CliError::failed(e.to_string()))?;
         let kubeconfig = dir.join("kubeconfig");
         let exe = std::env::current_exe().map_err(|e| CliError::failed(e.to_string()))?;
+        // A free port for the sim's admin API (faults), found by binding and letting go.
+        let admin = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).ok();
         let started = Instant::now();
         let child = Command::new(exe)
             .args([
@@ -102,6 +112,8 @@ impl SimProcess {
                 &size.clusters.to_string(),
                 "--services",
                 &size.services.to_string(),
+                "--admin-port",
+                &admin.map(|a| a.port()).unwrap_or(0).to_string(),
                 "--kubeconfig-out",
             ])
             .arg(&kubeconfig)
@@ -109,7 +121,7 @@ impl SimProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| CliError::failed(format!("starting the sim: {e}")))?;
-        let mut sim = SimProcess { child: Some(child), kubeconfig, startup: Duration::ZERO, _dir: tempfile_dir::Dir(dir) };
+        let mut sim = SimProcess { child: Some(child), kubeconfig, startup: Duration::ZERO, admin, _dir: tempfile_dir::Dir(dir) };
         while !std::fs::read_to_string(&sim.kubeconfig).is_ok_and(|t| t.contains("current-context")) {
             if started.elapsed() > Duration::from_secs(120) {
                 return Err(CliError::failed("the sim did not start within 120 s"));
@@ -130,6 +142,27 @@ impl SimProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
+
+    /// Set a fault on one cluster through the sim's admin API (`down`, `healthy`, ...).
+    fn fault(&self, cluster: &str, fault: &str) -> Result<(), CliError> {
+        use std::io::{Read, Write};
+        let addr = self.admin.ok_or_else(|| CliError::failed("no admin API: the bench did not start this fleet"))?;
+        let mut s = std::net::TcpStream::connect(addr).map_err(|e| CliError::failed(format!("sim admin: {e}")))?;
+        let request =
+            format!("POST /clusters/{cluster}/fault/{fault} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).map_err(|e| CliError::failed(format!("sim admin: {e}")))?;
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        if !answer.starts_with("HTTP/1.1 200") {
+            return Err(CliError::failed(format!("sim admin: {}", answer.lines().next().unwrap_or("no answer"))));
+        }
+        Ok(())
+    }
+}
+
+/// Start counting the peak RSS again from now (Linux: `5` to `/proc/self/clear_refs`).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Peak resident set size of a process in MiB (Linux `VmHWM`).
@@ -250,6 +283,39 @@ async fn bench_inventory(size: &FleetSize) -> Result<(), CliError> {
         rss_after - rss_before,
         (rss_after - rss_before) * 1024.0 * 1024.0 / f64::from(pods.max(1))
     );
+    // Every cluster drops its connections at once (as after a network blip or an API
+    // server restart): every watch lists again. The peak while they do, against the
+    // steady state just measured.
+    if sim.admin.is_some() && reset_peak_rss() {
+        let names: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
+        for n in &names {
+            sim.fault(n, "down")?;
+        }
+        let _ =
+            inv.wait_until(Duration::from_secs(60), |s| s.clusters.iter().all(|c| c.state != crate::inventory::ClusterState::Live)).await;
+        let relisting = Instant::now();
+        for n in &names {
+            sim.fault(n, "healthy")?;
+        }
+        let back = inv
+            .wait_until(Duration::from_secs(120), |s| {
+                s.settled() && s.clusters.iter().all(|c| c.state == crate::inventory::ClusterState::Live)
+            })
+            .await;
+        let live_again = relisting.elapsed();
+        // Live comes with the first page of each relist; the staged lists swap in at
+        // their end. Watch the peak for twice the first inventory's time.
+        let window = (t_inventory * 2).max(Duration::from_secs(2));
+        tokio::time::sleep(window.saturating_sub(live_again)).await;
+        let relist_peak = peak_rss_mib(None).unwrap_or(f64::NAN);
+        println!(
+            "relist: every cluster down, then back: all live again in {:.2} s{}; peak RSS within {:.1} s of reconnecting {relist_peak:.0} MiB, {:.2}x the steady {rss_after:.0} MiB",
+            live_again.as_secs_f64(),
+            if back { "" } else { " (NOT all live within 120 s)" },
+            window.as_secs_f64(),
+            relist_peak / rss_after.max(1.0)
+        );
+    }
     drop(inv);
     let floor = raw_floor(&clusters, 16).await?;
     println!(

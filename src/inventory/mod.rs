@@ -94,6 +94,19 @@ impl Inventory {
     }
 
     /// Wait until every cluster has answered (live or an error), or `timeout`.
+    /// Wait until a snapshot satisfies `pred`; false when `timeout` passed first.
+    pub async fn wait_until(&mut self, timeout: Duration, pred: impl Fn(&FleetSnapshot) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if pred(&self.snapshots.borrow_and_update()) {
+                return true;
+            }
+            if !matches!(tokio::time::timeout_at(deadline, self.snapshots.changed()).await, Ok(Ok(()))) {
+                return false;
+            }
+        }
+    }
+
     pub async fn settled(&mut self, timeout: Duration) -> Arc<FleetSnapshot> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
