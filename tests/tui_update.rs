@@ -217,3 +217,39 @@ fn the_log_view_tells_a_clusters_outage_and_how_long_it_lasted() {
     assert!(log.iter().any(|l| l.ends_with("cluster2 live -> unreachable (tls handshake eof); it was live for 10s")), "{log:#?}");
     assert!(log.iter().any(|l| l.ends_with("cluster2 unreachable -> live; it was unreachable for 6s")), "{log:#?}");
 }
+
+/// Editing the plan that owns a route keeps what the composer does not show: its
+/// port, retries, timeout, matches and outlier detection (weights come from its record).
+#[test]
+fn composing_over_the_owning_plan_keeps_its_other_settings() {
+    use meshdeck::tui::composer::{Composer, Mode};
+    let mut snap = common::inventory_fixture("federation");
+    snap.istio_objects.push(meshdeck::inventory::IstioObject {
+        cluster: "cluster1".into(),
+        kind: "VirtualService".into(),
+        namespace: "default".into(),
+        name: "reviews-canary".into(),
+        hosts: vec!["reviews.default.svc.cluster.local".into()],
+        managed: true,
+        plan: Some("reviews-canary".into()),
+    });
+    let mut c = Composer::new(&snap, "reviews.default", Mode::Split).expect("composer");
+    assert_eq!(c.owner.as_deref(), Some("reviews-canary"));
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reviews-canary.yaml"))
+        .expect("example")
+        .replace("    - { cluster: cluster1, version: v2, weight: 10 }\n", "    - { cluster: cluster1, version: v2, weight: 10 }\n  port: 9080\n  retries: { attempts: 3, perTryTimeout: 2s }\n  timeout: 10s\n");
+    let recorded = meshdeck::plan::load("recorded.yaml", &text, &snap).expect("the recorded plan");
+    assert_eq!(recorded.routes[0].port, Some(9080), "the recorded plan carries a port:\n{text}");
+    c.load_weights(&recorded);
+    let plan = c.to_plan();
+    let route = &plan.routes[0];
+    assert_eq!((route.port, route.timeout.as_deref()), (Some(9080), Some("10s")));
+    assert!(route.retries.is_some(), "{route:?}");
+    let weights = |a: &meshdeck::plan::RouteAction| -> Vec<(String, String, u32)> {
+        let meshdeck::plan::RouteAction::Split(ds) = a else { return vec![] };
+        let mut w: Vec<_> = ds.iter().map(|d| (d.cluster.clone(), d.version.clone(), d.weight)).collect();
+        w.sort();
+        w
+    };
+    assert_eq!(weights(&route.action), weights(&recorded.routes[0].action), "the weights are the recorded ones");
+}

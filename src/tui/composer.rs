@@ -35,6 +35,9 @@ pub struct Composer {
     /// The plan that already routes this service from `from`, if one does: composing
     /// edits that plan instead of adding a second owner.
     pub owner: Option<String>,
+    /// The owning plan's route as last recorded: what the composer does not edit
+    /// (port, retries, timeout, matches, topology, outlier detection) is kept from it.
+    pub kept: Option<TrafficRoute>,
 }
 
 /// The meshdeck plan whose VirtualService routes `svc` in cluster `from`.
@@ -61,6 +64,7 @@ impl Composer {
             callers: vec![],
             errors: vec![],
             owner: None,
+            kept: None,
         };
         c.owner = owner_of(snap, &c.service, &c.from);
         c.reset_rows(snap);
@@ -122,23 +126,26 @@ impl Composer {
                     .collect(),
             ),
         };
-        let outlier = (self.mode == Mode::Failover).then(|| OutlierDetection {
+        // Editing the owning plan keeps what the composer does not show.
+        let kept = self.kept.as_ref().filter(|k| Some(&k.name) == self.owner.as_ref() && k.service == self.service);
+        let default_outlier = || OutlierDetection {
             consecutive_5xx_errors: 5,
             interval: "10s".into(),
             base_ejection_time: "30s".into(),
             max_ejection_percent: None,
-        });
+        };
+        let outlier = kept.and_then(|k| k.outlier_detection.clone()).or_else(|| (self.mode == Mode::Failover).then(default_outlier));
         let route = TrafficRoute {
             name: self.plan_name(),
             service: self.service.clone(),
             from_clusters: vec![self.from.clone()],
             action,
             outlier_detection: outlier,
-            retries: None,
-            timeout: None,
-            matches: vec![],
-            topology: TopologyChoice::Auto,
-            port: None,
+            retries: kept.and_then(|k| k.retries.clone()),
+            timeout: kept.and_then(|k| k.timeout.clone()),
+            matches: kept.map(|k| k.matches.clone()).unwrap_or_default(),
+            topology: kept.map(|k| k.topology).unwrap_or(TopologyChoice::Auto),
+            port: kept.and_then(|k| k.port),
         };
         let access = if self.callers.is_empty() {
             vec![]
@@ -214,6 +221,7 @@ impl Composer {
     /// composing edits the route instead of resetting it.
     pub fn load_weights(&mut self, plan: &Plan) {
         let Some(route) = plan.routes.iter().find(|r| Some(&r.name) == self.owner.as_ref() && r.service == self.service) else { return };
+        self.kept = Some(route.clone());
         if let (Mode::Split, RouteAction::Split(ds)) = (self.mode, &route.action) {
             for row in &mut self.rows {
                 row.weight =
