@@ -93,8 +93,12 @@ async fn the_composer_edits_the_owning_plan_and_two_owners_are_warned() {
 
     let clusters = fleet.registry().await;
     let mut inv = meshdeck::inventory::Inventory::start(&clusters);
-    let snap = common::snapshot_where(&mut inv, 30, "the canary's VirtualService seen", |s| {
-        s.istio_objects.iter().any(|o| o.kind == "VirtualService" && o.plan.as_deref() == Some("reviews-canary"))
+    // Settled too: the composer calls from the first cluster that runs reviews, which is
+    // cluster1 only once cluster1's services are listed (its Istio objects may come first).
+    let snap = common::snapshot_where(&mut inv, 30, "the canary's VirtualService seen, every cluster settled", |s| {
+        s.settled()
+            && s.service("reviews.default").is_some_and(|r| r.clusters.contains_key("cluster1"))
+            && s.istio_objects.iter().any(|o| o.kind == "VirtualService" && o.plan.as_deref() == Some("reviews-canary"))
     })
     .await;
     let mut app = AppState::for_test((*snap).clone());
