@@ -24,6 +24,17 @@ fn meshdeck(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `istioctl analyze --all-namespaces` of one live cluster: its whole output.
+fn analyze_live(istioctl: &Path, kubeconfig: &Path, context: &str) -> String {
+    let result = Command::new(istioctl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--context", context, "analyze", "--all-namespaces"])
+        .output()
+        .expect("istioctl runs");
+    format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr))
+}
+
 /// The Error and Warning lines of an analysis.
 fn findings(text: &str) -> Vec<String> {
     text.lines().filter(|l| l.starts_with("Error [") || l.starts_with("Warning [")).map(str::to_string).collect()
@@ -104,13 +115,7 @@ async fn real_only_istioctl_analyze_finds_nothing_on_the_live_clusters_after_an_
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     for context in ["cluster1", "cluster2", "cluster3"] {
-        let result = Command::new(&istioctl)
-            .arg("--kubeconfig")
-            .arg(&kc)
-            .args(["--context", context, "analyze", "--all-namespaces"])
-            .output()
-            .expect("istioctl runs");
-        let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+        let text = analyze_live(&istioctl, &kc, context);
         assert!(findings(&text).is_empty(), "{context}:\n{text}");
         println!("{context}: {}", text.lines().filter(|l| l.starts_with("Info [")).count());
     }
@@ -172,13 +177,7 @@ async fn real_only_random_plans_apply_and_analyze_clean_on_the_live_clusters() {
         let out = cli.run(&["apply", "-f", &file, "--yes"]).await;
         assert_eq!(out.status.code(), Some(0), "round {round}, plan:\n{plan}\n{}", common::text(&out));
         for context in ["cluster1", "cluster2", "cluster3"] {
-            let result = Command::new(&istioctl)
-                .arg("--kubeconfig")
-                .arg(&kc)
-                .args(["--context", context, "analyze", "--all-namespaces"])
-                .output()
-                .expect("istioctl runs");
-            let text = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+            let text = analyze_live(&istioctl, &kc, context);
             assert!(findings(&text).is_empty(), "round {round} on {context}, plan:\n{plan}\n{text}");
         }
     }

@@ -137,7 +137,8 @@ fn program(cmd: &str) -> String {
     base_name(prog)
 }
 
-fn base_name(program: &str) -> String {
+/// A program's base name (`/usr/local/bin/aws` → `aws`): how a plugin is named to a person.
+pub fn base_name(program: &str) -> String {
     std::path::Path::new(program).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "?".into())
 }
 

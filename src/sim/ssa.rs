@@ -364,22 +364,27 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
         m.fields.retain(|f| !changed.iter().any(|c| overlaps(c, f)) && !removed.contains(f));
     }
     if !changed.is_empty() {
-        match managers.iter_mut().find(|m| m.manager == manager && m.operation == "Update" && m.subresource.is_none()) {
-            Some(m) => {
-                m.fields.extend(changed);
-                m.time = now.into();
-            }
-            None => managers.push(ManagerEntry {
-                manager: manager.into(),
-                operation: "Update".into(),
-                api_version: api_version.into(),
-                time: now.into(),
-                fields: changed,
-                subresource: None,
-            }),
-        }
+        add_update(&mut managers, manager, None, changed, api_version, now);
     }
     write_managers(new, &managers);
+}
+
+/// The Update entry of `manager` (through `subresource`, if any) gains `changed`.
+fn add_update(managers: &mut Vec<ManagerEntry>, manager: &str, subresource: Option<&str>, changed: FieldSet, api_version: &str, now: &str) {
+    match managers.iter_mut().find(|m| m.manager == manager && m.operation == "Update" && m.subresource.as_deref() == subresource) {
+        Some(m) => {
+            m.fields.extend(changed);
+            m.time = now.into();
+        }
+        None => managers.push(ManagerEntry {
+            manager: manager.into(),
+            operation: "Update".into(),
+            api_version: api_version.into(),
+            time: now.into(),
+            fields: changed,
+            subresource: subresource.map(String::from),
+        }),
+    }
 }
 
 /// Record a write through the status subresource (a kubelet's or a controller's): its
@@ -397,20 +402,7 @@ pub fn record_status(old: &Value, new: &mut Value, manager: &str, api_version: &
     for m in managers.iter_mut().filter(|m| m.manager != manager) {
         m.fields.retain(|f| !changed.iter().any(|c| overlaps(c, f)));
     }
-    match managers.iter_mut().find(|m| m.manager == manager && m.subresource.as_deref() == Some("status")) {
-        Some(m) => {
-            m.fields.extend(changed);
-            m.time = now.into();
-        }
-        None => managers.push(ManagerEntry {
-            manager: manager.into(),
-            operation: "Update".into(),
-            api_version: api_version.into(),
-            time: now.into(),
-            fields: changed,
-            subresource: Some("status".into()),
-        }),
-    }
+    add_update(&mut managers, manager, Some("status"), changed, api_version, now);
     write_managers(new, &managers);
 }
 

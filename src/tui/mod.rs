@@ -259,8 +259,8 @@ impl ConnectJob {
         if !crate::registry::needs_terminal(&self.kc, context) {
             return None;
         }
-        let program = crate::registry::exec_of(&self.kc, context).and_then(|e| e.command.clone()).unwrap_or_default();
-        Some(std::path::Path::new(&program).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(program))
+        let program = crate::registry::exec_of(&self.kc, context).and_then(|e| e.command.as_deref()).unwrap_or("?");
+        Some(crate::registry::health::base_name(program))
     }
 
     async fn run(self) -> Connected {
