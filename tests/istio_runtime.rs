@@ -208,3 +208,38 @@ async fn istio_kinds_are_read_at_the_version_each_cluster_serves_and_again_when_
     .await;
     assert_eq!(back.clusters[0].state, meshdeck::inventory::ClusterState::Live);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_is_applied_and_rolled_back_at_the_version_the_cluster_serves() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    // cluster3 serves DestinationRules at v1beta1 only, as Istio before 1.22 did.
+    serve_destination_rules(&fleet, |v| v != "v1").await;
+    let plan = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: old-istio}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster3]}\n  split:\n    - {cluster: cluster3, version: v1, weight: 50}\n    - {cluster: cluster3, version: v2, weight: 50}\n";
+    let file = write_plan(&cli, "old-istio.yaml", plan);
+    let ar = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("networking.istio.io", "v1beta1", "DestinationRule"),
+        "destinationrules",
+    );
+    let drs: Api<DynamicObject> = Api::namespaced_with(fleet.client("cluster3").await, "default", &ar);
+    let ours = kube::api::ListParams::default().labels("meshdeck.dev/plan=old-istio");
+    // The CRD update takes effect in discovery within a moment.
+    common::eventually(20, || async { drs.list(&Default::default()).await.ok() }).await;
+
+    let dry = cli.run(&["apply", "-f", &file, "--dry-run"]).await;
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert!(text(&dry).contains("apiVersion: networking.istio.io/v1beta1"), "the diff shows the served version: {}", text(&dry));
+
+    let out = cli.run(&["apply", "-f", &file, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let written = drs.list(&ours).await.expect("DestinationRules at v1beta1");
+    assert_eq!(written.items.len(), 1, "one DestinationRule written at v1beta1: {:?}", written.items);
+    assert_eq!(written.items[0].data["spec"]["subsets"].as_array().map(Vec::len), Some(2), "{:?}", written.items[0].data);
+
+    let records: Value = serde_json::from_slice(&cli.run(&["history", "-o", "json"]).await.stdout).expect("history json");
+    let id = records[0]["id"].as_str().expect("id").to_string();
+    let out = cli.run(&["rollback", &id, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(drs.list(&ours).await.expect("list").items.is_empty(), "the rollback removed it at the served version");
+    serve_destination_rules(&fleet, |_| true).await;
+}

@@ -5,8 +5,9 @@
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
+use super::target::Addressed;
 use super::{Desired, FIELD_MANAGER, ObjRef, target};
-use crate::registry::ClusterError;
+use crate::registry::{Cluster, ClusterError};
 
 /// Server-side apply as `meshdeck`, on a dry run: nothing is stored.
 fn dry_run_params(force: bool) -> PatchParams {
@@ -19,35 +20,30 @@ fn dry_run_params(force: bool) -> PatchParams {
 /// A Restore body: the previous object as meshdeck applies it. Restoring by
 /// server-side apply (forced) keeps `meshdeck` the one Apply manager, so the
 /// next apply of a plan does not conflict with the restore.
-pub fn restore_body(previous: &Value) -> Result<DynamicObject, String> {
-    serde_json::from_value(target::normalized(previous)).map_err(|e| e.to_string())
+pub fn restore_body(at: &Addressed, previous: &Value) -> Result<DynamicObject, String> {
+    at.body(target::normalized(previous))
 }
 
-/// What the object would become; `None` when it would not exist.
-pub async fn simulate(
-    client: &kube::Client,
-    t: &ObjRef,
-    want: &Desired,
-    live: Option<&Value>,
-    force: bool,
-) -> Result<Option<Value>, String> {
-    let api = target::api(client, t)?;
+/// What the object would become; `None` when it would not exist. Needs no live
+/// state, so it is asked together with the live read.
+pub async fn simulate(cluster: &Cluster, t: &ObjRef, want: &Desired, force: bool) -> Result<Option<Value>, String> {
+    let at = target::api(cluster, t).await?;
     match want {
         Desired::Apply(obj) => {
-            let obj: DynamicObject = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
-            let out = api.patch(&t.name, &dry_run_params(force), &Patch::Apply(&obj)).await.map_err(|e| ClusterError::describe(&e))?;
+            let body = at.body(obj.clone())?;
+            let out = at.api.patch(&t.name, &dry_run_params(force), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
         Desired::Restore(previous) => {
-            let body = restore_body(previous)?;
-            let out = api.patch(&t.name, &dry_run_params(true), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
+            let body = restore_body(&at, previous)?;
+            let out = at.api.patch(&t.name, &dry_run_params(true), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
-        Desired::Absent => {
-            if live.is_some() {
-                api.delete(&t.name, &DeleteParams { dry_run: true, ..Default::default() }).await.map_err(|e| ClusterError::describe(&e))?;
-            }
-            Ok(None)
-        }
+        // Deleting what is absent is nothing to refuse.
+        Desired::Absent => match at.api.delete(&t.name, &DeleteParams { dry_run: true, ..Default::default() }).await {
+            Ok(_) => Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(ClusterError::describe(&e)),
+        },
     }
 }

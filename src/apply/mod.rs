@@ -195,14 +195,27 @@ async fn examine_cluster(
     items: Vec<(ObjRef, Desired)>,
     opts: &ApplyOptions,
 ) -> Result<ClusterExamination, ApplyError> {
-    preflight::check(clusters, &items).await?;
+    use futures::StreamExt;
+    let Some(first) = items.first() else { return Ok((Vec::new(), Vec::new())) };
+    let c = cluster(clusters, &first.0.cluster)?;
+    // Round trips, not calls, are what a far cluster costs: discovery (usually done
+    // already, by the prune scope's lists), the access reviews, then every object's
+    // live read beside its dry run.
+    let served = target::served(c).await.map_err(|message| ApplyError::Cluster { cluster: c.name.clone(), message })?;
+    preflight::check(clusters, &items, served.in_flight()).await?;
+    let examined: Vec<_> = items
+        .into_iter()
+        .map(|(target, want)| async move {
+            let (previous, expected) = tokio::join!(target::get(c, &target), dry_run::simulate(c, &target, &want, opts.force_conflicts));
+            (target, want, previous, expected)
+        })
+        .collect();
+    let examined = futures::stream::iter(examined).buffered(served.in_flight()).collect::<Vec<_>>().await;
     let mut steps = Vec::new();
     let mut refused = Vec::new();
-    for (target, want) in items {
-        let client = client(clusters, &target.cluster)?;
-        let previous =
-            target::get(&client, &target).await.map_err(|e| ApplyError::Cluster { cluster: target.cluster.clone(), message: e })?;
-        match dry_run::simulate(&client, &target, &want, previous.as_ref(), opts.force_conflicts).await {
+    for (target, want, previous, expected) in examined {
+        let previous = previous.map_err(|e| ApplyError::Cluster { cluster: target.cluster.clone(), message: e })?;
+        match expected {
             Ok(expected) => {
                 let change = diff::classify(previous.as_ref(), expected.as_ref());
                 let diff = diff::object_diff(previous.as_ref(), expected.as_ref());
@@ -299,51 +312,71 @@ pub async fn desired_for_plan(
         scope.namespaces.insert(target.namespace.clone());
     }
     let selector = format!("{}=meshdeck,{} in ({})", crate::render::MANAGED_BY, crate::render::PLAN_LABEL, names.join(","));
+    // Every list at once (bounded), each at the version the cluster serves.
+    let mut lists = Vec::new();
+    let mut width = 0;
     for c in clusters.iter().filter(|c| scope.clusters.contains(&c.name)) {
-        let client = client(clusters, &c.name)?;
+        // Discovery first: it says each kind's version and how far the cluster is.
+        let served = target::served(c).await.map_err(|message| ApplyError::Cluster { cluster: c.name.clone(), message })?;
+        width += served.in_flight();
         for (_, kind, _) in crate::inventory::watch::ISTIO_KINDS {
-            let Some((ar, _)) = target::resource(kind) else { continue };
             for ns in &scope.namespaces {
-                let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(client.clone(), ns, &ar);
-                let listed = match api.list(&kube::api::ListParams::default().labels(&selector)).await {
-                    Ok(l) => l,
-                    // A cluster without Istio's CRDs has nothing of ours to prune.
-                    Err(kube::Error::Api(s)) if s.code == 404 => break,
-                    Err(e) => {
-                        return Err(ApplyError::Cluster {
-                            cluster: c.name.clone(),
-                            message: format!("listing {} in {ns}: {}", ar.plural, crate::registry::ClusterError::describe(&e)),
-                        });
-                    }
-                };
-                for o in listed.items {
-                    let labels = o.metadata.labels.clone().unwrap_or_default();
-                    let plan_name = labels.get(crate::render::PLAN_LABEL).cloned().unwrap_or_default();
-                    // Labelled before plan kinds were: the Istio kind says which plan kind rendered it.
-                    let their_kind = labels
-                        .get(crate::render::PLAN_KIND_LABEL)
-                        .cloned()
-                        .unwrap_or_else(|| crate::render::plan_kind_of(kind).to_string());
-                    let replaced = before.replacing.contains(&plan_name);
-                    if !replaced && plan.kind_of(&plan_name) != Some(their_kind.as_str()) {
-                        return Err(ApplyError::PlanClash(format!(
-                            "{}: {kind}/{ns}/{} belongs to the {their_kind} {plan_name}; this plan's {plan_name} is a {}: give it another name",
-                            c.name,
-                            o.metadata.name.clone().unwrap_or_default(),
-                            plan.kind_of(&plan_name).unwrap_or("?")
-                        )));
-                    }
-                    let mut v = serde_json::to_value(&o).unwrap_or_default();
-                    v["kind"] = serde_json::json!(kind);
-                    let r = ObjRef::of(&c.name, &v);
-                    if !out.iter().any(|(t, _)| *t == r) {
-                        out.push((r, Desired::Absent));
-                    }
-                }
+                lists.push(list_labelled(c, kind, ns, &selector));
+            }
+        }
+    }
+    let lists = {
+        use futures::StreamExt;
+        futures::stream::iter(lists).buffered(width.max(1)).collect::<Vec<_>>().await
+    };
+    for listed in lists {
+        let (c, kind, items) = listed?;
+        for o in items {
+            let labels = o.metadata.labels.clone().unwrap_or_default();
+            let plan_name = labels.get(crate::render::PLAN_LABEL).cloned().unwrap_or_default();
+            // Labelled before plan kinds were: the Istio kind says which plan kind rendered it.
+            let their_kind =
+                labels.get(crate::render::PLAN_KIND_LABEL).cloned().unwrap_or_else(|| crate::render::plan_kind_of(kind).to_string());
+            let replaced = before.replacing.contains(&plan_name);
+            if !replaced && plan.kind_of(&plan_name) != Some(their_kind.as_str()) {
+                return Err(ApplyError::PlanClash(format!(
+                    "{}: {kind}/{}/{} belongs to the {their_kind} {plan_name}; this plan's {plan_name} is a {}: give it another name",
+                    c.name,
+                    o.metadata.namespace.clone().unwrap_or_default(),
+                    o.metadata.name.clone().unwrap_or_default(),
+                    plan.kind_of(&plan_name).unwrap_or("?")
+                )));
+            }
+            let mut v = serde_json::to_value(&o).unwrap_or_default();
+            v["kind"] = serde_json::json!(kind);
+            let r = ObjRef::of(&c.name, &v);
+            if !out.iter().any(|(t, _)| *t == r) {
+                out.push((r, Desired::Absent));
             }
         }
     }
     Ok(out)
+}
+
+/// One kind's objects in one namespace carrying the plan selector; none where the
+/// cluster does not serve the kind (a cluster without Istio has nothing of ours).
+async fn list_labelled<'a>(
+    c: &'a Cluster,
+    kind: &'static str,
+    ns: &str,
+    selector: &str,
+) -> Result<(&'a Cluster, &'static str, Vec<kube::api::DynamicObject>), ApplyError> {
+    let at = target::api(c, &ObjRef { cluster: c.name.clone(), kind: kind.into(), namespace: ns.into(), name: String::new() })
+        .await
+        .map_err(|message| ApplyError::Cluster { cluster: c.name.clone(), message })?;
+    match at.api.list(&kube::api::ListParams::default().labels(selector)).await {
+        Ok(l) => Ok((c, kind, l.items)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok((c, kind, Vec::new())),
+        Err(e) => Err(ApplyError::Cluster {
+            cluster: c.name.clone(),
+            message: format!("listing {} in {ns}: {}", at.resource.plural, crate::registry::ClusterError::describe(&e)),
+        }),
+    }
 }
 
 /// The desired state that undoes a recorded change: the plan's whole before-state

@@ -5,13 +5,16 @@
 
 use std::collections::BTreeSet;
 
+use futures::StreamExt;
+
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use kube::api::{Api, PostParams};
 
 use super::{ApplyError, Desired, ObjRef, client, target};
 use crate::registry::Cluster;
 
-pub async fn check(clusters: &[Cluster], desired: &[(ObjRef, Desired)]) -> Result<(), ApplyError> {
+/// `in_flight`: how many reviews to send at once.
+pub async fn check(clusters: &[Cluster], desired: &[(ObjRef, Desired)], in_flight: usize) -> Result<(), ApplyError> {
     let mut needs: BTreeSet<(String, String, String, &'static str)> = BTreeSet::new();
     for (t, d) in desired {
         // Undoing a write: a create is deleted, an update is put back (PUT), a
@@ -26,32 +29,41 @@ pub async fn check(clusters: &[Cluster], desired: &[(ObjRef, Desired)]) -> Resul
             needs.insert((t.cluster.clone(), t.kind.clone(), t.namespace.clone(), v));
         }
     }
-    let mut missing = Vec::new();
-    for (cluster, kind, ns, verb) in needs {
-        let client = client(clusters, &cluster)?;
-        let (ar, group) = target::resource(&kind)
-            .ok_or_else(|| ApplyError::Cluster { cluster: cluster.clone(), message: format!("unknown kind {kind}") })?;
-        let review = SelfSubjectAccessReview {
-            spec: SelfSubjectAccessReviewSpec {
-                resource_attributes: Some(ResourceAttributes {
-                    verb: Some(verb.into()),
-                    group: Some(group.into()),
-                    resource: Some(ar.plural.clone()),
-                    namespace: Some(ns.clone()),
+    // Reviews are sent together: a cluster 300 ms away answers them in one round trip.
+    let reviews: Vec<_> = needs
+        .into_iter()
+        .map(|(cluster, kind, ns, verb)| async move {
+            let client = client(clusters, &cluster)?;
+            let (ar, group) = target::resource(&kind)
+                .ok_or_else(|| ApplyError::Cluster { cluster: cluster.clone(), message: format!("unknown kind {kind}") })?;
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        verb: Some(verb.into()),
+                        group: Some(group.into()),
+                        resource: Some(ar.plural.clone()),
+                        namespace: Some(ns.clone()),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
+                },
                 ..Default::default()
-            },
-            ..Default::default()
-        };
-        let api: Api<SelfSubjectAccessReview> = Api::all(client);
-        let answer = api.create(&PostParams::default(), &review).await.map_err(|e| ApplyError::Cluster {
-            cluster: cluster.clone(),
-            message: format!("access review: {}", crate::registry::ClusterError::from_kube(&e).message()),
-        })?;
-        if !answer.status.is_some_and(|s| s.allowed) {
-            missing.push(format!("{cluster}: cannot {verb} {}.{group} in namespace {ns}", ar.plural));
-        }
+            };
+            let api: Api<SelfSubjectAccessReview> = Api::all(client);
+            let answer = api.create(&PostParams::default(), &review).await.map_err(|e| ApplyError::Cluster {
+                cluster: cluster.clone(),
+                message: format!("access review: {}", crate::registry::ClusterError::from_kube(&e).message()),
+            })?;
+            Ok::<_, ApplyError>(
+                (!answer.status.is_some_and(|s| s.allowed))
+                    .then(|| format!("{cluster}: cannot {verb} {}.{group} in namespace {ns}", ar.plural)),
+            )
+        })
+        .collect();
+    let reviews = futures::stream::iter(reviews).buffered(in_flight.max(1)).collect::<Vec<_>>().await;
+    let mut missing = Vec::new();
+    for r in reviews {
+        missing.extend(r?);
     }
     if missing.is_empty() { Ok(()) } else { Err(ApplyError::Forbidden(missing)) }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::history::{ClusterIdentity, History, HistoryRecord};
-use super::{ApplyError, ChangeSet, Desired, ObjRef, client, target};
+use super::{ApplyError, ChangeSet, Desired, ObjRef, target};
 use crate::registry::Cluster;
 
 /// What each named cluster says it is now.
@@ -33,11 +33,12 @@ fn rv(o: Option<&Value>) -> Option<String> {
 /// What every object of a change set is now (resourceVersion, None: absent); objects
 /// that cannot be read are left out.
 pub async fn after_state(clusters: &[Cluster], set: &ChangeSet) -> BTreeMap<String, Option<String>> {
+    let targets: Vec<&ObjRef> = set.steps.iter().map(|s| &s.target).collect();
+    let lives = target::get_all(clusters, &targets, super::write::CALL_TIMEOUT).await;
     let mut out = BTreeMap::new();
-    for s in &set.steps {
-        let Ok(client) = client(clusters, &s.target.cluster) else { continue };
-        if let Ok(Ok(live)) = tokio::time::timeout(super::write::CALL_TIMEOUT, target::get(&client, &s.target)).await {
-            out.insert(s.target.to_string(), rv(live.as_ref()));
+    for (t, live) in targets.into_iter().zip(lives) {
+        if let Ok(live) = live {
+            out.insert(t.to_string(), rv(live.as_ref()));
         }
     }
     out
@@ -73,8 +74,8 @@ pub async fn changed_since(clusters: &[Cluster], record: &HistoryRecord, history
     for s in &record.changes.steps {
         let key = s.target.to_string();
         let Some(left) = record.after.get(&key) else { continue };
-        let c = client(clusters, &s.target.cluster)?;
-        let live = target::get(&c, &s.target).await.map_err(|e| ApplyError::Cluster { cluster: s.target.cluster.clone(), message: e })?;
+        let c = super::cluster(clusters, &s.target.cluster)?;
+        let live = target::get(c, &s.target).await.map_err(|e| ApplyError::Cluster { cluster: s.target.cluster.clone(), message: e })?;
         if rv(live.as_ref()) == *left {
             continue;
         }

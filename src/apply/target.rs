@@ -1,12 +1,16 @@
-//! Addressing Istio objects in a cluster: the kind's API resource, get, and
-//! the server-maintained fields left out of comparisons.
+//! Addressing Istio objects in a cluster: the version it serves each kind at
+//! (discovered once), get, and the server-maintained fields left out of comparisons.
 
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::inventory::watch::ISTIO_KINDS;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::inventory::watch::{ISTIO_KINDS, ISTIO_VERSIONS};
+use crate::registry::Cluster;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ObjRef {
@@ -40,26 +44,164 @@ impl ObjRef {
     }
 }
 
+/// The kind's API resource at `v1` (group and plural; see `Served` for the version written).
 pub fn resource(kind: &str) -> Option<(ApiResource, &'static str)> {
+    resource_at(kind, "v1")
+}
+
+fn resource_at(kind: &str, version: &str) -> Option<(ApiResource, &'static str)> {
     ISTIO_KINDS
         .iter()
         .find(|(_, k, _)| *k == kind)
-        .map(|(group, k, plural)| (ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", k), plural), *group))
+        .map(|(group, k, plural)| (ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, k), plural), *group))
 }
 
-pub fn api(client: &kube::Client, target: &ObjRef) -> Result<Api<DynamicObject>, String> {
-    let (ar, _) = resource(&target.kind).ok_or_else(|| format!("meshdeck does not manage {}", target.kind))?;
-    Ok(Api::namespaced_with(client.clone(), &target.namespace, &ar))
+/// The version at which one cluster serves each Istio kind: `v1` since Istio 1.22,
+/// `v1beta1` before. Objects are read and written at that version.
+#[derive(Clone, Debug)]
+pub struct Served {
+    by_kind: BTreeMap<&'static str, &'static str>,
+    /// How long the discovery round took: the cluster's round trip, near enough.
+    pub round_trip: Duration,
+    found_at: Instant,
+}
+
+impl Served {
+    /// One discovery round: every Istio group at every version meshdeck knows, asked at once.
+    pub async fn discover(client: &kube::Client) -> Result<Served, String> {
+        let started = Instant::now();
+        let mut groups: Vec<&str> = ISTIO_KINDS.iter().map(|(g, _, _)| *g).collect();
+        groups.dedup();
+        let asks = groups.iter().flat_map(|g| ISTIO_VERSIONS.iter().map(move |v| (*g, *v)));
+        let answers = futures::future::join_all(asks.map(|(g, v)| async move {
+            match client.list_api_group_resources(&format!("{g}/{v}")).await {
+                Ok(list) => Ok((g, v, list.resources.into_iter().map(|r| r.name).collect::<Vec<_>>())),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok((g, v, Vec::new())),
+                Err(e) => Err(crate::registry::ClusterError::describe(&e)),
+            }
+        }))
+        .await;
+        let mut by_kind = BTreeMap::new();
+        for answer in answers {
+            let (group, version, plurals) = answer.map_err(|e| format!("API discovery: {e}"))?;
+            for (g, kind, plural) in ISTIO_KINDS {
+                let rank = |v: &str| ISTIO_VERSIONS.iter().position(|x| *x == v);
+                if *g == group && plurals.iter().any(|p| p == plural) {
+                    let newer = by_kind.get(kind).is_none_or(|have: &&str| rank(version) < rank(have));
+                    if newer {
+                        by_kind.insert(*kind, version);
+                    }
+                }
+            }
+        }
+        Ok(Served { by_kind, round_trip: started.elapsed(), found_at: Instant::now() })
+    }
+
+    /// The version to use for `kind`; `v1` when the cluster does not serve it (the call then says so).
+    pub fn version(&self, kind: &str) -> &'static str {
+        self.by_kind.get(kind).copied().unwrap_or("v1")
+    }
+
+    /// Kept a minute (Istio may be upgraded, the cluster's network may change), and
+    /// 10 s when some of Istio's CRDs are missing (they may be installed meanwhile).
+    fn still_good(&self) -> bool {
+        let complete = ISTIO_KINDS.iter().all(|(_, k, _)| self.by_kind.contains_key(k));
+        self.found_at.elapsed() < if complete { KEEP } else { RECHECK }
+    }
+
+    /// How many calls to send this cluster at once. Every call in flight is a
+    /// connection (kube speaks HTTP/1.1), and a TLS handshake costs more than a
+    /// near cluster's answer; a far cluster is worth them.
+    pub fn in_flight(&self) -> usize {
+        if self.round_trip >= FAR { IN_FLIGHT } else { NEAR_IN_FLIGHT }
+    }
+}
+
+const KEEP: Duration = Duration::from_secs(60);
+const RECHECK: Duration = Duration::from_secs(10);
+
+/// A cluster whose discovery round takes this long is far: its calls are sent together.
+const FAR: Duration = Duration::from_millis(25);
+
+/// Calls in flight at once to a far cluster: a plan's access reviews, reads and dry
+/// runs each take one round trip (cluster2 300 ms away: `bench apply --latency 300ms`).
+pub const IN_FLIGHT: usize = 16;
+
+/// Calls in flight at once to a near cluster.
+pub const NEAR_IN_FLIGHT: usize = 2;
+
+/// The cluster's served versions, discovered once (see `Served::still_good`).
+pub async fn served(cluster: &Cluster) -> Result<Served, String> {
+    if let Some(s) = cluster.served.lock().ok().and_then(|s| s.clone()).filter(Served::still_good) {
+        return Ok(s);
+    }
+    let client = cluster.client.clone()?;
+    let found = Served::discover(&client).await?;
+    if let Ok(mut kept) = cluster.served.lock() {
+        *kept = Some(found.clone());
+    }
+    Ok(found)
+}
+
+/// Calls to send `cluster` at once, as its last discovery found it (near until known).
+pub fn in_flight(cluster: &Cluster) -> usize {
+    cluster.served.lock().ok().and_then(|s| s.as_ref().map(Served::in_flight)).unwrap_or(NEAR_IN_FLIGHT)
+}
+
+/// One object's address in one cluster, at the version the cluster serves.
+pub struct Addressed {
+    pub api: Api<DynamicObject>,
+    pub resource: ApiResource,
+}
+
+impl Addressed {
+    /// A body to send: the object at the served version.
+    pub fn body(&self, obj: Value) -> Result<DynamicObject, String> {
+        let mut o: DynamicObject = serde_json::from_value(obj).map_err(|e| e.to_string())?;
+        o.types = Some(kube::core::TypeMeta { api_version: self.resource.api_version.clone(), kind: self.resource.kind.clone() });
+        Ok(o)
+    }
+}
+
+pub async fn api(cluster: &Cluster, target: &ObjRef) -> Result<Addressed, String> {
+    let served = served(cluster).await?;
+    let (resource, _) =
+        resource_at(&target.kind, served.version(&target.kind)).ok_or_else(|| format!("meshdeck does not manage {}", target.kind))?;
+    let client = cluster.client.clone()?;
+    Ok(Addressed { api: Api::namespaced_with(client, &target.namespace, &resource), resource })
 }
 
 /// The live object, `None` if absent. Errors are one line of words.
-pub async fn get(client: &kube::Client, target: &ObjRef) -> Result<Option<Value>, String> {
-    let api = api(client, target)?;
-    match api.get_opt(&target.name).await {
+pub async fn get(cluster: &Cluster, target: &ObjRef) -> Result<Option<Value>, String> {
+    let at = api(cluster, target).await?;
+    match at.api.get_opt(&target.name).await {
         Ok(Some(o)) => serde_json::to_value(o).map(Some).map_err(|e| e.to_string()),
         Ok(None) => Ok(None),
         Err(e) => Err(crate::registry::ClusterError::describe(&e)),
     }
+}
+
+/// Every target's live object (in the order given), as many at a time as `in_flight`
+/// allows each cluster (for at most 8 clusters at once), each within `limit`.
+pub async fn get_all(clusters: &[Cluster], targets: &[&ObjRef], limit: std::time::Duration) -> Vec<Result<Option<Value>, String>> {
+    use futures::StreamExt;
+    let mut names: Vec<&str> = targets.iter().map(|t| t.cluster.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let width: usize = clusters.iter().filter(|c| names.contains(&c.name.as_str())).map(in_flight).take(8).sum();
+    // Collected first: a lazy map of borrowing futures is not `Send` enough for `tokio::spawn`.
+    let reads: Vec<_> = targets
+        .iter()
+        .map(|t| async move {
+            let cluster =
+                clusters.iter().find(|c| c.name == t.cluster).ok_or_else(|| format!("{}: not a registered cluster", t.cluster))?;
+            match tokio::time::timeout(limit, get(cluster, t)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {}s", limit.as_secs_f32())),
+            }
+        })
+        .collect();
+    futures::stream::iter(reads).buffered(width.max(1)).collect().await
 }
 
 /// The object as the user sees it: apiVersion, kind, name, namespace, labels,

@@ -11,13 +11,13 @@ use futures::StreamExt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::grant::WriteGrant;
 use super::target::{self, normalized};
-use super::{ApplyError, ApplyOptions, ChangeKind, ChangeSet, Desired, FIELD_MANAGER, ObjRef, Step, client};
+use super::{ApplyError, ApplyOptions, ChangeKind, ChangeSet, Desired, FIELD_MANAGER, ObjRef, Step};
 use crate::registry::Cluster;
 use crate::registry::ClusterError;
 
@@ -95,18 +95,19 @@ async fn bounded<T>(opts: &ApplyOptions, what: impl Future<Output = Result<T, St
 }
 
 /// Perform one step; returns the object now live (None after a delete).
-async fn perform(client: &kube::Client, step: &Step, force: bool, grant: &WriteGrant) -> Result<Option<Value>, String> {
-    let api = target::api(client, &step.target)?;
+async fn perform(c: &Cluster, step: &Step, force: bool, grant: &WriteGrant) -> Result<Option<Value>, String> {
+    let at = target::api(c, &step.target).await?;
     let t = &step.target;
     check_grant(grant, t)?;
     match &step.desired {
         Desired::Apply(obj) => {
-            let obj: DynamicObject = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
-            let out = api.patch(&t.name, &write_params(force, grant), &Patch::Apply(&obj)).await.map_err(|e| ClusterError::describe(&e))?;
+            let body = at.body(obj.clone())?;
+            let out =
+                at.api.patch(&t.name, &write_params(force, grant), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
-        Desired::Restore(previous) => restore(client, t, Some(previous), grant).await,
-        Desired::Absent => restore(client, t, None, grant).await,
+        Desired::Restore(previous) => restore(c, t, Some(previous), grant).await,
+        Desired::Absent => restore(c, t, None, grant).await,
     }
 }
 
@@ -144,10 +145,6 @@ pub fn managers(o: &Value) -> Vec<(String, String, Value)> {
     out
 }
 
-fn dynamic(v: Value) -> Result<DynamicObject, String> {
-    serde_json::from_value(v).map_err(|e| e.to_string())
-}
-
 /// Make `t` be `previous` again (None: make it absent), undoing what meshdeck did and
 /// nothing else. Reads the live object first.
 /// - absent before: delete what is live, only if it is still the object seen (uid precondition);
@@ -156,10 +153,11 @@ fn dynamic(v: Value) -> Result<DynamicObject, String> {
 ///   resourceVersion, so a concurrent change is not overwritten), then hand every
 ///   field back to the managers that held it (a second PUT with the previous
 ///   `managedFields`; no value changes, so the server keeps them as given).
-pub async fn restore(client: &kube::Client, t: &ObjRef, previous: Option<&Value>, grant: &WriteGrant) -> Result<Option<Value>, String> {
-    let api = target::api(client, t)?;
+pub async fn restore(c: &Cluster, t: &ObjRef, previous: Option<&Value>, grant: &WriteGrant) -> Result<Option<Value>, String> {
+    let at = target::api(c, t).await?;
+    let (api, dynamic) = (&at.api, |v: Value| at.body(v));
     check_grant(grant, t)?;
-    let live = target::get(client, t).await?;
+    let live = target::get(c, t).await?;
     let describe = |e: kube::Error| ClusterError::describe(&e);
     match (previous, live) {
         (None, None) => Ok(None),
@@ -197,8 +195,8 @@ pub async fn restore(client: &kube::Client, t: &ObjRef, previous: Option<&Value>
 }
 
 /// A restore is done when live equals what was there before: content and owners.
-async fn verify_restored(client: &kube::Client, t: &ObjRef, previous: Option<&Value>) -> Result<(), String> {
-    let live = target::get(client, t).await?;
+async fn verify_restored(c: &Cluster, t: &ObjRef, previous: Option<&Value>) -> Result<(), String> {
+    let live = target::get(c, t).await?;
     match (&live, previous) {
         (None, None) => Ok(()),
         (Some(l), Some(p)) if normalized(l) != normalized(p) => Err("restored, but the live object differs from before".into()),
@@ -215,7 +213,7 @@ async fn verify_restored(client: &kube::Client, t: &ObjRef, previous: Option<&Va
 /// Rollback writes are retried briefly: a cluster that failed a write may answer
 /// again. Each attempt is bounded; the restore is verified.
 async fn restore_with_retries(
-    client: &kube::Client,
+    c: &Cluster,
     t: &ObjRef,
     previous: Option<&Value>,
     grant: &WriteGrant,
@@ -224,8 +222,8 @@ async fn restore_with_retries(
     let mut delay = std::time::Duration::from_millis(200);
     let mut last = String::new();
     for _ in 0..4 {
-        match bounded(opts, restore(client, t, previous, grant)).await {
-            Ok(v) => match bounded(opts, verify_restored(client, t, previous)).await {
+        match bounded(opts, restore(c, t, previous, grant)).await {
+            Ok(v) => match bounded(opts, verify_restored(c, t, previous)).await {
                 Ok(()) => return Ok(v),
                 Err(e) => last = e,
             },
@@ -246,14 +244,18 @@ fn ordered<'a>(steps: &[&'a Step]) -> Vec<&'a Step> {
     upserts.into_iter().chain(deletes).collect()
 }
 
-/// Verify: what is live equals what the dry run promised.
-async fn verify(client: &kube::Client, step: &Step) -> Result<(), String> {
-    let live = target::get(client, &step.target).await?;
-    match (&live, &step.expected) {
-        (None, None) => Ok(()),
-        (Some(l), Some(e)) if normalized(l) == normalized(e) => Ok(()),
-        _ => Err(format!("{}: live object differs from what was applied", step.target)),
+/// Verify: what is live equals what the dry run promised. Every written object is read at once.
+async fn verify(clusters: &[Cluster], written: &[&Step], opts: &ApplyOptions) -> Result<(), String> {
+    let targets: Vec<&ObjRef> = written.iter().map(|s| &s.target).collect();
+    let lives = target::get_all(clusters, &targets, opts.call_timeout.unwrap_or(CALL_TIMEOUT)).await;
+    for (step, live) in written.iter().zip(lives) {
+        match (&live?, &step.expected) {
+            (None, None) => {}
+            (Some(l), Some(e)) if normalized(l) == normalized(e) => {}
+            _ => return Err(format!("{}: live object differs from what was applied", step.target)),
+        }
     }
+    Ok(())
 }
 
 /// One cluster's writes: what was written, and how it ended.
@@ -280,7 +282,7 @@ async fn write_cluster<'a>(
     deadline: Instant,
 ) -> ClusterWrite<'a> {
     let mut written = Vec::new();
-    let client = match client(clusters, &cluster) {
+    let c = match super::cluster(clusters, &cluster) {
         Ok(c) => c,
         Err(e) => return (cluster, written, Err(e.to_string())),
     };
@@ -288,7 +290,7 @@ async fn write_cluster<'a>(
         if let Some(why) = stop_reason(&abort, opts, deadline) {
             return (cluster, written, Err(why));
         }
-        let result = bounded(opts, perform(&client, step, opts.force_conflicts, grant)).await;
+        let result = bounded(opts, perform(c, step, opts.force_conflicts, grant)).await;
         match &result {
             Ok(_) => tracing::info!(target = %step.target, change = step.change.as_str(), "written"),
             Err(e) => tracing::info!(target = %step.target, change = step.change.as_str(), error = %e, "write failed"),
@@ -311,11 +313,9 @@ async fn write_cluster<'a>(
             }
         }
     }
-    for step in &written {
-        if let Err(e) = bounded(opts, verify(&client, step)).await {
-            abort.store(true, Ordering::SeqCst);
-            return (cluster, written, Err(e));
-        }
+    if let Err(e) = verify(clusters, &written, opts).await {
+        abort.store(true, Ordering::SeqCst);
+        return (cluster, written, Err(e));
     }
     (cluster, written, Ok(()))
 }
@@ -330,11 +330,12 @@ pub const APPLY_DEADLINE: Duration = Duration::from_secs(300);
 async fn fresh(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions) -> Result<(), ApplyError> {
     let rv = |o: Option<&Value>| o.and_then(|o| o.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(String::from);
     let mut changed = Vec::new();
-    for step in set.pending() {
-        let client = client(clusters, &step.target.cluster)?;
-        let live = bounded(opts, target::get(&client, &step.target))
-            .await
-            .map_err(|e| ApplyError::Cluster { cluster: step.target.cluster.clone(), message: format!("{e} (nothing was written)") })?;
+    let pending: Vec<&Step> = set.pending().collect();
+    let targets: Vec<&ObjRef> = pending.iter().map(|s| &s.target).collect();
+    let lives = target::get_all(clusters, &targets, opts.call_timeout.unwrap_or(CALL_TIMEOUT)).await;
+    for (step, live) in pending.into_iter().zip(lives) {
+        let live =
+            live.map_err(|e| ApplyError::Cluster { cluster: step.target.cluster.clone(), message: format!("{e} (nothing was written)") })?;
         if rv(live.as_ref()) != rv(step.previous.as_ref()) {
             changed.push(format!("{}: {}", step.target, if live.is_some() { "changed" } else { "deleted" }));
         }
@@ -378,9 +379,9 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions,
     report.outcome = Outcome::RolledBack;
     for (cluster, written, _) in &results {
         let entry = report.clusters.entry(cluster.clone()).or_default();
-        let Ok(client) = client(clusters, cluster) else { continue };
+        let Ok(c) = super::cluster(clusters, cluster) else { continue };
         for step in written.iter().rev() {
-            match restore_with_retries(&client, &step.target, step.previous.as_ref(), grant, opts).await {
+            match restore_with_retries(c, &step.target, step.previous.as_ref(), grant, opts).await {
                 Ok(_) => {
                     tracing::info!(target = %step.target, "restored");
                     entry.restored.push(step.target.to_string())

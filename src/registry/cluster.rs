@@ -30,6 +30,8 @@ pub struct Cluster {
     pub client: Result<kube::Client, String>,
     pub options: ClusterOptions,
     pub aliases: Vec<Alias>,
+    /// The version each Istio kind is served at, once discovered (see `apply::target::served`).
+    pub served: std::sync::Arc<std::sync::Mutex<Option<crate::apply::target::Served>>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -47,7 +49,7 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     pub fn new(name: String, context: ContextSpec, client: Result<kube::Client, String>, options: ClusterOptions) -> Self {
-        Self { name, context, client, options, aliases: Vec::new() }
+        Self { name, context, client, options, aliases: Vec::new(), served: Default::default() }
     }
 
     /// Does `name` refer to this cluster (its registry name, acting context or an alias)?

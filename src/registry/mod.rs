@@ -160,7 +160,7 @@ pub async fn connect(kc: &Kubeconfig, wanted: &[String], cfg: &MeshdeckConfig, r
         for other in groups[group].iter().filter(|c| c.name != spec.name) {
             aliases.push(Alias { context: other.clone(), client: client_for(kc, &other.name).await });
         }
-        out.push(Cluster { name, context: spec, client, options, aliases });
+        out.push(Cluster { name, context: spec, client, options, aliases, served: Default::default() });
     }
     Ok(out)
 }
