@@ -520,7 +520,7 @@ mod tests {
 
     fn app(ns: &str, name: &str) -> (Change, Change) {
         let labels: BTreeMap<String, String> = [("app".to_string(), name.to_string()), ("version".into(), "v1".into())].into();
-        let pod = PodFacts { labels, ready: true, injected: true, service_account: None };
+        let pod = PodFacts { labels: Arc::new(labels), ready: true, injected: true, service_account: None };
         let svc = ServiceFacts { selector: [("app".to_string(), name.to_string())].into(), ports: vec![80], ..Default::default() };
         let key = (ns.to_string(), name.to_string());
         (

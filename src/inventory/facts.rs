@@ -2,7 +2,8 @@
 //! here (the edge): a pod is its labels, readiness and sidecar; a service its
 //! selector and ports. Pure functions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use base64::Engine;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,10 +15,59 @@ use super::model::IstioObject;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodFacts {
-    pub labels: BTreeMap<String, String>,
+    /// Shared by every pod with the same labels (see `LabelSets`).
+    pub labels: Arc<BTreeMap<String, String>>,
     pub ready: bool,
     pub injected: bool,
     pub service_account: Option<String>,
+}
+
+/// The distinct label sets of one cluster's pods. Pods of one ReplicaSet carry the
+/// same labels (pod-template-hash included), so a fleet of 30,000 pods holds a few
+/// thousand sets, each once, instead of a map of strings per pod.
+#[derive(Debug)]
+pub struct LabelSets {
+    sets: HashSet<Arc<BTreeMap<String, String>>>,
+    /// When the table reaches this size, sets no pod holds any more are dropped.
+    sweep_at: usize,
+}
+
+impl Default for LabelSets {
+    fn default() -> Self {
+        Self { sets: HashSet::new(), sweep_at: 64 }
+    }
+}
+
+impl LabelSets {
+    pub fn intern(&mut self, labels: &BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
+        if let Some(set) = self.sets.get(labels) {
+            return set.clone();
+        }
+        if self.sets.len() >= self.sweep_at {
+            self.sets.retain(|s| Arc::strong_count(s) > 1);
+            self.sweep_at = (self.sets.len() * 2).max(64);
+        }
+        let set = Arc::new(labels.clone());
+        self.sets.insert(set.clone());
+        set
+    }
+
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+}
+
+impl PodFacts {
+    /// The pod's facts, its labels shared through `sets`.
+    pub fn of(p: &super::slim::SlimPod, sets: &mut LabelSets) -> Self {
+        let mut facts = PodFacts::from(p);
+        facts.labels = sets.intern(&facts.labels);
+        facts
+    }
 }
 
 impl From<&super::slim::SlimPod> for PodFacts {
@@ -28,7 +78,7 @@ impl From<&super::slim::SlimPod> for PodFacts {
         let injected = p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(super::slim::SIDECAR_STATUS))
             || p.spec.as_ref().is_some_and(|s| s.containers.iter().any(sidecar));
         PodFacts {
-            labels: p.metadata.labels.clone().unwrap_or_default(),
+            labels: Arc::new(p.metadata.labels.clone().unwrap_or_default()),
             ready,
             injected,
             service_account: p.spec.as_ref().and_then(|s| s.service_account_name.clone()),
@@ -229,6 +279,29 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
 mod tests {
     use super::*;
     use crate::inventory::slim::SlimPod;
+
+    #[test]
+    fn pods_with_the_same_labels_share_one_set_and_unheld_sets_are_dropped() {
+        let pod = |name: &str, hash: &str| -> SlimPod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": {"app": "reviews", "version": "v1", "pod-template-hash": hash}}
+            }))
+            .expect("pod")
+        };
+        let mut sets = LabelSets::default();
+        let a = PodFacts::of(&pod("reviews-v1-a", "7d9f"), &mut sets);
+        let b = PodFacts::of(&pod("reviews-v1-b", "7d9f"), &mut sets);
+        assert!(Arc::ptr_eq(&a.labels, &b.labels), "one ReplicaSet, one label set");
+        assert_eq!(a.labels.get("version").map(String::as_str), Some("v1"));
+        let c = PodFacts::of(&pod("reviews-v1-c", "5c44"), &mut sets);
+        assert!(!Arc::ptr_eq(&a.labels, &c.labels));
+        assert_eq!(sets.len(), 2);
+        // Pods of old ReplicaSets go; their sets are dropped once the table fills up.
+        drop((a, b, c));
+        let kept: Vec<PodFacts> = (0..64).map(|i| PodFacts::of(&pod(&format!("p{i}"), &format!("h{i}")), &mut sets)).collect();
+        assert_eq!(sets.len(), 64, "the sweep at 64 dropped both unheld sets, kept every held one");
+        assert!(kept.iter().all(|p| sets.sets.contains(&p.labels)));
+    }
 
     #[test]
     fn mesh_config_gives_the_trust_domains_a_mesh_accepts() {
