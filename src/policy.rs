@@ -261,6 +261,7 @@ mod tests {
                 matches: vec![],
                 topology: TopologyChoice::Auto,
                 port: None,
+                trust_accepted_by: Vec::new(),
             }],
             notes: vec![],
             unseen: vec![],

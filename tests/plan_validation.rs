@@ -41,6 +41,13 @@ fn clusters_services_and_versions_must_exist() {
 }
 
 #[test]
+fn trust_accepted_by_names_registered_clusters() {
+    let es = errors(&format!("{HEAD}  split:\n    - {{cluster: cluster1, version: v1, weight: 100}}\n  trustAcceptedBy: [clustr2]\n"));
+    assert_eq!(es.len(), 1, "{es:?}");
+    assert!(es[0].starts_with("plan.yaml:11:21: unknown cluster \"clustr2\"") && es[0].ends_with("did you mean cluster2?"), "{es:?}");
+}
+
+#[test]
 fn unknown_fields_and_kinds_are_rejected_with_a_suggestion() {
     let es = errors(&format!("{HEAD}  split:\n    - {{cluster: cluster1, version: v1, wieght: 100}}\n"));
     assert_eq!(es.len(), 1);

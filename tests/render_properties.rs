@@ -135,6 +135,7 @@ fn plan_for(versions: &[Vec<u8>], shared: bool, picks: &[(usize, usize)], cuts: 
         matches: vec![],
         topology: TopologyChoice::Auto,
         port: None,
+        trust_accepted_by: Vec::new(),
     };
     Plan { routes: vec![route], ..Default::default() }
 }

@@ -219,7 +219,7 @@ fn the_log_view_tells_a_clusters_outage_and_how_long_it_lasted() {
 }
 
 /// Editing the plan that owns a route keeps what the composer does not show: its
-/// port, retries, timeout, matches and outlier detection (weights come from its record).
+/// port, retries, timeout, matches, outlier detection and trustAcceptedBy (weights come from its record).
 #[test]
 fn composing_over_the_owning_plan_keeps_its_other_settings() {
     use meshdeck::tui::composer::{Composer, Mode};
@@ -237,7 +237,7 @@ fn composing_over_the_owning_plan_keeps_its_other_settings() {
     assert_eq!(c.owner.as_deref(), Some("reviews-canary"));
     let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reviews-canary.yaml"))
         .expect("example")
-        .replace("    - { cluster: cluster1, version: v2, weight: 10 }\n", "    - { cluster: cluster1, version: v2, weight: 10 }\n  port: 9080\n  retries: { attempts: 3, perTryTimeout: 2s }\n  timeout: 10s\n");
+        .replace("    - { cluster: cluster1, version: v2, weight: 10 }\n", "    - { cluster: cluster1, version: v2, weight: 10 }\n  port: 9080\n  retries: { attempts: 3, perTryTimeout: 2s }\n  timeout: 10s\n  trustAcceptedBy: [cluster2]\n");
     let recorded = meshdeck::plan::load("recorded.yaml", &text, &snap).expect("the recorded plan");
     assert_eq!(recorded.routes[0].port, Some(9080), "the recorded plan carries a port:\n{text}");
     c.load_weights(&recorded);
@@ -245,6 +245,7 @@ fn composing_over_the_owning_plan_keeps_its_other_settings() {
     let route = &plan.routes[0];
     assert_eq!((route.port, route.timeout.as_deref()), (Some(9080), Some("10s")));
     assert!(route.retries.is_some(), "{route:?}");
+    assert_eq!(route.trust_accepted_by, ["cluster2"], "what the plan says of trust is kept");
     let weights = |a: &meshdeck::plan::RouteAction| -> Vec<(String, String, u32)> {
         let meshdeck::plan::RouteAction::Split(ds) = a else { return vec![] };
         let mut w: Vec<_> = ds.iter().map(|d| (d.cluster.clone(), d.version.clone(), d.weight)).collect();

@@ -487,6 +487,7 @@ fn bench_render(size: &RenderSize) -> Result<(), CliError> {
                 matches: vec![],
                 topology: TopologyChoice::Auto,
                 port: None,
+                trust_accepted_by: Vec::new(),
             };
             Plan { routes: vec![route], ..Default::default() }
         })

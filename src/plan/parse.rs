@@ -46,6 +46,8 @@ pub struct RawSpec {
     pub matches: Option<S<Vec<S<RawMatch>>>>,
     pub topology: Option<S<String>>,
     pub allow_from: Option<S<Vec<S<RawCaller>>>>,
+    /// Clusters that accept the callers' trust domains though meshdeck cannot see it.
+    pub trust_accepted_by: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

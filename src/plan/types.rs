@@ -80,6 +80,10 @@ pub struct TrafficRoute {
     /// The one Service port routed; None: every port a VirtualService's http routes can carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Target clusters the plan says accept the callers' trust domains, where meshdeck
+    /// cannot see it (mesh config delivered another way, or a change rolling out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_accepted_by: Vec<String>,
 }
 
 impl TrafficRoute {
@@ -193,6 +197,9 @@ pub struct AccessPolicy {
     pub name: String,
     pub service: ServiceRef,
     pub allow_from: Vec<Caller>,
+    /// As `TrafficRoute::trust_accepted_by`, for the service's clusters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_accepted_by: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -18,6 +18,9 @@ struct Checker<'a> {
     errors: Vec<PlanError>,
     /// Clusters named whose inventory is unknown: `cluster -> why`.
     unseen: BTreeMap<String, String>,
+    /// The document's `trustAcceptedBy`: its trust check is the plan's word there.
+    trust_assumed: BTreeSet<String>,
+    notes: Vec<String>,
 }
 
 impl<'a> Checker<'a> {
@@ -67,6 +70,15 @@ impl<'a> Checker<'a> {
             None | Some("default") => "istio".to_string(),
             Some(rev) => format!("istio-{rev}"),
         };
+        if self.trust_assumed.contains(to) {
+            self.notes.push(format!(
+                "{}:{}:{}: {to} is taken to accept trust domain {td} ({from}), as trustAcceptedBy says; its mesh config as meshdeck reads it (ConfigMap istio-system/{configmap}) does not",
+                self.file,
+                at.referenced.line(),
+                at.referenced.column()
+            ));
+            return;
+        }
         self.err(
             at,
             format!(
@@ -74,6 +86,18 @@ impl<'a> Checker<'a> {
                  Add it to {to}'s mesh config (ConfigMap istio-system/{configmap}, key mesh): `trustDomainAliases: [{td}]`, and restart istiod there"
             ),
         );
+    }
+
+    /// `trustAcceptedBy`: registered clusters only; kept for this document's trust checks.
+    fn trust_accepted_by(&mut self, spec: &RawSpec) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in spec.trust_accepted_by.iter().flat_map(|l| l.value.iter()) {
+            if self.known_cluster(c) && !out.contains(&c.value) {
+                out.push(c.value.clone());
+            }
+        }
+        self.trust_assumed = out.iter().cloned().collect();
+        out
     }
 
     fn service(&mut self, s: &Option<S<String>>, at: &S<RawSpec>) -> Option<ServiceRef> {
@@ -218,6 +242,9 @@ fn resolve_aliases(file: &str, docs: &mut [RawDoc], inv: &FleetSnapshot) -> Vec<
         if let Some(callers) = spec.allow_from.as_mut() {
             callers.value.iter_mut().for_each(|c| resolve(&mut c.value.cluster));
         }
+        if let Some(clusters) = spec.trust_accepted_by.as_mut() {
+            clusters.value.iter_mut().for_each(&mut resolve);
+        }
     }
     notes
 }
@@ -289,7 +316,8 @@ fn check_owner(ck: &mut Checker, route: &TrafficRoute, at: &S<String>) {
 /// Validate, where `replacing` names plans this one replaces (`--replace`).
 pub fn validate_replacing(file: &str, mut docs: Vec<RawDoc>, inv: &FleetSnapshot, replacing: &[String]) -> Result<Plan, Vec<PlanError>> {
     let notes = resolve_aliases(file, &mut docs, inv);
-    let mut ck = Checker { file, inv, replacing, errors: Vec::new(), unseen: BTreeMap::new() };
+    let mut ck =
+        Checker { file, inv, replacing, errors: Vec::new(), unseen: BTreeMap::new(), trust_assumed: BTreeSet::new(), notes: Vec::new() };
     let mut plan = Plan { notes, ..Plan::default() };
     let mut names: BTreeSet<(String, String)> = BTreeSet::new();
     let mut routed: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -344,6 +372,7 @@ pub fn validate_replacing(file: &str, mut docs: Vec<RawDoc>, inv: &FleetSnapshot
         }
     }
     plan.unseen = ck.unseen.into_iter().map(|(c, why)| format!("{c} ({why})")).collect();
+    plan.notes.append(&mut ck.notes);
     if ck.errors.is_empty() { Ok(plan) } else { Err(ck.errors) }
 }
 
@@ -353,6 +382,7 @@ fn traffic_route(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<T
         ck.err(a, "allowFrom belongs in an AccessPolicy, not a TrafficRoute");
     }
     let service = ck.service(&spec.service, spec_at);
+    let trust_accepted_by = ck.trust_accepted_by(spec);
     let mut from_clusters = Vec::new();
     match &spec.from {
         None => ck.err(spec_at, "spec.from.clusters is required: where the callers run"),
@@ -476,6 +506,7 @@ fn traffic_route(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<T
         matches,
         topology,
         port,
+        trust_accepted_by,
     };
     check_reachability(ck, &route, spec);
     Some(route)
@@ -663,6 +694,7 @@ fn access_policy(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<A
         }
     }
     let service = ck.service(&spec.service, spec_at);
+    let trust_accepted_by = ck.trust_accepted_by(spec);
     let mut allow_from = Vec::new();
     match &spec.allow_from {
         None => ck.err(spec_at, "spec.allowFrom is required: who may call the service"),
@@ -705,5 +737,5 @@ fn access_policy(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<A
             }
         }
     }
-    Some(AccessPolicy { name: name.into(), service: service?, allow_from })
+    Some(AccessPolicy { name: name.into(), service: service?, allow_from, trust_accepted_by })
 }

@@ -66,13 +66,20 @@ fn route_doc(r: &TrafficRoute) -> Value {
             spec.insert("topology".into(), json!("federation"));
         }
     }
+    if !r.trust_accepted_by.is_empty() {
+        spec.insert("trustAcceptedBy".into(), json!(r.trust_accepted_by));
+    }
     json!({"apiVersion": API_VERSION, "kind": "TrafficRoute", "metadata": {"name": r.name}, "spec": spec})
 }
 
 fn access_doc(a: &AccessPolicy) -> Value {
     let callers: Vec<Value> =
         a.allow_from.iter().map(|c| json!({"cluster": c.cluster, "namespace": c.namespace, "serviceAccount": c.service_account})).collect();
-    json!({"apiVersion": API_VERSION, "kind": "AccessPolicy", "metadata": {"name": a.name}, "spec": {"service": a.service.key(), "allowFrom": callers}})
+    let mut spec = json!({"service": a.service.key(), "allowFrom": callers});
+    if !a.trust_accepted_by.is_empty() {
+        spec["trustAcceptedBy"] = json!(a.trust_accepted_by);
+    }
+    json!({"apiVersion": API_VERSION, "kind": "AccessPolicy", "metadata": {"name": a.name}, "spec": spec})
 }
 
 impl Plan {

@@ -36,7 +36,7 @@ pub struct Composer {
     /// edits that plan instead of adding a second owner.
     pub owner: Option<String>,
     /// The owning plan's route as last recorded: what the composer does not edit
-    /// (port, retries, timeout, matches, topology, outlier detection) is kept from it.
+    /// (port, retries, timeout, matches, topology, outlier detection, trustAcceptedBy) is kept from it.
     pub kept: Option<TrafficRoute>,
 }
 
@@ -146,6 +146,7 @@ impl Composer {
             matches: kept.map(|k| k.matches.clone()).unwrap_or_default(),
             topology: kept.map(|k| k.topology).unwrap_or(TopologyChoice::Auto),
             port: kept.and_then(|k| k.port),
+            trust_accepted_by: kept.map(|k| k.trust_accepted_by.clone()).unwrap_or_default(),
         };
         let access = if self.callers.is_empty() {
             vec![]
@@ -154,6 +155,7 @@ impl Composer {
                 name: format!("{}-callers", self.service.name),
                 service: self.service.clone(),
                 allow_from: self.callers.clone(),
+                trust_accepted_by: Vec::new(),
             }]
         };
         Plan { routes: vec![route], access, ..Default::default() }
