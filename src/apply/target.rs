@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::inventory::watch::{ISTIO_KINDS, ISTIO_VERSIONS};
+use crate::inventory::watch::ISTIO_KINDS;
 use crate::registry::Cluster;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -67,33 +67,12 @@ pub struct Served {
 }
 
 impl Served {
-    /// One discovery round: every Istio group at every version meshdeck knows, asked at once.
+    /// One discovery round (`watch::served_versions`), timed.
     pub async fn discover(client: &kube::Client) -> Result<Served, String> {
         let started = Instant::now();
-        let mut groups: Vec<&str> = ISTIO_KINDS.iter().map(|(g, _, _)| *g).collect();
-        groups.dedup();
-        let asks = groups.iter().flat_map(|g| ISTIO_VERSIONS.iter().map(move |v| (*g, *v)));
-        let answers = futures::future::join_all(asks.map(|(g, v)| async move {
-            match client.list_api_group_resources(&format!("{g}/{v}")).await {
-                Ok(list) => Ok((g, v, list.resources.into_iter().map(|r| r.name).collect::<Vec<_>>())),
-                Err(kube::Error::Api(s)) if s.code == 404 => Ok((g, v, Vec::new())),
-                Err(e) => Err(crate::registry::ClusterError::describe(&e)),
-            }
-        }))
-        .await;
-        let mut by_kind = BTreeMap::new();
-        for answer in answers {
-            let (group, version, plurals) = answer.map_err(|e| format!("API discovery: {e}"))?;
-            for (g, kind, plural) in ISTIO_KINDS {
-                let rank = |v: &str| ISTIO_VERSIONS.iter().position(|x| *x == v);
-                if *g == group && plurals.iter().any(|p| p == plural) {
-                    let newer = by_kind.get(kind).is_none_or(|have: &&str| rank(version) < rank(have));
-                    if newer {
-                        by_kind.insert(*kind, version);
-                    }
-                }
-            }
-        }
+        let by_kind = crate::inventory::watch::served_versions(client, None)
+            .await
+            .map_err(|e| format!("API discovery: {}", crate::registry::ClusterError::describe(&e)))?;
         Ok(Served { by_kind, round_trip: started.elapsed(), found_at: Instant::now() })
     }
 

@@ -132,17 +132,35 @@ fn classify(e: &watcher::Error) -> ClusterError {
 /// The Istio API versions meshdeck reads, newest first (v1 since Istio 1.22).
 pub const ISTIO_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
 
-/// The newest version at which the cluster serves an Istio kind; None: not served.
-async fn served_version(client: &Client, group: &str, plural: &str) -> Result<Option<&'static str>, kube::Error> {
-    for version in ISTIO_VERSIONS {
-        match client.list_api_group_resources(&format!("{group}/{version}")).await {
-            Ok(list) if list.resources.iter().any(|r| r.name == plural) => return Ok(Some(version)),
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e),
+/// The newest version at which the cluster serves each Istio kind (a kind not
+/// served is absent). One round: every Istio group (or only `group`) at every
+/// version, asked at once.
+pub async fn served_versions(
+    client: &Client,
+    group: Option<&str>,
+) -> Result<std::collections::BTreeMap<&'static str, &'static str>, kube::Error> {
+    let mut groups: Vec<&str> = ISTIO_KINDS.iter().map(|(g, _, _)| *g).filter(|g| group.is_none_or(|only| only == *g)).collect();
+    groups.dedup();
+    let asks = groups.iter().flat_map(|g| ISTIO_VERSIONS.iter().map(move |v| (*g, *v)));
+    let answers = futures::future::join_all(asks.map(|(g, v)| async move {
+        match client.list_api_group_resources(&format!("{g}/{v}")).await {
+            Ok(list) => Ok((g, v, list.resources.into_iter().map(|r| r.name).collect::<Vec<_>>())),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok((g, v, Vec::new())),
+            Err(e) => Err(e),
+        }
+    }))
+    .await;
+    let mut by_kind = std::collections::BTreeMap::new();
+    // Answers come in ISTIO_VERSIONS order per group: the first served version is the newest.
+    for answer in answers {
+        let (group, version, plurals) = answer?;
+        for (g, kind, plural) in ISTIO_KINDS {
+            if *g == group && plurals.iter().any(|p| p == plural) {
+                by_kind.entry(*kind).or_insert(version);
+            }
         }
     }
-    Ok(None)
+    Ok(by_kind)
 }
 
 /// Pods are listed 250 a page: a page is read whole before it is decoded, and a
@@ -380,7 +398,7 @@ pub fn spawn_cluster(
         let dynamic = move || {
             let client = client.clone();
             futures::stream::once(async move {
-                match served_version(&client, group, plural).await {
+                match served_versions(&client, Some(group)).await.map(|v| v.get(kind).copied()) {
                     Ok(Some(version)) => {
                         let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
                         watcher(Api::<DynamicObject>::all_with(client, &ar), watcher::Config::default()).boxed()
