@@ -175,6 +175,8 @@ const POD_PAGE: u32 = 250;
 /// made the start-up and relist peak grow with the fleet, and glibc keeps what a
 /// peak took. The network floor is measured with the same bound (`bench inventory`).
 const POD_LISTS_AT_ONCE: usize = 8;
+/// The longest one pod list holds its turn (a page of a near cluster takes well under 1 s).
+const LIST_TURN: Duration = Duration::from_secs(5);
 static POD_LISTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(POD_LISTS_AT_ONCE);
 
 /// How soon a kind that is not served is asked for again (its CRDs may be installed).
@@ -245,9 +247,21 @@ async fn pump_one<K, T>(
 where
     K: Resource + Send,
 {
-    // Held from a pod watch's Init (sent before its list is asked for) to its InitDone.
-    let mut listing: Option<tokio::sync::SemaphorePermit<'static>> = None;
-    while let Some(item) = stream.next().await {
+    // Held from a pod watch's Init (sent before its list is asked for) to its InitDone,
+    // or for `LIST_TURN` at most: a cluster that never answers must not hold the others' turn.
+    let mut listing: Option<(tokio::sync::SemaphorePermit<'static>, tokio::time::Instant)> = None;
+    loop {
+        let next = match &listing {
+            Some((_, until)) => match tokio::time::timeout_at(*until, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    listing = None;
+                    continue;
+                }
+            },
+            None => stream.next().await,
+        };
+        let Some(item) = next else { break };
         if item.is_ok() {
             backoff.reset();
         }
@@ -280,7 +294,7 @@ where
         if init_done {
             listing = None;
         } else if init && kind == WatchKind::Pods {
-            listing = POD_LISTS.acquire().await.ok();
+            listing = POD_LISTS.acquire().await.ok().map(|p| (p, tokio::time::Instant::now() + LIST_TURN));
         }
     }
     drop(listing);
