@@ -254,3 +254,35 @@ fn composing_over_the_owning_plan_keeps_its_other_settings() {
     };
     assert_eq!(weights(&route.action), weights(&recorded.routes[0].action), "the weights are the recorded ones");
 }
+
+/// A plan composed while cluster1 was seen, applied after another identity began
+/// acting for it (its watchers restart and re-read the mesh facts): the diff is
+/// refused with that reason, not with a missing trust domain, and nothing is prepared.
+#[test]
+fn a_plan_is_checked_again_against_the_fleet_as_it_is_when_applied() {
+    let mut app = app();
+    press(&mut app, "down down down r 1 5 enter down 1 0 enter down down down 7 5 enter");
+    assert!(app.composer.as_ref().is_some_and(|c| c.errors.is_empty()));
+    let mut snap = (*app.snapshot).clone();
+    let c1 = snap.clusters.iter_mut().find(|c| c.name == "cluster1").expect("cluster1");
+    c1.facts_pending = true;
+    c1.mesh = Default::default();
+    update(&mut app, Msg::Fleet(std::sync::Arc::new(snap)));
+    let effects = press(&mut app, "A");
+    assert!(effects.is_empty(), "nothing is prepared from a fleet that cannot be seen: {effects:?}");
+    assert_eq!(app.view, View::Diff);
+    match app.diff.as_ref().map(|d| &d.phase) {
+        Some(DiffPhase::Failed(why)) => {
+            assert!(why.starts_with("could not see cluster1 (live, but its mesh facts are still being read)"), "{why}")
+        }
+        other => panic!("refused: {other:?}"),
+    }
+
+    let mut snap = (*app.snapshot).clone();
+    let c1 = snap.clusters.iter_mut().find(|c| c.name == "cluster1").expect("cluster1");
+    *c1 = common::inventory_fixture("federation").clusters.into_iter().find(|c| c.name == "cluster1").expect("cluster1");
+    update(&mut app, Msg::Fleet(std::sync::Arc::new(snap)));
+    press(&mut app, "esc");
+    let effects = press(&mut app, "A");
+    assert!(matches!(effects.as_slice(), [Effect::Prepare { .. }]), "once read, the same plan prepares: {effects:?}");
+}

@@ -135,7 +135,7 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, 
     let plan = super::render::read_plan_replacing(&args.file, &inv, &args.replace)?;
     if !plan.unseen.is_empty() {
         // Unknown is not absent: the plan may be fine, the fleet cannot be judged.
-        return Err(CliError::failed(format!("{} (nothing was written)", super::render::unseen_line(&plan))));
+        return Err(CliError::failed(format!("{} (nothing was written)", plan.unseen_line())));
     }
     let persona = persona(&clusters, args.as_persona.as_deref())?;
     persona.check(&plan).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;

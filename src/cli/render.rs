@@ -153,23 +153,18 @@ fn write_out_dir(dir: &Path, out: &RenderedObjects, force: bool) -> Result<usize
     Ok(files.len())
 }
 
-/// The clusters a plan refers to that could not be seen, in one line.
-pub fn unseen_line(plan: &Plan) -> String {
-    format!("could not see {}", plan.unseen.join("; "))
-}
-
 pub async fn run(global: &GlobalArgs, args: RenderArgs) -> Result<(), CliError> {
     let inv = inventory_for(global, args.inventory.as_deref(), args.timeout).await?;
     let plan = read_plan(&args.file, &inv)?;
     let out = match render_plan(&plan, &inv) {
         // Facts of a cluster not seen are missing, not wrong: an operation failure.
         Err(e) if !plan.unseen.is_empty() => {
-            return Err(CliError::failed(format!("{}: cannot render without its facts ({})", unseen_line(&plan), e.message)));
+            return Err(CliError::failed(format!("{}: cannot render without its facts ({})", plan.unseen_line(), e.message)));
         }
         other => other?,
     };
     if !plan.unseen.is_empty() {
-        eprintln!("warning: {}; rendered from what was last seen of it", unseen_line(&plan));
+        eprintln!("warning: {}; rendered from what was last seen of it", plan.unseen_line());
     }
     for n in &out.notes {
         eprintln!("note: {n}");

@@ -21,6 +21,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The clusters this plan refers to that could not be seen, in one line.
+    pub fn unseen_line(&self) -> String {
+        format!("could not see {}", self.unseen.join("; "))
+    }
+
     /// The kind of the document named `name` (`TrafficRoute` or `AccessPolicy`).
     pub fn kind_of(&self, name: &str) -> Option<&'static str> {
         if self.routes.iter().any(|r| r.name == name) {

@@ -348,6 +348,20 @@ impl AppState {
         }
         self.generation += 1;
         let generation = self.generation;
+        // The plan was checked against the fleet as it was when composed; a cluster may
+        // have gone dark or be re-reading its facts (another identity acts) since.
+        let origin = match origin {
+            DiffOrigin::Plan(p) => match self.checked_now(&p) {
+                Ok(p) => DiffOrigin::Plan(p),
+                Err(why) => {
+                    self.log(format!("refused: {}", why.lines().next().unwrap_or_default()));
+                    self.diff = Some(DiffState { generation, origin: DiffOrigin::Plan(p), phase: DiffPhase::Failed(why), scroll: 0 });
+                    self.go(View::Diff);
+                    return vec![];
+                }
+            },
+            other => other,
+        };
         let effect = match &origin {
             DiffOrigin::Plan(p) => Effect::Prepare { generation, plan: p.clone() },
             DiffOrigin::Rollback(id) => Effect::PrepareRollback { generation, id: id.clone() },
@@ -355,6 +369,16 @@ impl AppState {
         self.diff = Some(DiffState { generation, origin, phase: DiffPhase::Preparing, scroll: 0 });
         self.go(View::Diff);
         vec![effect]
+    }
+
+    /// `plan` checked against the fleet as it is now, or why it cannot be diffed:
+    /// the errors of checking it again, or the clusters it names that cannot be seen.
+    fn checked_now(&self, plan: &Plan) -> Result<Plan, String> {
+        match crate::plan::load("plan", &plan.to_yaml(), &self.snapshot) {
+            Err(errs) => Err(errs.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("\n")),
+            Ok(now) if !now.unseen.is_empty() => Err(format!("{}; try again once it is seen", now.unseen_line())),
+            Ok(now) => Ok(now),
+        }
     }
 
     /// The plan of the editor's text, or its errors shown at their lines.

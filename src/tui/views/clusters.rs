@@ -7,6 +7,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
 
 use super::{ago, state_style};
+use crate::inventory::ClusterState;
 use crate::tui::app::AppState;
 use crate::tui::theme::Theme;
 
@@ -37,7 +38,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                     Cell::from(c.context.clone())
                 },
                 Cell::from(Span::styled(c.aliases_text(), theme.style("dim"))),
-                Cell::from(Span::styled(c.state.as_str(), state_style(theme, c.state))),
+                // Live, but its mesh facts (trust domain, network) are not read yet: not ready to judge a plan.
+                if c.state == ClusterState::Live && c.facts_pending {
+                    Cell::from(Span::styled("live…", theme.style("dim")))
+                } else {
+                    Cell::from(Span::styled(c.state.as_str(), state_style(theme, c.state)))
+                },
                 Cell::from(d(&c.kubernetes_version)),
                 Cell::from(c.latency_ms.map(|l| format!("{l}ms")).unwrap_or_else(|| "-".into())),
                 Cell::from(ago(state, c)),
@@ -45,7 +51,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 Cell::from(d(&c.mesh.trust_domain)),
                 Cell::from(d(&c.mesh.cluster_id)),
                 Cell::from(shown),
-                Cell::from(Span::styled(c.error.as_ref().map(|e| e.message().to_string()).unwrap_or_default(), theme.style("error"))),
+                match &c.error {
+                    Some(e) => Cell::from(Span::styled(e.message().to_string(), theme.style("error"))),
+                    None if c.facts_pending => Cell::from(Span::styled("reading its mesh facts", theme.style("dim"))),
+                    None => Cell::from(""),
+                },
             ])
         })
         .chain(available)

@@ -41,15 +41,18 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) {
 }
 
 fn draw_title(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
-    let live = state.snapshot.clusters.iter().filter(|c| c.state == ClusterState::Live).count();
+    // Live counts a cluster once its mesh facts are read too: only then can a plan be judged there.
+    let (reading, live): (Vec<_>, Vec<_>) =
+        state.snapshot.clusters.iter().filter(|c| c.state == ClusterState::Live).partition(|c| c.facts_pending);
     let mut spans = vec![
         Span::styled(" meshdeck ", theme.style("title")),
         Span::styled(format!("{} · ", state.view.id()), theme.style("text")),
-        Span::styled(
-            format!("{live}/{} clusters live · {} services", state.snapshot.clusters.len(), state.snapshot.services.len()),
-            theme.style("dim"),
-        ),
+        Span::styled(format!("{}/{} clusters live", live.len(), state.snapshot.clusters.len()), theme.style("dim")),
     ];
+    if !reading.is_empty() {
+        spans.push(Span::styled(format!(" ({} reading mesh facts)", reading.len()), theme.style("dim")));
+    }
+    spans.push(Span::styled(format!(" · {} services", state.snapshot.services.len()), theme.style("dim")));
     if let Some(ns) = &state.namespace {
         spans.push(Span::styled(format!(" · ns {ns}"), theme.style("dim")));
     }
