@@ -94,8 +94,8 @@ async fn sim_only_a_down_cluster_goes_stale_alone_and_resumes_with_a_relist() {
         let v3: Vec<String> = store
             .all_of(&pods)
             .iter()
-            .filter(|p| p.pointer("/metadata/labels/version").and_then(|v| v.as_str()) == Some("v3"))
-            .filter_map(|p| p.pointer("/metadata/name").and_then(|n| n.as_str()).map(String::from))
+            .filter(|p| p.labels().and_then(|l| l.get("version")).and_then(|v| v.as_str()) == Some("v3"))
+            .map(|p| p.name().to_string())
             .collect();
         for name in v3 {
             store.delete(&pods, "default", &name, &Default::default()).expect("delete");

@@ -728,8 +728,8 @@ async fn bench_tui() -> Result<(), CliError> {
         .store()
         .all_of(&pods_rt)
         .iter()
-        .find(|p| p.pointer("/metadata/labels/app").and_then(|a| a.as_str()) == Some("ratings"))
-        .and_then(|p| p.pointer("/metadata/name").and_then(|n| n.as_str()).map(String::from))
+        .find(|p| p.labels().and_then(|l| l.get("app")).and_then(|a| a.as_str()) == Some("ratings"))
+        .map(|p| p.name().to_string())
         .ok_or_else(|| CliError::failed("no ratings pod"))?;
     let sent = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<u64, Instant>::new()));
     let writer = {

@@ -73,9 +73,10 @@ impl SimCluster {
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
         let opts = super::store::WriteOptions { manager: "sim-controller".into(), ..Default::default() };
         let mut store = self.store();
-        match store.get(&rt, &ns, &name) {
-            Ok(_) => store.update(&rt, &ns, &name, obj, &opts).map(|_| ()),
-            Err(_) => store.create(&rt, &ns, obj, &opts).map(|_| ()),
+        if store.contains(&rt, &ns, &name) {
+            store.update(&rt, &ns, &name, obj, &opts).map(|_| ())
+        } else {
+            store.create(&rt, &ns, obj, &opts).map(|_| ())
         }
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::cluster::SimCluster;
 use super::faults::Fault;
 use super::status::ApiError;
-use super::store::now_rfc3339;
+use super::store::{Stored, now_rfc3339};
 
 pub use super::world::{ClusterSpec, ISTIO_VERSION, MeshTopology, eastwest_address, network_of};
 
@@ -192,9 +192,13 @@ pub fn life_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
         let Some(pods_rt) = c.resource("", "v1", "pods") else {
             continue;
         };
+        // Parsing every pod each step would cost more than the step: only those whose
+        // text says a container is not ready are looked at.
         let pods = c.store().all_of(&pods_rt);
-        for p in pods.iter().filter(|p| p.pointer("/status/containerStatuses/0/ready") == Some(&json!(false))) {
-            set_pod_ready(c, &pods_rt, p, true);
+        for p in pods.iter().filter(|p| p.text_contains("\"ready\":false")).map(Stored::value) {
+            if p.pointer("/status/containerStatuses/0/ready") == Some(&json!(false)) {
+                set_pod_ready(c, &pods_rt, &p, true);
+            }
         }
     }
     let Some(c) = clusters.get(rng.random_range(0..clusters.len().max(1))) else {
@@ -207,11 +211,10 @@ pub fn life_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
         return;
     };
     let pods = c.store().all_of(&pods_rt);
-    let candidates: Vec<&Arc<Value>> =
-        pods.iter().filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default")).collect();
+    let candidates: Vec<&Stored> = pods.iter().filter(|p| p.namespace() == "default").collect();
     if !candidates.is_empty() {
-        let p = candidates[rng.random_range(0..candidates.len())];
-        set_pod_ready(c, &pods_rt, p, false);
+        let p = candidates[rng.random_range(0..candidates.len())].value();
+        set_pod_ready(c, &pods_rt, &p, false);
     }
 }
 
@@ -277,19 +280,14 @@ pub fn rollout_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
     if c.fault() == Fault::Down {
         return;
     }
-    let deployments: Vec<Arc<Value>> = c
-        .store()
-        .all_of(&dep_rt)
-        .into_iter()
-        .filter(|d| d.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default"))
-        .collect();
+    let deployments: Vec<Stored> = c.store().all_of(&dep_rt).into_iter().filter(|d| d.namespace() == "default").collect();
     if deployments.is_empty() {
         return;
     }
-    let d = &deployments[rng.random_range(0..deployments.len())];
+    let d = &deployments[rng.random_range(0..deployments.len())].value();
     let name = d.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
     let selector = d.pointer("/spec/selector/matchLabels").cloned().unwrap_or_default();
-    let mut restarted = (**d).clone();
+    let mut restarted = d.clone();
     restarted["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] = json!(now_rfc3339());
     if let Some(m) = restarted.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -300,13 +298,9 @@ pub fn rollout_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
         return;
     }
     let selected =
-        |p: &Value| selector.as_object().is_some_and(|sel| sel.iter().all(|(k, v)| p.pointer(&format!("/metadata/labels/{k}")) == Some(v)));
-    let doomed: Vec<String> = store
-        .all_of(&pods_rt)
-        .iter()
-        .filter(|p| p.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default") && selected(p))
-        .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str).map(String::from))
-        .collect();
+        |p: &Stored| selector.as_object().is_some_and(|sel| sel.iter().all(|(k, v)| p.labels().and_then(|l| l.get(k)) == Some(v)));
+    let doomed: Vec<String> =
+        store.all_of(&pods_rt).iter().filter(|p| p.namespace() == "default" && selected(p)).map(|p| p.name().to_string()).collect();
     for pod in doomed {
         let _ = store.delete(&pods_rt, "default", &pod, &super::store::DeleteOptions::default());
     }

@@ -21,6 +21,7 @@ pub mod server;
 pub mod ssa;
 pub mod status;
 pub mod store;
+pub mod stored;
 pub mod table;
 pub mod tls;
 pub mod world;
@@ -162,11 +163,19 @@ impl SimFleet {
             root_cert_pem: tls.ca_pem.clone(),
             intermediate: tls.intermediate(name).ok(),
         };
+        // As many at once as there are cores: more only holds more worlds in memory at once.
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+        let turns = Arc::new(tokio::sync::Semaphore::new(cores));
         let mut handles = Vec::new();
         for (i, c) in clusters.iter().enumerate() {
+            c.store().keep_history(0);
             let c = c.clone();
             let spec = spec_for(i, &c.name);
-            handles.push(tokio::task::spawn_blocking(move || fleet::populate(&c, &spec).map_err(|e| (spec.name, e.message))));
+            let turn = turns.clone().acquire_owned().await.map_err(|e| SimError::Populate { cluster: c.name.clone(), message: e.to_string() })?;
+            handles.push(tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                fleet::populate(&c, &spec).map_err(|e| (spec.name, e.message))
+            }));
         }
         for h in handles {
             match h.await {
@@ -180,7 +189,9 @@ impl SimFleet {
         // An API server's watch cache starts where it first listed: history from
         // before it started is too old to watch from (410), as on a real one.
         for c in &clusters {
-            c.store().compact();
+            let mut store = c.store();
+            store.compact();
+            store.keep_history(store::HISTORY);
         }
         let acceptor = server_tls(&tls).map_err(SimError::Tls)?;
         let mut tasks = Vec::new();
@@ -200,7 +211,7 @@ impl SimFleet {
                     loop {
                         match changes.recv().await {
                             Ok(rec) if rec.event == store::EventType::Deleted && rec.key.plural == "pods" && rec.key.group.is_empty() => {
-                                fleet::replace_deleted_pod(&c, &rec.object);
+                                fleet::replace_deleted_pod(&c, &rec.object.value());
                             }
                             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -80,9 +80,14 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
+        let meta = |f: &str| obj.get("metadata").and_then(|m| m.get(f)).and_then(Value::as_str).unwrap_or("");
+        self.matches_names(meta("namespace"), meta("name"))
+    }
+
+    /// The only fields selectable: an object's namespace and name.
+    pub fn matches_names(&self, namespace: &str, name: &str) -> bool {
         self.0.iter().all(|(k, eq, v)| {
-            let field = k.trim_start_matches("metadata.");
-            let actual = obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("");
+            let actual = if k == "metadata.name" { name } else { namespace };
             (actual == v) == *eq
         })
     }

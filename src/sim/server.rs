@@ -449,9 +449,7 @@ async fn dispatch(ctx: &RequestContext, method: Method, t: Target, body: &Bytes)
             let listed = store.list(&rt, t.namespace.as_deref(), &labels, &fields, None, None);
             let mut items = Vec::new();
             for o in listed.items {
-                let ons = o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
-                let oname = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-                items.push(as_version(&store.delete(&rt, &ons, &oname, &opts)?, &rt));
+                items.push(as_version(&store.delete(&rt, o.namespace(), o.name(), &opts)?, &rt));
             }
             Ok(json_response(
                 200,
@@ -533,20 +531,6 @@ fn as_version(obj: &Value, rt: &ResourceType) -> Value {
     o
 }
 
-/// An object serialized without `apiVersion` and `kind`, without copying it.
-struct WithoutTypeMeta<'a>(&'a serde_json::Map<String, Value>);
-
-impl serde::Serialize for WithoutTypeMeta<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(None)?;
-        for (k, v) in self.0.iter().filter(|(k, _)| k.as_str() != "apiVersion" && k.as_str() != "kind") {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
 fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
     let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
     let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
@@ -564,7 +548,7 @@ fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
         meta["remainingItemCount"] = json!(result.remaining);
     }
     if ctx.wants_table() {
-        let objs: Vec<Value> = result.items.iter().map(|o| as_version(o, &t.rt)).collect();
+        let objs: Vec<Value> = result.items.iter().map(|o| as_version(&o.value(), &t.rt)).collect();
         let refs: Vec<&Value> = objs.iter().collect();
         let mut tbl =
             table(&t.rt, &refs, result.resource_version, IncludeObject::parse(ctx.query.get("includeObject")), true, chrono::Utc::now());
@@ -572,14 +556,14 @@ fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
         return Ok(json_response(200, &tbl));
     }
     if ctx.wants_metadata() {
-        let items: Vec<Value> = result.items.iter().map(|o| metadata_only(o)).collect();
+        let items: Vec<Value> = result.items.iter().map(|o| metadata_only(&o.value())).collect();
         return Ok(json_response(
             200,
             &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
         ));
     }
-    // Serialize item by item: a large list is built once, without cloning every object.
-    let mut out = Vec::with_capacity(result.items.len() * 1024);
+    // Written from the stored text: a large list is built once, without parsing an object.
+    let mut out = Vec::with_capacity(result.items.iter().map(|o| o.size() + 64).sum::<usize>() + 256);
     out.extend_from_slice(format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":", t.rt.kind, t.rt.api_version()).as_bytes());
     out.extend_from_slice(&serde_json::to_vec(&meta).unwrap_or_default());
     out.extend_from_slice(b",\"items\":[");
@@ -588,16 +572,9 @@ fn list(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiError> {
         if i > 0 {
             out.push(b',');
         }
-        if t.rt.builtin()
-            && let Some(m) = o.as_object()
-        {
-            // A built-in kind's list items carry no apiVersion and kind (the list says them).
-            out.extend_from_slice(&serde_json::to_vec(&WithoutTypeMeta(m)).unwrap_or_default());
-        } else if o.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str()) {
-            out.extend_from_slice(&serde_json::to_vec(&**o).unwrap_or_default());
-        } else {
-            out.extend_from_slice(&serde_json::to_vec(&as_version(o, &t.rt)).unwrap_or_default());
-        }
+        // A built-in kind's list items carry no apiVersion and kind (the list says them);
+        // a custom resource's say the version asked for (every served version shares one store).
+        o.write_json(&mut out, if t.rt.builtin() { None } else { Some(api_version.as_str()) });
     }
     out.extend_from_slice(b"]}");
     let mut r = Response::new(full(out));
@@ -693,7 +670,7 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
                     };
                     // A CRD change that stops serving this version ends its watches, as the API
                     // server does: the client's next list says whether (and where) it is served.
-                    if rec.object.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
+                    if rec.object.kind() == Some("CustomResourceDefinition")
                         && cluster.store().registry.get(&rt.group, &rt.version, &rt.plural).is_none()
                     {
                         return;
@@ -721,18 +698,17 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
 /// How one change looks through a selector: objects entering the selection are
 /// ADDED, objects leaving it are DELETED, as the API server reports them.
 fn visible(rec: &WatchRecord, labels: &LabelSelector, fields: &FieldSelector) -> Option<(&'static str, Value)> {
-    let m = |o: &Value| labels.matches(o.pointer("/metadata/labels")) && fields.matches(o);
-    let now = m(&rec.object);
-    let before = rec.previous.as_deref().map(m);
-    match (rec.event, before, now) {
-        (EventType::Deleted, _, true) => Some(("DELETED", (*rec.object).clone())),
-        (EventType::Deleted, Some(true), false) => Some(("DELETED", (*rec.object).clone())),
-        (EventType::Added, _, true) => Some(("ADDED", (*rec.object).clone())),
-        (EventType::Modified, Some(true), true) => Some(("MODIFIED", (*rec.object).clone())),
-        (EventType::Modified, Some(false) | None, true) => Some(("ADDED", (*rec.object).clone())),
-        (EventType::Modified, Some(true), false) => Some(("DELETED", (*rec.object).clone())),
-        _ => None,
-    }
+    let now = rec.object.matches(labels, fields);
+    let before = rec.previous.as_ref().map(|o| o.matches(labels, fields));
+    let event = match (rec.event, before, now) {
+        (EventType::Deleted, _, true) | (EventType::Deleted, Some(true), false) => "DELETED",
+        (EventType::Added, _, true) => "ADDED",
+        (EventType::Modified, Some(true), true) => "MODIFIED",
+        (EventType::Modified, Some(false) | None, true) => "ADDED",
+        (EventType::Modified, Some(true), false) => "DELETED",
+        _ => return None,
+    };
+    Some((event, rec.object.value()))
 }
 
 /// RFC 6902 JSON patch: add, remove, replace, test (what `kubectl patch --type=json` sends).

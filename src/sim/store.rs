@@ -12,6 +12,7 @@ use super::resources::{ResourceRegistry, ResourceType, StorageKey};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::ssa;
 use super::status::ApiError;
+pub use super::stored::Stored;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
@@ -37,8 +38,8 @@ pub struct WatchRecord {
     pub key: StorageKey,
     pub namespace: String,
     pub event: EventType,
-    pub object: Arc<Value>,
-    pub previous: Option<Arc<Value>>,
+    pub object: Stored,
+    pub previous: Option<Stored>,
 }
 
 /// How a write is checked and recorded.
@@ -71,16 +72,20 @@ pub struct WriteOutcome {
 }
 
 pub struct ListResult {
-    pub items: Vec<Arc<Value>>,
+    pub items: Vec<Stored>,
     pub resource_version: u64,
     pub continue_token: Option<String>,
     pub remaining: Option<usize>,
 }
 
-type Objects = BTreeMap<(String, String), Arc<Value>>;
+type Objects = BTreeMap<(String, String), Stored>;
 
 /// The events a new watch replays, and the receiver for everything after them.
 pub type WatchStart = (Vec<Arc<WatchRecord>>, broadcast::Receiver<Arc<WatchRecord>>);
+
+/// How many changes a store keeps for watches to resume from (a real API server's
+/// watch cache keeps a window too; older resourceVersions get 410 Gone).
+pub const HISTORY: usize = 20_000;
 
 pub struct ClusterStore {
     pub registry: ResourceRegistry,
@@ -108,7 +113,7 @@ impl ClusterStore {
             rv: 1000,
             objects: BTreeMap::new(),
             log: VecDeque::new(),
-            log_capacity: 20_000,
+            log_capacity: HISTORY,
             compacted_below: 0,
             tx,
             uid_seed: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15),
@@ -130,18 +135,35 @@ impl ClusterStore {
         self.tx.subscribe()
     }
 
+    /// Keep at most `n` changes for watches to replay. Zero while the world is
+    /// loaded: its history is compacted away before anyone can watch it, and
+    /// holding every object's versions until then costs hundreds of MB per cluster.
+    pub fn keep_history(&mut self, n: usize) {
+        self.log_capacity = n;
+        while self.log.len() > n {
+            if let Some(old) = self.log.pop_front() {
+                self.compacted_below = old.rv;
+            }
+        }
+    }
+
     /// Forget history below the current version, as etcd compaction does.
     pub fn compact(&mut self) {
         self.compacted_below = self.rv;
         self.log.clear();
     }
 
-    pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
-        self.objects
-            .get(&rt.storage)
-            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&rt.qualified_plural(), name))
+    /// One object, parsed.
+    pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
+        self.stored(rt, ns, name).map(Stored::value).ok_or_else(|| ApiError::not_found(&rt.qualified_plural(), name))
+    }
+
+    pub fn contains(&self, rt: &ResourceType, ns: &str, name: &str) -> bool {
+        self.stored(rt, ns, name).is_some()
+    }
+
+    fn stored(&self, rt: &ResourceType, ns: &str, name: &str) -> Option<&Stored> {
+        self.objects.get(&rt.storage).and_then(|m| m.get(&(ns.to_string(), name.to_string())))
     }
 
     pub fn list(
@@ -159,7 +181,7 @@ impl ClusterStore {
             .iter()
             .filter(|((ons, _), _)| ns.is_none_or(|n| n == ons))
             .filter(|(k, _)| continue_after.as_ref().is_none_or(|after| *k > after))
-            .filter(|(_, o)| labels.matches(o.pointer("/metadata/labels")) && fields.matches(o));
+            .filter(|(_, o)| o.matches(labels, fields));
         let mut items = Vec::new();
         let mut last = None;
         for (k, o) in matching.by_ref() {
@@ -193,7 +215,7 @@ impl ClusterStore {
                     .filter(|((ons, _), _)| ns.is_none_or(|n| n == ons))
                     .map(|((ons, _), o)| {
                         Arc::new(WatchRecord {
-                            rv: object_rv(o),
+                            rv: o.rv(),
                             key: rt.storage.clone(),
                             namespace: ons.clone(),
                             event: EventType::Added,
@@ -232,7 +254,7 @@ impl ClusterStore {
         )
     }
 
-    fn record(&mut self, key: &StorageKey, ns: &str, event: EventType, object: Arc<Value>, previous: Option<Arc<Value>>) {
+    fn record(&mut self, key: &StorageKey, ns: &str, event: EventType, object: Stored, previous: Option<Stored>) {
         let rec = Arc::new(WatchRecord { rv: self.rv, key: key.clone(), namespace: ns.to_string(), event, object, previous });
         self.log.push_back(rec.clone());
         while self.log.len() > self.log_capacity {
@@ -348,13 +370,13 @@ impl ClusterStore {
         }
     }
 
-    fn store(&mut self, rt: &ResourceType, ns: &str, name: &str, mut obj: Value, previous: Option<Arc<Value>>) -> Value {
+    fn store(&mut self, rt: &ResourceType, ns: &str, name: &str, mut obj: Value) -> Value {
         self.rv += 1;
         ensure_meta(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        let arc = Arc::new(obj.clone());
-        self.objects.entry(rt.storage.clone()).or_default().insert((ns.to_string(), name.to_string()), arc.clone());
+        let stored = Stored::new(&obj);
+        let previous = self.objects.entry(rt.storage.clone()).or_default().insert((ns.to_string(), name.to_string()), stored.clone());
         let event = if previous.is_some() { EventType::Modified } else { EventType::Added };
-        self.record(&rt.storage, ns, event, arc, previous);
+        self.record(&rt.storage, ns, event, stored, previous);
         if rt.kind == "CustomResourceDefinition" {
             self.install_crd(&obj);
         }
@@ -391,7 +413,7 @@ impl ClusterStore {
             }
         }
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        if self.get(rt, ns, &name).is_ok() {
+        if self.contains(rt, ns, &name) {
             return Err(ApiError::already_exists(&rt.qualified_plural(), &name));
         }
         obj["apiVersion"] = json!(rt.api_version());
@@ -400,7 +422,7 @@ impl ClusterStore {
         self.finish_new(rt, ns, &mut obj);
         let now = (self.clock)();
         ssa::record_update(None, &mut obj, &opts.manager, &rt.api_version(), &now);
-        let object = if opts.dry_run { obj } else { self.store(rt, ns, &name, obj, None) };
+        let object = if opts.dry_run { obj } else { self.store(rt, ns, &name, obj) };
         Ok(WriteOutcome { object, created: true, warnings })
     }
 
@@ -441,7 +463,7 @@ impl ClusterStore {
         opts: &WriteOptions,
     ) -> Result<WriteOutcome, ApiError> {
         let old = self.get(rt, ns, name)?;
-        let mut obj = (*old).clone();
+        let mut obj = old.clone();
         json_merge_patch(&mut obj, patch);
         let warnings = self.admit(rt, &mut obj, opts)?;
         let object = self.commit_change(rt, ns, name, old, obj, &opts.manager, opts.dry_run, false)?;
@@ -479,7 +501,7 @@ impl ClusterStore {
         }
         let live = self.get(rt, ns, name).ok();
         let now = (self.clock)();
-        let merged = ssa::apply(live.as_deref(), &applied, &opts.manager, &rt.api_version(), opts.force, &now)
+        let merged = ssa::apply(live.as_ref(), &applied, &opts.manager, &rt.api_version(), opts.force, &now)
             .map_err(|conflicts| conflict_error(&conflicts))?;
         let mut obj = merged;
         obj["apiVersion"] = json!(rt.api_version());
@@ -489,7 +511,7 @@ impl ClusterStore {
         match live {
             None => {
                 self.finish_new(rt, ns, &mut obj);
-                let object = if opts.dry_run { obj } else { self.store(rt, ns, name, obj, None) };
+                let object = if opts.dry_run { obj } else { self.store(rt, ns, name, obj) };
                 Ok(WriteOutcome { object, created: true, warnings })
             }
             Some(old) => {
@@ -505,7 +527,7 @@ impl ClusterStore {
         rt: &ResourceType,
         ns: &str,
         name: &str,
-        old: Arc<Value>,
+        old: Value,
         mut obj: Value,
         manager: &str,
         dry_run: bool,
@@ -532,7 +554,7 @@ impl ClusterStore {
             ssa::record_update(Some(&old), &mut obj, manager, &rt.api_version(), &now);
         }
         if ssa::strip(&old) == ssa::strip(&obj) && old.pointer("/metadata/managedFields") == obj.pointer("/metadata/managedFields") {
-            return Ok((*old).clone());
+            return Ok(old);
         }
         if old.get("spec") != obj.get("spec") && old_meta.get("generation").is_some() {
             let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(1) + 1;
@@ -541,7 +563,7 @@ impl ClusterStore {
         if dry_run {
             return Ok(obj);
         }
-        Ok(self.store(rt, ns, name, obj, Some(old)))
+        Ok(self.store(rt, ns, name, obj))
     }
 
     /// Delete one object, or on a dry run answer what the delete would return.
@@ -577,7 +599,7 @@ impl ClusterStore {
         {
             return Err(precondition_failed("ResourceVersion in precondition", rv, &meta_str("resourceVersion")));
         }
-        let mut answer = (*old).clone();
+        let mut answer = old.clone();
         let now = (self.clock)();
         if rt.kind == "Namespace" {
             ensure_meta(&mut answer).insert("deletionTimestamp".into(), json!(now));
@@ -608,9 +630,10 @@ impl ClusterStore {
             return;
         };
         self.rv += 1;
-        let mut gone = (*old).clone();
+        let mut gone = old.value();
         ensure_meta(&mut gone).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        self.record(&rt.storage, ns, EventType::Deleted, Arc::new(gone), Some(old.clone()));
+        let removed = Stored::new(&gone);
+        self.record(&rt.storage, ns, EventType::Deleted, removed, Some(old));
         if rt.kind == "Namespace" {
             // Everything in the namespace goes with it (finalization is immediate here).
             let doomed: Vec<(ResourceType, String)> = self
@@ -629,7 +652,7 @@ impl ClusterStore {
             }
         }
         if rt.kind == "CustomResourceDefinition"
-            && let Ok(types) = ResourceRegistry::types_from_crd(&old)
+            && let Ok(types) = ResourceRegistry::types_from_crd(&gone)
             && let Some(first) = types.first()
         {
             let storage = first.storage.clone();
@@ -639,22 +662,22 @@ impl ClusterStore {
     }
 
     /// Everything in the store of one kind (for the fleet's own controllers).
-    pub fn all_of(&self, rt: &ResourceType) -> Vec<Arc<Value>> {
+    pub fn all_of(&self, rt: &ResourceType) -> Vec<Stored> {
         self.objects.get(&rt.storage).map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Replace an object's status without validation or generation bump (controllers only).
     pub fn set_status(&mut self, rt: &ResourceType, ns: &str, name: &str, status: Value) -> Result<(), ApiError> {
         let old = self.get(rt, ns, name)?;
-        let mut obj = (*old).clone();
+        let mut obj = old.clone();
         obj["status"] = status;
-        if *old != obj {
+        if old != obj {
             // Recorded as a real server records it: the kubelet writes pod status, the
             // controller manager the rest, each through the status subresource.
             let manager = if rt.kind == "Pod" { "kubelet" } else { "kube-controller-manager" };
             let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
             ssa::record_status(&old, &mut obj, manager, &rt.api_version(), &now);
-            self.store(rt, ns, name, obj, Some(old));
+            self.store(rt, ns, name, obj);
         }
         Ok(())
     }
