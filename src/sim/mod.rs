@@ -171,7 +171,8 @@ impl SimFleet {
             c.store().keep_history(0);
             let c = c.clone();
             let spec = spec_for(i, &c.name);
-            let turn = turns.clone().acquire_owned().await.map_err(|e| SimError::Populate { cluster: c.name.clone(), message: e.to_string() })?;
+            let turn =
+                turns.clone().acquire_owned().await.map_err(|e| SimError::Populate { cluster: c.name.clone(), message: e.to_string() })?;
             handles.push(tokio::task::spawn_blocking(move || {
                 let _turn = turn;
                 fleet::populate(&c, &spec).map_err(|e| (spec.name, e.message))
