@@ -130,3 +130,27 @@ async fn sim_only_expired_tokens_and_a_slow_cluster_stay_per_cluster() {
     })
     .await;
 }
+
+/// More clusters that never answer than pod lists may run at once (8 across the
+/// fleet): each holds its turn for a few seconds at most, so the one healthy
+/// cluster is still shown in full, and the silent ones say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sim_only_clusters_that_never_answer_do_not_hold_up_a_healthy_one() {
+    let fleet = common::fleet(SimConfig { clusters: 10, ..Default::default() }).await;
+    let clusters = common::registry(&fleet).await;
+    for c in fleet.clusters.iter().filter(|c| c.name != "cluster10") {
+        c.set_fault(Fault::Slow(Duration::from_secs(600)));
+    }
+    let started = std::time::Instant::now();
+    let mut inv = Inventory::start(&clusters);
+    let snap = common::snapshot_where(&mut inv, 20, "cluster10 live with bookinfo", |s| {
+        s.cluster("cluster10").is_some_and(|c| c.state == ClusterState::Live) && !versions(s, "reviews.default", "cluster10").is_empty()
+    })
+    .await;
+    eprintln!("cluster10 live after {:.1} s beside 9 silent clusters", started.elapsed().as_secs_f64());
+    assert!(snap.clusters.iter().filter(|c| c.name != "cluster10").all(|c| c.state != ClusterState::Live));
+    common::snapshot_where(&mut inv, 20, "the silent clusters say they do not answer", |s| {
+        s.clusters.iter().filter(|c| c.name != "cluster10").all(|c| c.state == ClusterState::Unreachable)
+    })
+    .await;
+}
