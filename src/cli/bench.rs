@@ -2,6 +2,7 @@
 //! The simulated fleet runs as a child process so meshdeck's own memory and
 //! CPU are measured apart from the servers'.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,6 +31,19 @@ pub enum Bench {
     Apply(ApplySize),
     /// Cockpit frame time, event-to-screen latency under pod churn, idle CPU.
     Tui,
+    /// The inventory watching a living fleet for a long time (pods restart, Deployments
+    /// roll, `--chaos` takes a cluster down and back every 20 s): RSS after warm-up, the
+    /// model against a fresh list at the end, and when each cluster was last heard.
+    Soak(SoakSize),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SoakSize {
+    #[command(flatten)]
+    pub fleet: FleetSize,
+    /// How long to watch (e.g. `20m`, `90s`).
+    #[arg(long, default_value = "20m", value_name = "DURATION")]
+    pub duration: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -99,6 +113,12 @@ impl Drop for SimProcess {
 
 impl SimProcess {
     pub fn start(size: &FleetSize) -> Result<SimProcess, CliError> {
+        Self::start_living(size, false)
+    }
+
+    /// With `living`, the fleet lives (pods restart, Deployments roll) and `--chaos`
+    /// takes a cluster down and back now and then; otherwise it stays still.
+    pub fn start_living(size: &FleetSize, living: bool) -> Result<SimProcess, CliError> {
         let dir = std::env::temp_dir().join(format!("meshdeck-bench-{}", std::process::id()));
         if let Some(kubeconfig) = &size.fleet {
             return Ok(SimProcess {
@@ -118,7 +138,7 @@ impl SimProcess {
         let child = Command::new(exe)
             .args([
                 "sim",
-                "--still",
+                if living { "--chaos" } else { "--still" },
                 "--clusters",
                 &size.clusters.to_string(),
                 "--services",
@@ -225,6 +245,7 @@ pub async fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<(), CliError> 
         Bench::Render(size) => bench_render(&size),
         Bench::Apply(size) => bench_apply(&size.fleet, size.latency.as_deref()).await,
         Bench::Tui => bench_tui().await,
+        Bench::Soak(size) => bench_soak(&size).await,
     }
 }
 
@@ -254,6 +275,125 @@ async fn bench_sim(size: &FleetSize) -> Result<(), CliError> {
     if let Some(pid) = sim.pid() {
         println!("sim: peak RSS of the sim process: {:.0} MiB", peak_rss_mib(Some(pid)).unwrap_or(f64::NAN));
     }
+    Ok(())
+}
+
+/// `90s`, `20m`, `1h`, `500ms`.
+fn duration_of(text: &str) -> Result<Duration, String> {
+    let bad = || format!("--duration {text:?}: expected a number with ms, s, m or h (e.g. 20m)");
+    let (number, unit) = text.find(|c: char| !c.is_ascii_digit()).map(|i| text.split_at(i)).ok_or_else(bad)?;
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(bad()),
+    }
+}
+
+/// What a snapshot says of each cluster it sees live: its services and, per version,
+/// how many pods (readiness flickers as the fleet lives; counts settle).
+fn live_model(snap: &crate::inventory::FleetSnapshot) -> BTreeMap<String, BTreeMap<String, Vec<(String, u32)>>> {
+    let live: Vec<&str> =
+        snap.clusters.iter().filter(|c| c.state == crate::inventory::ClusterState::Live).map(|c| c.name.as_str()).collect();
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<(String, u32)>>> = BTreeMap::new();
+    for row in &snap.services {
+        for (cluster, p) in row.clusters.iter().filter(|(c, _)| live.contains(&c.as_str())) {
+            let versions = p.versions.iter().map(|(v, n)| (v.clone(), n.total)).collect();
+            out.entry(cluster.clone()).or_default().insert(format!("{}.{}", row.name, row.namespace), versions);
+        }
+    }
+    out
+}
+
+async fn bench_soak(size: &SoakSize) -> Result<(), CliError> {
+    let duration = duration_of(&size.duration).map_err(CliError::bad_input)?;
+    let sim = SimProcess::start_living(&size.fleet, true)?;
+    println!(
+        "fleet: {} clusters x {} services, living, with chaos (sim started in {:.1} s); watching for {:.0} s",
+        size.fleet.clusters,
+        size.fleet.services,
+        sim.startup.as_secs_f64(),
+        duration.as_secs_f64()
+    );
+    let global = GlobalArgs {
+        kubeconfig: Some(sim.kubeconfig.clone()),
+        contexts: sim.contexts(size.fleet.clusters),
+        read_only: true,
+        ..Default::default()
+    };
+    let (clusters, _) = super::fleet::registry(&global).await?;
+    let started = Instant::now();
+    let mut inv = Inventory::start(&clusters);
+    inv.settled(Duration::from_secs(120)).await;
+    // Warm-up: the first lists' buffers are given back, and chaos has taken a cluster down and back.
+    let warm_up = (duration / 10).max(Duration::from_secs(45)).min(duration / 2);
+    tokio::time::sleep(warm_up.saturating_sub(started.elapsed())).await;
+    let baseline = rss_mib().unwrap_or(f64::NAN);
+    println!("warm-up: {:.0} s; RSS {baseline:.1} MiB", started.elapsed().as_secs_f64());
+    let mut highest = baseline;
+    let mut next_line = started + Duration::from_secs(60);
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let rss = rss_mib().unwrap_or(f64::NAN);
+        highest = highest.max(rss);
+        if Instant::now() >= next_line {
+            let snap = inv.snapshots.borrow().clone();
+            let live = snap.clusters.iter().filter(|c| c.state == crate::inventory::ClusterState::Live).count();
+            println!("  {:>5.0} s: RSS {rss:.1} MiB, {live}/{} clusters live", started.elapsed().as_secs_f64(), snap.clusters.len());
+            while next_line <= Instant::now() {
+                next_line += Duration::from_secs(60);
+            }
+        }
+    }
+    let end = rss_mib().unwrap_or(f64::NAN);
+    println!(
+        "rss: {end:.1} MiB at the end, highest {highest:.1} MiB after warm-up: {:+.1}% / {:+.1}% against {baseline:.1} MiB",
+        (end / baseline - 1.0) * 100.0,
+        (highest / baseline - 1.0) * 100.0
+    );
+    // The model kept for the whole run against a fresh inventory of the same fleet; the
+    // fleet keeps living, so a difference gets a few chances to settle.
+    let mut fresh = Inventory::start(&clusters);
+    fresh.settled(Duration::from_secs(120)).await;
+    let mut verdict = String::new();
+    for _ in 0..10 {
+        let (kept, new) = (inv.snapshots.borrow().clone(), fresh.snapshots.borrow().clone());
+        let (a, b) = (live_model(&kept), live_model(&new));
+        let both: Vec<&String> = a.keys().filter(|c| b.contains_key(*c)).collect();
+        let differ: Vec<&String> = both.iter().copied().filter(|c| a[*c] != b[*c]).collect();
+        verdict = format!(
+            "model: {} of {} clusters live in both equal a fresh list{}",
+            both.len() - differ.len(),
+            both.len(),
+            if differ.is_empty() {
+                String::new()
+            } else {
+                format!("; differ: {}", differ.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))
+            }
+        );
+        if differ.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!("{verdict}");
+    let snap = inv.snapshots.borrow().clone();
+    let now = chrono::Utc::now();
+    let ages: Vec<i64> = snap.clusters.iter().filter_map(|c| c.last_seen.map(|t| (now - t).num_seconds())).collect();
+    let stale: Vec<&str> = snap
+        .clusters
+        .iter()
+        .filter(|c| c.state == crate::inventory::ClusterState::Live && c.last_seen.is_none_or(|t| (now - t).num_seconds() > 30))
+        .map(|c| c.name.as_str())
+        .collect();
+    println!(
+        "watchers: last heard from each cluster at most {} s ago ({} clusters); live clusters not heard from in 30 s: {}",
+        ages.iter().max().copied().unwrap_or(-1),
+        ages.len(),
+        if stale.is_empty() { "none".to_string() } else { stale.join(", ") }
+    );
     Ok(())
 }
 

@@ -192,13 +192,10 @@ pub fn life_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
         let Some(pods_rt) = c.resource("", "v1", "pods") else {
             continue;
         };
-        // Parsing every pod each step would cost more than the step: only those whose
-        // text says a container is not ready are looked at.
+        // Parsing every pod of the fleet each step would cost more than the step.
         let pods = c.store().all_of(&pods_rt);
-        for p in pods.iter().filter(|p| p.text_contains("\"ready\":false")).map(Stored::value) {
-            if p.pointer("/status/containerStatuses/0/ready") == Some(&json!(false)) {
-                set_pod_ready(c, &pods_rt, &p, true);
-            }
+        for p in pods.iter().filter(|p| p.unready()).map(Stored::value) {
+            set_pod_ready(c, &pods_rt, &p, true);
         }
     }
     let Some(c) = clusters.get(rng.random_range(0..clusters.len().max(1))) else {
@@ -220,11 +217,16 @@ pub fn life_step(clusters: &[Arc<SimCluster>], rng: &mut StdRng) {
 
 fn set_pod_ready(c: &SimCluster, pods_rt: &super::resources::ResourceType, p: &Value, ready: bool) {
     let mut status = p.get("status").cloned().unwrap_or(json!({}));
-    if let Some(first) = status.get_mut("containerStatuses").and_then(Value::as_array_mut).and_then(|l| l.first_mut()) {
-        first["ready"] = json!(ready);
-        if !ready {
-            let n = first.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
-            first["restartCount"] = json!(n + 1);
+    if let Some(containers) = status.get_mut("containerStatuses").and_then(Value::as_array_mut) {
+        // The first container restarts; once it is back, every container is ready.
+        for (i, c) in containers.iter_mut().enumerate() {
+            if ready {
+                c["ready"] = json!(true);
+            } else if i == 0 {
+                c["ready"] = json!(false);
+                let n = c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+                c["restartCount"] = json!(n + 1);
+            }
         }
     }
     status["conditions"] = json!([{"type": "Ready", "status": if ready { "True" } else { "False" }}, {"type": "ContainersReady", "status": if ready { "True" } else { "False" }}]);

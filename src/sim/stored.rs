@@ -22,6 +22,9 @@ struct Inner {
     rv: u64,
     /// `metadata.labels`, for label selectors without parsing the object.
     labels: Option<Value>,
+    /// A container in `status.containerStatuses` is not ready (the sim's kubelet
+    /// readies them on its next step, without parsing every pod of the fleet).
+    unready: bool,
     /// The object without `apiVersion` and `kind`, as JSON text.
     body: Box<str>,
 }
@@ -40,6 +43,10 @@ impl Stored {
             name: text("/metadata/name").unwrap_or_default().into(),
             rv: text("/metadata/resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0),
             labels: obj.pointer("/metadata/labels").cloned(),
+            unready: obj
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .is_some_and(|l| l.iter().any(|c| c.get("ready") == Some(&Value::Bool(false)))),
             body: body.into(),
         }))
     }
@@ -83,9 +90,9 @@ impl Stored {
         self.0.labels.as_ref()
     }
 
-    /// Whether the object's JSON text contains `needle` (a cheap filter before parsing).
-    pub fn text_contains(&self, needle: &str) -> bool {
-        self.0.body.contains(needle)
+    /// A container of this pod is not ready.
+    pub fn unready(&self) -> bool {
+        self.0.unready
     }
 
     /// Bytes of JSON held for this object.
