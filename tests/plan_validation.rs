@@ -47,6 +47,25 @@ fn trust_accepted_by_names_registered_clusters() {
     assert!(es[0].starts_with("plan.yaml:11:21: unknown cluster \"clustr2\"") && es[0].ends_with("did you mean cluster2?"), "{es:?}");
 }
 
+/// `coexist: delegate` is how Istio lets two VirtualServices route one host, and only
+/// from a gateway-bound one; meshdeck's routes are for sidecars, so it is refused
+/// with why and the ways out, at its line, instead of as an unknown field.
+#[test]
+fn coexist_delegate_is_refused_for_sidecar_routes_with_why() {
+    let es = errors(&format!("{HEAD}  split:\n    - {{cluster: cluster1, version: v1, weight: 100}}\n  coexist: delegate\n"));
+    assert_eq!(es.len(), 1, "{es:?}");
+    assert!(
+        es[0].starts_with("plan.yaml:11:12: coexist: delegate cannot apply here: Istio delegates only from a gateway-bound VirtualService"),
+        "{es:?}"
+    );
+    assert!(es[0].contains("IST0109") && es[0].contains("take the existing routing over"), "{es:?}");
+    let es = errors(&format!("{HEAD}  split:\n    - {{cluster: cluster1, version: v1, weight: 100}}\n  coexist: merge\n"));
+    assert!(
+        es[0].starts_with("plan.yaml:11:12: coexist: \"merge\" is not a way to coexist; the only one Istio has is `delegate`"),
+        "{es:?}"
+    );
+}
+
 #[test]
 fn unknown_fields_and_kinds_are_rejected_with_a_suggestion() {
     let es = errors(&format!("{HEAD}  split:\n    - {{cluster: cluster1, version: v1, wieght: 100}}\n"));

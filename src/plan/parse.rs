@@ -48,6 +48,8 @@ pub struct RawSpec {
     pub allow_from: Option<S<Vec<S<RawCaller>>>>,
     /// Clusters that accept the callers' trust domains though meshdeck cannot see it.
     pub trust_accepted_by: Option<S<Vec<S<String>>>>,
+    /// How the route lives beside other routing of its host (`delegate`).
+    pub coexist: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

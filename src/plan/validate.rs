@@ -269,6 +269,21 @@ fn local_destination_rule(route: &TrafficRoute, inv: &FleetSnapshot, caller: &st
     }
 }
 
+/// Why a route cannot say `coexist`. Istio lets two VirtualServices route one host
+/// only by delegation, and only from a VirtualService bound to a Gateway; the routes
+/// meshdeck renders are for sidecars (`mesh`), where a second VirtualService for a
+/// host is ignored (IST0109), so there is nothing to delegate to.
+fn coexist_refusal(value: &str) -> String {
+    let why = "Istio delegates only from a gateway-bound VirtualService, and this route is for sidecars (mesh), where Istio neither merges nor delegates the VirtualServices of one host (IST0109)";
+    if value == "delegate" {
+        format!(
+            "coexist: delegate cannot apply here: {why}; take the existing routing over into this plan (name the plan after its VirtualService), or leave that cluster out of `from`"
+        )
+    } else {
+        format!("coexist: {value:?} is not a way to coexist; the only one Istio has is `delegate`, and {why}")
+    }
+}
+
 /// One owner per route: a (service, calling cluster) pair is routed by at most one
 /// plan. Another plan's VirtualService for the host in a caller cluster, or a
 /// hand-written one, is a second owner: a sidecar would follow only one of them
@@ -380,6 +395,9 @@ fn traffic_route(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<T
     let spec = &spec_at.value;
     if let Some(a) = &spec.allow_from {
         ck.err(a, "allowFrom belongs in an AccessPolicy, not a TrafficRoute");
+    }
+    if let Some(c) = &spec.coexist {
+        ck.err(c, coexist_refusal(&c.value));
     }
     let service = ck.service(&spec.service, spec_at);
     let trust_accepted_by = ck.trust_accepted_by(spec);
@@ -688,6 +706,7 @@ fn access_policy(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<A
         (spec.failover.is_some(), "failover"),
         (spec.matches.is_some(), "match"),
         (spec.retries.is_some(), "retries"),
+        (spec.coexist.is_some(), "coexist"),
     ] {
         if present {
             ck.err(spec_at, format!("{field} belongs in a TrafficRoute, not an AccessPolicy"));
