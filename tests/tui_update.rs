@@ -256,33 +256,65 @@ fn composing_over_the_owning_plan_keeps_its_other_settings() {
 }
 
 /// A plan composed while cluster1 was seen, applied after another identity began
-/// acting for it (its watchers restart and re-read the mesh facts): the diff is
-/// refused with that reason, not with a missing trust domain, and nothing is prepared.
+/// acting for it (its watchers restart and re-read the mesh facts): the diff waits
+/// for them, says so, and starts once they are read; still unread after FACTS_WAIT,
+/// it is refused with that reason (never a render error about a missing trust
+/// domain). Esc cancels the wait, and a cluster that went dark refuses at once.
 #[test]
 fn a_plan_is_checked_again_against_the_fleet_as_it_is_when_applied() {
+    use meshdeck::inventory::ClusterState;
+    use std::sync::Arc;
     let mut app = app();
     press(&mut app, "down down down r 1 5 enter down 1 0 enter down down down 7 5 enter");
     assert!(app.composer.as_ref().is_some_and(|c| c.errors.is_empty()));
-    let mut snap = (*app.snapshot).clone();
-    let c1 = snap.clusters.iter_mut().find(|c| c.name == "cluster1").expect("cluster1");
+    let fresh = (*app.snapshot).clone();
+    let mut reading = fresh.clone();
+    let c1 = reading.clusters.iter_mut().find(|c| c.name == "cluster1").expect("cluster1");
     c1.facts_pending = true;
     c1.mesh = Default::default();
-    update(&mut app, Msg::Fleet(std::sync::Arc::new(snap)));
+    let reading = Arc::new(reading);
+
+    update(&mut app, Msg::Fleet(reading.clone()));
     let effects = press(&mut app, "A");
-    assert!(effects.is_empty(), "nothing is prepared from a fleet that cannot be seen: {effects:?}");
+    assert!(effects.is_empty(), "nothing is prepared while cluster1's facts are read: {effects:?}");
     assert_eq!(app.view, View::Diff);
     match app.diff.as_ref().map(|d| &d.phase) {
-        Some(DiffPhase::Failed(why)) => {
+        Some(DiffPhase::Waiting { why, .. }) => {
             assert!(why.starts_with("could not see cluster1 (live, but its mesh facts are still being read)"), "{why}")
         }
-        other => panic!("refused: {other:?}"),
+        other => panic!("waiting: {other:?}"),
+    }
+    let effects = update(&mut app, Msg::Fleet(Arc::new(fresh.clone())));
+    assert!(matches!(effects.as_slice(), [Effect::Prepare { .. }]), "once read, the diff starts by itself: {effects:?}");
+    assert_eq!(app.diff.as_ref().map(|d| &d.phase), Some(&DiffPhase::Preparing));
+
+    // Never read: refused after the wait, with the reason.
+    update(&mut app, Msg::Fleet(reading.clone()));
+    press(&mut app, "esc");
+    press(&mut app, "A");
+    let later = app.now + chrono::Duration::seconds(meshdeck::tui::app::FACTS_WAIT.as_secs() as i64 + 1);
+    assert!(update(&mut app, Msg::Tick(later)).is_empty());
+    match app.diff.as_ref().map(|d| &d.phase) {
+        Some(DiffPhase::Failed(why)) => assert!(why.contains("mesh facts are still being read") && why.contains("gave up after"), "{why}"),
+        other => panic!("refused after the wait: {other:?}"),
     }
 
-    let mut snap = (*app.snapshot).clone();
-    let c1 = snap.clusters.iter_mut().find(|c| c.name == "cluster1").expect("cluster1");
-    *c1 = common::inventory_fixture("federation").clusters.into_iter().find(|c| c.name == "cluster1").expect("cluster1");
-    update(&mut app, Msg::Fleet(std::sync::Arc::new(snap)));
+    // Esc while waiting cancels: facts arriving later start nothing.
     press(&mut app, "esc");
+    press(&mut app, "A");
+    assert!(matches!(app.diff.as_ref().map(|d| &d.phase), Some(DiffPhase::Waiting { .. })));
+    press(&mut app, "esc");
+    assert!(app.diff.is_none());
+    assert!(update(&mut app, Msg::Fleet(Arc::new(fresh.clone()))).is_empty(), "a cancelled wait starts nothing");
+
+    // A cluster gone dark is not worth waiting for: refused at once.
+    let mut dark = fresh.clone();
+    dark.clusters.iter_mut().find(|c| c.name == "cluster2").expect("cluster2").state = ClusterState::Unreachable;
+    update(&mut app, Msg::Fleet(Arc::new(dark)));
     let effects = press(&mut app, "A");
-    assert!(matches!(effects.as_slice(), [Effect::Prepare { .. }]), "once read, the same plan prepares: {effects:?}");
+    assert!(effects.is_empty());
+    match app.diff.as_ref().map(|d| &d.phase) {
+        Some(DiffPhase::Failed(why)) => assert!(why.starts_with("could not see cluster2 (unreachable"), "{why}"),
+        other => panic!("refused: {other:?}"),
+    }
 }

@@ -64,11 +64,34 @@ pub enum Input {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum DiffPhase {
+    /// A cluster the plan needs is live but still reading its mesh facts (another
+    /// identity began acting for it): the diff starts once they are read.
+    Waiting {
+        why: String,
+        since: DateTime<Utc>,
+    },
     Preparing,
     Ready(ChangeSet),
-    Applying { changes: ChangeSet, progress: Vec<String> },
-    Done { report: ApplyReport, id: String },
+    Applying {
+        changes: ChangeSet,
+        progress: Vec<String>,
+    },
+    Done {
+        report: ApplyReport,
+        id: String,
+    },
     Failed(String),
+}
+
+/// How long a diff waits for a cluster's mesh facts before it is refused.
+pub const FACTS_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A plan checked again against the fleet as it is now.
+enum Checked {
+    Ready(Plan),
+    /// Named clusters are live but still reading their mesh facts: why.
+    Reading(String),
+    Refused(String),
 }
 
 /// Where a diff came from: what to record when it is applied.
@@ -352,8 +375,15 @@ impl AppState {
         // have gone dark or be re-reading its facts (another identity acts) since.
         let origin = match origin {
             DiffOrigin::Plan(p) => match self.checked_now(&p) {
-                Ok(p) => DiffOrigin::Plan(p),
-                Err(why) => {
+                Checked::Ready(p) => DiffOrigin::Plan(p),
+                Checked::Reading(why) => {
+                    self.log(format!("waiting: {why}"));
+                    let phase = DiffPhase::Waiting { why, since: self.now };
+                    self.diff = Some(DiffState { generation, origin: DiffOrigin::Plan(p), phase, scroll: 0 });
+                    self.go(View::Diff);
+                    return vec![];
+                }
+                Checked::Refused(why) => {
                     self.log(format!("refused: {}", why.lines().next().unwrap_or_default()));
                     self.diff = Some(DiffState { generation, origin: DiffOrigin::Plan(p), phase: DiffPhase::Failed(why), scroll: 0 });
                     self.go(View::Diff);
@@ -373,12 +403,56 @@ impl AppState {
 
     /// `plan` checked against the fleet as it is now, or why it cannot be diffed:
     /// the errors of checking it again, or the clusters it names that cannot be seen.
-    fn checked_now(&self, plan: &Plan) -> Result<Plan, String> {
+    fn checked_now(&self, plan: &Plan) -> Checked {
         match crate::plan::load("plan", &plan.to_yaml(), &self.snapshot) {
-            Err(errs) => Err(errs.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("\n")),
-            Ok(now) if !now.unseen.is_empty() => Err(format!("{}; try again once it is seen", now.unseen_line())),
-            Ok(now) => Ok(now),
+            Err(errs) => Checked::Refused(errs.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("\n")),
+            Ok(now) if now.unseen.is_empty() => Checked::Ready(now),
+            Ok(now) => {
+                // Each entry is `<cluster> (<why>)`: worth waiting for only while every
+                // such cluster is live and merely re-reading its facts.
+                let reading = now.unseen.iter().all(|u| {
+                    u.split(" (")
+                        .next()
+                        .and_then(|c| self.snapshot.cluster(c))
+                        .is_some_and(|v| v.state == crate::inventory::ClusterState::Live && v.facts_pending)
+                });
+                if reading {
+                    Checked::Reading(now.unseen_line())
+                } else {
+                    Checked::Refused(format!("{}; try again once it is seen", now.unseen_line()))
+                }
+            }
         }
+    }
+
+    /// A diff waiting for mesh facts: prepare it once they are read, refuse it if the
+    /// plan no longer holds, or give up after `FACTS_WAIT`.
+    fn resume_waiting(&mut self) -> Vec<Effect> {
+        let Some(d) = self.diff.as_ref() else { return vec![] };
+        let (DiffPhase::Waiting { why, since }, DiffOrigin::Plan(p)) = (&d.phase, &d.origin) else { return vec![] };
+        let (why, since, generation) = (why.clone(), *since, d.generation);
+        let checked = self.checked_now(p);
+        let (phase, origin, effects) = match checked {
+            Checked::Ready(p) => {
+                self.log(format!("prepare {}", p.names().join(",")));
+                (DiffPhase::Preparing, Some(DiffOrigin::Plan(p.clone())), vec![Effect::Prepare { generation, plan: p }])
+            }
+            Checked::Refused(e) => (DiffPhase::Failed(e), None, vec![]),
+            Checked::Reading(_) if (self.now - since).to_std().unwrap_or_default() > FACTS_WAIT => {
+                (DiffPhase::Failed(format!("{why}; gave up after {} s", FACTS_WAIT.as_secs())), None, vec![])
+            }
+            Checked::Reading(_) => return vec![],
+        };
+        if let DiffPhase::Failed(e) = &phase {
+            self.log(format!("refused: {}", e.lines().next().unwrap_or_default()));
+        }
+        if let Some(d) = self.diff.as_mut() {
+            d.phase = phase;
+            if let Some(o) = origin {
+                d.origin = o;
+            }
+        }
+        effects
     }
 
     /// The plan of the editor's text, or its errors shown at their lines.
@@ -454,6 +528,11 @@ impl AppState {
                     self.filter.clear();
                     self.recompute_rows();
                 } else {
+                    // Leaving a diff that waits for facts cancels it: it must not start unseen.
+                    if self.view == View::Diff && self.diff.as_ref().is_some_and(|d| matches!(d.phase, DiffPhase::Waiting { .. })) {
+                        self.log("cancelled: the diff no longer waits");
+                        self.diff = None;
+                    }
                     self.go_back();
                 }
                 vec![]
@@ -807,11 +886,11 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             }
             state.snapshot = snap;
             state.recompute_rows();
-            vec![]
+            state.resume_waiting()
         }
         Msg::Tick(now) => {
             state.now = now;
-            vec![]
+            state.resume_waiting()
         }
         Msg::Layout { rows } => {
             state.page_rows = usize::from(rows).max(1);

@@ -32,6 +32,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let back = state.keymap.key_for("diff", Action::Back).unwrap_or_else(|| "esc".into());
     let mut lines: Vec<Line> = Vec::new();
     match &d.phase {
+        DiffPhase::Waiting { why, .. } => {
+            lines.push(Line::from(Span::styled(format!("waiting: {why}…"), theme.style("warning"))));
+            lines.push(Line::from(Span::styled(
+                format!("the diff starts once they are read ({back} cancels; refused after {} s)", crate::tui::app::FACTS_WAIT.as_secs()),
+                theme.style("dim"),
+            )));
+        }
         DiffPhase::Preparing => {
             lines.push(Line::from(Span::styled("checking: persona, RBAC preflight, server dry run, diff…", theme.style("dim"))))
         }
