@@ -1,4 +1,5 @@
-//! One simulated cluster's state: objects by kind, a global resourceVersion,
+//! One simulated cluster's state: objects by kind (kept as JSON text, see
+//! `stored`), a global resourceVersion,
 //! an event log for watches (compacted like etcd), and every write path
 //! (create, update, merge patch, server-side apply, delete) with validation.
 
