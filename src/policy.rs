@@ -264,7 +264,7 @@ mod tests {
                 trust_accepted_by: Vec::new(),
             }],
             notes: vec![],
-            unseen: vec![],
+            unseen: Default::default(),
             access: vec![],
         }
     }

@@ -127,6 +127,12 @@ impl ClusterView {
         if self.aliases.is_empty() { "-".into() } else { self.aliases.join(",") }
     }
 
+    /// Live, but its mesh facts (trust domain, network) are still being read, as after
+    /// another identity began acting for it: not yet ready to judge a plan.
+    pub fn reading_facts(&self) -> bool {
+        self.state == ClusterState::Live && self.facts_pending
+    }
+
     /// Why this cluster's inventory cannot be trusted now (not live), or None.
     /// A plan must not be judged against what meshdeck could not see.
     pub fn unseen(&self) -> Option<String> {
@@ -341,7 +347,7 @@ impl FleetSnapshot {
     pub fn settled(&self) -> bool {
         // A live cluster whose mesh facts are still listing would read as "no trust
         // domain": not an answer yet.
-        self.clusters.iter().all(|c| !c.state.pending() && (c.state != ClusterState::Live || !c.facts_pending))
+        self.clusters.iter().all(|c| !c.state.pending() && !c.reading_facts())
     }
 
     /// Human lines for what changed between two snapshots (for `inventory --watch`).

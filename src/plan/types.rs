@@ -17,13 +17,14 @@ pub struct Plan {
     /// Clusters the plan refers to whose inventory could not be seen, with why: the
     /// checks that need their facts were not made, so the plan must not be applied.
     #[serde(skip)]
-    pub unseen: Vec<String>,
+    pub unseen: std::collections::BTreeMap<String, String>,
 }
 
 impl Plan {
     /// The clusters this plan refers to that could not be seen, in one line.
     pub fn unseen_line(&self) -> String {
-        format!("could not see {}", self.unseen.join("; "))
+        let each: Vec<String> = self.unseen.iter().map(|(c, why)| format!("{c} ({why})")).collect();
+        format!("could not see {}", each.join("; "))
     }
 
     /// The kind of the document named `name` (`TrafficRoute` or `AccessPolicy`).

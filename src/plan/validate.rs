@@ -386,7 +386,7 @@ pub fn validate_replacing(file: &str, mut docs: Vec<RawDoc>, inv: &FleetSnapshot
             }
         }
     }
-    plan.unseen = ck.unseen.into_iter().map(|(c, why)| format!("{c} ({why})")).collect();
+    plan.unseen = ck.unseen;
     plan.notes.append(&mut ck.notes);
     if ck.errors.is_empty() { Ok(plan) } else { Err(ck.errors) }
 }

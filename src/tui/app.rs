@@ -408,14 +408,8 @@ impl AppState {
             Err(errs) => Checked::Refused(errs.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("\n")),
             Ok(now) if now.unseen.is_empty() => Checked::Ready(now),
             Ok(now) => {
-                // Each entry is `<cluster> (<why>)`: worth waiting for only while every
-                // such cluster is live and merely re-reading its facts.
-                let reading = now.unseen.iter().all(|u| {
-                    u.split(" (")
-                        .next()
-                        .and_then(|c| self.snapshot.cluster(c))
-                        .is_some_and(|v| v.state == crate::inventory::ClusterState::Live && v.facts_pending)
-                });
+                // Worth waiting for only while every such cluster is live and merely re-reading its facts.
+                let reading = now.unseen.keys().all(|c| self.snapshot.cluster(c).is_some_and(|v| v.reading_facts()));
                 if reading {
                     Checked::Reading(now.unseen_line())
                 } else {

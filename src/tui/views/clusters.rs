@@ -7,7 +7,6 @@ use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
 
 use super::{ago, state_style};
-use crate::inventory::ClusterState;
 use crate::tui::app::AppState;
 use crate::tui::theme::Theme;
 
@@ -38,8 +37,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                     Cell::from(c.context.clone())
                 },
                 Cell::from(Span::styled(c.aliases_text(), theme.style("dim"))),
-                // Live, but its mesh facts (trust domain, network) are not read yet: not ready to judge a plan.
-                if c.state == ClusterState::Live && c.facts_pending {
+                if c.reading_facts() {
                     Cell::from(Span::styled("live…", theme.style("dim")))
                 } else {
                     Cell::from(Span::styled(c.state.as_str(), state_style(theme, c.state)))
@@ -53,7 +51,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 Cell::from(shown),
                 match &c.error {
                     Some(e) => Cell::from(Span::styled(e.message().to_string(), theme.style("error"))),
-                    None if c.facts_pending => Cell::from(Span::styled("reading its mesh facts", theme.style("dim"))),
+                    None if c.reading_facts() => Cell::from(Span::styled("reading its mesh facts", theme.style("dim"))),
                     None => Cell::from(""),
                 },
             ])

@@ -43,7 +43,7 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) {
 fn draw_title(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     // Live counts a cluster once its mesh facts are read too: only then can a plan be judged there.
     let (reading, live): (Vec<_>, Vec<_>) =
-        state.snapshot.clusters.iter().filter(|c| c.state == ClusterState::Live).partition(|c| c.facts_pending);
+        state.snapshot.clusters.iter().filter(|c| c.state == ClusterState::Live).partition(|c| c.reading_facts());
     let mut spans = vec![
         Span::styled(" meshdeck ", theme.style("title")),
         Span::styled(format!("{} · ", state.view.id()), theme.style("text")),
