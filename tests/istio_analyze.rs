@@ -182,3 +182,100 @@ async fn real_only_random_plans_apply_and_analyze_clean_on_the_live_clusters() {
         }
     }
 }
+
+fn istio_eds() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/realfleet/istio-eds");
+    assert!(p.is_file(), "{} is missing: tests/realfleet/build.sh builds it", p.display());
+    p
+}
+
+/// Istio's own answer (its xDS generator, tests/realfleet/istioctl/eds) to what a
+/// sidecar in `cluster` gets: each outbound cluster with its endpoints and priorities.
+fn istio_endpoints(cluster: &str, network: &str, files: &[PathBuf]) -> Vec<serde_json::Value> {
+    let out = Command::new(istio_eds())
+        .args(["--cluster-id", cluster, "--network", network, "--labels", "app=productpage,version=v1"])
+        .args(files)
+        .output()
+        .expect("istio-eds runs");
+    assert!(out.status.success(), "istio-eds: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("istio-eds prints JSON")
+}
+
+/// The endpoint addresses of one outbound cluster, grouped by priority (0 first).
+fn tiers(clusters: &[serde_json::Value], name: &str) -> (Vec<std::collections::BTreeSet<String>>, bool) {
+    let c = clusters.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no cluster {name} in {clusters:#?}"));
+    let mut by_priority: std::collections::BTreeMap<u64, std::collections::BTreeSet<String>> = Default::default();
+    for e in c["endpoints"].as_array().expect("endpoints") {
+        let address = format!("{}:{}", e["address"].as_str().expect("address"), e["port"]);
+        by_priority.entry(e["priority"].as_u64().expect("priority")).or_default().insert(address);
+    }
+    (by_priority.into_values().collect(), c["outlierDetection"] == true)
+}
+
+/// A federated failover's local tier is the caller's own pods, each an endpoint of
+/// its own, so outlier detection ejects a bad pod alone and the others keep serving;
+/// the remote tiers follow in the plan's order wherever the local tier stands in it.
+/// Judged by Istio's own endpoint generation for a sidecar in cluster1, with no
+/// change to what the plain `reviews` Service resolves to.
+#[test]
+fn real_only_a_failover_local_tier_is_its_pods_each_ejected_on_its_own() {
+    if !common::real_fleet_requested() {
+        eprintln!("needs istio-eds from the real test bed's build: runs with MESHDECK_TEST_FLEET=real (tests/realfleet/test.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let world = dir.path().join("world");
+    meshdeck(&["world", "--clusters", "3", "--topology", "federation", "--out-dir", world.to_str().expect("utf8")]);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory-federation.json");
+    let inventory: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&fixture).expect("fixture")).expect("json");
+    let gateway = |c: &str| {
+        let cluster = inventory["clusters"].as_array().expect("clusters").iter().find(|x| x["name"] == c).expect("cluster");
+        format!("{}:15443", cluster["mesh"]["eastWestGateway"].as_str().expect("gateway"))
+    };
+    let plain = istio_endpoints("cluster1", "network1", &[world.join("cluster1.yaml")]);
+    let (pods, _) = tiers(&plain, "outbound|9080||reviews.default.svc.cluster.local");
+    let pods = pods.into_iter().next().expect("reviews has pods in cluster1");
+    assert!(pods.len() >= 2, "{pods:?}");
+    // The local tier takes every version (validation says so in federation).
+    let orders: [&[(&str, &str)]; 3] = [
+        &[("cluster1", ""), ("cluster2", "v1"), ("cluster3", "v1")],
+        &[("cluster2", "v1"), ("cluster1", ""), ("cluster3", "v1")],
+        &[("cluster2", "v1"), ("cluster3", "v1"), ("cluster1", "")],
+    ];
+    for (i, order) in orders.iter().enumerate() {
+        let mut plan = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: fo}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster1]}\n  failover:\n".to_string();
+        for (c, v) in order.iter() {
+            let version = if v.is_empty() { String::new() } else { format!(", version: {v}") };
+            plan.push_str(&format!("    - {{cluster: {c}{version}}}\n"));
+        }
+        plan.push_str("  outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n");
+        let file = dir.path().join(format!("fo{i}.yaml"));
+        std::fs::write(&file, &plan).expect("plan");
+        let out = dir.path().join(format!("out{i}"));
+        meshdeck(&[
+            "render",
+            "-f",
+            file.to_str().expect("utf8"),
+            "--inventory",
+            fixture.to_str().expect("utf8"),
+            "--out-dir",
+            out.to_str().expect("utf8"),
+        ]);
+        let mut files = vec![world.join("cluster1.yaml")];
+        files.extend(std::fs::read_dir(out.join("cluster1")).expect("cluster1's files").flatten().map(|e| e.path()));
+        let clusters = istio_endpoints("cluster1", "network1", &files);
+        let (got, outlier) = tiers(&clusters, "outbound|9080||fo.reviews.default.failover.global");
+        assert!(outlier, "outlier detection is on: {plan}");
+        assert_eq!(got.len(), order.len(), "one priority per tier: {got:?}\n{plan}");
+        for (tier, (c, _)) in order.iter().enumerate() {
+            if *c == "cluster1" {
+                // Every local pod is its own endpoint.
+                assert_eq!(got[tier], pods, "tier {tier}: {got:?}\n{plan}");
+            } else {
+                assert_eq!(got[tier], [gateway(c)].into(), "tier {tier} is {c}'s east-west gateway: {got:?}\n{plan}");
+            }
+        }
+        let (still, _) = tiers(&clusters, "outbound|9080||reviews.default.svc.cluster.local");
+        assert_eq!(still, vec![pods.clone()], "the reviews Service keeps its own pods only\n{plan}");
+    }
+}

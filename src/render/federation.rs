@@ -178,42 +178,132 @@ fn split(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -
 /// DestinationRule's `failoverPriority` lists `label=primary` for 1..n-1, so Istio's
 /// prefix matching puts tier 0 at priority 0, tier 1 at 1, and so on.
 pub fn rank_labels(tier: usize, tiers: usize) -> BTreeMap<String, String> {
-    (1..tiers.saturating_sub(tier)).map(|j| (format!("{RANK_LABEL}-{j}"), "primary".to_string())).collect()
+    first_rank_labels(tiers.saturating_sub(tier + 1))
+}
+
+fn first_rank_labels(count: usize) -> BTreeMap<String, String> {
+    (1..=count).map(|j| (format!("{RANK_LABEL}-{j}"), "primary".to_string())).collect()
 }
 
 pub fn failover_priority(tiers: usize) -> Vec<String> {
     (1..tiers).map(|j| format!("{RANK_LABEL}-{j}=primary")).collect()
 }
 
+/// Istio's endpoint label for the network; first in `failoverPriority`, Istio ranks
+/// every endpoint on another network than the caller's after every one on its own,
+/// and still orders each group by the labels that follow.
+const NETWORK_LABEL: &str = "topology.istio.io/network";
+
+/// The remote tiers around a local tier of pods (which carry none of our labels):
+/// on the caller's network, tiers before the local one rank by how many labels they
+/// match (more than the pods' zero); on other networks, tiers after it rank among
+/// themselves, all after the pods. Returns the endpoint's labels and its network.
+fn rank_around_local(
+    tier: usize,
+    local: usize,
+    tiers: usize,
+    caller_net: Option<&str>,
+    target: (&str, Option<&str>),
+) -> (BTreeMap<String, String>, Option<String>) {
+    if tier < local {
+        return (first_rank_labels(local - tier), caller_net.map(str::to_string));
+    }
+    let (cluster, own_net) = target;
+    // Another network than the caller's: the target's own, or one named for it
+    // when they are equal or unknown (no istiod knows a gateway for it, so Istio
+    // sends to the address as given).
+    let net = match own_net {
+        Some(n) if caller_net.is_some_and(|c| c != n) => n.to_string(),
+        _ => format!("meshdeck-{cluster}"),
+    };
+    (first_rank_labels(tiers - 1 - tier), Some(net))
+}
+
 fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapshot, out: &mut RenderedObjects) -> Result<(), RenderError> {
     let ns = &route.service.namespace;
     let host = failover_host(&route.name, &route.service);
+    let network = |c: &str| inv.cluster(c).and_then(|c| c.mesh.network.clone());
     let mut exposed: BTreeSet<&str> = BTreeSet::new();
     for caller in &route.from_clusters {
         let facts = routed_service(route, inv, caller)?;
+        let caller_net = network(caller);
+        let addresses: Vec<String> =
+            targets.iter().filter(|t| t.cluster != *caller).map(|t| eastwest(inv, &t.cluster)).collect::<Result<_, _>>()?;
+        // The caller's own tier as its pods, each an endpoint (per-pod balancing and
+        // outlier detection), through a second ServiceEntry for the same host that
+        // selects them: Istio merges the endpoints of one host's entries in a
+        // namespace. A DNS-resolved entry cannot be merged with a selecting one, so
+        // gateways known by name keep the local tier as the Service's name.
+        let local = targets.iter().position(|t| t.cluster == *caller);
+        let per_pod = local.filter(|_| resolution(&addresses) == "STATIC");
         let mut endpoints = Vec::new();
-        let mut addresses = Vec::new();
         for (tier, t) in targets.iter().enumerate() {
-            let labels = rank_labels(tier, targets.len());
             if t.cluster == *caller {
-                // The local Service by its cluster DNS name: no hairpin through the gateway.
-                addresses.push(route.service.local_host());
-                endpoints.push(json!({"address": route.service.local_host(), "ports": facts.endpoint_ports(None), "labels": labels}));
-            } else {
-                let address = eastwest(inv, &t.cluster)?;
-                addresses.push(address.clone());
-                endpoints.push(json!({"address": address, "ports": facts.endpoint_ports(Some(EASTWEST_PORT)), "labels": labels}));
-                exposed.insert(t.cluster.as_str());
+                if per_pod.is_none() {
+                    out.notes.push(format!(
+                        "{}: {caller}'s own tier is one endpoint, {} (an east-west gateway address is a host name): outlier detection sees the Service, not its pods",
+                        route.name,
+                        route.service.local_host()
+                    ));
+                    endpoints.push(json!({"address": route.service.local_host(), "ports": facts.endpoint_ports(None), "labels": rank_labels(tier, targets.len())}));
+                }
+                continue;
             }
+            let address = eastwest(inv, &t.cluster)?;
+            exposed.insert(t.cluster.as_str());
+            let mut endpoint = json!({"address": address, "ports": facts.endpoint_ports(Some(EASTWEST_PORT))});
+            match per_pod {
+                Some(l) => {
+                    let own_net = network(&t.cluster);
+                    let (labels, net) = rank_around_local(tier, l, targets.len(), caller_net.as_deref(), (&t.cluster, own_net.as_deref()));
+                    endpoint["labels"] = json!(labels);
+                    if let Some(n) = net {
+                        endpoint["network"] = json!(n);
+                    }
+                }
+                None => endpoint["labels"] = json!(rank_labels(tier, targets.len())),
+            }
+            endpoints.push(endpoint);
         }
         let name = format!("{}-failover", route.name);
-        out.add(
-            caller,
-            object("ServiceEntry", ns, &name, &route.name, json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution(&addresses), "ports": facts.entry_ports(false), "endpoints": endpoints})),
-        );
+        let (resolve, ports) = match per_pod {
+            Some(_) => ("STATIC", facts.entry_ports(true)),
+            None => (
+                resolution(&[addresses.clone(), local.map(|_| route.service.local_host()).into_iter().collect()].concat()),
+                facts.entry_ports(false),
+            ),
+        };
+        if !endpoints.is_empty() {
+            out.add(
+                caller,
+                object(
+                    "ServiceEntry",
+                    ns,
+                    &name,
+                    &route.name,
+                    json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolve, "ports": ports, "endpoints": endpoints}),
+                ),
+            );
+        }
+        let mut priority = failover_priority(targets.len());
+        if per_pod.is_some() {
+            // Every version: validation refuses a version on the local tier.
+            let selector = &facts.selector;
+            out.add(
+                caller,
+                object(
+                    "ServiceEntry",
+                    ns,
+                    &format!("{name}-local"),
+                    &route.name,
+                    json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": "STATIC", "ports": facts.entry_ports(true), "workloadSelector": {"labels": selector}}),
+                ),
+            );
+            priority.insert(0, NETWORK_LABEL.to_string());
+        }
         let identities = targets.iter().flat_map(|t| server_identities(inv, &route.service, &t.cluster)).collect();
         let tls = mutual_tls(out, route, &host, identities);
-        let mut policy = json!({"tls": tls, "loadBalancer": {"localityLbSetting": {"enabled": true, "failoverPriority": failover_priority(targets.len())}}});
+        let mut policy = json!({"tls": tls, "loadBalancer": {"localityLbSetting": {"enabled": true, "failoverPriority": priority}}});
         if let Some(o) = outlier(route) {
             policy["outlierDetection"] = o;
         }

@@ -13,3 +13,5 @@ ldflags="-s -w -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMi
 go build -trimpath -ldflags "$ldflags" -o "$out/realfleet" .
 # istioctl, from istio.io/istio (a module of its own: Istio pins other k8s.io versions).
 (cd istioctl && go build -trimpath -ldflags "-s -w" -o "$out/istioctl" .)
+# istio-eds: Istio's endpoint generation as an oracle for what a sidecar gets (same module).
+(cd istioctl && go build -trimpath -ldflags "-s -w" -o "$out/istio-eds" ./eds)

@@ -1,0 +1,299 @@
+// Command eds asks Istio's own config generator (istiod's xDS code, through the
+// test harness istio.io/istio/pilot/test/xds) which endpoints, at which
+// priorities, a sidecar in one cluster gets for each of its outbound clusters.
+// meshdeck's tests use it as the oracle for what a rendered failover does at
+// runtime, where no Envoy runs: the per-pod endpoints of the local tier, the
+// order of the tiers, and whether outlier detection is on.
+//
+//	eds --cluster-id cluster1 --network network1 --labels app=productpage FILE...
+//
+// FILEs are YAML: a cluster's world (Namespaces, Services, Deployments, ...) and
+// the Istio objects rendered for it. Each Deployment becomes its ready pods and
+// each Service its EndpointSlice, as a kubelet and the endpoint controller would.
+// Prints one JSON document: the outbound clusters with their endpoints.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	klabels "k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
+
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+	"istio.io/istio/pilot/pkg/model"
+	labelutil "istio.io/istio/pilot/pkg/serviceregistry/util/label"
+	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/cluster"
+	"istio.io/istio/pkg/config/mesh/meshwatcher"
+	"istio.io/istio/pkg/log"
+	"istio.io/istio/pkg/network"
+)
+
+// failer is the harness's test.Failer outside `go test`: a failure ends the run.
+type failer struct{}
+
+func (f *failer) Fail()                          { f.FailNow() }
+func (f *failer) FailNow()                       { f.Fatal("failed") }
+func (f *failer) Fatal(args ...any)              { fmt.Fprintln(os.Stderr, args...); os.Exit(1) }
+func (f *failer) Fatalf(format string, a ...any) { f.Fatal(fmt.Sprintf(format, a...)) }
+func (f *failer) Log(args ...any)                {}
+func (f *failer) Logf(string, ...any)            {}
+func (f *failer) TempDir() string                { d, _ := os.MkdirTemp("", "eds"); return d }
+func (f *failer) Helper()                        {}
+func (f *failer) Cleanup(func())                 {}
+func (f *failer) Skip(args ...any)               { f.Fatal(args...) }
+
+type doc struct {
+	raw  []byte
+	kind string
+	meta metav1.ObjectMeta
+}
+
+type Endpoint struct {
+	Address  string            `json:"address"`
+	Port     uint32            `json:"port"`
+	Priority uint32            `json:"priority"`
+	Labels   map[string]string `json:"labels,omitempty"`
+}
+
+type Cluster struct {
+	Name string `json:"name"`
+	// EDS, or how Envoy finds the addresses itself (STRICT_DNS, STATIC, ...).
+	Type             string     `json:"type"`
+	OutlierDetection bool       `json:"outlierDetection"`
+	Endpoints        []Endpoint `json:"endpoints"`
+}
+
+func main() {
+	clusterID := flag.String("cluster-id", "Kubernetes", "the caller's Istio cluster id")
+	net := flag.String("network", "", "the caller's network")
+	proxyLabels := flag.String("labels", "app=caller", "the calling sidecar's labels, k=v,...")
+	namespace := flag.String("namespace", "default", "the calling sidecar's namespace")
+	flag.Parse()
+	// Istio logs to stdout by default; stdout is the answer.
+	logs := log.DefaultOptions()
+	logs.OutputPaths = []string{"stderr"}
+	logs.SetDefaultOutputLevel("all", log.WarnLevel)
+	must(log.Configure(logs))
+
+	var kube []runtime.Object
+	var istio []string
+	podIndex := 0
+	for _, path := range flag.Args() {
+		text, err := os.ReadFile(path)
+		if err != nil {
+			fail("%v", err)
+		}
+		for _, part := range bytes.Split(text, []byte("\n---")) {
+			var d struct {
+				APIVersion string            `json:"apiVersion"`
+				Kind       string            `json:"kind"`
+				Metadata   metav1.ObjectMeta `json:"metadata"`
+			}
+			if err := yaml.Unmarshal(part, &d); err != nil || d.Kind == "" {
+				continue
+			}
+			switch {
+			case strings.Contains(d.APIVersion, "istio.io"):
+				istio = append(istio, string(part))
+			case d.Kind == "Namespace":
+				var o corev1.Namespace
+				must(yaml.Unmarshal(part, &o))
+				kube = append(kube, &o)
+			case d.Kind == "Service":
+				var o corev1.Service
+				must(yaml.Unmarshal(part, &o))
+				kube = append(kube, &o)
+			case d.Kind == "ServiceAccount":
+				var o corev1.ServiceAccount
+				must(yaml.Unmarshal(part, &o))
+				kube = append(kube, &o)
+			case d.Kind == "Deployment":
+				var o struct {
+					Spec struct {
+						Replicas *int32 `json:"replicas"`
+						Template struct {
+							Metadata metav1.ObjectMeta `json:"metadata"`
+							Spec     corev1.PodSpec    `json:"spec"`
+						} `json:"template"`
+					} `json:"spec"`
+				}
+				must(yaml.Unmarshal(part, &o))
+				n := int32(1)
+				if o.Spec.Replicas != nil {
+					n = *o.Spec.Replicas
+				}
+				for i := int32(0); i < n; i++ {
+					podIndex++
+					kube = append(kube, pod(d.Metadata, o.Spec.Template.Metadata, o.Spec.Template.Spec, i, podIndex))
+				}
+			}
+		}
+	}
+	kube = append(kube, slices(kube)...)
+
+	// The cluster's own endpoints are on its network, as istiod knows from the
+	// istio-system namespace's label (which the harness does not read).
+	networks := &meshconfig.MeshNetworks{Networks: map[string]*meshconfig.Network{}}
+	if *net != "" {
+		networks.Networks[*net] = &meshconfig.Network{Endpoints: []*meshconfig.Network_NetworkEndpoints{{
+			Ne: &meshconfig.Network_NetworkEndpoints_FromRegistry{FromRegistry: *clusterID},
+		}}}
+	}
+	t := &failer{}
+	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
+		NetworksWatcher:    meshwatcher.NewFixedNetworksWatcher(networks),
+		DefaultClusterName: cluster.ID(*clusterID),
+		KubernetesObjects:  kube,
+		ConfigString:       strings.Join(istio, "\n---\n"),
+	})
+	labels := map[string]string{}
+	for _, kv := range strings.Split(*proxyLabels, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			labels[k] = v
+		}
+	}
+	// As istiod does for a connecting sidecar: its cluster and network join its labels
+	// (failoverPriority compares endpoints' labels with these).
+	labels = labelutil.AugmentLabels(labels, cluster.ID(*clusterID), "", "", network.ID(*net))
+	proxy := s.SetupProxy(&model.Proxy{
+		Labels:          labels,
+		ConfigNamespace: *namespace,
+		IPAddresses:     []string{"10.99.0.1"},
+		Metadata: &model.NodeMetadata{
+			ClusterID: cluster.ID(*clusterID),
+			Network:   network.ID(*net),
+			Labels:    labels,
+			Namespace: *namespace,
+		},
+	})
+	// EDS clusters get their endpoints from the endpoint builder; DNS and static
+	// ones (a ServiceEntry with DNS resolution) carry them inline.
+	var out []Cluster
+	assignments := map[string]*endpoint.ClusterLoadAssignment{}
+	for _, cla := range s.Endpoints(proxy) {
+		assignments[cla.ClusterName] = cla
+	}
+	for _, c := range s.Clusters(proxy) {
+		cla := assignments[c.Name]
+		if cla == nil {
+			cla = c.LoadAssignment
+		}
+		if cla == nil {
+			continue
+		}
+		out = append(out, describe(c.Name, c.OutlierDetection != nil, c.GetType().String(), cla))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	must(enc.Encode(out))
+	// The harness's cleanups wait on informers a test would stop; a process just ends.
+	os.Exit(0)
+}
+
+func describe(name string, outlier bool, kind string, cla *endpoint.ClusterLoadAssignment) Cluster {
+	if kind == "EDS" || cla.Endpoints == nil {
+		kind = "EDS"
+	}
+	c := Cluster{Name: name, Type: kind, OutlierDetection: outlier, Endpoints: []Endpoint{}}
+	for _, group := range cla.Endpoints {
+		for _, e := range group.LbEndpoints {
+			sa := e.GetEndpoint().GetAddress().GetSocketAddress()
+			c.Endpoints = append(c.Endpoints, Endpoint{Address: sa.GetAddress(), Port: sa.GetPortValue(), Priority: group.Priority})
+		}
+	}
+	sort.Slice(c.Endpoints, func(i, j int) bool {
+		a, b := c.Endpoints[i], c.Endpoints[j]
+		if a.Priority != b.Priority {
+			return a.Priority < b.Priority
+		}
+		return a.Address < b.Address
+	})
+	return c
+}
+
+// pod is replica i of a Deployment, running and ready on an address of its own.
+func pod(deploy, tmpl metav1.ObjectMeta, spec corev1.PodSpec, i int32, index int) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        fmt.Sprintf("%s-%d", deploy.Name, i),
+			Namespace:   deploy.Namespace,
+			Labels:      tmpl.Labels,
+			Annotations: tmpl.Annotations,
+		},
+		Spec: spec,
+		Status: corev1.PodStatus{
+			Phase:      corev1.PodRunning,
+			PodIP:      fmt.Sprintf("10.1.%d.%d", index/250, index%250+1),
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+		},
+	}
+	p.Status.PodIPs = []corev1.PodIP{{IP: p.Status.PodIP}}
+	return p
+}
+
+// slices are the EndpointSlices the endpoint controller would write: every ready
+// pod a Service selects, on each of the Service's ports.
+func slices(objects []runtime.Object) []runtime.Object {
+	var out []runtime.Object
+	ready := true
+	for _, o := range objects {
+		svc, ok := o.(*corev1.Service)
+		if !ok || len(svc.Spec.Selector) == 0 {
+			continue
+		}
+		selector := klabels.SelectorFromSet(svc.Spec.Selector)
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:      svc.Name + "-slice",
+				Namespace: svc.Namespace,
+				Labels:    map[string]string{discoveryv1.LabelServiceName: svc.Name},
+			},
+			AddressType: discoveryv1.AddressTypeIPv4,
+		}
+		for _, port := range svc.Spec.Ports {
+			p := port
+			target := p.Port
+			if p.TargetPort.IntValue() > 0 {
+				target = int32(p.TargetPort.IntValue())
+			}
+			slice.Ports = append(slice.Ports, discoveryv1.EndpointPort{Name: &p.Name, Port: &target, Protocol: &p.Protocol, AppProtocol: p.AppProtocol})
+		}
+		for _, o := range objects {
+			pod, ok := o.(*corev1.Pod)
+			if !ok || pod.Namespace != svc.Namespace || !selector.Matches(klabels.Set(pod.Labels)) {
+				continue
+			}
+			slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+				Addresses:  []string{pod.Status.PodIP},
+				Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Name: pod.Name, Namespace: pod.Namespace},
+			})
+		}
+		out = append(out, slice)
+	}
+	return out
+}
+
+func must(err error) {
+	if err != nil {
+		fail("%v", err)
+	}
+}
+
+func fail(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "eds: "+format+"\n", a...)
+	os.Exit(2)
+}
