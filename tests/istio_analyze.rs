@@ -121,64 +121,130 @@ async fn real_only_istioctl_analyze_finds_nothing_on_the_live_clusters_after_an_
     }
 }
 
-/// A corpus of plans drawn from what the live federation fleet runs (a fixed seed,
-/// so a failure names a plan that can be run again): each is applied to the real
-/// clusters (their API servers check Istio's schemas and CEL rules) and the clusters
-/// are then analysed by istioctl. Each plan replaces the one before (same name).
+/// What runs where in the seeded world (reviews): cluster2 has v3 too.
+const RUNNING: [(&str, &[&str]); 3] = [("cluster1", &["v1", "v2"]), ("cluster2", &["v1", "v2", "v3"]), ("cluster3", &["v1", "v2"])];
+
+/// A deterministic draw (a fixed seed, so a failure names a plan that can be run again).
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+/// Plan `round` of the corpus: every third a failover from the caller (itself first,
+/// then the other two in a drawn order, each at a drawn version in federation; shared
+/// discovery ranks targets of one version), else a split over 1–3 drawn destinations
+/// with drawn weights, sometimes with retries and a timeout.
+fn random_plan(draw: &mut Draw, round: usize, shared: bool) -> String {
+    let head = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: prop}\nspec:\n  service: reviews.default\n";
+    let caller = ["cluster1", "cluster3"][draw.next(2)];
+    if round % 3 == 2 {
+        let mut others: Vec<&str> = ["cluster1", "cluster2", "cluster3"].into_iter().filter(|c| *c != caller).collect();
+        if draw.next(2) == 1 {
+            others.reverse();
+        }
+        let mut text = format!("{head}  from: {{clusters: [{caller}]}}\n  failover:\n    - {{cluster: {caller}}}\n");
+        for c in others {
+            let versions = RUNNING.iter().find(|(n, _)| *n == c).map(|(_, v)| *v).unwrap_or(&["v1"]);
+            let v = versions[draw.next(versions.len())];
+            if shared {
+                text.push_str(&format!("    - {{cluster: {c}}}\n"));
+            } else {
+                text.push_str(&format!("    - {{cluster: {c}, version: {v}}}\n"));
+            }
+        }
+        text.push_str("  outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n");
+        return text;
+    }
+    let mut all: Vec<(&str, &str)> = RUNNING.iter().flat_map(|(c, vs)| vs.iter().map(move |v| (*c, *v))).collect();
+    let count = 1 + draw.next(3);
+    let mut picked = Vec::new();
+    for _ in 0..count {
+        picked.push(all.remove(draw.next(all.len())));
+    }
+    let mut left = 100;
+    let mut text = format!("{head}  from: {{clusters: [{caller}]}}\n  split:\n");
+    for (i, (c, v)) in picked.iter().enumerate() {
+        let w = if i + 1 == picked.len() { left } else { draw.next(left + 1) };
+        left -= w;
+        text.push_str(&format!("    - {{cluster: {c}, version: {v}, weight: {w}}}\n"));
+    }
+    if draw.next(2) == 1 {
+        text.push_str("  retries: {attempts: 3, perTryTimeout: 2s}\n  timeout: 10s\n");
+    }
+    text
+}
+
+/// A corpus of plans drawn from what the live federation fleet runs: each is applied
+/// to the real clusters (their API servers check Istio's schemas and CEL rules) and
+/// the clusters are then analysed by istioctl. Each plan replaces the one before (same name).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_only_random_plans_apply_and_analyze_clean_on_the_live_clusters() {
     let Some(fleet) = common::real_fleet_only("random plans on live clusters").await else { return };
     let istioctl = istioctl();
     let kc = fleet.kubeconfig_path();
     let cli = common::MeshdeckCli::new(kc.clone());
-    // What runs where in the seeded world (reviews): cluster2 has v3 too.
-    let running: [(&str, &[&str]); 3] = [("cluster1", &["v1", "v2"]), ("cluster2", &["v1", "v2", "v3"]), ("cluster3", &["v1", "v2"])];
-    let mut seed: u64 = 0x5eed_0013;
-    let mut next = move |n: usize| -> usize {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((seed >> 33) as usize) % n
-    };
-    let head = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: prop}\nspec:\n  service: reviews.default\n";
+    let mut draw = Draw(0x5eed_0013);
     for round in 0..10 {
-        let caller = ["cluster1", "cluster3"][next(2)];
-        let plan = if round % 3 == 2 {
-            // Failover from the caller: itself first, then the other two in a drawn order.
-            let mut others: Vec<&str> = ["cluster1", "cluster2", "cluster3"].into_iter().filter(|c| *c != caller).collect();
-            if next(2) == 1 {
-                others.reverse();
-            }
-            let mut text = format!("{head}  from: {{clusters: [{caller}]}}\n  failover:\n    - {{cluster: {caller}}}\n");
-            for c in others {
-                let versions = running.iter().find(|(n, _)| *n == c).map(|(_, v)| *v).unwrap_or(&["v1"]);
-                text.push_str(&format!("    - {{cluster: {c}, version: {}}}\n", versions[next(versions.len())]));
-            }
-            text.push_str("  outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n");
-            text
-        } else {
-            let mut all: Vec<(&str, &str)> = running.iter().flat_map(|(c, vs)| vs.iter().map(move |v| (*c, *v))).collect();
-            let count = 1 + next(3);
-            let mut picked = Vec::new();
-            for _ in 0..count {
-                picked.push(all.remove(next(all.len())));
-            }
-            let mut left = 100;
-            let mut text = format!("{head}  from: {{clusters: [{caller}]}}\n  split:\n");
-            for (i, (c, v)) in picked.iter().enumerate() {
-                let w = if i + 1 == picked.len() { left } else { next(left + 1) };
-                left -= w;
-                text.push_str(&format!("    - {{cluster: {c}, version: {v}, weight: {w}}}\n"));
-            }
-            if next(2) == 1 {
-                text.push_str("  retries: {attempts: 3, perTryTimeout: 2s}\n  timeout: 10s\n");
-            }
-            text
-        };
+        let plan = random_plan(&mut draw, round, false);
         let file = common::write_plan(&cli, "prop.yaml", &plan);
         let out = cli.run(&["apply", "-f", &file, "--yes"]).await;
         assert_eq!(out.status.code(), Some(0), "round {round}, plan:\n{plan}\n{}", common::text(&out));
         for context in ["cluster1", "cluster2", "cluster3"] {
             let text = analyze_live(&istioctl, &kc, context);
             assert!(findings(&text).is_empty(), "round {round} on {context}, plan:\n{plan}\n{text}");
+        }
+    }
+}
+
+/// The same corpus in shared discovery (the real test bed runs federation, and meshdeck
+/// renders what the live fleet is): each plan rendered for the shared fixture fleet,
+/// each cluster's objects sent to a real API server as a server-side dry run (Istio's
+/// schemas and CEL rules), and analysed by istioctl beside that cluster's shared world.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_only_random_shared_discovery_plans_pass_a_real_api_server_and_istioctl() {
+    let Some(fleet) = common::real_fleet_only("random shared-discovery plans against a real API server").await else { return };
+    let istioctl = istioctl();
+    let kc = fleet.kubeconfig_path();
+    assert!(Command::new("kubectl").arg("version").arg("--client").output().is_ok_and(|o| o.status.success()), "kubectl is needed");
+    let dir = tempfile::tempdir().expect("tmp");
+    let world = dir.path().join("world");
+    meshdeck(&["world", "--clusters", "3", "--topology", "shared", "--out-dir", world.to_str().expect("utf8")]);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory-shared.json");
+    let mut draw = Draw(0x5eed_5a3d);
+    for round in 0..10 {
+        let plan = random_plan(&mut draw, round, true);
+        let file = dir.path().join(format!("prop{round}.yaml"));
+        std::fs::write(&file, &plan).expect("plan");
+        let out = dir.path().join(format!("out{round}"));
+        meshdeck(&[
+            "render",
+            "-f",
+            file.to_str().expect("utf8"),
+            "--inventory",
+            fixture.to_str().expect("utf8"),
+            "--out-dir",
+            out.to_str().expect("utf8"),
+        ]);
+        for cluster in std::fs::read_dir(&out).expect("rendered").flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            let name = cluster.file_name().to_string_lossy().into_owned();
+            let dry = Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&kc)
+                .args(["--context", &name, "apply", "--server-side", "--dry-run=server", "--field-manager", "meshdeck-test", "-f"])
+                .arg(cluster.path())
+                .output()
+                .expect("kubectl runs");
+            assert!(dry.status.success(), "round {round} on {name}, plan:\n{plan}\n{}", common::text(&dry));
+            let mut files: Vec<PathBuf> = std::fs::read_dir(cluster.path()).expect("files").flatten().map(|e| e.path()).collect();
+            files.sort();
+            files.push(world.join(format!("{name}.yaml")));
+            let result = Command::new(&istioctl).args(["analyze", "--use-kube=false"]).args(&files).output().expect("istioctl runs");
+            let text = common::text(&result);
+            assert!(findings(&text).is_empty(), "round {round} on {name}, plan:\n{plan}\n{text}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Exit codes: 0 success,
 //! 1 failure of the operation, 2 bad input (usage, invalid plan, bad kubeconfig).
 
+mod analyze;
 mod apply;
 mod bench;
 mod clusters;
@@ -60,6 +61,8 @@ pub enum Command {
     Clusters(clusters::ClustersArgs),
     /// The cross-cluster table of services and versions.
     Inventory(inventory::InventoryArgs),
+    /// Every fleet check: findings with a code, severity and fix; exit 1 on an error.
+    Analyze(analyze::AnalyzeArgs),
     /// The Istio objects each cluster needs for a plan.
     Render(render::RenderArgs),
     /// What applying a plan would change: preflight, server dry run, diff against live.
@@ -152,6 +155,7 @@ pub fn main() -> ExitCode {
             Some(Command::World(args)) => sim::world(args),
             Some(Command::Clusters(args)) => clusters::run(&cli.global, args).await,
             Some(Command::Inventory(args)) => inventory::run(&cli.global, args).await,
+            Some(Command::Analyze(args)) => analyze::run(&cli.global, args).await,
             Some(Command::Render(args)) => render::run(&cli.global, args).await,
             Some(Command::Diff(args)) => apply::diff(&cli.global, args).await,
             Some(Command::Apply(args)) => apply::apply(&cli.global, args).await,

@@ -1,0 +1,54 @@
+//! `meshdeck analyze`: every fleet check, as findings with a code, a severity and a
+//! fix; exit 1 when one is an error, so it can gate a pipeline.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::output::{Format, table};
+use super::{CliError, GlobalArgs, fleet};
+use crate::inventory::analyze::{self, Finding};
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// How long to wait for slow clusters; one that has not answered by then is a finding.
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+pub fn render_table(findings: &[Finding]) -> String {
+    let rows: Vec<Vec<String>> = findings
+        .iter()
+        .map(|f| {
+            vec![
+                f.severity.as_str().to_uppercase(),
+                f.code.clone(),
+                f.istio_code.unwrap_or("-").to_string(),
+                f.clusters.join(","),
+                format!("{} (fix: {})", f.message, f.fix),
+            ]
+        })
+        .collect();
+    table(&["SEVERITY", "CODE", "ISTIO", "CLUSTERS", "FINDING"], &rows)
+}
+
+pub async fn run(global: &GlobalArgs, args: AnalyzeArgs) -> Result<(), CliError> {
+    let (_inv, snap) = fleet::settled_inventory(global, Duration::from_secs(args.timeout)).await?;
+    let findings = analyze::analyze(&snap);
+    match args.output {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"findings": findings, "errors": findings.iter().filter(|f| f.severity == analyze::Severity::Error).count()}))
+                .map_err(|e| CliError::failed(e.to_string()))?
+        ),
+        Format::Table if findings.is_empty() => println!("no findings on {} clusters", snap.clusters.len()),
+        Format::Table => print!("{}", render_table(&findings)),
+    }
+    if analyze::has_errors(&findings) {
+        let n = findings.iter().filter(|f| f.severity == analyze::Severity::Error).count();
+        return Err(CliError::failed(format!("{n} error finding{}", if n == 1 { "" } else { "s" })));
+    }
+    Ok(())
+}

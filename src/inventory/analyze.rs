@@ -1,0 +1,249 @@
+//! Fleet analysis (`meshdeck analyze`): every fleet check as a finding with a code
+//! of meshdeck's own, a severity, the clusters involved, istioctl's nearest code
+//! where there is one, and a one-line fix. Pure over a snapshot, like the warnings
+//! it builds on; across clusters is where istioctl, which judges one at a time,
+//! cannot look.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::model::{ClusterState, FleetSnapshot};
+use super::warnings;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub code: String,
+    pub severity: Severity,
+    /// istioctl analyze's nearest message, where one exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub istio_code: Option<&'static str>,
+    pub clusters: Vec<String>,
+    pub message: String,
+    pub fix: &'static str,
+}
+
+/// One code of the catalogue: what it means to an operator.
+pub struct Check {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub istio_code: Option<&'static str>,
+    pub fix: &'static str,
+}
+
+/// Every code `analyze` reports (README, "Analyze", lists the same).
+pub const CATALOGUE: &[Check] = &[
+    Check {
+        code: "UNREACHABLE",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "check the cluster's API server, network path and credentials (meshdeck clusters shows the error)",
+    },
+    Check {
+        code: "ALIAS_MISMATCH",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "fix the kubeconfig: contexts with one server URL and CA reach different clusters",
+    },
+    Check {
+        code: "ROOT_MISMATCH",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "plug in CA certificates chaining to one root in every cluster (Istio's \"plug in CA certificates\")",
+    },
+    Check {
+        code: "DUP_TRUST_DOMAIN",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "give each independent mesh its own meshConfig.trustDomain",
+    },
+    Check {
+        code: "DUP_CLUSTER_ID",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "give each cluster's istiod its own CLUSTER_ID (values.global.multiCluster.clusterName)",
+    },
+    Check {
+        code: "NO_EASTWEST",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "install an east-west gateway with an external address (Istio's multi-network install)",
+    },
+    Check {
+        code: "MULTI_OWNER",
+        severity: Severity::Error,
+        istio_code: Some("IST0109"),
+        fix: "keep one VirtualService per host: meshdeck apply --replace PLAN, or remove the hand-written one",
+    },
+    Check {
+        code: "INCONSISTENT_SERVICE",
+        severity: Severity::Warning,
+        istio_code: Some("IST0170"),
+        fix: "declare the Service with the same ports, names and protocols in every cluster",
+    },
+    Check { code: "ISTIO_SKEW", severity: Severity::Warning, istio_code: None, fix: "upgrade the control planes to one minor version" },
+    Check {
+        code: "DUP_CLUSTER",
+        severity: Severity::Warning,
+        istio_code: None,
+        fix: "register one of the contexts (config.yaml clusters:)",
+    },
+    Check {
+        code: "NO_ISTIO",
+        severity: Severity::Warning,
+        istio_code: None,
+        fix: "install Istio there, or leave the cluster out (--context)",
+    },
+    Check {
+        code: "NO_VERSION_LABEL",
+        severity: Severity::Warning,
+        istio_code: None,
+        fix: "label the pods with their version (the cluster's version label) so routes can pick them",
+    },
+    Check {
+        code: "PARTIAL_SERVICE",
+        severity: Severity::Info,
+        istio_code: None,
+        fix: "nothing, if intended: routes can only use the clusters where the service runs",
+    },
+];
+
+pub fn check(code: &str) -> Option<&'static Check> {
+    CATALOGUE.iter().find(|c| c.code == code)
+}
+
+fn finding(code: &str, message: String, clusters: Vec<String>) -> Finding {
+    let c = check(code);
+    Finding {
+        code: code.to_string(),
+        severity: c.map_or(Severity::Warning, |c| c.severity),
+        istio_code: c.and_then(|c| c.istio_code),
+        clusters,
+        message,
+        fix: c.map_or("", |c| c.fix),
+    }
+}
+
+/// Every finding, errors first, then by code and clusters.
+pub fn analyze(snap: &FleetSnapshot) -> Vec<Finding> {
+    let mut out: Vec<Finding> = snap
+        .clusters
+        .iter()
+        .filter(|c| c.state != ClusterState::Live && c.state != ClusterState::Degraded)
+        .map(|c| {
+            let why = c.error.as_ref().map(|e| e.message()).unwrap_or("no answer yet");
+            finding("UNREACHABLE", format!("{} is {}: {why}; nothing in it was checked", c.name, c.state.as_str()), vec![c.name.clone()])
+        })
+        .collect();
+    out.extend(warnings::compute(snap).into_iter().map(|w| finding(&w.code, w.message, w.clusters)));
+    out.extend(inconsistent_services(snap));
+    out.sort_by(|a, b| (a.severity, &a.code, &a.clusters).cmp(&(b.severity, &b.code, &b.clusters)));
+    out
+}
+
+/// A service whose clusters declare it differently: a caller's sidecar builds one
+/// cluster for the host from one of them, so a port or protocol that differs routes
+/// some endpoints wrongly (istioctl's IST0170, which needs its experimental
+/// multi-cluster mode).
+fn inconsistent_services(snap: &FleetSnapshot) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for row in snap.services.iter().filter(|r| r.namespace != "kube-system") {
+        let mut shapes: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
+        for (cluster, p) in &row.clusters {
+            let mut ports: Vec<String> = if p.port_details.is_empty() {
+                p.ports.iter().map(|n| n.to_string()).collect()
+            } else {
+                p.port_details
+                    .iter()
+                    .map(|d| format!("{}/{}/{}", d.number, if d.name.is_empty() { "-" } else { &d.name }, d.protocol().unwrap_or("?")))
+                    .collect()
+            };
+            ports.sort();
+            shapes.entry(ports).or_default().push(cluster.clone());
+        }
+        if shapes.len() > 1 {
+            let detail: Vec<String> = shapes.iter().map(|(ports, cs)| format!("{} in {}", ports.join(","), cs.join(","))).collect();
+            out.push(finding(
+                "INCONSISTENT_SERVICE",
+                format!("{}: ports (number/name/protocol) differ: {}", row.key(), detail.join("; ")),
+                shapes.into_values().flatten().collect(),
+            ));
+        }
+    }
+    out
+}
+
+/// Exit status of `meshdeck analyze`: 1 when any finding is an error.
+pub fn has_errors(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.severity == Severity::Error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::model::{ClusterView, ServicePort, ServicePresence, ServiceRow};
+
+    fn live(name: &str) -> ClusterView {
+        ClusterView { name: name.into(), context: name.into(), state: ClusterState::Live, ..Default::default() }
+    }
+
+    #[test]
+    fn every_code_warnings_can_give_is_in_the_catalogue() {
+        // The codes warnings.rs emits: its upper-case string literals (tests aside).
+        let source = include_str!("warnings.rs").split("#[cfg(test)]").next().unwrap_or("");
+        let codes: Vec<&str> =
+            source.split('"').skip(1).step_by(2).filter(|s| s.len() > 3 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_')).collect();
+        assert!(codes.len() >= 10, "{codes:?}");
+        for code in codes {
+            assert!(check(code).is_some(), "{code} has no catalogue entry");
+        }
+    }
+
+    #[test]
+    fn a_service_declared_differently_across_clusters_is_inconsistent_and_errors_come_first() {
+        let port = |name: &str| ServicePresence {
+            ports: vec![9080],
+            port_details: vec![ServicePort { number: 9080, name: name.into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let row = ServiceRow {
+            name: "reviews".into(),
+            namespace: "default".into(),
+            clusters: [("c1".to_string(), port("http")), ("c2".to_string(), port("tcp-legacy"))].into(),
+        };
+        let mut down = live("c3");
+        down.state = ClusterState::Unreachable;
+        let snap = FleetSnapshot { clusters: vec![live("c1"), live("c2"), down], services: vec![row.into()], ..Default::default() };
+        let found = analyze(&snap);
+        let codes: Vec<&str> = found.iter().map(|f| f.code.as_str()).collect();
+        assert_eq!(codes[0], "UNREACHABLE", "{found:#?}");
+        let inconsistent = found.iter().find(|f| f.code == "INCONSISTENT_SERVICE").expect("found");
+        assert_eq!(inconsistent.clusters, ["c1", "c2"]);
+        assert!(
+            inconsistent.message.contains("9080/http/HTTP in c1") && inconsistent.message.contains("9080/tcp-legacy/TCP in c2"),
+            "{}",
+            inconsistent.message
+        );
+        assert_eq!(inconsistent.istio_code, Some("IST0170"));
+        assert!(has_errors(&found));
+    }
+}

@@ -1,0 +1,91 @@
+//! `meshdeck analyze` (issue #15), on the sim and on the real test bed: the seeded
+//! talk fleet has no error (exit 0); two hand-written VirtualServices for one host
+//! in one cluster are MULTI_OWNER (istioctl's IST0109), an error: exit 1; a Service
+//! declared with other port names in another cluster is INCONSISTENT_SERVICE
+//! (IST0170), which `istioctl analyze` of one cluster at a time cannot see.
+
+mod common;
+
+use common::{MeshdeckCli, TEST_LABEL, TestFleet, text};
+use kube::api::{Api, DynamicObject};
+use serde_json::{Value, json};
+
+async fn create(fleet: &TestFleet, context: &str, kind: &str, object: Value) {
+    let ar = match kind {
+        "Service" => kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&()),
+        _ => meshdeck::apply::target::resource(kind).expect("kind").0,
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(fleet.client(context).await, "default", &ar);
+    let object: DynamicObject = serde_json::from_value(object).expect("object");
+    api.create(&Default::default(), &object).await.expect("created");
+}
+
+fn findings(out: &std::process::Output) -> Vec<Value> {
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON ({e}): {}", text(out)));
+    v["findings"].as_array().expect("findings").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_passes_the_talk_fleet_and_fails_on_two_route_owners_naming_inconsistent_services() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    let out = cli.run(&["analyze", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let clean = findings(&out);
+    assert!(clean.iter().all(|f| f["severity"] != "error"), "{clean:#?}");
+
+    for name in ["reviews-by-hand", "reviews-by-hand-too"] {
+        let vs = json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": name, "labels": {TEST_LABEL: "x"}},
+            "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}
+        });
+        create(&fleet, "cluster1", "VirtualService", vs).await;
+    }
+    for (context, port) in [("cluster1", "http-api"), ("cluster2", "tcp-api")] {
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "analyzed", "labels": {TEST_LABEL: "x"}},
+            "spec": {"selector": {"app": "analyzed"}, "ports": [{"name": port, "port": 8080, "targetPort": 8080}]}
+        });
+        create(&fleet, context, "Service", svc).await;
+    }
+    // The watchers see the new objects within a moment; analyze reads a settled inventory.
+    let mut last = None;
+    for _ in 0..30 {
+        let out = cli.run(&["analyze", "-o", "json"]).await;
+        let found = findings(&out);
+        let owners = found.iter().find(|f| f["code"] == "MULTI_OWNER");
+        let inconsistent = found.iter().find(|f| f["code"] == "INCONSISTENT_SERVICE");
+        if let (Some(o), Some(i)) = (owners, inconsistent) {
+            assert_eq!(out.status.code(), Some(1), "an error finding fails the command: {}", text(&out));
+            assert_eq!(o["severity"], "error");
+            assert_eq!(o["istioCode"], "IST0109");
+            assert_eq!(o["clusters"], json!(["cluster1"]));
+            assert!(
+                o["message"]
+                    .as_str()
+                    .expect("message")
+                    .contains("VirtualService default/reviews-by-hand and VirtualService default/reviews-by-hand-too"),
+                "{o}"
+            );
+            assert!(o["fix"].as_str().expect("fix").contains("one VirtualService per host"), "{o}");
+            assert_eq!(i["severity"], "warning");
+            assert_eq!(i["istioCode"], "IST0170");
+            assert_eq!(i["clusters"], json!(["cluster1", "cluster2"]));
+            assert_eq!(
+                i["message"],
+                "analyzed.default: ports (number/name/protocol) differ: 8080/http-api/HTTP in cluster1; 8080/tcp-api/TCP in cluster2"
+            );
+            let table = cli.run(&["analyze"]).await;
+            assert_eq!(table.status.code(), Some(1));
+            let t = text(&table);
+            assert!(t.contains("SEVERITY") && t.contains("ERROR") && t.contains("MULTI_OWNER") && t.contains("IST0109"), "{t}");
+            assert!(t.contains("error: 1 error finding"), "{t}");
+            return;
+        }
+        last = Some(text(&out));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("analyze never named both problems: {}", last.unwrap_or_default());
+}
