@@ -225,3 +225,57 @@ fn meshdeck_bench_inventory(n: usize) -> meshdeck::inventory::FleetSnapshot {
     }
     inv
 }
+
+/// A fleet with problems: cluster3 down, two owners of reviews' route in cluster1, and
+/// ratings declared differently in two clusters.
+fn troubled() -> AppState {
+    let mut inv = common::inventory_fixture("federation");
+    inv.clusters[2].state = meshdeck::inventory::ClusterState::Unreachable;
+    inv.clusters[2].error = Some(meshdeck::registry::ClusterError::Unreachable("connection refused".into()));
+    let warn = |code: &str, message: &str, clusters: &[&str], service: &str| meshdeck::inventory::FleetWarning {
+        code: code.into(),
+        message: message.into(),
+        clusters: clusters.iter().map(|c| c.to_string()).collect(),
+        service: Some(service.into()),
+    };
+    inv.warnings = vec![
+        warn(
+            "MULTI_OWNER",
+            "reviews.default from cluster1 is routed by VirtualService default/reviews-by-hand and plan reviews-canary: a sidecar follows only one",
+            &["cluster1"],
+            "reviews.default",
+        ),
+        warn(
+            "INCONSISTENT_SERVICE",
+            "ratings.default: ports (number/name/protocol) differ: 9080/http/HTTP in cluster1; 9080/tcp/TCP in cluster2",
+            &["cluster1", "cluster2"],
+            "ratings.default",
+        ),
+    ];
+    AppState::for_test(inv)
+}
+
+#[test]
+fn problems_are_counted_in_the_title_listed_errors_first_and_enter_opens_the_service() {
+    for (w, h) in [(80u16, 24u16), (160, 45)] {
+        let mut a = troubled();
+        let fleet = screen(&mut a, w, h);
+        assert!(fleet.contains("✗ 3 problems"), "{fleet}");
+        press(&mut a, "g p");
+        insta::assert_snapshot!(format!("problems_{w}x{h}"), screen(&mut a, w, h));
+    }
+    let mut a = troubled();
+    press(&mut a, "g p");
+    let s = screen(&mut a, 160, 45);
+    let order: Vec<usize> = ["MULTI_OWNER", "UNREACHABLE", "INCONSISTENT_SERVICE"].iter().map(|c| s.find(c).expect(c)).collect();
+    assert!(order.windows(2).all(|p| p[0] < p[1]), "errors first, then by code: {s}");
+    // The second finding is about a cluster: Enter says so and stays.
+    press(&mut a, "down enter");
+    assert_eq!(a.view, meshdeck::tui::app::View::Problems);
+    assert_eq!(a.status.as_deref(), Some("this finding is about clusters, not one service"));
+    // The third is about ratings, even when a filter hides it from the fleet table.
+    a.filter = "reviews".into();
+    press(&mut a, "down enter");
+    assert_eq!(a.view, meshdeck::tui::app::View::Service);
+    assert_eq!(a.selected_service().map(|s| s.key()), Some("ratings.default".to_string()));
+}

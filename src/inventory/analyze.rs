@@ -4,12 +4,9 @@
 //! it builds on; across clusters is where istioctl, which judges one at a time,
 //! cannot look.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use super::model::{ClusterState, FleetSnapshot};
-use super::warnings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,6 +35,9 @@ pub struct Finding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub istio_code: Option<&'static str>,
     pub clusters: Vec<String>,
+    /// The service it is about (`name.namespace`), when it is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub message: String,
     pub fix: &'static str,
 }
@@ -138,9 +138,19 @@ fn finding(code: &str, message: String, clusters: Vec<String>) -> Finding {
         severity: c.map_or(Severity::Warning, |c| c.severity),
         istio_code: c.and_then(|c| c.istio_code),
         clusters,
+        service: None,
         message,
         fix: c.map_or("", |c| c.fix),
     }
+}
+
+/// How many findings are errors or warnings: what the cockpit's title counts.
+pub fn problems(snap: &FleetSnapshot) -> (usize, usize) {
+    let unseen = snap.clusters.iter().filter(|c| c.state != ClusterState::Live && c.state != ClusterState::Degraded).count();
+    let severity = |w: &super::model::FleetWarning| check(&w.code).map_or(Severity::Warning, |c| c.severity);
+    let errors = unseen + snap.warnings.iter().filter(|w| severity(w) == Severity::Error).count();
+    let warnings = snap.warnings.iter().filter(|w| severity(w) == Severity::Warning).count();
+    (errors, warnings)
 }
 
 /// Every finding, errors first, then by code and clusters.
@@ -154,41 +164,11 @@ pub fn analyze(snap: &FleetSnapshot) -> Vec<Finding> {
             finding("UNREACHABLE", format!("{} is {}: {why}; nothing in it was checked", c.name, c.state.as_str()), vec![c.name.clone()])
         })
         .collect();
-    out.extend(warnings::compute(snap).into_iter().map(|w| finding(&w.code, w.message, w.clusters)));
-    out.extend(inconsistent_services(snap));
+    // The aggregator computes the warnings with every snapshot (INCONSISTENT_SERVICE among them).
+    out.extend(
+        snap.warnings.iter().map(|w| Finding { service: w.service.clone(), ..finding(&w.code, w.message.clone(), w.clusters.clone()) }),
+    );
     out.sort_by(|a, b| (a.severity, &a.code, &a.clusters).cmp(&(b.severity, &b.code, &b.clusters)));
-    out
-}
-
-/// A service whose clusters declare it differently: a caller's sidecar builds one
-/// cluster for the host from one of them, so a port or protocol that differs routes
-/// some endpoints wrongly (istioctl's IST0170, which needs its experimental
-/// multi-cluster mode).
-fn inconsistent_services(snap: &FleetSnapshot) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for row in snap.services.iter().filter(|r| r.namespace != "kube-system") {
-        let mut shapes: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
-        for (cluster, p) in &row.clusters {
-            let mut ports: Vec<String> = if p.port_details.is_empty() {
-                p.ports.iter().map(|n| n.to_string()).collect()
-            } else {
-                p.port_details
-                    .iter()
-                    .map(|d| format!("{}/{}/{}", d.number, if d.name.is_empty() { "-" } else { &d.name }, d.protocol().unwrap_or("?")))
-                    .collect()
-            };
-            ports.sort();
-            shapes.entry(ports).or_default().push(cluster.clone());
-        }
-        if shapes.len() > 1 {
-            let detail: Vec<String> = shapes.iter().map(|(ports, cs)| format!("{} in {}", ports.join(","), cs.join(","))).collect();
-            out.push(finding(
-                "INCONSISTENT_SERVICE",
-                format!("{}: ports (number/name/protocol) differ: {}", row.key(), detail.join("; ")),
-                shapes.into_values().flatten().collect(),
-            ));
-        }
-    }
     out
 }
 
@@ -232,7 +212,8 @@ mod tests {
         };
         let mut down = live("c3");
         down.state = ClusterState::Unreachable;
-        let snap = FleetSnapshot { clusters: vec![live("c1"), live("c2"), down], services: vec![row.into()], ..Default::default() };
+        let mut snap = FleetSnapshot { clusters: vec![live("c1"), live("c2"), down], services: vec![row.into()], ..Default::default() };
+        snap.warnings = crate::inventory::warnings::compute(&snap);
         let found = analyze(&snap);
         let codes: Vec<&str> = found.iter().map(|f| f.code.as_str()).collect();
         assert_eq!(codes[0], "UNREACHABLE", "{found:#?}");
@@ -244,6 +225,7 @@ mod tests {
             inconsistent.message
         );
         assert_eq!(inconsistent.istio_code, Some("IST0170"));
+        assert_eq!(inconsistent.service.as_deref(), Some("reviews.default"));
         assert!(has_errors(&found));
     }
 }

@@ -301,6 +301,9 @@ pub struct FleetWarning {
     pub code: String,
     pub message: String,
     pub clusters: Vec<String>,
+    /// The service it is about (`name.namespace`), when it is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl FleetSnapshot {

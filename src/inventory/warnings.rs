@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 use super::model::{ClusterView, FleetSnapshot, FleetWarning};
 
 fn warn(code: &str, message: String, clusters: Vec<String>) -> FleetWarning {
-    FleetWarning { code: code.into(), message, clusters }
+    FleetWarning { code: code.into(), message, clusters, service: None }
+}
+
+fn about(service: String, w: FleetWarning) -> FleetWarning {
+    FleetWarning { service: Some(service), ..w }
 }
 
 fn group_by<'a>(clusters: &'a [&'a ClusterView], f: impl Fn(&ClusterView) -> Option<String>) -> BTreeMap<String, Vec<String>> {
@@ -111,21 +115,63 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
         // Only mesh workloads (with a sidecar) are routed by version.
         let unlabelled: Vec<String> = row.clusters.iter().filter(|(_, p)| p.unversioned.injected > 0).map(|(c, _)| c.clone()).collect();
         if !unlabelled.is_empty() {
-            out.push(warn(
-                "NO_VERSION_LABEL",
-                format!("{}: pods without the version label in {}", row.key(), unlabelled.join(", ")),
-                unlabelled,
+            out.push(about(
+                row.key(),
+                warn("NO_VERSION_LABEL", format!("{}: pods without the version label in {}", row.key(), unlabelled.join(", ")), unlabelled),
             ));
         }
         if row.namespace != "kube-system" && row.namespace != "istio-system" && live.len() > 1 {
             let absent: Vec<String> = live.iter().filter(|c| !row.clusters.contains_key(**c)).map(|c| c.to_string()).collect();
             if !absent.is_empty() && absent.len() < live.len() {
-                out.push(warn("PARTIAL_SERVICE", format!("{} is missing in {}", row.key(), absent.join(", ")), absent));
+                out.push(about(row.key(), warn("PARTIAL_SERVICE", format!("{} is missing in {}", row.key(), absent.join(", ")), absent)));
             }
+        }
+        if row.namespace != "kube-system"
+            && let Some(w) = inconsistent(row)
+        {
+            out.push(w);
         }
     }
     out.extend(route_owners(snap));
     out
+}
+
+/// A service whose clusters declare it differently: a caller's sidecar builds one
+/// cluster for the host from one of them, so a port or protocol that differs routes
+/// some endpoints wrongly (istioctl's IST0170, from its experimental multi-cluster
+/// mode). Compared without allocating; described only when they differ.
+fn inconsistent(row: &super::model::ServiceRow) -> Option<FleetWarning> {
+    let mut presences = row.clusters.values();
+    let first = presences.next()?;
+    if presences.all(|p| p.port_details == first.port_details && p.ports == first.ports) {
+        return None;
+    }
+    let mut shapes: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
+    for (cluster, p) in &row.clusters {
+        let mut ports: Vec<String> = if p.port_details.is_empty() {
+            p.ports.iter().map(|n| n.to_string()).collect()
+        } else {
+            p.port_details
+                .iter()
+                .map(|d| format!("{}/{}/{}", d.number, if d.name.is_empty() { "-" } else { &d.name }, d.protocol().unwrap_or("?")))
+                .collect()
+        };
+        ports.sort();
+        shapes.entry(ports).or_default().push(cluster.clone());
+    }
+    if shapes.len() < 2 {
+        // Only targetPort or appProtocol spelling differs, not what Istio routes on.
+        return None;
+    }
+    let detail: Vec<String> = shapes.iter().map(|(ports, cs)| format!("{} in {}", ports.join(","), cs.join(","))).collect();
+    Some(about(
+        row.key(),
+        warn(
+            "INCONSISTENT_SERVICE",
+            format!("{}: ports (number/name/protocol) differ: {}", row.key(), detail.join("; ")),
+            shapes.into_values().flatten().collect(),
+        ),
+    ))
 }
 
 /// A sidecar follows one VirtualService per host: two owners of one service's route
@@ -153,13 +199,17 @@ fn route_owners(snap: &FleetSnapshot) -> Vec<FleetWarning> {
         .into_iter()
         .filter(|(_, who)| who.len() > 1)
         .map(|((svc, cluster), who)| {
-            warn(
-                "MULTI_OWNER",
-                format!(
-                    "{svc} from {cluster} is routed by {}: a sidecar follows only one",
-                    who.into_iter().collect::<Vec<_>>().join(" and ")
+            let key = svc.clone();
+            about(
+                key,
+                warn(
+                    "MULTI_OWNER",
+                    format!(
+                        "{svc} from {cluster} is routed by {}: a sidecar follows only one",
+                        who.into_iter().collect::<Vec<_>>().join(" and ")
+                    ),
+                    vec![cluster],
                 ),
-                vec![cluster],
             )
         })
         .collect()

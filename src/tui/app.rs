@@ -31,6 +31,7 @@ pub enum View {
     Clusters,
     Help,
     Log,
+    Problems,
 }
 
 impl View {
@@ -45,6 +46,7 @@ impl View {
             View::Clusters => "clusters",
             View::Help => "help",
             View::Log => "log",
+            View::Problems => "problems",
         }
     }
 }
@@ -148,6 +150,7 @@ pub struct AppState {
     pub diff: Option<DiffState>,
     pub history: Vec<HistoryRecord>,
     pub history_selected: usize,
+    pub problems_selected: usize,
     pub clusters_selected: usize,
     pub log: VecDeque<String>,
     pub status: Option<String>,
@@ -184,6 +187,7 @@ impl AppState {
             diff: None,
             history: vec![],
             history_selected: 0,
+            problems_selected: 0,
             clusters_selected: 0,
             log: VecDeque::new(),
             status: None,
@@ -214,6 +218,32 @@ impl AppState {
         self.log.push_back(line);
         while self.log.len() > 500 {
             self.log.pop_front();
+        }
+    }
+
+    /// The fleet's findings, as `meshdeck analyze` gives them (cheap: the warnings
+    /// come with each snapshot).
+    pub fn findings(&self) -> Vec<crate::inventory::analyze::Finding> {
+        crate::inventory::analyze::analyze(&self.snapshot)
+    }
+
+    /// Enter on a finding about a service: the fleet table shows that service
+    /// selected (filter and namespace cleared if they hid it), then its view.
+    fn open_problem(&mut self) {
+        let Some(service) = self.findings().get(self.problems_selected).and_then(|f| f.service.clone()) else {
+            self.status = Some("this finding is about clusters, not one service".into());
+            return;
+        };
+        let Some(index) = self.snapshot.services.iter().position(|s| s.key() == service) else { return };
+        if !self.rows.contains(&index) {
+            self.filter.clear();
+            self.namespace = None;
+            self.recompute_rows();
+        }
+        if let Some(pos) = self.rows.iter().position(|i| *i == index) {
+            self.selected = pos;
+            self.keep_in_view();
+            self.go(View::Service);
         }
     }
 
@@ -292,6 +322,7 @@ impl AppState {
             View::Fleet => self.rows.len(),
             View::Composer => self.composer.as_ref().map_or(0, |c| c.rows.len()),
             View::History => self.history.len(),
+            View::Problems => self.findings().len(),
             View::Clusters => self.snapshot.clusters.len() + self.available.len(),
             _ => 0,
         }
@@ -302,6 +333,7 @@ impl AppState {
             View::Fleet => Some(&mut self.selected),
             View::Composer => self.composer.as_mut().map(|c| &mut c.selected),
             View::History => Some(&mut self.history_selected),
+            View::Problems => Some(&mut self.problems_selected),
             View::Clusters => Some(&mut self.clusters_selected),
             View::Diff => self.diff.as_mut().map(|d| &mut d.scroll),
             View::Editor => self.editor.as_mut().map(|e| &mut e.scroll),
@@ -553,6 +585,10 @@ impl AppState {
                 self.col_offset = (self.col_offset + 1).min(self.visible_clusters().len().saturating_sub(1));
                 vec![]
             }
+            Action::OpenService if self.view == View::Problems => {
+                self.open_problem();
+                vec![]
+            }
             Action::OpenService => {
                 if self.selected_service().is_some() {
                     self.go(View::Service);
@@ -575,6 +611,11 @@ impl AppState {
             }
             Action::GotoLog => {
                 self.go(View::Log);
+                vec![]
+            }
+            Action::GotoProblems => {
+                self.problems_selected = 0;
+                self.go(View::Problems);
                 vec![]
             }
             Action::CycleSort => {
@@ -747,6 +788,7 @@ impl AppState {
             (Some("clusters" | "ctx" | "contexts"), _) => self.act(Action::GotoClusters),
             (Some("history"), _) => self.act(Action::GotoHistory),
             (Some("log"), _) => self.act(Action::GotoLog),
+            (Some("problems" | "analyze"), _) => self.act(Action::GotoProblems),
             (Some("help"), _) => self.act(Action::Help),
             (Some("ns" | "namespace"), arg) => {
                 self.namespace = arg.filter(|a| *a != "all").map(String::from);
@@ -764,8 +806,9 @@ impl AppState {
                 vec![]
             }
             (Some(other), _) => {
-                self.status =
-                    Some(format!("unknown command :{other} (fleet, clusters, history, log, help, ns NAME, sort name|namespace|health, q)"));
+                self.status = Some(format!(
+                    "unknown command :{other} (fleet, clusters, history, log, problems, help, ns NAME, sort name|namespace|health, q)"
+                ));
                 vec![]
             }
             (None, _) => vec![],

@@ -15,7 +15,7 @@ use super::action::Action;
 pub const BUILTIN: &[(&str, &str)] =
     &[("default", include_str!("../../keymaps/default.yaml")), ("vim", include_str!("../../keymaps/vim.yaml"))];
 
-pub const VIEWS: &[&str] = &["global", "fleet", "service", "composer", "editor", "diff", "history", "clusters", "help", "log"];
+pub const VIEWS: &[&str] = &["global", "fleet", "service", "composer", "editor", "diff", "history", "clusters", "help", "log", "problems"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {

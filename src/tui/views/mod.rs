@@ -8,6 +8,7 @@ mod editor;
 mod fleet;
 mod help;
 mod history;
+mod problems;
 mod service;
 
 use ratatui::Frame;
@@ -36,6 +37,7 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) {
         View::Clusters => clusters::draw(frame, body, state, theme),
         View::Help => help::draw(frame, body, state, theme),
         View::Log => help::draw_log(frame, body, state, theme),
+        View::Problems => problems::draw(frame, body, state, theme),
     }
     draw_bottom(frame, bottom, state, theme);
 }
@@ -53,6 +55,12 @@ fn draw_title(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         spans.push(Span::styled(format!(" ({} reading mesh facts)", reading.len()), theme.style("dim")));
     }
     spans.push(Span::styled(format!(" · {} services", state.snapshot.services.len()), theme.style("dim")));
+    // Fleet-wide problems, as `meshdeck analyze` counts them (`:problems` lists them).
+    let (errors, warnings) = crate::inventory::analyze::problems(&state.snapshot);
+    if errors + warnings > 0 {
+        let style = if errors > 0 { theme.style("error") } else { theme.style("warning") };
+        spans.push(Span::styled(format!(" · ✗ {} problem{}", errors + warnings, if errors + warnings == 1 { "" } else { "s" }), style));
+    }
     if let Some(ns) = &state.namespace {
         spans.push(Span::styled(format!(" · ns {ns}"), theme.style("dim")));
     }
@@ -93,6 +101,7 @@ fn hints(state: &AppState) -> Vec<(String, &'static str)> {
         View::Diff => &[Action::Confirm, Action::Back],
         View::History => &[Action::Rollback, Action::Back],
         View::Clusters => &[Action::ToggleCluster, Action::SwitchContext, Action::Back],
+        View::Problems => &[Action::OpenService, Action::Back],
         View::Help | View::Log => &[Action::Back],
     };
     wanted
