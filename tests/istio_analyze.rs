@@ -24,6 +24,12 @@ fn meshdeck(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `meshdeck render` of a plan file for a fixture fleet, into `out/<cluster>/`.
+fn render_offline(plan: &Path, inventory: &Path, out: &Path) {
+    let arg = |p: &Path| p.to_str().expect("utf8").to_string();
+    meshdeck(&["render", "-f", &arg(plan), "--inventory", &arg(inventory), "--out-dir", &arg(out)]);
+}
+
 /// `istioctl analyze --all-namespaces` of one live cluster: its whole output.
 fn analyze_live(istioctl: &Path, kubeconfig: &Path, context: &str) -> String {
     let result = Command::new(istioctl)
@@ -70,15 +76,7 @@ fn real_only_istioctl_analyze_finds_nothing_in_any_rendered_example() {
                 let text = std::fs::read_to_string(example).expect("example").replace(", version: v1", "");
                 std::fs::write(&plan, text).expect("plan");
             }
-            meshdeck(&[
-                "render",
-                "-f",
-                plan.to_str().expect("utf8"),
-                "--inventory",
-                inventory.to_str().expect("utf8"),
-                "--out-dir",
-                out.to_str().expect("utf8"),
-            ]);
+            render_offline(&plan, &inventory, &out);
             // One folder per cluster (beside them, the render's `.meshdeck-render` list).
             for cluster in std::fs::read_dir(&out).expect("rendered").flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
                 let name = cluster.file_name().to_string_lossy().into_owned();
@@ -220,15 +218,7 @@ async fn real_only_random_shared_discovery_plans_pass_a_real_api_server_and_isti
         let file = dir.path().join(format!("prop{round}.yaml"));
         std::fs::write(&file, &plan).expect("plan");
         let out = dir.path().join(format!("out{round}"));
-        meshdeck(&[
-            "render",
-            "-f",
-            file.to_str().expect("utf8"),
-            "--inventory",
-            fixture.to_str().expect("utf8"),
-            "--out-dir",
-            out.to_str().expect("utf8"),
-        ]);
+        render_offline(&file, &fixture, &out);
         for cluster in std::fs::read_dir(&out).expect("rendered").flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
             let name = cluster.file_name().to_string_lossy().into_owned();
             let dry = Command::new("kubectl")
@@ -318,15 +308,7 @@ fn real_only_a_failover_local_tier_is_its_pods_each_ejected_on_its_own() {
         let file = dir.path().join(format!("fo{i}.yaml"));
         std::fs::write(&file, &plan).expect("plan");
         let out = dir.path().join(format!("out{i}"));
-        meshdeck(&[
-            "render",
-            "-f",
-            file.to_str().expect("utf8"),
-            "--inventory",
-            fixture.to_str().expect("utf8"),
-            "--out-dir",
-            out.to_str().expect("utf8"),
-        ]);
+        render_offline(&file, &fixture, &out);
         let mut files = vec![world.join("cluster1.yaml")];
         files.extend(std::fs::read_dir(out.join("cluster1")).expect("cluster1's files").flatten().map(|e| e.path()));
         let clusters = istio_endpoints("cluster1", "network1", &files);

@@ -72,6 +72,17 @@ fn mutual_tls(out: &mut RenderedObjects, route: &TrafficRoute, host: &str, mut i
     json!({"mode": "ISTIO_MUTUAL", "subjectAltNames": identities})
 }
 
+/// A caller's ServiceEntry for a mesh host whose endpoints are listed (remote gateways).
+fn endpoints_entry(ns: &str, name: &str, plan: &str, host: &str, resolution: &str, ports: Value, endpoints: Value) -> Value {
+    object(
+        "ServiceEntry",
+        ns,
+        name,
+        plan,
+        json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution, "ports": ports, "endpoints": endpoints}),
+    )
+}
+
 /// One host a target cluster exposes through its east-west gateway, and the
 /// version of its workloads it maps to: (label, version).
 struct Exposed<'a> {
@@ -152,16 +163,8 @@ fn split(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -
                 let host = global_host(&route.service, cluster, v);
                 let name = format!("{}-{cluster}-{v}", route.name);
                 let endpoints = json!([{"address": address, "ports": facts.endpoint_ports(Some(EASTWEST_PORT))}]);
-                out.add(
-                    caller,
-                    object(
-                        "ServiceEntry",
-                        ns,
-                        &name,
-                        &route.name,
-                        json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolution(std::slice::from_ref(&address)), "ports": facts.entry_ports(false), "endpoints": endpoints}),
-                    ),
-                );
+                let resolve = resolution(std::slice::from_ref(&address));
+                out.add(caller, endpoints_entry(ns, &name, &route.name, &host, resolve, facts.entry_ports(false), endpoints));
                 let tls = mutual_tls(out, route, &host, server_identities(inv, &route.service, cluster));
                 out.add(caller, object("DestinationRule", ns, &name, &route.name, json!({"host": host, "trafficPolicy": {"tls": tls}})));
                 exposed.push(Exposed { host, version: Some((label.as_str(), v)), suffix: format!("{v}-global") });
@@ -274,16 +277,7 @@ fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapsho
             ),
         };
         if !endpoints.is_empty() {
-            out.add(
-                caller,
-                object(
-                    "ServiceEntry",
-                    ns,
-                    &name,
-                    &route.name,
-                    json!({"hosts": [host], "location": "MESH_INTERNAL", "resolution": resolve, "ports": ports, "endpoints": endpoints}),
-                ),
-            );
+            out.add(caller, endpoints_entry(ns, &name, &route.name, &host, resolve, ports, Value::Array(endpoints)));
         }
         let mut priority = failover_priority(targets.len());
         if per_pod.is_some() {
