@@ -89,3 +89,62 @@ async fn analyze_passes_the_talk_fleet_and_fails_on_two_route_owners_naming_inco
     }
     panic!("analyze never named both problems: {}", last.unwrap_or_default());
 }
+
+/// meshdeck's own objects (the talk's canary, with subsets in cluster1) pass; a
+/// hand-written DestinationRule whose subset selects no pods (IST0173) and a route to
+/// a subset no rule defines (IST0101) are errors, named with their objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_judges_subsets_of_live_objects() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    let out = cli.run(&["apply", "-f", "examples/reviews-canary.yaml", "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = cli.run(&["analyze", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "the canary's own subsets select pods: {}", text(&out));
+
+    let dr = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "ratings-by-hand", "labels": {TEST_LABEL: "x"}},
+        "spec": {"host": "ratings", "subsets": [{"name": "v9", "labels": {"version": "v9"}}]}
+    });
+    create(&fleet, "cluster2", "DestinationRule", dr).await;
+    let vs = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "ratings-by-hand", "labels": {TEST_LABEL: "x"}},
+        "spec": {"hosts": ["ratings"], "http": [{"route": [
+            {"destination": {"host": "ratings", "subset": "v9"}, "weight": 50},
+            {"destination": {"host": "ratings", "subset": "v1"}, "weight": 50}
+        ]}]}
+    });
+    create(&fleet, "cluster2", "VirtualService", vs).await;
+    let mut last = String::new();
+    for _ in 0..30 {
+        let out = cli.run(&["analyze", "-o", "json"]).await;
+        let found = findings(&out);
+        let messages: Vec<(String, String)> = found
+            .iter()
+            .filter(|f| f["code"].as_str().is_some_and(|c| c.starts_with("SUBSET_")))
+            .map(|f| (f["code"].as_str().unwrap_or("").to_string(), f["message"].as_str().unwrap_or("").to_string()))
+            .collect();
+        if messages.len() == 2 {
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+            assert_eq!(
+                messages,
+                [
+                    (
+                        "SUBSET_NO_PODS".to_string(),
+                        "ratings.default: subset v9 of DestinationRule default/ratings-by-hand in cluster2 selects no pods in cluster2".to_string()
+                    ),
+                    (
+                        "SUBSET_UNDEFINED".to_string(),
+                        "ratings.default: VirtualService default/ratings-by-hand in cluster2 routes to subset v1, which no DestinationRule for the host defines there".to_string()
+                    ),
+                ]
+            );
+            return;
+        }
+        last = text(&out);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("analyze never named both subset problems: {last}");
+}

@@ -232,6 +232,7 @@ fn composing_over_the_owning_plan_keeps_its_other_settings() {
         hosts: vec!["reviews.default.svc.cluster.local".into()],
         managed: true,
         plan: Some("reviews-canary".into()),
+        ..Default::default()
     });
     let mut c = Composer::new(&snap, "reviews.default", Mode::Split).expect("composer");
     assert_eq!(c.owner.as_deref(), Some("reviews-canary"));

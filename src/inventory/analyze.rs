@@ -95,6 +95,18 @@ pub const CATALOGUE: &[Check] = &[
         fix: "keep one VirtualService per host: meshdeck apply --replace PLAN, or remove the hand-written one",
     },
     Check {
+        code: "SUBSET_NO_PODS",
+        severity: Severity::Error,
+        istio_code: Some("IST0173"),
+        fix: "match the subset's labels to running pods (or to the cluster that runs them), or route elsewhere: requests get 503",
+    },
+    Check {
+        code: "SUBSET_UNDEFINED",
+        severity: Severity::Error,
+        istio_code: Some("IST0101"),
+        fix: "define the subset in a DestinationRule for the host in that cluster, or route without it",
+    },
+    Check {
         code: "INCONSISTENT_SERVICE",
         severity: Severity::Warning,
         istio_code: Some("IST0170"),

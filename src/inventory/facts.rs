@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::DynamicObject;
 use sha2::{Digest, Sha256};
 
-use super::model::IstioObject;
+use super::model::{IstioObject, RouteDestination};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodFacts {
@@ -264,6 +264,40 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         (_, Some(h)) => strings(Some(h)),
         (_, None) => o.data.pointer("/spec/host").and_then(|h| h.as_str()).map(|h| vec![h.to_string()]).unwrap_or_default(),
     };
+    let subsets = match kind {
+        "DestinationRule" => o
+            .data
+            .pointer("/spec/subsets")
+            .and_then(|s| s.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let name = s.get("name")?.as_str()?.to_string();
+                let labels = s.get("labels").and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default();
+                Some((name, labels))
+            })
+            .collect(),
+        _ => Default::default(),
+    };
+    let mut destinations: Vec<RouteDestination> = match kind {
+        "VirtualService" => ["http", "tls", "tcp"]
+            .iter()
+            .filter_map(|k| o.data.pointer(&format!("/spec/{k}")).and_then(|r| r.as_array()))
+            .flatten()
+            .filter_map(|rule| rule.get("route").and_then(|r| r.as_array()))
+            .flatten()
+            .filter_map(|r| {
+                let d = r.get("destination")?;
+                Some(RouteDestination {
+                    host: d.get("host")?.as_str()?.to_string(),
+                    subset: d.get("subset").and_then(|s| s.as_str()).map(String::from),
+                })
+            })
+            .collect(),
+        _ => vec![],
+    };
+    destinations.sort();
+    destinations.dedup();
     IstioObject {
         cluster: cluster.into(),
         kind: kind.into(),
@@ -272,6 +306,8 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         hosts,
         managed: labels.get("app.kubernetes.io/managed-by").is_some_and(|v| v == "meshdeck"),
         plan: labels.get("meshdeck.dev/plan").cloned(),
+        subsets,
+        destinations,
     }
 }
 

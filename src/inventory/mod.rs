@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, watch as tokio_watch};
 use tokio::task::JoinHandle;
 
 pub use model::{
-    ClusterState, ClusterView, FleetSnapshot, FleetWarning, IstioObject, MeshFacts, ServicePort, ServicePresence, ServiceRow, VersionCount,
+    ClusterState, ClusterView, FleetSnapshot, FleetWarning, IstioObject, MeshFacts, RouteDestination, ServicePort, ServicePresence,
+    ServiceRow, VersionCount,
 };
 
 use crate::registry::{Cluster, ClusterError};

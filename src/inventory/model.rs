@@ -279,7 +279,7 @@ pub struct VersionCount {
     pub injected: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IstioObject {
     pub cluster: String,
@@ -293,6 +293,32 @@ pub struct IstioObject {
     pub managed: bool,
     #[serde(default)]
     pub plan: Option<String>,
+    /// A DestinationRule's subsets: name → the labels they select.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subsets: BTreeMap<String, BTreeMap<String, String>>,
+    /// A VirtualService's route destinations (http, tls and tcp), each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<RouteDestination>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteDestination {
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+}
+
+/// The Kubernetes Service a host in an Istio object names (`name.namespace`): a short
+/// name is in the object's namespace; `name.ns.svc.cluster.local` is the full form.
+/// Other hosts (ServiceEntry hosts, `.global`) name no Service.
+pub fn service_of_host(host: &str, object_namespace: &str) -> Option<String> {
+    if !host.contains('.') {
+        return Some(format!("{host}.{object_namespace}"));
+    }
+    let rest = host.strip_suffix(".svc.cluster.local")?;
+    let (name, ns) = rest.split_once('.')?;
+    (!ns.contains('.')).then(|| format!("{name}.{ns}"))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -133,6 +133,107 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
         }
     }
     out.extend(route_owners(snap));
+    out.extend(subsets(snap));
+    out
+}
+
+/// The clusters a subset's pods may be in, as the DestinationRule's cluster sees
+/// them: the one its `topology.istio.io/cluster` label names, else that cluster and
+/// every cluster its istiod reads a remote secret for (shared discovery).
+fn subset_clusters<'a>(snap: &'a FleetSnapshot, cluster: &str, labels: &BTreeMap<String, String>) -> Vec<&'a ClusterView> {
+    match labels.get(CLUSTER_LABEL) {
+        Some(id) => snap.clusters.iter().filter(|c| snap.cluster_id_from(cluster, &c.name).as_deref() == Some(id.as_str())).collect(),
+        None => snap.clusters.iter().filter(|c| snap.shares_discovery(cluster, &c.name)).collect(),
+    }
+}
+
+const CLUSTER_LABEL: &str = "topology.istio.io/cluster";
+
+/// Subsets judged across the fleet. A DestinationRule subset that selects no pods
+/// (istioctl's IST0173) is judged where its pods may be: in shared discovery a
+/// cluster's subset may select another cluster's pods, which istioctl, one cluster
+/// at a time, calls empty. A route to a subset no DestinationRule defines (IST0101)
+/// is judged per cluster, against every rule for the host there. A cluster not live
+/// is not judged (unknown is not absent); a subset selecting labels other than the
+/// version and cluster labels is not judged (the inventory counts pods by version).
+fn subsets(snap: &FleetSnapshot) -> Vec<FleetWarning> {
+    let mut out = Vec::new();
+    let routing = |o: &&super::model::IstioObject| o.kind == "VirtualService" || o.kind == "DestinationRule";
+    if !snap.istio_objects.iter().any(|o| routing(&o)) {
+        return out;
+    }
+    let services: std::collections::HashMap<String, &super::model::ServiceRow> =
+        snap.services.iter().map(|s| (s.key(), s.as_ref())).collect();
+    let live = |c: &ClusterView| c.state == super::model::ClusterState::Live;
+    let presence = |svc: &str, cluster: &str| services.get(svc).and_then(|row| row.clusters.get(cluster));
+    // Per (cluster, service): the subsets its DestinationRules define.
+    let mut defined: BTreeMap<(&str, String), std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for dr in snap.istio_objects.iter().filter(|o| o.kind == "DestinationRule") {
+        if let Some(svc) = dr.hosts.first().and_then(|h| super::model::service_of_host(h, &dr.namespace)) {
+            defined.entry((dr.cluster.as_str(), svc)).or_default().extend(dr.subsets.keys().map(String::as_str));
+        }
+    }
+    for dr in snap.istio_objects.iter().filter(|o| o.kind == "DestinationRule" && !o.subsets.is_empty()) {
+        let Some(svc) = dr.hosts.first().and_then(|h| super::model::service_of_host(h, &dr.namespace)) else { continue };
+        if !services.contains_key(&svc) {
+            continue;
+        }
+        for (subset, labels) in &dr.subsets {
+            let candidates = subset_clusters(snap, &dr.cluster, labels);
+            if candidates.is_empty() || !candidates.iter().all(|c| live(c)) {
+                continue;
+            }
+            let judged = labels.keys().all(|k| {
+                k == CLUSTER_LABEL || candidates.iter().all(|c| *k == c.version_label || (c.version_label.is_empty() && k == "version"))
+            });
+            if !judged {
+                continue;
+            }
+            let selects = candidates.iter().any(|c| {
+                presence(&svc, &c.name).is_some_and(|p| match labels.iter().find(|(k, _)| *k != CLUSTER_LABEL) {
+                    Some((_, v)) => p.versions.get(v).is_some_and(|n| n.total > 0),
+                    None => p.versions.values().any(|n| n.total > 0) || p.unversioned.total > 0,
+                })
+            });
+            if !selects {
+                let names: Vec<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
+                out.push(about(
+                    svc.clone(),
+                    warn(
+                        "SUBSET_NO_PODS",
+                        format!(
+                            "{svc}: subset {subset} of DestinationRule {}/{} in {} selects no pods in {}",
+                            dr.namespace,
+                            dr.name,
+                            dr.cluster,
+                            names.join(", ")
+                        ),
+                        vec![dr.cluster.clone()],
+                    ),
+                ));
+            }
+        }
+    }
+    for vs in snap.istio_objects.iter().filter(|o| o.kind == "VirtualService") {
+        for d in &vs.destinations {
+            let Some(subset) = &d.subset else { continue };
+            let Some(svc) = super::model::service_of_host(&d.host, &vs.namespace) else { continue };
+            let is_defined = defined.get(&(vs.cluster.as_str(), svc.clone())).is_some_and(|s| s.contains(subset.as_str()));
+            if !is_defined && services.contains_key(&svc) {
+                out.push(about(
+                    svc.clone(),
+                    warn(
+                        "SUBSET_UNDEFINED",
+                        format!(
+                            "{svc}: VirtualService {}/{} in {} routes to subset {subset}, which no DestinationRule for the host defines there",
+                            vs.namespace, vs.name, vs.cluster
+                        ),
+                        vec![vs.cluster.clone()],
+                    ),
+                ));
+            }
+        }
+    }
     out
 }
 
@@ -235,6 +336,87 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    /// c1 reads c2's remote secret (shared discovery); reviews runs v1 in c1, v3 in c2.
+    fn shared_fleet(objects: Vec<crate::inventory::IstioObject>) -> FleetSnapshot {
+        use crate::inventory::model::{ServicePresence, ServiceRow, VersionCount};
+        let mut c1 = cluster("c1", "sha256:1", "cluster.local", "1.27.3", true);
+        c1.version_label = "version".into();
+        c1.mesh.remote_secrets = vec!["c2".into()];
+        let mut c2 = cluster("c2", "sha256:1", "cluster.local", "1.27.3", true);
+        c2.version_label = "version".into();
+        let runs = |v: &str| ServicePresence {
+            versions: [(v.to_string(), VersionCount { ready: 1, total: 1, injected: 1 })].into(),
+            ..Default::default()
+        };
+        let row = ServiceRow {
+            name: "reviews".into(),
+            namespace: "default".into(),
+            clusters: [("c1".to_string(), runs("v1")), ("c2".to_string(), runs("v3"))].into(),
+        };
+        FleetSnapshot { clusters: vec![c1, c2], services: vec![row.into()], istio_objects: objects, ..Default::default() }
+    }
+
+    fn dr(cluster: &str, subsets: &[(&str, &[(&str, &str)])]) -> crate::inventory::IstioObject {
+        crate::inventory::IstioObject {
+            cluster: cluster.into(),
+            kind: "DestinationRule".into(),
+            namespace: "default".into(),
+            name: "reviews".into(),
+            hosts: vec!["reviews".into()],
+            subsets: subsets
+                .iter()
+                .map(|(n, ls)| (n.to_string(), ls.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn subsets_are_judged_where_their_pods_may_be_across_clusters() {
+        // v3 runs only in c2: a subset naming c2 selects it, one without a cluster label
+        // does too through shared discovery (istioctl, judging c1 alone, calls both empty).
+        let rule = dr(
+            "c1",
+            &[("v3", &[("version", "v3"), (CLUSTER_LABEL, "c2")]), ("v3-any", &[("version", "v3")]), ("v9", &[("version", "v9")])],
+        );
+        let route = crate::inventory::IstioObject {
+            cluster: "c1".into(),
+            kind: "VirtualService".into(),
+            namespace: "default".into(),
+            name: "reviews-by-hand".into(),
+            hosts: vec!["reviews".into()],
+            destinations: ["v3", "v4"]
+                .iter()
+                .map(|s| crate::inventory::RouteDestination {
+                    host: "reviews.default.svc.cluster.local".into(),
+                    subset: Some(s.to_string()),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let found = compute(&shared_fleet(vec![rule, route]));
+        let got: Vec<(&str, &str)> = found.iter().map(|w| (w.code.as_str(), w.message.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("SUBSET_NO_PODS", "reviews.default: subset v9 of DestinationRule default/reviews in c1 selects no pods in c1, c2"),
+                (
+                    "SUBSET_UNDEFINED",
+                    "reviews.default: VirtualService default/reviews-by-hand in c1 routes to subset v4, which no DestinationRule for the host defines there"
+                ),
+            ]
+        );
+        // Without the remote secret (federation) c1's subset for v3 selects nothing: c1 runs v1.
+        let mut fed = shared_fleet(vec![dr("c1", &[("v3-any", &[("version", "v3")])])]);
+        fed.clusters[0].mesh.remote_secrets.clear();
+        fed.clusters[0].mesh.trust_domain = Some("c1.local".into());
+        assert_eq!(codes(&fed), ["SUBSET_NO_PODS"]);
+        // A cluster not live is not judged: unknown is not absent.
+        let mut dark = shared_fleet(vec![dr("c1", &[("v9", &[("version", "v9")])])]);
+        dark.clusters[1].state = ClusterState::Unreachable;
+        assert!(codes(&dark).is_empty(), "{:?}", compute(&dark));
     }
 
     fn codes(snap: &FleetSnapshot) -> Vec<String> {
