@@ -37,18 +37,18 @@ pub fn render_table(findings: &[Finding]) -> String {
 pub async fn run(global: &GlobalArgs, args: AnalyzeArgs) -> Result<(), CliError> {
     let (_inv, snap) = fleet::settled_inventory(global, Duration::from_secs(args.timeout)).await?;
     let findings = analyze::analyze(&snap);
+    let errors = analyze::errors(&findings);
     match args.output {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"findings": findings, "errors": findings.iter().filter(|f| f.severity == analyze::Severity::Error).count()}))
+            serde_json::to_string_pretty(&serde_json::json!({"findings": findings, "errors": errors}))
                 .map_err(|e| CliError::failed(e.to_string()))?
         ),
         Format::Table if findings.is_empty() => println!("no findings on {} clusters", snap.clusters.len()),
         Format::Table => print!("{}", render_table(&findings)),
     }
-    if analyze::has_errors(&findings) {
-        let n = findings.iter().filter(|f| f.severity == analyze::Severity::Error).count();
-        return Err(CliError::failed(format!("{n} error finding{}", if n == 1 { "" } else { "s" })));
+    if errors > 0 {
+        return Err(CliError::failed(format!("{errors} error finding{}", if errors == 1 { "" } else { "s" })));
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::model::{ClusterState, FleetSnapshot};
+use super::model::{ClusterState, ClusterView, FleetSnapshot};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -156,9 +156,14 @@ fn finding(code: &str, message: String, clusters: Vec<String>) -> Finding {
     }
 }
 
+/// A cluster whose objects were not read: nothing in it was checked.
+fn unseen(c: &&ClusterView) -> bool {
+    c.state != ClusterState::Live && c.state != ClusterState::Degraded
+}
+
 /// How many findings are errors or warnings: what the cockpit's title counts.
 pub fn problems(snap: &FleetSnapshot) -> (usize, usize) {
-    let unseen = snap.clusters.iter().filter(|c| c.state != ClusterState::Live && c.state != ClusterState::Degraded).count();
+    let unseen = snap.clusters.iter().filter(unseen).count();
     let severity = |w: &super::model::FleetWarning| check(&w.code).map_or(Severity::Warning, |c| c.severity);
     let errors = unseen + snap.warnings.iter().filter(|w| severity(w) == Severity::Error).count();
     let warnings = snap.warnings.iter().filter(|w| severity(w) == Severity::Warning).count();
@@ -170,7 +175,7 @@ pub fn analyze(snap: &FleetSnapshot) -> Vec<Finding> {
     let mut out: Vec<Finding> = snap
         .clusters
         .iter()
-        .filter(|c| c.state != ClusterState::Live && c.state != ClusterState::Degraded)
+        .filter(unseen)
         .map(|c| {
             let why = c.error.as_ref().map(|e| e.message()).unwrap_or("no answer yet");
             finding("UNREACHABLE", format!("{} is {}: {why}; nothing in it was checked", c.name, c.state.as_str()), vec![c.name.clone()])
@@ -184,15 +189,15 @@ pub fn analyze(snap: &FleetSnapshot) -> Vec<Finding> {
     out
 }
 
-/// Exit status of `meshdeck analyze`: 1 when any finding is an error.
-pub fn has_errors(findings: &[Finding]) -> bool {
-    findings.iter().any(|f| f.severity == Severity::Error)
+/// How many findings are errors: `meshdeck analyze` exits 1 when there is one.
+pub fn errors(findings: &[Finding]) -> usize {
+    findings.iter().filter(|f| f.severity == Severity::Error).count()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::model::{ClusterView, ServicePort, ServicePresence, ServiceRow};
+    use crate::inventory::model::{ServicePort, ServicePresence, ServiceRow};
 
     fn live(name: &str) -> ClusterView {
         ClusterView { name: name.into(), context: name.into(), state: ClusterState::Live, ..Default::default() }
@@ -238,6 +243,6 @@ mod tests {
         );
         assert_eq!(inconsistent.istio_code, Some("IST0170"));
         assert_eq!(inconsistent.service.as_deref(), Some("reviews.default"));
-        assert!(has_errors(&found));
+        assert_eq!(errors(&found), 1);
     }
 }

@@ -1,9 +1,9 @@
 //! Fleet warnings: facts that make cross-cluster traffic fail or surprise.
 //! Pure over a snapshot; each warning has a short code and the clusters involved.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::model::{ClusterView, FleetSnapshot, FleetWarning};
+use super::model::{ClusterView, FleetSnapshot, FleetWarning, ServiceRow, service_of_host};
 
 fn warn(code: &str, message: String, clusters: Vec<String>) -> FleetWarning {
     FleetWarning { code: code.into(), message, clusters, service: None }
@@ -132,8 +132,12 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
             out.push(w);
         }
     }
-    out.extend(route_owners(snap));
-    out.extend(subsets(snap));
+    // Route checks look services up by the hosts of VirtualServices and DestinationRules.
+    if snap.istio_objects.iter().any(|o| o.kind == "VirtualService" || o.kind == "DestinationRule") {
+        let services: HashMap<String, &ServiceRow> = snap.services.iter().map(|s| (s.key(), s.as_ref())).collect();
+        out.extend(route_owners(snap, &services));
+        out.extend(subsets(snap, &services));
+    }
     out
 }
 
@@ -156,25 +160,19 @@ const CLUSTER_LABEL: &str = "topology.istio.io/cluster";
 /// is judged per cluster, against every rule for the host there. A cluster not live
 /// is not judged (unknown is not absent); a subset selecting labels other than the
 /// version and cluster labels is not judged (the inventory counts pods by version).
-fn subsets(snap: &FleetSnapshot) -> Vec<FleetWarning> {
+fn subsets(snap: &FleetSnapshot, services: &HashMap<String, &ServiceRow>) -> Vec<FleetWarning> {
     let mut out = Vec::new();
-    let routing = |o: &&super::model::IstioObject| o.kind == "VirtualService" || o.kind == "DestinationRule";
-    if !snap.istio_objects.iter().any(|o| routing(&o)) {
-        return out;
-    }
-    let services: std::collections::HashMap<String, &super::model::ServiceRow> =
-        snap.services.iter().map(|s| (s.key(), s.as_ref())).collect();
     let live = |c: &ClusterView| c.state == super::model::ClusterState::Live;
     let presence = |svc: &str, cluster: &str| services.get(svc).and_then(|row| row.clusters.get(cluster));
     // Per (cluster, service): the subsets its DestinationRules define.
-    let mut defined: BTreeMap<(&str, String), std::collections::BTreeSet<&str>> = BTreeMap::new();
+    let mut defined: BTreeMap<(&str, String), BTreeSet<&str>> = BTreeMap::new();
     for dr in snap.istio_objects.iter().filter(|o| o.kind == "DestinationRule") {
-        if let Some(svc) = dr.hosts.first().and_then(|h| super::model::service_of_host(h, &dr.namespace)) {
+        if let Some(svc) = dr.hosts.first().and_then(|h| service_of_host(h, &dr.namespace)) {
             defined.entry((dr.cluster.as_str(), svc)).or_default().extend(dr.subsets.keys().map(String::as_str));
         }
     }
     for dr in snap.istio_objects.iter().filter(|o| o.kind == "DestinationRule" && !o.subsets.is_empty()) {
-        let Some(svc) = dr.hosts.first().and_then(|h| super::model::service_of_host(h, &dr.namespace)) else { continue };
+        let Some(svc) = dr.hosts.first().and_then(|h| service_of_host(h, &dr.namespace)) else { continue };
         if !services.contains_key(&svc) {
             continue;
         }
@@ -217,7 +215,7 @@ fn subsets(snap: &FleetSnapshot) -> Vec<FleetWarning> {
     for vs in snap.istio_objects.iter().filter(|o| o.kind == "VirtualService") {
         for d in &vs.destinations {
             let Some(subset) = &d.subset else { continue };
-            let Some(svc) = super::model::service_of_host(&d.host, &vs.namespace) else { continue };
+            let Some(svc) = service_of_host(&d.host, &vs.namespace) else { continue };
             let is_defined = defined.get(&(vs.cluster.as_str(), svc.clone())).is_some_and(|s| s.contains(subset.as_str()));
             if !is_defined && services.contains_key(&svc) {
                 out.push(about(
@@ -241,7 +239,7 @@ fn subsets(snap: &FleetSnapshot) -> Vec<FleetWarning> {
 /// cluster for the host from one of them, so a port or protocol that differs routes
 /// some endpoints wrongly (istioctl's IST0170, from its experimental multi-cluster
 /// mode). Compared without allocating; described only when they differ.
-fn inconsistent(row: &super::model::ServiceRow) -> Option<FleetWarning> {
+fn inconsistent(row: &ServiceRow) -> Option<FleetWarning> {
     let mut presences = row.clusters.values();
     let first = presences.next()?;
     if presences.all(|p| p.port_details == first.port_details && p.ports == first.ports) {
@@ -277,32 +275,24 @@ fn inconsistent(row: &super::model::ServiceRow) -> Option<FleetWarning> {
 
 /// A sidecar follows one VirtualService per host: two owners of one service's route
 /// in one cluster (two plans, or a plan and a hand-written object) means one is ignored.
-fn route_owners(snap: &FleetSnapshot) -> Vec<FleetWarning> {
-    let mut owners: BTreeMap<(String, String), std::collections::BTreeSet<String>> = BTreeMap::new();
+fn route_owners(snap: &FleetSnapshot, services: &HashMap<String, &ServiceRow>) -> Vec<FleetWarning> {
+    let mut owners: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for o in snap.istio_objects.iter().filter(|o| o.kind == "VirtualService") {
-        for h in &o.hosts {
-            // Only hosts of services in the inventory: `reviews` in its namespace, or the FQDN.
-            let key = snap
-                .services
-                .iter()
-                .find(|s| *h == format!("{}.{}.svc.cluster.local", s.name, s.namespace) || (*h == s.name && o.namespace == s.namespace))
-                .map(|s| s.key());
-            if let Some(k) = key {
-                let who = match (&o.plan, o.managed) {
-                    (Some(p), true) => format!("plan {p}"),
-                    _ => format!("VirtualService {}/{}", o.namespace, o.name),
-                };
-                owners.entry((k, o.cluster.clone())).or_default().insert(who);
-            }
+        // Only hosts of services in the inventory: `reviews` in its namespace, or the FQDN.
+        for key in o.hosts.iter().filter_map(|h| service_of_host(h, &o.namespace)).filter(|k| services.contains_key(k)) {
+            let who = match (&o.plan, o.managed) {
+                (Some(p), true) => format!("plan {p}"),
+                _ => format!("VirtualService {}/{}", o.namespace, o.name),
+            };
+            owners.entry((key, o.cluster.clone())).or_default().insert(who);
         }
     }
     owners
         .into_iter()
         .filter(|(_, who)| who.len() > 1)
         .map(|((svc, cluster), who)| {
-            let key = svc.clone();
             about(
-                key,
+                svc.clone(),
                 warn(
                     "MULTI_OWNER",
                     format!(

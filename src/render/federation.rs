@@ -230,8 +230,13 @@ fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapsho
     for caller in &route.from_clusters {
         let facts = routed_service(route, inv, caller)?;
         let caller_net = network(caller);
-        let addresses: Vec<String> =
-            targets.iter().filter(|t| t.cluster != *caller).map(|t| eastwest(inv, &t.cluster)).collect::<Result<_, _>>()?;
+        // Each remote tier's east-west gateway, by cluster.
+        let gateways: BTreeMap<&str, String> = targets
+            .iter()
+            .filter(|t| t.cluster != *caller)
+            .map(|t| eastwest(inv, &t.cluster).map(|a| (t.cluster.as_str(), a)))
+            .collect::<Result<_, _>>()?;
+        let addresses: Vec<String> = gateways.values().cloned().collect();
         // The caller's own tier as its pods, each an endpoint (per-pod balancing and
         // outlier detection), through a second ServiceEntry for the same host that
         // selects them: Istio merges the endpoints of one host's entries in a
@@ -252,9 +257,8 @@ fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapsho
                 }
                 continue;
             }
-            let address = eastwest(inv, &t.cluster)?;
             exposed.insert(t.cluster.as_str());
-            let mut endpoint = json!({"address": address, "ports": facts.endpoint_ports(Some(EASTWEST_PORT))});
+            let mut endpoint = json!({"address": gateways[t.cluster.as_str()], "ports": facts.endpoint_ports(Some(EASTWEST_PORT))});
             match per_pod {
                 Some(l) => {
                     let own_net = network(&t.cluster);
@@ -269,12 +273,11 @@ fn failover(route: &TrafficRoute, targets: &[FailoverTarget], inv: &FleetSnapsho
             endpoints.push(endpoint);
         }
         let name = format!("{}-failover", route.name);
-        let (resolve, ports) = match per_pod {
-            Some(_) => ("STATIC", facts.entry_ports(true)),
-            None => (
-                resolution(&[addresses.clone(), local.map(|_| route.service.local_host()).into_iter().collect()].concat()),
-                facts.entry_ports(false),
-            ),
+        let (resolve, ports) = match (per_pod, local) {
+            (Some(_), _) => ("STATIC", facts.entry_ports(true)),
+            // The local tier as the Service's name is a host name.
+            (None, Some(_)) => ("DNS", facts.entry_ports(false)),
+            (None, None) => (resolution(&addresses), facts.entry_ports(false)),
         };
         if !endpoints.is_empty() {
             out.add(caller, endpoints_entry(ns, &name, &route.name, &host, resolve, ports, Value::Array(endpoints)));
