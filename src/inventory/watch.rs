@@ -163,15 +163,17 @@ pub async fn served_versions(
     Ok(by_kind)
 }
 
-/// Pods are listed 250 a page: a page is read whole before it is decoded, and a
+/// Pods are listed 100 a page: a page is read whole before it is decoded, and a
 /// fleet lists every cluster at once, so the page size bounds the start-up peak
-/// (500 real-sized pods are 5 MB of JSON per cluster in flight). Measured on 50 ×
-/// 200 (README, Benchmarks): 500 a page peaked at 271 MiB, 250 at 218 MiB, 100 at
-/// 181 MiB but took 1.9x the network floor instead of 1.4x.
-const POD_PAGE: u32 = 250;
+/// (real-sized pods are 16 KB of JSON each). Measured on 50 × 200 (README,
+/// Benchmarks): over HTTP/1.1, 250 a page peaked at 218 MiB and 100 at 181 MiB but
+/// took 1.9x the network floor; over HTTP/2 (one connection per cluster, see
+/// `registry::transport`) 100 a page peaks at 164–178 MiB within 1.3–1.5x the floor, and
+/// 250 still peaks over 200 MiB.
+const POD_PAGE: u32 = 100;
 
 /// Pod lists in flight at once across the whole fleet. A list holds a page of
-/// real-sized pods (4 MB of JSON) while it is decoded; 50 clusters listing at once
+/// real-sized pods (1.6 MB of JSON) while it is decoded; 50 clusters listing at once
 /// made the start-up and relist peak grow with the fleet, and glibc keeps what a
 /// peak took. The network floor is measured with the same bound (`bench inventory`).
 const POD_LISTS_AT_ONCE: usize = 8;

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod health;
+pub mod transport;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -29,7 +30,7 @@ pub async fn client_for(kc: &Kubeconfig, context: &str) -> Result<kube::Client, 
     let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
     let program = exec_of(kc, context).and_then(|e| e.command.as_deref());
     match kube::Config::from_custom_kubeconfig(kc.clone(), &opts).await {
-        Ok(config) => kube::Client::try_from(config).map_err(|e| health::describe_error_for(&e, program)),
+        Ok(config) => transport::client(config).map_err(|e| health::describe_error_for(&e, program)),
         Err(e) => Err(health::describe_error_for(&e, program)),
     }
 }

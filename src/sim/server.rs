@@ -37,6 +37,10 @@ pub async fn serve(cluster: Arc<SimCluster>, listener: TcpListener, tls: TlsAcce
             drop(stream);
             continue;
         }
+        // As Go's net/http (kube-apiserver) sets it. Without it an HTTP/2 answer's
+        // HEADERS and DATA frames, written apart, wait on Nagle and a delayed ACK:
+        // `bench apply` took 1.7 s instead of 0.2 s.
+        let _ = stream.set_nodelay(true);
         let cluster = cluster.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
