@@ -23,6 +23,7 @@ use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::store::{DeleteOptions, EventType, WatchRecord, WriteOptions, decode_continue, object_rv};
+use super::stored::Stored;
 use super::table::{IncludeObject, table};
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -624,6 +625,22 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
             line.push(b'\n');
             Bytes::from(line)
         };
+        // A stored object's event, written from its text when it goes out whole (as
+        // lists are): a streaming list replays every object, and parsing each took
+        // the sim several times as long as the client's decoding.
+        let api_version = rt.api_version();
+        let encode_stored = |event: &str, obj: &Stored, headers_sent: &mut bool| -> Bytes {
+            if table_mode || metadata_mode {
+                return encode(event, &as_version(&obj.value(), &rt), headers_sent);
+            }
+            let mut line = Vec::with_capacity(obj.size() + 96);
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(event.as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
+            obj.write_json(&mut line, Some(api_version.as_str()));
+            line.extend_from_slice(b"}\n");
+            Bytes::from(line)
+        };
         let (backlog, mut live, start_rv) = match started {
             Ok(s) => s,
             Err(e) => {
@@ -634,11 +651,10 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
         let mut last_rv = start_rv;
         let mut seen_upto = 0;
         for rec in &backlog {
-            if let Some((ev, obj)) = visible(rec, &labels, &fields) {
-                let obj = as_version(&obj, &rt);
-                if tx.send(encode(ev, &obj, &mut headers_sent)).await.is_err() {
-                    return;
-                }
+            if let Some((ev, obj)) = visible(rec, &labels, &fields)
+                && tx.send(encode_stored(ev, obj, &mut headers_sent)).await.is_err()
+            {
+                return;
             }
             seen_upto = seen_upto.max(rec.rv);
         }
@@ -683,11 +699,10 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
                         continue;
                     }
                     last_rv = rec.rv;
-                    if let Some((ev, obj)) = visible(&rec, &labels, &fields) {
-                        let obj = as_version(&obj, &rt);
-                        if tx.send(encode(ev, &obj, &mut headers_sent)).await.is_err() {
-                            return;
-                        }
+                    if let Some((ev, obj)) = visible(&rec, &labels, &fields)
+                        && tx.send(encode_stored(ev, obj, &mut headers_sent)).await.is_err()
+                    {
+                        return;
                     }
                 }
             }
@@ -701,7 +716,7 @@ async fn watch(ctx: &RequestContext, t: &Target) -> Result<Response<Body>, ApiEr
 
 /// How one change looks through a selector: objects entering the selection are
 /// ADDED, objects leaving it are DELETED, as the API server reports them.
-fn visible(rec: &WatchRecord, labels: &LabelSelector, fields: &FieldSelector) -> Option<(&'static str, Value)> {
+fn visible<'r>(rec: &'r WatchRecord, labels: &LabelSelector, fields: &FieldSelector) -> Option<(&'static str, &'r Stored)> {
     let now = rec.object.matches(labels, fields);
     let before = rec.previous.as_ref().map(|o| o.matches(labels, fields));
     let event = match (rec.event, before, now) {
@@ -712,7 +727,7 @@ fn visible(rec: &WatchRecord, labels: &LabelSelector, fields: &FieldSelector) ->
         (EventType::Modified, Some(true), false) => "DELETED",
         _ => return None,
     };
-    Some((event, rec.object.value()))
+    Some((event, &rec.object))
 }
 
 /// RFC 6902 JSON patch: add, remove, replace, test (what `kubectl patch --type=json` sends).
