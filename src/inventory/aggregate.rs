@@ -290,7 +290,9 @@ impl FleetInventory {
                 }
                 return;
             }
-            _ => {
+            // The cluster answered (a listed or watched object, a list's end): its errors
+            // are over. A list that only starts says nothing yet.
+            change if !change.starts_list() => {
                 if let Some(k) = ev.kind {
                     cm.errors.remove(&(k, ev.scope.clone()));
                     cm.fact_errors.remove(&k);
@@ -298,6 +300,7 @@ impl FleetInventory {
                 cm.probe_error = None;
                 cm.view.last_seen = Some(now);
             }
+            _ => {}
         }
         match ev.change {
             Change::Pods(d) => {
@@ -632,5 +635,33 @@ mod tests {
             inv.apply(ClusterEvent { cluster: 0, kind: Some(kind), scope: None, change });
         }
         assert_eq!(inv.snapshot().clusters[0].state, ClusterState::Live);
+    }
+
+    #[test]
+    fn a_list_that_only_starts_is_not_an_answer() {
+        // kube's watcher says Init before it asks for the list: while a cluster is down
+        // every retry starts one. It stays down, and its last contact stays put.
+        let seen = Utc::now() - chrono::Duration::seconds(60);
+        let view = ClusterView { name: "c".into(), last_seen: Some(seen), ..Default::default() };
+        let mut inv = FleetInventory::new(vec![view], vec![None]);
+        for kind in [WatchKind::Pods, WatchKind::Services] {
+            let down = ClusterError::Unreachable("connection refused".into());
+            inv.apply(ClusterEvent { cluster: 0, kind: Some(kind), scope: None, change: Change::Error(down) });
+        }
+        inv.apply(ClusterEvent { cluster: 0, kind: Some(WatchKind::Pods), scope: None, change: Change::Pods(Delta::Init) });
+        inv.apply(ClusterEvent { cluster: 0, kind: Some(WatchKind::Services), scope: None, change: Change::Services(Delta::Init) });
+        let c = &inv.snapshot().clusters[0];
+        assert_eq!(c.state, ClusterState::Unreachable);
+        assert_eq!(c.last_seen, Some(seen));
+        // The first object listed is an answer.
+        let pod = PodFacts::default();
+        let key = ("default".to_string(), "p".to_string());
+        inv.apply(ClusterEvent {
+            cluster: 0,
+            kind: Some(WatchKind::Pods),
+            scope: None,
+            change: Change::Pods(Delta::Upsert { init: true, key, value: pod }),
+        });
+        assert!(inv.snapshot().clusters[0].last_seen > Some(seen));
     }
 }

@@ -71,6 +71,22 @@ pub enum Change {
     Probe(Probe),
 }
 
+impl Change {
+    /// A list is about to be asked for: kube's watcher says so before it sends the
+    /// request, so it is no sign that the cluster answers.
+    pub fn starts_list(&self) -> bool {
+        match self {
+            Change::Pods(d) => matches!(d, Delta::Init),
+            Change::Services(d) => matches!(d, Delta::Init),
+            Change::MeshConfig(d) => matches!(d, Delta::Init),
+            Change::Istiod(d) => matches!(d, Delta::Init),
+            Change::Network(d) | Change::RemoteSecrets(d) => matches!(d, Delta::Init),
+            Change::Istio(_, d) => matches!(d, Delta::Init),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClusterEvent {
     pub cluster: usize,
