@@ -63,3 +63,32 @@ fn established_to(port: u16) -> usize {
     }
     n
 }
+
+/// Watched namespace by namespace (`namespaces:` in config.yaml), a cluster has two
+/// watches per namespace. A server allows a bounded number of HTTP/2 streams on a
+/// connection (RFC 9113 recommends at least 100; the sim, like hyper, allows 200),
+/// and a request past the bound waits for a stream to end, which a watch never
+/// does: such a cluster is watched over HTTP/1.1, a connection per watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_watched_in_many_namespaces_still_answers() {
+    let fleet = common::TestFleet::start().await;
+    let kc = kube::config::Kubeconfig::from_yaml(&fleet.kubeconfig_yaml()).expect("kubeconfig");
+    let mut namespaces = vec!["default".to_string()];
+    namespaces.extend((0..150).map(|i| format!("team-{i}")));
+    let cfg = meshdeck::config::MeshdeckConfig {
+        clusters: Some(vec![meshdeck::config::ClusterEntry {
+            context: "cluster1".into(),
+            name: None,
+            namespaces,
+            version_label: None,
+            accent: None,
+            read_only: true,
+        }]),
+        ..Default::default()
+    };
+    let clusters = meshdeck::registry::connect(&kc, &[], &cfg, true).await.expect("registry");
+    let mut inv = Inventory::start(&clusters);
+    let snap = inv.settled(Duration::from_secs(30)).await;
+    assert_eq!(snap.clusters[0].state, ClusterState::Live, "{:?}", snap.clusters[0]);
+    assert!(snap.service("reviews.default").is_some_and(|s| s.clusters.contains_key("cluster1")), "reviews is listed in default");
+}

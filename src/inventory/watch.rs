@@ -506,3 +506,25 @@ async fn identity(cluster: usize, client: Client, aliases: Vec<(String, Client)>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cluster_opens_no_more_streams_than_its_transport_counts_on() {
+        // Nothing answers here: the tasks only need to be spawned to be counted.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        for namespaces in [vec![], vec!["a".to_string()], vec!["a".to_string(), "b".to_string(), "c".to_string()]] {
+            let (tx, _rx) = mpsc::channel(16);
+            let tasks = spawn_cluster(0, client.clone(), &namespaces, Vec::new(), tx);
+            let open = tasks.len() + crate::apply::target::IN_FLIGHT;
+            for t in &tasks {
+                t.abort();
+            }
+            let counted = crate::registry::transport::streams_needed(namespaces.len());
+            assert!(open <= counted, "{} namespaces: {open} streams, the transport counts on {counted}", namespaces.len());
+        }
+    }
+}

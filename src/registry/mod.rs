@@ -17,7 +17,8 @@ use crate::config::{ClusterEntry, MeshdeckConfig};
 use crate::kubeconfig::{self, ContextSpec, KubeconfigError};
 
 /// The kube client for one context, or why it cannot be built (one line, no secrets).
-pub async fn client_for(kc: &Kubeconfig, context: &str) -> Result<kube::Client, String> {
+/// `watched_namespaces`: how many namespaces the cluster is watched in one by one (0: all).
+pub async fn client_for(kc: &Kubeconfig, context: &str, watched_namespaces: usize) -> Result<kube::Client, String> {
     // Name what is missing (kube says only "failed to load the cluster of context").
     if let Some(ctx) = kc.contexts.iter().find(|c| c.name == context).and_then(|c| c.context.as_ref()) {
         if !kc.clusters.iter().any(|c| c.name == ctx.cluster) {
@@ -30,7 +31,7 @@ pub async fn client_for(kc: &Kubeconfig, context: &str) -> Result<kube::Client, 
     let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
     let program = exec_of(kc, context).and_then(|e| e.command.as_deref());
     match kube::Config::from_custom_kubeconfig(kc.clone(), &opts).await {
-        Ok(config) => transport::client(config).map_err(|e| health::describe_error_for(&e, program)),
+        Ok(config) => transport::client(config, watched_namespaces).map_err(|e| health::describe_error_for(&e, program)),
         Err(e) => Err(health::describe_error_for(&e, program)),
     }
 }
@@ -156,10 +157,10 @@ pub async fn connect(kc: &Kubeconfig, wanted: &[String], cfg: &MeshdeckConfig, r
                 name
             }
         };
-        let client = client_for(kc, &spec.name).await;
+        let client = client_for(kc, &spec.name, options.namespaces.len()).await;
         let mut aliases = Vec::new();
         for other in groups[group].iter().filter(|c| c.name != spec.name) {
-            aliases.push(Alias { context: other.clone(), client: client_for(kc, &other.name).await });
+            aliases.push(Alias { context: other.clone(), client: client_for(kc, &other.name, options.namespaces.len()).await });
         }
         out.push(Cluster { name, context: spec, client, options, aliases, served: Default::default() });
     }

@@ -25,10 +25,30 @@ use tower::{BoxError, ServiceBuilder};
 const PING_EVERY: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The kube client for `config`. A proxy keeps kube's own client (its tunnelling
-/// connectors are HTTP/1.1 only).
-pub fn client(config: kube::Config) -> kube::Result<kube::Client> {
-    if config.proxy_url.is_some() {
+/// The concurrent streams an HTTP/2 server is counted on to allow on one connection:
+/// RFC 9113 recommends no fewer than 100 (hyper's server allows 200, Go's 250). hyper's
+/// client never opens a second connection when a server's limit is reached: a request
+/// past it waits for a stream to end, and a watch never ends.
+const STREAMS_A_SERVER_ALLOWS: usize = 100;
+
+/// What a cluster keeps open besides its per-namespace watches: the cluster-wide
+/// watches (mesh config, istiod, the istio-system namespace, remote secrets, five
+/// Istio kinds), the probe and identity calls, and an apply's 16 calls in flight,
+/// with room to spare. `inventory::watch` tests that this holds.
+const OTHER_STREAMS: usize = 32;
+
+/// The streams one cluster may keep open at once, watching `watched_namespaces`
+/// namespaces one by one (0: all at once): pods and services are watched per namespace.
+pub fn streams_needed(watched_namespaces: usize) -> usize {
+    2 * watched_namespaces.max(1) + OTHER_STREAMS
+}
+
+/// The kube client for `config`, for a cluster watched in `watched_namespaces`
+/// namespaces one by one (0: all at once). A proxy keeps kube's own client (its
+/// tunnelling connectors are HTTP/1.1 only), and so does a cluster with more
+/// watches than a server is counted on to allow on one HTTP/2 connection.
+pub fn client(config: kube::Config, watched_namespaces: usize) -> kube::Result<kube::Client> {
+    if config.proxy_url.is_some() || streams_needed(watched_namespaces) > STREAMS_A_SERVER_ALLOWS {
         return kube::Client::try_from(config);
     }
     let mut http = HttpConnector::new();

@@ -326,7 +326,7 @@ async fn connected(done: Connected, state: &mut AppState, runner: &mut Runner, w
 async fn switch_context(kc: &kube::config::Kubeconfig, clusters: &[Cluster], name: &str, context: &str) -> Result<Cluster, String> {
     let index = clusters.iter().position(|c| c.name == name).ok_or_else(|| format!("{name} is not registered"))?;
     let mut cluster = clusters[index].clone();
-    let client = crate::registry::client_for(kc, context).await?;
+    let client = crate::registry::client_for(kc, context, cluster.options.namespaces.len()).await?;
     let probe = crate::registry::health::probe(&client, Duration::from_secs(5)).await;
     if let Some(e) = probe.error {
         return Err(e.message().to_string());
