@@ -1,7 +1,6 @@
 //! The HTTP transport under each cluster's kube client. kube builds an HTTP/1.1-only
-//! client, so every watch holds its own TLS connection (a cluster has about fifteen),
-//! each with its own buffers: about 1.3 MiB per cluster before a single object is
-//! kept. API servers speak HTTP/2 (kubectl and client-go use it), so this client
+//! client, so every watch holds its own TLS connection (27 to a sim cluster), each
+//! with its own buffers: about 1 MiB per cluster before a single object is kept. API servers speak HTTP/2 (kubectl and client-go use it), so this client
 //! offers it: one connection per cluster carries every list and watch. The layers
 //! above the connection are kube's own (base URL, credentials, extra headers,
 //! retries), so what a request carries is unchanged.
