@@ -75,15 +75,16 @@ impl Change {
     /// A list is about to be asked for: kube's watcher says so before it sends the
     /// request, so it is no sign that the cluster answers.
     pub fn starts_list(&self) -> bool {
-        match self {
-            Change::Pods(d) => matches!(d, Delta::Init),
-            Change::Services(d) => matches!(d, Delta::Init),
-            Change::MeshConfig(d) => matches!(d, Delta::Init),
-            Change::Istiod(d) => matches!(d, Delta::Init),
-            Change::Network(d) | Change::RemoteSecrets(d) => matches!(d, Delta::Init),
-            Change::Istio(_, d) => matches!(d, Delta::Init),
-            _ => false,
-        }
+        matches!(
+            self,
+            Change::Pods(Delta::Init)
+                | Change::Services(Delta::Init)
+                | Change::MeshConfig(Delta::Init)
+                | Change::Istiod(Delta::Init)
+                | Change::Network(Delta::Init)
+                | Change::RemoteSecrets(Delta::Init)
+                | Change::Istio(_, Delta::Init)
+        )
     }
 }
 

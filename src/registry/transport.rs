@@ -1,9 +1,10 @@
 //! The HTTP transport under each cluster's kube client. kube builds an HTTP/1.1-only
 //! client, so every watch holds its own TLS connection (27 to a sim cluster), each
-//! with its own buffers: about 1 MiB per cluster before a single object is kept. API servers speak HTTP/2 (kubectl and client-go use it), so this client
-//! offers it: one connection per cluster carries every list and watch. The layers
-//! above the connection are kube's own (base URL, credentials, extra headers,
-//! retries), so what a request carries is unchanged.
+//! with its own buffers: about 1 MiB per cluster before a single object is kept.
+//! API servers speak HTTP/2 (kubectl and client-go use it), so this client offers
+//! it: one connection per cluster carries every list and watch. The layers above
+//! the connection are kube's own (base URL, credentials, extra headers, retries),
+//! so what a request carries is unchanged.
 
 use std::future::Future;
 use std::pin::Pin;
