@@ -180,14 +180,14 @@ pub async fn served_versions(
     Ok(by_kind)
 }
 
-/// Pods are listed 100 a page: a page is read whole before it is decoded, and a
-/// fleet lists every cluster at once, so the page size bounds the start-up peak
-/// (real-sized pods are 16 KB of JSON each). Measured on 50 × 200 (README,
-/// Benchmarks): over HTTP/1.1, 250 a page peaked at 218 MiB and 100 at 181 MiB but
-/// took 1.9x the network floor; over HTTP/2 (one connection per cluster, see
-/// `registry::transport`) 100 a page peaks at 164–178 MiB within 1.3–1.5x the floor, and
-/// 250 still peaks over 200 MiB.
-const POD_PAGE: u32 = 100;
+/// Pods are listed 50 a page: a page is read whole (and copied twice by kube's
+/// client) before it is decoded, and a fleet lists every cluster at once, so the page
+/// size bounds the start-up and relist peak (real-sized pods are 16 KB of JSON each).
+/// Measured with `bench inventory` (README, Benchmarks): over HTTP/1.1 small pages
+/// cost 1.9x the network floor; over HTTP/2 (one connection per cluster, see
+/// `registry::transport`) they do not, and 100 a page left a relist of 10 clusters
+/// at 1.7-1.9x its steady memory, 50 at 1.4-1.5x. 25 a page cost time at 50 clusters.
+const POD_PAGE: u32 = 50;
 
 /// Pod lists in flight at once across the whole fleet. A list holds a page of
 /// real-sized pods (1.6 MB of JSON) while it is decoded; 50 clusters listing at once
