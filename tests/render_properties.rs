@@ -173,3 +173,83 @@ proptest! {
 thread_local! {
     static SCHEMAS: BTreeMap<String, Arc<meshdeck::sim::schema::Schema>> = common::istio_schemas();
 }
+
+/// The plan's objects as the inventory would see them once applied.
+fn applied(inv: &FleetSnapshot, plan: &Plan) -> Result<FleetSnapshot, TestCaseError> {
+    let out = meshdeck::render::render(plan, inv).map_err(|e| TestCaseError::fail(format!("{e}\nplan: {plan:?}")))?;
+    let mut snap = inv.clone();
+    for (cluster, o) in out.iter() {
+        let object: kube::api::DynamicObject = serde_json::from_value(o.clone()).expect("object");
+        snap.istio_objects.push(meshdeck::inventory::facts::istio_object(cluster, o["kind"].as_str().unwrap_or(""), &object));
+    }
+    Ok(snap)
+}
+
+/// What an effective route does: per rule, its matches and (weight, tier, cluster, version) of each target.
+type Routing = Vec<(Vec<String>, Vec<(u32, Option<usize>, String, Option<String>)>)>;
+
+fn routing(snap: &FleetSnapshot, from: &str) -> (Routing, meshdeck::inventory::routes::EffectiveRoute) {
+    let found = meshdeck::inventory::routes::effective_routes(snap, Some("app.default"), Some(from));
+    let route = found.into_iter().next().expect("a route from the caller");
+    let r = route
+        .rules
+        .iter()
+        .map(|rule| {
+            let mut targets: Vec<_> = rule
+                .destinations
+                .iter()
+                .flat_map(|d| d.targets.iter().map(move |t| (d.weight, t.tier, t.cluster.clone(), t.version.clone())))
+                .collect();
+            targets.sort();
+            (rule.matches.clone(), targets)
+        })
+        .collect();
+    (r, route)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, .. ProptestConfig::default() })]
+
+    /// `import` ∘ render is the identity on effective routes: a route rendered from
+    /// any valid plan, imported back, validates and renders to the same routing.
+    #[test]
+    fn an_imported_route_renders_back_to_the_same_effective_routing(
+        (versions, shared) in fleet_strategy(),
+        picks in prop::collection::vec((0usize..8, 0usize..4), 1..5),
+        cuts in prop::collection::vec(0u32..=100, 4),
+        failover in any::<bool>(),
+    ) {
+        let inv = fleet(&versions, shared);
+        let plan = plan_for(&versions, shared, &picks, &cuts, failover);
+        let from = plan.routes[0].from_clusters[0].clone();
+        let (before, route) = routing(&applied(&inv, &plan)?, &from);
+        prop_assert!(route.problems.is_empty(), "a valid plan's route has no problems: {:?}", route.problems);
+        if let RouteAction::Split(ds) = &plan.routes[0].action {
+            let mut wanted: Vec<_> = ds.iter().map(|d| (d.weight, None, d.cluster.clone(), Some(d.version.clone()))).collect();
+            wanted.sort();
+            prop_assert_eq!(&before[0].1, &wanted, "the effective split is the plan's");
+        }
+        let imported = meshdeck::plan::import::import(&route, "prop");
+        let tiers = match &plan.routes[0].action {
+            RouteAction::Failover(ts) => ts.len(),
+            RouteAction::Split(_) => 0,
+        };
+        // Shared discovery ranks the primary cluster first and every other cluster that
+        // runs the service together: an order among fallbacks, or a fallback the plan did
+        // not name, is not in the objects, and import says so.
+        let fallbacks: std::collections::BTreeSet<&str> =
+            route.rules[0].destinations.iter().flat_map(|d| &d.targets).filter(|t| t.tier == Some(1)).map(|t| t.cluster.as_str()).collect();
+        if shared && fallbacks.len() > 1 {
+            let why = imported.expect_err("the fallbacks' order is not in the objects");
+            prop_assert!(why.iter().any(|w| w.contains("failover tier 2 is")), "{why:?}");
+            return Ok(());
+        }
+        prop_assert!(!(shared && tiers > 2), "three tiers with shared discovery leave two fallbacks together");
+        let imported = imported.map_err(|why| TestCaseError::fail(format!("{why:?}\nroute: {route:#?}")))?;
+        let plan2 = Plan { routes: vec![imported], ..Default::default() };
+        let reloaded = meshdeck::plan::load("imported.yaml", &plan2.to_yaml(), &inv)
+            .map_err(|e| TestCaseError::fail(format!("imported plan invalid: {e:?}\n{}", plan2.to_yaml())))?;
+        let (after, _) = routing(&applied(&inv, &reloaded)?, &from);
+        prop_assert_eq!(before, after);
+    }
+}

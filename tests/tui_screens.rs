@@ -71,7 +71,27 @@ macro_rules! both_sizes {
     };
 }
 
+/// The canary composed in the cockpit, rendered, and seen back by the inventory as
+/// live objects: what the fleet looks like once it is applied.
+fn canary_applied(a: &mut AppState) {
+    let mut composing = app();
+    canary(&mut composing);
+    let plan = composing.composer.as_ref().expect("composer").to_plan();
+    let out = meshdeck::render::render(&plan, &a.snapshot).expect("renders");
+    let mut snap = (*a.snapshot).clone();
+    for (cluster, o) in out.iter() {
+        let object: kube::api::DynamicObject = serde_json::from_value(o.clone()).expect("object");
+        snap.istio_objects.push(meshdeck::inventory::facts::istio_object(cluster, o["kind"].as_str().expect("kind"), &object));
+    }
+    update(a, Msg::Fleet(std::sync::Arc::new(snap)));
+}
+
 both_sizes!(fleet, |_| {});
+both_sizes!(fleet_routed, canary_applied);
+both_sizes!(service_routed, |a| {
+    canary_applied(a);
+    press(a, "down down down enter");
+});
 both_sizes!(service_detail, |a| press(a, "down down down enter"));
 both_sizes!(composer_split, canary);
 both_sizes!(composer_failover, |a| press(a, "down down down f down J"));

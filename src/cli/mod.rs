@@ -11,6 +11,7 @@ mod fleet;
 mod inventory;
 mod output;
 mod render;
+mod routes;
 mod sim;
 
 use std::path::PathBuf;
@@ -63,6 +64,10 @@ pub enum Command {
     Inventory(inventory::InventoryArgs),
     /// Every fleet check: findings with a code, severity and fix; exit 1 on an error.
     Analyze(analyze::AnalyzeArgs),
+    /// Where calls to a service go now, per calling cluster, from the live Istio objects.
+    Routes(routes::RoutesArgs),
+    /// A service's effective route from one cluster as a TrafficRoute plan (hand-written objects included).
+    Import(routes::ImportArgs),
     /// The Istio objects each cluster needs for a plan.
     Render(render::RenderArgs),
     /// What applying a plan would change: preflight, server dry run, diff against live.
@@ -156,6 +161,8 @@ pub fn main() -> ExitCode {
             Some(Command::Clusters(args)) => clusters::run(&cli.global, args).await,
             Some(Command::Inventory(args)) => inventory::run(&cli.global, args).await,
             Some(Command::Analyze(args)) => analyze::run(&cli.global, args).await,
+            Some(Command::Routes(args)) => routes::run(&cli.global, args).await,
+            Some(Command::Import(args)) => routes::import(&cli.global, args).await,
             Some(Command::Render(args)) => render::run(&cli.global, args).await,
             Some(Command::Diff(args)) => apply::diff(&cli.global, args).await,
             Some(Command::Apply(args)) => apply::apply(&cli.global, args).await,

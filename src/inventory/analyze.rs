@@ -107,6 +107,42 @@ pub const CATALOGUE: &[Check] = &[
         fix: "define the subset in a DestinationRule for the host in that cluster, or route without it",
     },
     Check {
+        code: "HOST_UNKNOWN",
+        severity: Severity::Error,
+        istio_code: Some("IST0101"),
+        fix: "route to a host that exists: a Service in the fleet, or a ServiceEntry host in the calling cluster",
+    },
+    Check {
+        code: "NOT_EXPOSED",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "give the target cluster a ServiceEntry mapping the host to its workloads and an AUTO_PASSTHROUGH Gateway for it (meshdeck renders both)",
+    },
+    Check {
+        code: "CALLER_DENIED",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "allow the caller's principal (spiffe://<caller trust domain>/ns/<ns>/sa/<account>) in the target's AuthorizationPolicy (an AccessPolicy plan)",
+    },
+    Check {
+        code: "NO_ENDPOINTS",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "run the service's pods where the caller can reach them, or route elsewhere: requests get 503",
+    },
+    Check {
+        code: "ROUTE_WEIGHTS",
+        severity: Severity::Warning,
+        istio_code: None,
+        fix: "make the weights of each rule total 100, so the split reads as what it does",
+    },
+    Check {
+        code: "ENDPOINT_UNKNOWN",
+        severity: Severity::Warning,
+        istio_code: None,
+        fix: "point the endpoint at a registered cluster's east-west gateway address (meshdeck clusters shows them)",
+    },
+    Check {
         code: "INCONSISTENT_SERVICE",
         severity: Severity::Warning,
         istio_code: Some("IST0170"),
@@ -206,10 +242,19 @@ mod tests {
     #[test]
     fn every_code_warnings_can_give_is_in_the_catalogue() {
         // The codes warnings.rs emits: its upper-case string literals (tests aside).
-        let source = include_str!("warnings.rs").split("#[cfg(test)]").next().unwrap_or("");
-        let codes: Vec<&str> =
-            source.split('"').skip(1).step_by(2).filter(|s| s.len() > 3 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_')).collect();
-        assert!(codes.len() >= 10, "{codes:?}");
+        let mut codes: Vec<&str> = Vec::new();
+        for source in [include_str!("warnings.rs"), include_str!("routes.rs")] {
+            let source = source.split("#[cfg(test)]").next().unwrap_or("");
+            codes.extend(
+                source
+                    .split('"')
+                    .skip(1)
+                    .step_by(2)
+                    .filter(|s| s.len() > 3 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+                    .filter(|s| !["DEST_UNREACHABLE", "ALLOW"].contains(s)),
+            );
+        }
+        assert!(codes.len() >= 18, "{codes:?}");
         for code in codes {
             assert!(check(code).is_some(), "{code} has no catalogue entry");
         }

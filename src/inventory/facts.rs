@@ -308,6 +308,8 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         plan: labels.get("meshdeck.dev/plan").cloned(),
         subsets,
         destinations,
+        spec: o.data.get("spec").map(|s| s.to_string()).unwrap_or_default().into(),
+        created: o.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod analyze;
 pub mod facts;
 pub mod model;
+pub mod routes;
 pub mod slim;
 pub mod warnings;
 pub mod watch;

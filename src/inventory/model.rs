@@ -299,6 +299,14 @@ pub struct IstioObject {
     /// A VirtualService's route destinations (http, tls and tcp), each once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<RouteDestination>,
+    /// The object's `spec` as JSON text, for effective routes (`inventory::routes`):
+    /// weights, matches, endpoints and policies. Not in the inventory's output.
+    #[serde(skip)]
+    pub spec: Arc<str>,
+    /// `metadata.creationTimestamp` in Unix seconds: of several VirtualServices for
+    /// one host, Istio's sidecars use the oldest.
+    #[serde(skip)]
+    pub created: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -137,6 +137,7 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
         let services: HashMap<String, &ServiceRow> = snap.services.iter().map(|s| (s.key(), s.as_ref())).collect();
         out.extend(route_owners(snap, &services));
         out.extend(subsets(snap, &services));
+        out.extend(super::routes::route_problems(snap).into_iter().map(|(svc, p)| about(svc, warn(p.code, p.message, p.clusters))));
     }
     out
 }

@@ -3,6 +3,7 @@
 //! runs against the inventory and reports every problem at `file:line:col`.
 //! Pure: no I/O beyond the text handed in, no clock.
 
+pub mod import;
 pub mod parse;
 pub mod types;
 pub mod validate;

@@ -42,6 +42,26 @@ pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut Rendere
                 let Some(primary) = targets.first() else { return Err(RenderError::Input("failover without targets".into())) };
                 // Istio ranks endpoints by label prefix: one cluster label gives the primary, then the rest.
                 let priority = vec![format!("{CLUSTER_LABEL}={}", cluster_id(inv, caller, &primary.cluster)?)];
+                // Every other cluster that runs the service is a fallback too: Istio ranks
+                // the primary's endpoints first and all others after.
+                let named: Vec<&str> = targets.iter().map(|t| t.cluster.as_str()).collect();
+                let unnamed: Vec<&str> = inv
+                    .service(&route.service.key())
+                    .map(|row| {
+                        row.clusters.keys().map(String::as_str).filter(|c| !named.contains(c) && inv.shares_discovery(caller, c)).collect()
+                    })
+                    .unwrap_or_default();
+                if targets.len() == 2 && !unnamed.is_empty() {
+                    out.notes.push(format!(
+                        "{}: with shared discovery {} also run{} {} and take{} failover traffic with {}",
+                        route.name,
+                        unnamed.join(", "),
+                        if unnamed.len() == 1 { "s" } else { "" },
+                        route.service.key(),
+                        if unnamed.len() == 1 { "s" } else { "" },
+                        targets[1].cluster
+                    ));
+                }
                 if targets.len() > 2 {
                     let rest: Vec<&str> = targets[1..].iter().map(|t| t.cluster.as_str()).collect();
                     out.notes.push(format!(

@@ -2,7 +2,7 @@
 //! through the keymap, actions and results change state, and effects (data)
 //! ask the runner for background work. Never awaits, never draws.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -162,6 +162,8 @@ pub struct AppState {
     pub now: DateTime<Utc>,
     pub page_rows: usize,
     pub keymap: Keymap,
+    /// The ROUTE cell per service (`name.namespace`) that a VirtualService routes.
+    pub routes: BTreeMap<String, String>,
     pending: Vec<Key>,
     pending_since: Option<Instant>,
     pub quit: bool,
@@ -198,12 +200,20 @@ impl AppState {
             now,
             page_rows: 10,
             keymap,
+            routes: BTreeMap::new(),
             pending: vec![],
             pending_since: None,
             quit: false,
         };
         s.recompute_rows();
+        s.refresh_routes();
         s
+    }
+
+    /// The ROUTE cells, from the effective routes of the services a VirtualService
+    /// names (once per snapshot, not per frame).
+    pub fn refresh_routes(&mut self) {
+        self.routes = crate::inventory::routes::route_cells(&self.snapshot);
     }
 
     /// A state on a fixed clock and the default keymap, for tests.
@@ -923,6 +933,7 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             }
             state.snapshot = snap;
             state.recompute_rows();
+            state.refresh_routes();
             state.resume_waiting()
         }
         Msg::Tick(now) => {

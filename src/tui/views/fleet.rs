@@ -123,7 +123,18 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let (name_cap, ns_cap) = if narrow { (14, 10) } else { (28, 16) };
     let name_w = state.rows.iter().map(|i| state.snapshot.services[*i].name.len()).max().unwrap_or(7).clamp(7, name_cap) as u16;
     let ns_w = state.rows.iter().map(|i| state.snapshot.services[*i].namespace.len()).max().unwrap_or(9).clamp(9, ns_cap) as u16;
+    // The ROUTE column shows once some service is routed by a VirtualService.
+    let route_of = |i: &usize| state.routes.get(&state.snapshot.services[*i].key());
+    let route_w = if state.routes.is_empty() {
+        0
+    } else {
+        let cap = if narrow { 20 } else { 40 };
+        state.rows.iter().filter_map(route_of).map(|r| r.chars().count()).max().unwrap_or(5).clamp(5, cap) as u16
+    };
     let mut widths = vec![Constraint::Length(name_w), Constraint::Length(ns_w)];
+    if route_w > 0 {
+        widths.push(Constraint::Length(route_w));
+    }
     // Each cluster column is as wide as its widest cell (rows on screen), within 10..=32.
     let page_rows: Vec<usize> = state.rows.iter().skip(state.offset).take(usize::from(table.height)).copied().collect();
     let width_of = |name: &str| -> u16 {
@@ -133,7 +144,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         });
         cells.chain(std::iter::once(name.len())).max().unwrap_or(10).clamp(10, 32) as u16
     };
-    let mut room = table.width.saturating_sub(name_w + ns_w + 2);
+    let mut room = table.width.saturating_sub(name_w + ns_w + 2 + if route_w > 0 { route_w + 1 } else { 0 });
     let mut fitted = Vec::new();
     for c in columns {
         let w = width_of(&c.name);
@@ -146,6 +157,9 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     widths.extend(fitted.iter().map(|(_, w)| Constraint::Length(*w)));
     let columns: Vec<_> = fitted.into_iter().map(|(c, _)| c).collect();
     let mut header: Vec<Cell> = vec![Cell::from("SERVICE"), Cell::from("NAMESPACE")];
+    if route_w > 0 {
+        header.push(Cell::from("ROUTE"));
+    }
     for c in &columns {
         header.push(Cell::from(Span::styled(c.name.to_uppercase(), super::cluster_style(state, theme, &c.name))));
     }
@@ -161,6 +175,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 Cell::from(Span::styled(fit(&s.name, usize::from(name_w)), theme.style("text"))),
                 Cell::from(Span::styled(fit(&s.namespace, usize::from(ns_w)), theme.style("dim"))),
             ];
+            if route_w > 0 {
+                cells.push(match route_of(i) {
+                    Some(r) if r.starts_with('✗') => Cell::from(Span::styled(fit(r, usize::from(route_w)), theme.style("error"))),
+                    Some(r) => Cell::from(Span::styled(fit(r, usize::from(route_w)), theme.style("text"))),
+                    None => Cell::from(Span::styled("·", theme.style("dim"))),
+                });
+            }
             cells.extend(columns.iter().map(|c| presence_cell(s.clusters.get(&c.name), c.state, theme)));
             Row::new(cells)
         })

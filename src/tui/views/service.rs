@@ -65,7 +65,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 && o.hosts.iter().any(|h| *h == s.name || *h == fqdn || format!(".{h}").contains(&format!(".{}.{}.", s.name, s.namespace)))
         })
         .collect();
-    let mut lines = vec![Line::from(Span::styled("Istio objects routing it", theme.style("table.header")))];
+    let mut lines = effective_lines(state, &s.key(), theme);
+    lines.push(Line::from(Span::styled("Istio objects routing it", theme.style("table.header"))));
     if routing.is_empty() {
         lines.push(Line::from(Span::styled("  none: plain Kubernetes load balancing", theme.style("dim"))));
     }
@@ -85,4 +86,45 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         )));
     }
     frame.render_widget(Paragraph::new(lines), bottom);
+}
+
+/// Where calls go from each calling cluster, as `meshdeck routes` resolves them.
+fn effective_lines(state: &AppState, service: &str, theme: &Theme) -> Vec<Line<'static>> {
+    let routes = crate::inventory::routes::effective_routes(&state.snapshot, Some(service), None);
+    let mut lines =
+        vec![Line::from(Span::styled("Effective routes (calling cluster → clusters, versions, pods)", theme.style("table.header")))];
+    for r in &routes {
+        let via = match &r.virtual_service {
+            Some(vs) => format!("{vs} ({})", r.owner),
+            None => "no VirtualService: every endpoint it sees".into(),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("  from {:<10}", r.from), super::cluster_style(state, theme, &r.from)),
+            Span::styled(format!(" {via}"), theme.style("dim")),
+        ]));
+        for rule in &r.rules {
+            if !rule.matches.is_empty() {
+                lines.push(Line::from(Span::styled(format!("    if {}:", rule.matches.join(" or ")), theme.style("dim"))));
+            }
+            for d in &rule.destinations {
+                let targets: Vec<String> = d
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let tier = t.tier.map(|n| format!("#{} ", n + 1)).unwrap_or_default();
+                        let version = t.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
+                        let via = t.via.as_deref().map(|v| format!(" via {v}")).unwrap_or_default();
+                        format!("{tier}{}{version} {}/{}{via}", t.cluster, t.ready, t.pods)
+                    })
+                    .collect();
+                let style = if d.targets.iter().any(|t| t.ready > 0) { theme.style("text") } else { theme.style("error") };
+                let shown = if targets.is_empty() { "nothing".to_string() } else { targets.join(", ") };
+                lines.push(Line::from(Span::styled(format!("    {:>3}% → {shown}", d.weight), style)));
+            }
+        }
+        for p in &r.problems {
+            lines.push(Line::from(Span::styled(format!("    ✗ {} {}", p.code, p.message), theme.style("error"))));
+        }
+    }
+    lines
 }
