@@ -74,8 +74,12 @@ macro_rules! both_sizes {
 /// The canary composed in the cockpit, rendered, and seen back by the inventory as
 /// live objects: what the fleet looks like once it is applied.
 fn canary_applied(a: &mut AppState) {
+    composed_and_applied(a, canary);
+}
+
+fn composed_and_applied(a: &mut AppState, compose: fn(&mut AppState)) {
     let mut composing = app();
-    canary(&mut composing);
+    compose(&mut composing);
     let plan = composing.composer.as_ref().expect("composer").to_plan();
     let out = meshdeck::render::render(&plan, &a.snapshot).expect("renders");
     let mut snap = (*a.snapshot).clone();
@@ -88,6 +92,27 @@ fn canary_applied(a: &mut AppState) {
 
 both_sizes!(fleet, |_| {});
 both_sizes!(fleet_routed, canary_applied);
+both_sizes!(route_picture, |a| {
+    canary_applied(a);
+    press(a, "down down down m");
+});
+both_sizes!(route_picture_failover, |a| {
+    composed_and_applied(a, |c| press(c, "down down down f down J"));
+    press(a, "down down down m");
+});
+both_sizes!(route_picture_broken, |a| {
+    canary_applied(a);
+    // cluster2's side of the canary is gone and its reviews v3 pod is not ready.
+    let mut snap = (*a.snapshot).clone();
+    snap.istio_objects.retain(|o| !(o.cluster == "cluster2" && o.kind == "Gateway"));
+    let reviews = snap.services.iter_mut().find(|s| s.name == "reviews").expect("reviews");
+    let row = std::sync::Arc::make_mut(reviews);
+    if let Some(v3) = row.clusters.get_mut("cluster2").and_then(|p| p.versions.get_mut("v3")) {
+        v3.ready = 0;
+    }
+    update(a, Msg::Fleet(std::sync::Arc::new(snap)));
+    press(a, "down down down m");
+});
 both_sizes!(service_routed, |a| {
     canary_applied(a);
     press(a, "down down down enter");

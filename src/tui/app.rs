@@ -32,6 +32,7 @@ pub enum View {
     Help,
     Log,
     Problems,
+    Routes,
 }
 
 impl View {
@@ -47,6 +48,7 @@ impl View {
             View::Help => "help",
             View::Log => "log",
             View::Problems => "problems",
+            View::Routes => "routes",
         }
     }
 }
@@ -151,6 +153,8 @@ pub struct AppState {
     pub history: Vec<HistoryRecord>,
     pub history_selected: usize,
     pub problems_selected: usize,
+    /// The calling cluster whose route the route picture shows (an index into the service's routes).
+    pub routes_selected: usize,
     pub clusters_selected: usize,
     pub log: VecDeque<String>,
     pub status: Option<String>,
@@ -190,6 +194,7 @@ impl AppState {
             history: vec![],
             history_selected: 0,
             problems_selected: 0,
+            routes_selected: 0,
             clusters_selected: 0,
             log: VecDeque::new(),
             status: None,
@@ -208,6 +213,14 @@ impl AppState {
         s.recompute_rows();
         s.refresh_routes();
         s
+    }
+
+    /// The selected service's effective routes, one per calling cluster.
+    pub fn service_routes(&self) -> Vec<crate::inventory::routes::EffectiveRoute> {
+        match self.selected_service() {
+            Some(s) => crate::inventory::routes::effective_routes(&self.snapshot, Some(&s.key()), None),
+            None => vec![],
+        }
     }
 
     /// The ROUTE cells, from the effective routes of the services a VirtualService
@@ -333,6 +346,7 @@ impl AppState {
             View::Composer => self.composer.as_ref().map_or(0, |c| c.rows.len()),
             View::History => self.history.len(),
             View::Problems => self.findings().len(),
+            View::Routes => self.service_routes().len(),
             View::Clusters => self.snapshot.clusters.len() + self.available.len(),
             _ => 0,
         }
@@ -344,6 +358,7 @@ impl AppState {
             View::Composer => self.composer.as_mut().map(|c| &mut c.selected),
             View::History => Some(&mut self.history_selected),
             View::Problems => Some(&mut self.problems_selected),
+            View::Routes => Some(&mut self.routes_selected),
             View::Clusters => Some(&mut self.clusters_selected),
             View::Diff => self.diff.as_mut().map(|d| &mut d.scroll),
             View::Editor => self.editor.as_mut().map(|e| &mut e.scroll),
@@ -623,6 +638,14 @@ impl AppState {
                 self.go(View::Log);
                 vec![]
             }
+            Action::RoutePicture => {
+                if self.selected_service().is_some() {
+                    // The first calling cluster a VirtualService routes from, else the first.
+                    self.routes_selected = self.service_routes().iter().position(|r| r.virtual_service.is_some()).unwrap_or(0);
+                    self.go(View::Routes);
+                }
+                vec![]
+            }
             Action::GotoProblems => {
                 self.problems_selected = 0;
                 self.go(View::Problems);
@@ -799,6 +822,7 @@ impl AppState {
             (Some("history"), _) => self.act(Action::GotoHistory),
             (Some("log"), _) => self.act(Action::GotoLog),
             (Some("problems" | "analyze"), _) => self.act(Action::GotoProblems),
+            (Some("routes" | "route"), _) => self.act(Action::RoutePicture),
             (Some("help"), _) => self.act(Action::Help),
             (Some("ns" | "namespace"), arg) => {
                 self.namespace = arg.filter(|a| *a != "all").map(String::from);
@@ -817,7 +841,7 @@ impl AppState {
             }
             (Some(other), _) => {
                 self.status = Some(format!(
-                    "unknown command :{other} (fleet, clusters, history, log, problems, help, ns NAME, sort name|namespace|health, q)"
+                    "unknown command :{other} (fleet, clusters, history, log, problems, routes, help, ns NAME, sort name|namespace|health, q)"
                 ));
                 vec![]
             }

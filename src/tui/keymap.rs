@@ -15,7 +15,8 @@ use super::action::Action;
 pub const BUILTIN: &[(&str, &str)] =
     &[("default", include_str!("../../keymaps/default.yaml")), ("vim", include_str!("../../keymaps/vim.yaml"))];
 
-pub const VIEWS: &[&str] = &["global", "fleet", "service", "composer", "editor", "diff", "history", "clusters", "help", "log", "problems"];
+pub const VIEWS: &[&str] =
+    &["global", "fleet", "service", "composer", "editor", "diff", "history", "clusters", "help", "log", "problems", "routes"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {

@@ -9,6 +9,7 @@ mod fleet;
 mod help;
 mod history;
 mod problems;
+mod routes;
 mod service;
 
 use ratatui::Frame;
@@ -38,6 +39,7 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) {
         View::Help => help::draw(frame, body, state, theme),
         View::Log => help::draw_log(frame, body, state, theme),
         View::Problems => problems::draw(frame, body, state, theme),
+        View::Routes => routes::draw(frame, body, state, theme),
     }
     draw_bottom(frame, bottom, state, theme);
 }
@@ -86,7 +88,8 @@ fn hints(state: &AppState) -> Vec<(String, &'static str)> {
             Action::Help,
             Action::Quit,
         ],
-        View::Service => &[Action::ComposeRoute, Action::ComposeFailover, Action::Back],
+        View::Service => &[Action::RoutePicture, Action::ComposeRoute, Action::ComposeFailover, Action::Back],
+        View::Routes => &[Action::ComposeRoute, Action::ComposeFailover, Action::Back],
         View::Composer => &[
             Action::WeightUp,
             Action::WeightDown,
@@ -135,6 +138,7 @@ fn short(a: Action) -> &'static str {
         Action::Rollback => "rollback",
         Action::ToggleCluster => "show/hide",
         Action::SwitchContext => "act as alias",
+        Action::RoutePicture => "picture",
         _ => a.name(),
     }
 }
