@@ -843,6 +843,77 @@ fn exposed<'a>(
 mod tests {
     use super::*;
 
+    fn vs(name: &str, created: i64, subset: &str, gateways: &[&str]) -> IstioObject {
+        let spec = serde_json::json!({"hosts": ["reviews"], "gateways": gateways,
+            "http": [{"route": [{"destination": {"host": "reviews", "subset": subset}}]}]});
+        IstioObject {
+            cluster: "c1".into(),
+            kind: "VirtualService".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            hosts: vec!["reviews".into()],
+            spec: spec.to_string().into(),
+            created: Some(created),
+            ..Default::default()
+        }
+    }
+
+    fn fleet(objects: Vec<IstioObject>) -> FleetSnapshot {
+        use super::super::model::{MeshFacts, VersionCount};
+        let presence = ServicePresence {
+            versions: [
+                ("v1".to_string(), VersionCount { ready: 1, total: 1, injected: 1 }),
+                ("v2".to_string(), VersionCount { ready: 0, total: 1, injected: 1 }),
+            ]
+            .into(),
+            selector: [("app".to_string(), "reviews".to_string())].into(),
+            ..Default::default()
+        };
+        let mut dr = IstioObject {
+            cluster: "c1".into(),
+            kind: "DestinationRule".into(),
+            namespace: "default".into(),
+            name: "reviews".into(),
+            hosts: vec!["reviews".into()],
+            ..Default::default()
+        };
+        dr.subsets =
+            [("v1", "v1"), ("v2", "v2")].iter().map(|(s, v)| (s.to_string(), [("version".to_string(), v.to_string())].into())).collect();
+        let mut istio_objects = objects;
+        istio_objects.push(dr);
+        FleetSnapshot {
+            clusters: vec![ClusterView {
+                name: "c1".into(),
+                state: ClusterState::Live,
+                mesh: MeshFacts { istio_version: Some("1.27.3".into()), ..Default::default() },
+                ..Default::default()
+            }],
+            services: vec![std::sync::Arc::new(ServiceRow {
+                name: "reviews".into(),
+                namespace: "default".into(),
+                clusters: [("c1".to_string(), presence)].into(),
+            })],
+            istio_objects,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_oldest_virtual_service_is_in_force_and_gateway_only_ones_do_not_count() {
+        let snap = fleet(vec![vs("newer", 200, "v2", &[]), vs("older", 100, "v1", &[]), vs("ingress", 50, "v2", &["bookinfo-gateway"])]);
+        let route = effective_routes(&snap, Some("reviews.default"), Some("c1")).remove(0);
+        assert_eq!(route.virtual_service.as_deref(), Some("default/older"));
+        assert_eq!(route.ignored, ["default/newer"]);
+        assert_eq!(route.rules[0].destinations[0].targets[0].version.as_deref(), Some("v1"));
+        assert_eq!(route.problems.iter().map(|p| p.code).collect::<Vec<_>>(), ["MULTI_OWNER"]);
+        assert_eq!(route.summary(), "✗ 1 problem");
+        // Alone, the newer one routes to v2, whose one pod is not ready: a broken route, not a missing one.
+        let snap = fleet(vec![vs("newer", 200, "v2", &[])]);
+        let route = effective_routes(&snap, None, None).remove(0);
+        assert_eq!(route.rules[0].destinations[0].targets[0].ready, 0);
+        assert_eq!(route.summary(), "hand-written");
+    }
+
     #[test]
     fn hosts_cover_like_istio() {
         assert!(host_covers("reviews", "default", "reviews.default.svc.cluster.local"));
