@@ -547,7 +547,7 @@ fn unreachable(snap: &FleetSnapshot, cluster: &str, host: &str, caller: &str, pr
     }
     problems.push(Problem {
         code: "DEST_UNREACHABLE",
-        message: format!("{host}: {cluster} is {}: what it serves is unknown", c.state.as_str()),
+        message: format!("{host}: {cluster} is {}: shown as last seen", c.state.as_str()),
         clusters: vec![caller.to_string(), cluster.to_string()],
     });
     true
@@ -673,7 +673,19 @@ fn resolve_destination(
             let endpoint = Endpoint { labels, network: network.or_else(|| caller.mesh.network.clone()), cluster_id: None };
             let gateway = snap.clusters.iter().find(|c| c.mesh.east_west_gateway.as_deref() == Some(address));
             let Some(remote) = gateway else {
-                if ports.contains(&EASTWEST_PORT) {
+                // A cluster not seen yet may be the one behind it: unknown, not wrong.
+                let unseen: Vec<&str> =
+                    snap.clusters.iter().filter(|c| !live(c) && c.mesh.east_west_gateway.is_none()).map(|c| c.name.as_str()).collect();
+                if ports.contains(&EASTWEST_PORT) && !unseen.is_empty() {
+                    problems.push(Problem {
+                        code: "DEST_UNREACHABLE",
+                        message: format!(
+                            "{host}: endpoint {address}:{EASTWEST_PORT} is no east-west gateway of a cluster seen; not seen: {}",
+                            unseen.join(", ")
+                        ),
+                        clusters: vec![caller.name.clone()],
+                    });
+                } else if ports.contains(&EASTWEST_PORT) {
                     problems.push(Problem {
                         code: "ENDPOINT_UNKNOWN",
                         message: format!(
@@ -812,9 +824,9 @@ fn exposed<'a>(
     problems: &mut Vec<Problem>,
 ) -> (Target, Option<&'a ServiceRow>) {
     let nothing = |via| (Target { cluster: remote.name.clone(), version: None, ready: 0, pods: 0, via: Some(via), tier: None }, None);
-    if unreachable(snap, &remote.name, host, caller, problems) {
-        return nothing(via);
-    }
+    // A cluster not live is resolved as last seen (its objects and pods are kept), and
+    // not judged: what it lacks may only be unseen.
+    let down = unreachable(snap, &remote.name, host, caller, problems);
     let mapping = objects(snap, &remote.name, "ServiceEntry").into_iter().find(|se| se.hosts.iter().any(|h| h == host));
     let passes = objects(snap, &remote.name, "Gateway")
         .into_iter()
@@ -826,7 +838,7 @@ fn exposed<'a>(
         (_, false) => Some("no Gateway there passes it through"),
         _ => None,
     };
-    if let Some(why) = missing {
+    if let Some(why) = missing.filter(|_| !down) {
         problems.push(Problem {
             code: "NOT_EXPOSED",
             message: format!("{host}: {caller} sends it to {}'s east-west gateway, but {why}: requests fail", remote.name),

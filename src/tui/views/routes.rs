@@ -93,9 +93,10 @@ pub fn picture(route: &EffectiveRoute, width: usize) -> Vec<PictureLine> {
             }
         }
         for (cluster, via, members) in groups {
-            let title = match &via {
-                Some(v) => format!(" {cluster} · {v} "),
-                None => format!(" {cluster} "),
+            let title = match (&via, cluster.as_str()) {
+                (Some(v), "-") => format!(" {v} "),
+                (Some(v), _) => format!(" {cluster} · {v} "),
+                (None, _) => format!(" {cluster} "),
             };
             // As wide as the widest line of the box, within what the screen leaves.
             let widest =
@@ -135,6 +136,9 @@ pub fn picture(route: &EffectiveRoute, width: usize) -> Vec<PictureLine> {
 fn body_of(t: &Target) -> String {
     if std::ptr::eq(t, &NOWHERE) {
         return " no pods".to_string();
+    }
+    if t.cluster == "-" {
+        return " not a cluster meshdeck sees".to_string();
     }
     format!(" {}  {}/{} ready", t.version.as_deref().unwrap_or("every version"), t.ready, t.pods)
 }
