@@ -926,6 +926,103 @@ mod tests {
         assert_eq!(route.summary(), "hand-written");
     }
 
+    fn object(cluster: &str, kind: &str, hosts: &[&str], spec: Value) -> IstioObject {
+        IstioObject {
+            cluster: cluster.into(),
+            kind: kind.into(),
+            namespace: "default".into(),
+            name: format!("{kind}-{cluster}").to_lowercase(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            spec: spec.to_string().into(),
+            ..Default::default()
+        }
+    }
+
+    /// c1 calls reviews v3 in c2 through c2's east-west gateway (federation).
+    fn federated() -> FleetSnapshot {
+        use super::super::model::{MeshFacts, VersionCount};
+        let host = "v3.reviews.default.svc.c2.global";
+        let cluster = |name: &str, gw: &str| ClusterView {
+            name: name.into(),
+            state: ClusterState::Live,
+            mesh: MeshFacts { istio_version: Some("1.27.3".into()), east_west_gateway: Some(gw.into()), ..Default::default() },
+            ..Default::default()
+        };
+        let presence = |v: &str| ServicePresence {
+            versions: [(v.to_string(), VersionCount { ready: 1, total: 1, injected: 1 })].into(),
+            selector: [("app".to_string(), "reviews".to_string())].into(),
+            ..Default::default()
+        };
+        FleetSnapshot {
+            clusters: vec![cluster("c1", "192.0.2.11"), cluster("c2", "192.0.2.12")],
+            services: vec![std::sync::Arc::new(ServiceRow {
+                name: "reviews".into(),
+                namespace: "default".into(),
+                clusters: [("c1".to_string(), presence("v1")), ("c2".to_string(), presence("v3"))].into(),
+            })],
+            istio_objects: vec![
+                object(
+                    "c1",
+                    "VirtualService",
+                    &["reviews"],
+                    serde_json::json!({"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": host}}]}]}),
+                ),
+                object(
+                    "c1",
+                    "ServiceEntry",
+                    &[host],
+                    serde_json::json!({"hosts": [host], "endpoints": [{"address": "192.0.2.12", "ports": {"http": 15443}}]}),
+                ),
+                object(
+                    "c2",
+                    "ServiceEntry",
+                    &[host],
+                    serde_json::json!({"hosts": [host], "workloadSelector": {"labels": {"app": "reviews", "version": "v3"}}}),
+                ),
+                object("c2", "Gateway", &[host], serde_json::json!({})),
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn codes(route: &EffectiveRoute) -> Vec<&'static str> {
+        route.problems.iter().map(|p| p.code).collect()
+    }
+
+    #[test]
+    fn a_remote_target_resolves_through_the_gateway_and_a_cluster_down_is_shown_as_last_seen() {
+        let snap = federated();
+        let route = effective_routes(&snap, Some("reviews.default"), Some("c1")).remove(0);
+        let t = &route.rules[0].destinations[0].targets[0];
+        assert_eq!(
+            (t.cluster.as_str(), t.version.as_deref(), t.ready, t.via.as_deref()),
+            ("c2", Some("v3"), 1, Some("east-west 192.0.2.12:15443"))
+        );
+        assert!(codes(&route).is_empty(), "{:?}", route.problems);
+
+        let mut gone = federated();
+        gone.istio_objects.retain(|o| o.kind != "Gateway");
+        assert_eq!(codes(&effective_routes(&gone, Some("reviews.default"), Some("c1")).remove(0)), ["NOT_EXPOSED"]);
+
+        // Down: its pods and objects as last seen, not judged.
+        let mut down = gone.clone();
+        down.clusters[1].state = ClusterState::Unreachable;
+        let route = effective_routes(&down, Some("reviews.default"), Some("c1")).remove(0);
+        assert_eq!(route.rules[0].destinations[0].targets[0].version.as_deref(), Some("v3"));
+        assert_eq!(codes(&route), ["DEST_UNREACHABLE"]);
+
+        // Never seen: its gateway address is unknown, so the endpoint is not accused.
+        let mut unseen = federated();
+        unseen.clusters[1].state = ClusterState::Unreachable;
+        unseen.clusters[1].mesh.east_west_gateway = None;
+        let route = effective_routes(&unseen, Some("reviews.default"), Some("c1")).remove(0);
+        assert_eq!(codes(&route), ["DEST_UNREACHABLE"]);
+        assert!(route.problems[0].message.ends_with("not seen: c2"), "{}", route.problems[0].message);
+        // Seen, and the address is nobody's gateway: that is wrong.
+        unseen.clusters[1].state = ClusterState::Live;
+        assert_eq!(codes(&effective_routes(&unseen, Some("reviews.default"), Some("c1")).remove(0)), ["ENDPOINT_UNKNOWN"]);
+    }
+
     #[test]
     fn hosts_cover_like_istio() {
         assert!(host_covers("reviews", "default", "reviews.default.svc.cluster.local"));
