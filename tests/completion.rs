@@ -52,7 +52,7 @@ async fn bash_completes_contexts_commands_and_plan_files() {
     assert_eq!(narrowed, ["cluster2-restricted"]);
     let kc = fleet.kubeconfig_path();
     let commands = tokio::task::spawn_blocking(move || complete(&kc, &["meshdeck", "ro"])).await.expect("joined");
-    assert_eq!(commands, ["rollback"]);
+    assert_eq!(commands, ["routes", "rollback"]);
     let kc = fleet.kubeconfig_path();
     let plans =
         tokio::task::spawn_blocking(move || complete(&kc, &["meshdeck", "apply", "-f", "examples/reviews-c"])).await.expect("joined");
