@@ -13,9 +13,13 @@ use kube::api::{Api, DeleteParams, DynamicObject};
 use serde_json::{Value, json};
 
 async fn create(fleet: &TestFleet, context: &str, object: Value) {
+    create_in(fleet, context, "default", object).await;
+}
+
+async fn create_in(fleet: &TestFleet, context: &str, namespace: &str, object: Value) {
     let kind = object["kind"].as_str().expect("kind").to_string();
     let ar = meshdeck::apply::target::resource(&kind).expect("kind").0;
-    let api: Api<DynamicObject> = Api::namespaced_with(fleet.client(context).await, "default", &ar);
+    let api: Api<DynamicObject> = Api::namespaced_with(fleet.client(context).await, namespace, &ar);
     let object: DynamicObject = serde_json::from_value(object).expect("object");
     api.create(&Default::default(), &object).await.unwrap_or_else(|e| panic!("{context}: creating {kind}: {e}"));
 }
@@ -290,4 +294,51 @@ async fn import_takes_over_a_hand_written_route_with_the_same_effective_routing(
     let out = cli.run(&["import", "reviews", "--from", "cluster1"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("Istio's default route has nothing to import"), "{}", text(&out));
+}
+
+/// A DestinationRule sending plain text to workloads whose PeerAuthentication is
+/// STRICT is TLS_CONFLICT at the route; a fleet whose clusters' mesh-wide modes
+/// differ is MTLS_MISMATCH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_at_odds_are_named_at_the_route_and_across_clusters() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    create_in(
+        &fleet,
+        "cluster3",
+        "istio-system",
+        json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "default"},
+               "spec": {"mtls": {"mode": "STRICT"}}}),
+    )
+    .await;
+    create(
+        &fleet,
+        "cluster3",
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "ratings"},
+               "spec": {"host": "ratings", "trafficPolicy": {"tls": {"mode": "DISABLE"}}, "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}}),
+    )
+    .await;
+    create(
+        &fleet,
+        "cluster3",
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "ratings"},
+               "spec": {"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings", "subset": "v1"}}]}]}}),
+    )
+    .await;
+    let found = routes_until(&cli, &["ratings", "--from", "cluster3"], |r| r.first().is_some_and(|r| !codes(r).is_empty())).await;
+    assert_eq!(codes(&found[0]), ["TLS_CONFLICT"], "{:#}", found[0]);
+    assert_eq!(
+        found[0]["problems"][0]["message"],
+        "ratings.default in cluster3 accepts Istio mTLS only (PeerAuthentication istio-system/default: STRICT), but DestinationRule default/ratings in cluster3 sends tls DISABLE: calls fail"
+    );
+    assert_eq!(found[0]["rules"][0]["destinations"][0]["policy"], json!(["tls DISABLE"]));
+
+    let out = cli.run(&["analyze", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let findings = v["findings"].as_array().expect("findings");
+    let mismatch = findings.iter().find(|f| f["code"] == "MTLS_MISMATCH").expect("MTLS_MISMATCH");
+    assert_eq!(mismatch["severity"], "warning");
+    assert_eq!(mismatch["message"], "mesh-wide mTLS differs: PERMISSIVE in cluster1, cluster2; STRICT in cluster3");
+    assert!(findings.iter().any(|f| f["code"] == "TLS_CONFLICT" && f["severity"] == "error"), "{findings:#?}");
 }

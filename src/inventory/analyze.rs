@@ -131,6 +131,18 @@ pub const CATALOGUE: &[Check] = &[
         fix: "run the service's pods where the caller can reach them, or route elsewhere: requests get 503",
     },
     Check {
+        code: "TLS_CONFLICT",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "let the DestinationRule's tls mode match the target's PeerAuthentication (ISTIO_MUTUAL, or leave tls out for auto mTLS)",
+    },
+    Check {
+        code: "MTLS_MISMATCH",
+        severity: Severity::Warning,
+        istio_code: None,
+        fix: "give every cluster the same mesh-wide PeerAuthentication mode (istio-system), or know why one differs",
+    },
+    Check {
         code: "ROUTE_WEIGHTS",
         severity: Severity::Warning,
         istio_code: None,
@@ -251,7 +263,11 @@ mod tests {
                     .skip(1)
                     .step_by(2)
                     .filter(|s| s.len() > 3 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-                    .filter(|s| !["DEST_UNREACHABLE", "ALLOW"].contains(s)),
+                    // Istio's own enum values, and the route-only code analyze leaves out.
+                    .filter(|s| {
+                        !["DEST_UNREACHABLE", "ALLOW", "UNSET", "PERMISSIVE", "STRICT", "DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"]
+                            .contains(s)
+                    }),
             );
         }
         assert!(codes.len() >= 18, "{codes:?}");

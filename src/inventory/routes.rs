@@ -628,6 +628,7 @@ fn resolve_destination(
         }
         for t in &d.targets {
             denied(snap, caller, row, &t.cluster, t.version.as_deref(), problems);
+            tls_conflict(snap, caller, dr, row, &t.cluster, t.version.as_deref(), problems);
         }
         if judged && d.targets.iter().all(|t| t.pods == 0) {
             let what = match subset {
@@ -718,6 +719,7 @@ fn resolve_destination(
     for (t, row) in d.targets.iter().zip(&rows) {
         if let Some(row) = row {
             denied(snap, caller, row, &t.cluster, t.version.as_deref(), problems);
+            tls_conflict(snap, caller, dr, row, &t.cluster, t.version.as_deref(), problems);
         }
     }
     if !priority.is_empty() {
@@ -806,6 +808,74 @@ fn denied(snap: &FleetSnapshot, caller: &ClusterView, row: &ServiceRow, cluster:
                 row.key(),
                 names.join(" and "),
                 if names.len() == 1 { "s" } else { "" },
+                caller.name
+            ),
+            clusters: vec![caller.name.clone(), cluster.to_string()],
+        });
+    }
+}
+
+/// The mTLS mode a cluster's PeerAuthentications give a workload, and which one
+/// decides: the workload's own (a selector it matches) in its namespace, else its
+/// namespace's, else the mesh-wide one in istio-system, else Istio's default,
+/// PERMISSIVE. `UNSET` inherits.
+pub fn peer_mode(snap: &FleetSnapshot, cluster: &str, namespace: &str, workload: &BTreeMap<String, String>) -> (String, Option<String>) {
+    let pas = objects(snap, cluster, "PeerAuthentication");
+    let mode_of = |o: &IstioObject| -> Option<String> {
+        let m = spec(o).pointer("/mtls/mode").and_then(Value::as_str).map(String::from)?;
+        (m != "UNSET").then_some(m)
+    };
+    let selector = |o: &IstioObject| -> Option<BTreeMap<String, String>> {
+        spec(o)
+            .pointer("/selector/matchLabels")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .filter(|l: &BTreeMap<String, String>| !l.is_empty())
+    };
+    let own = pas
+        .iter()
+        .filter(|o| o.namespace == namespace)
+        .filter(|o| selector(o).is_some_and(|sel| sel.iter().all(|(k, v)| workload.get(k) == Some(v))))
+        .find_map(|o| mode_of(o).map(|m| (m, Some(object_name(o)))));
+    let scoped = |ns: &str| {
+        pas.iter().filter(|o| o.namespace == ns && selector(o).is_none()).find_map(|o| mode_of(o).map(|m| (m, Some(object_name(o)))))
+    };
+    own.or_else(|| scoped(namespace)).or_else(|| scoped("istio-system")).unwrap_or_else(|| ("PERMISSIVE".into(), None))
+}
+
+/// A DestinationRule's TLS mode the target's sidecars refuse: plain text or TLS of
+/// the application's own (DISABLE, SIMPLE, MUTUAL) to STRICT mTLS, or Istio's mTLS
+/// to a workload whose PeerAuthentication disables it.
+#[allow(clippy::too_many_arguments)]
+fn tls_conflict(
+    snap: &FleetSnapshot,
+    caller: &ClusterView,
+    dr: Option<&IstioObject>,
+    row: &ServiceRow,
+    cluster: &str,
+    version: Option<&str>,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(dr) = dr else { return };
+    let Some(mode) = spec(dr).pointer("/trafficPolicy/tls/mode").and_then(Value::as_str).map(String::from) else { return };
+    let (Some(target), Some(presence)) = (snap.cluster(cluster), row.clusters.get(cluster)) else { return };
+    let mut workload = presence.selector.clone();
+    if let Some(v) = version {
+        workload.insert(version_label(target).to_string(), v.to_string());
+    }
+    let (peer, by) = peer_mode(snap, cluster, &row.namespace, &workload);
+    let refused = match (mode.as_str(), peer.as_str()) {
+        ("DISABLE" | "SIMPLE" | "MUTUAL", "STRICT") => Some("accepts Istio mTLS only"),
+        ("ISTIO_MUTUAL", "DISABLE") => Some("accepts plain text only"),
+        _ => None,
+    };
+    if let Some(why) = refused {
+        problems.push(Problem {
+            code: "TLS_CONFLICT",
+            message: format!(
+                "{} in {cluster} {why} (PeerAuthentication {}: {peer}), but DestinationRule {} in {} sends tls {mode}: calls fail",
+                row.key(),
+                by.as_deref().unwrap_or("-"),
+                object_name(dr),
                 caller.name
             ),
             clusters: vec![caller.name.clone(), cluster.to_string()],

@@ -101,6 +101,22 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
             versions.values().flatten().cloned().collect(),
         ));
     }
+    // Mesh-wide mTLS (istio-system's PeerAuthentication without a selector) per live
+    // cluster with Istio: a fleet that mixes STRICT and PERMISSIVE accepts plain text
+    // in some clusters only.
+    let mut modes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in known.iter().filter(|c| matches!(c.state, super::model::ClusterState::Live | super::model::ClusterState::Degraded)) {
+        let (mode, _) = super::routes::peer_mode(snap, &c.name, "istio-system", &BTreeMap::new());
+        modes.entry(mode).or_default().push(c.name.clone());
+    }
+    if modes.len() > 1 {
+        let detail: Vec<String> = modes.iter().map(|(m, cs)| format!("{m} in {}", cs.join(", "))).collect();
+        out.push(warn(
+            "MTLS_MISMATCH",
+            format!("mesh-wide mTLS differs: {}", detail.join("; ")),
+            modes.values().flatten().cloned().collect(),
+        ));
+    }
     let no_istio: Vec<String> = snap
         .clusters
         .iter()

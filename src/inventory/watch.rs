@@ -104,6 +104,7 @@ pub const ISTIO_KINDS: &[(&str, &str, &str)] = &[
     ("networking.istio.io", "ServiceEntry", "serviceentries"),
     ("networking.istio.io", "Gateway", "gateways"),
     ("security.istio.io", "AuthorizationPolicy", "authorizationpolicies"),
+    ("security.istio.io", "PeerAuthentication", "peerauthentications"),
 ];
 
 /// After a failed call: doubling from 200 ms, capped at 3 s, with jitter so a

@@ -32,7 +32,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(15);
 const STREAMS_A_SERVER_ALLOWS: usize = 100;
 
 /// What a cluster keeps open besides its per-namespace watches: the cluster-wide
-/// watches (mesh config, istiod, the istio-system namespace, remote secrets, five
+/// watches (mesh config, istiod, the istio-system namespace, remote secrets, six
 /// Istio kinds), the probe and identity calls, and an apply's 16 calls in flight,
 /// with room to spare. `inventory::watch` tests that this holds.
 const OTHER_STREAMS: usize = 32;
