@@ -186,6 +186,17 @@ async fn broken_routes_are_named_at_the_route_and_fail_analyze() {
     )
     .await;
 
+    // And a Gateway for an ingress gateway cluster3 does not run.
+    create(
+        &fleet,
+        "cluster3",
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "nowhere"},
+            "spec": {"selector": {"istio": "ingressgateway"}, "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}
+        }),
+    )
+    .await;
+
     let found = routes_until(&cli, &["reviews", "--from", "cluster1"], |r| {
         r.first().is_some_and(|r| codes(r).contains(&"NOT_EXPOSED".to_string()) && codes(r).contains(&"CALLER_DENIED".to_string()))
     })
@@ -217,7 +228,13 @@ async fn broken_routes_are_named_at_the_route_and_fail_analyze() {
         .map(|f| (f["code"].as_str().unwrap_or("").to_string(), f["severity"].as_str().unwrap_or("").to_string()))
         .collect();
     found.sort();
-    for want in [("CALLER_DENIED", "error"), ("HOST_UNKNOWN", "error"), ("NOT_EXPOSED", "error"), ("ROUTE_WEIGHTS", "warning")] {
+    for want in [
+        ("CALLER_DENIED", "error"),
+        ("HOST_UNKNOWN", "error"),
+        ("NOT_EXPOSED", "error"),
+        ("ROUTE_WEIGHTS", "warning"),
+        ("GATEWAY_NO_PODS", "warning"),
+    ] {
         assert!(found.contains(&(want.0.to_string(), want.1.to_string())), "{want:?} not in {found:?}");
     }
 }

@@ -342,3 +342,105 @@ fn real_only_a_failover_local_tier_is_its_pods_each_ejected_on_its_own() {
         assert_eq!(ours.iter().map(|(t, _)| *t).collect::<Vec<_>>(), (0..order.len()).collect::<Vec<_>>(), "one tier each, as Istio");
     }
 }
+
+/// istioctl's codes and the meshdeck codes that report the same problem. An
+/// istioctl finding whose code is not here fails the test, so the table grows with
+/// what istioctl can say about the fixtures below.
+const MAPPING: &[(&str, &str, &[&str])] = &[
+    ("IST0101", "VirtualService", &["SUBSET_UNDEFINED", "HOST_UNKNOWN"]),
+    ("IST0101", "Gateway", &["GATEWAY_NO_PODS"]),
+    ("IST0109", "VirtualService", &["MULTI_OWNER"]),
+    ("IST0173", "DestinationRule", &["SUBSET_NO_PODS"]),
+];
+
+/// Every error `istioctl analyze` finds in one cluster, meshdeck's analyze finds
+/// too: hand-written objects broken each way istioctl knows (a subset and a host
+/// that do not exist, a subset that selects no pods, two VirtualServices for one
+/// host, a Gateway whose selector picks no pods) in cluster2 of the real test bed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_only_every_error_istioctl_finds_in_a_cluster_meshdeck_finds_too() {
+    let Some(fleet) = common::real_fleet_only("istioctl analyze against meshdeck analyze").await else { return };
+    let istioctl = istioctl();
+    let kc = fleet.kubeconfig_path();
+    let broken = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings-broken, namespace: default}
+spec:
+  host: ratings
+  subsets: [{name: v9, labels: {version: v9}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings-broken, namespace: default}
+spec:
+  hosts: [ratings]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    route: [{destination: {host: nosuch}}]
+  - route: [{destination: {host: ratings, subset: v8}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings-again, namespace: default}
+spec:
+  hosts: [ratings]
+  http: [{route: [{destination: {host: ratings}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: nowhere, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+"#;
+    let home = tempfile::tempdir().expect("tmp");
+    common::kubectl_ok(&common::kubectl(&kc, home.path(), &["--context", "cluster2", "apply", "-f", "-"], Some(broken)));
+    let text = analyze_live(&istioctl, &kc, "cluster2");
+    let errors: Vec<(String, String, String)> = text
+        .lines()
+        .filter(|l| l.starts_with("Error ["))
+        .filter_map(|l| {
+            // Error [IST0101] (VirtualService default/ratings-broken) Referenced host not found: "nosuch"
+            let code = l.split('[').nth(1)?.split(']').next()?.to_string();
+            let object = l.split('(').nth(1)?.split(')').next()?;
+            let (kind, name) = object.split_once(' ')?;
+            Some((code, kind.to_string(), name.rsplit('/').next()?.split('.').next()?.to_string()))
+        })
+        .collect();
+    assert!(errors.len() >= 5, "istioctl found the broken objects:\n{text}");
+    let mut last = String::new();
+    for _ in 0..30 {
+        let out = Command::new(env!("CARGO_BIN_EXE_meshdeck"))
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["analyze", "-o", "json"])
+            .output()
+            .expect("meshdeck runs");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let ours: Vec<(String, String)> = v["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter(|f| f["clusters"].as_array().is_some_and(|c| c.iter().any(|c| c == "cluster2")))
+            .map(|f| (f["code"].as_str().unwrap_or("").to_string(), f["message"].as_str().unwrap_or("").to_string()))
+            .collect();
+        let missing: Vec<String> = errors
+            .iter()
+            .filter(|(code, kind, name)| {
+                let Some((_, _, mapped)) = MAPPING.iter().find(|(c, k, _)| c == code && k == kind) else { return true };
+                !ours.iter().any(|(c, m)| mapped.contains(&c.as_str()) && m.contains(name.as_str()))
+            })
+            .map(|e| format!("{e:?}"))
+            .collect();
+        if missing.is_empty() {
+            let unmapped: Vec<&(String, String, String)> =
+                errors.iter().filter(|(c, k, _)| !MAPPING.iter().any(|(mc, mk, _)| mc == c && mk == k)).collect();
+            assert!(unmapped.is_empty(), "istioctl codes with no meshdeck mapping: {unmapped:?}");
+            return;
+        }
+        last = format!("istioctl:\n{text}\nnot found by meshdeck: {missing:?}\nmeshdeck: {ours:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("{last}");
+}

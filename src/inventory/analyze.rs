@@ -143,6 +143,12 @@ pub const CATALOGUE: &[Check] = &[
         fix: "give every cluster the same mesh-wide PeerAuthentication mode (istio-system), or know why one differs",
     },
     Check {
+        code: "GATEWAY_NO_PODS",
+        severity: Severity::Warning,
+        istio_code: Some("IST0101"),
+        fix: "match the Gateway's selector to the gateway pods' labels (istio: eastwestgateway for an east-west gateway), or install the gateway",
+    },
+    Check {
         code: "ROUTE_WEIGHTS",
         severity: Severity::Warning,
         istio_code: None,

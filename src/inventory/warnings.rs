@@ -148,6 +148,7 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
             out.push(w);
         }
     }
+    out.extend(gateways_without_pods(snap));
     // Route checks look services up by the hosts of VirtualServices and DestinationRules.
     if snap.istio_objects.iter().any(|o| o.kind == "VirtualService" || o.kind == "DestinationRule") {
         let services: HashMap<String, &ServiceRow> = snap.services.iter().map(|s| (s.key(), s.as_ref())).collect();
@@ -321,6 +322,47 @@ fn route_owners(snap: &FleetSnapshot, services: &HashMap<String, &ServiceRow>) -
             )
         })
         .collect()
+}
+
+/// Gateways whose selector picks no running gateway pods in their (live) cluster
+/// (istioctl's IST0101 for a Gateway). The inventory knows pods through the Services
+/// that select them: a Gateway's pods are found when a Service with ready pods
+/// selects them on every label the Gateway selects on, which is how Istio's gateway
+/// Services are made (`istio: eastwestgateway` on both).
+fn gateways_without_pods(snap: &FleetSnapshot) -> Vec<FleetWarning> {
+    let mut out = Vec::new();
+    for gw in snap.istio_objects.iter().filter(|o| o.kind == "Gateway") {
+        if snap.cluster(&gw.cluster).is_none_or(|c| c.state != super::model::ClusterState::Live) {
+            continue;
+        }
+        let spec: serde_json::Value = serde_json::from_str(&gw.spec).unwrap_or_default();
+        let selector: BTreeMap<String, String> =
+            spec.get("selector").and_then(|s| serde_json::from_value(s.clone()).ok()).unwrap_or_default();
+        if selector.is_empty() {
+            continue;
+        }
+        let served = snap.services.iter().any(|row| {
+            row.clusters.get(&gw.cluster).is_some_and(|p| {
+                let ready = p.versions.values().chain(std::iter::once(&p.unversioned)).any(|n| n.ready > 0);
+                ready && selector.iter().all(|(k, v)| p.selector.get(k) == Some(v))
+            })
+        });
+        if !served {
+            let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push(warn(
+                "GATEWAY_NO_PODS",
+                format!(
+                    "Gateway {}/{} in {} selects {}, and no Service there selects ready pods with those labels: it configures no gateway",
+                    gw.namespace,
+                    gw.name,
+                    gw.cluster,
+                    labels.join(",")
+                ),
+                vec![gw.cluster.clone()],
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
