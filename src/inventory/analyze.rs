@@ -149,6 +149,18 @@ pub const CATALOGUE: &[Check] = &[
         fix: "match the Gateway's selector to the gateway pods' labels (istio: eastwestgateway for an east-west gateway), or install the gateway",
     },
     Check {
+        code: "REMOTE_SECRET_MISSING",
+        severity: Severity::Warning,
+        istio_code: None,
+        fix: "create the missing remote secret (istioctl create-remote-secret) so both primaries see each other's endpoints",
+    },
+    Check {
+        code: "REMOTE_SECRET_STALE",
+        severity: Severity::Warning,
+        istio_code: None,
+        fix: "delete the remote secret of a cluster that is gone, or register the cluster here",
+    },
+    Check {
         code: "ROUTE_WEIGHTS",
         severity: Severity::Warning,
         istio_code: None,

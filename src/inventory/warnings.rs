@@ -101,6 +101,7 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
             versions.values().flatten().cloned().collect(),
         ));
     }
+    out.extend(remote_secrets(snap, &known));
     // Mesh-wide mTLS (istio-system's PeerAuthentication without a selector) per live
     // cluster with Istio: a fleet that mixes STRICT and PERMISSIVE accepts plain text
     // in some clusters only.
@@ -365,6 +366,48 @@ fn gateways_without_pods(snap: &FleetSnapshot) -> Vec<FleetWarning> {
     out
 }
 
+/// Shared discovery's remote secrets, judged across the fleet: one naming no
+/// registered cluster is stale (the cluster was removed or renamed, or is not
+/// registered here); a primary that reads another's secret while that one, a
+/// primary too, does not read its own is one-sided, so calls from the second never
+/// see the first's endpoints.
+fn remote_secrets(snap: &FleetSnapshot, known: &[&ClusterView]) -> Vec<FleetWarning> {
+    let mut out = Vec::new();
+    let live = |c: &ClusterView| c.state == super::model::ClusterState::Live;
+    let id = |c: &ClusterView| c.mesh.cluster_id.clone().unwrap_or_else(|| c.name.clone());
+    // Any registered cluster, seen or not: one not seen yet is not gone.
+    let find = |r: &str| snap.clusters.iter().find(|c| c.name == r || c.mesh.cluster_id.as_deref() == Some(r));
+    for a in known.iter().filter(|c| live(c) && !c.mesh.remote_secrets.is_empty()) {
+        for r in &a.mesh.remote_secrets {
+            match find(r) {
+                None => out.push(warn(
+                    "REMOTE_SECRET_STALE",
+                    format!(
+                        "{} reads a remote secret for {r}, which is no registered cluster: removed, renamed, or not registered here",
+                        a.name
+                    ),
+                    vec![a.name.clone()],
+                )),
+                Some(b) if live(b) && b.name != a.name && !b.mesh.remote_secrets.is_empty() => {
+                    let reads_back = b.mesh.remote_secrets.iter().any(|x| *x == id(a) || *x == a.name);
+                    if !reads_back {
+                        out.push(warn(
+                            "REMOTE_SECRET_MISSING",
+                            format!(
+                                "{} reads {}'s remote secret but {} has none for {}: calls from {} never see {}'s endpoints",
+                                a.name, b.name, b.name, a.name, b.name, a.name
+                            ),
+                            vec![b.name.clone(), a.name.clone()],
+                        ));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +513,37 @@ mod tests {
 
     fn codes(snap: &FleetSnapshot) -> Vec<String> {
         compute(snap).into_iter().map(|w| w.code).collect()
+    }
+
+    #[test]
+    fn remote_secrets_one_sided_or_for_no_registered_cluster_are_named() {
+        let mut a = cluster("a", "sha256:1", "mesh.local", "1.27.3", true);
+        let mut b = cluster("b", "sha256:1", "mesh.local", "1.27.3", true);
+        let mut c = cluster("c", "sha256:1", "mesh.local", "1.27.3", true);
+        a.mesh.remote_secrets = vec!["b".into(), "c".into(), "gone".into()];
+        b.mesh.remote_secrets = vec!["c".into()];
+        c.mesh.remote_secrets = vec!["a".into(), "b".into()];
+        let snap = FleetSnapshot { clusters: vec![a, b, c], ..Default::default() };
+        let found: Vec<(String, String)> =
+            compute(&snap).into_iter().filter(|w| w.code.starts_with("REMOTE_SECRET")).map(|w| (w.code, w.message)).collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "REMOTE_SECRET_MISSING".to_string(),
+                    "a reads b's remote secret but b has none for a: calls from b never see a's endpoints".to_string()
+                ),
+                (
+                    "REMOTE_SECRET_STALE".to_string(),
+                    "a reads a remote secret for gone, which is no registered cluster: removed, renamed, or not registered here"
+                        .to_string()
+                ),
+            ]
+        );
+        // b not seen: nothing is said about it.
+        let mut dark = snap.clone();
+        dark.clusters[1].state = ClusterState::Unreachable;
+        assert!(compute(&dark).iter().all(|w| w.code != "REMOTE_SECRET_MISSING"), "{:?}", compute(&dark));
     }
 
     #[test]
