@@ -198,6 +198,12 @@ const POD_LISTS_AT_ONCE: usize = 8;
 /// The longest one pod list holds its turn (a page of a near cluster takes well under 1 s).
 const LIST_TURN: Duration = Duration::from_secs(5);
 static POD_LISTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(POD_LISTS_AT_ONCE);
+/// Permits a relist takes: half as many relists run at once as first lists. A relist
+/// is not urgent (the rows it replaces stay shown until it completes) and it holds
+/// the old rows beside the new ones, so after a blip that drops every cluster at
+/// once the peak stays near the steady state (measured: a relist of 10 clusters at
+/// 1.35-1.42x its steady memory with 4 at once, 1.43-1.51x with 8).
+const RELIST_PERMITS: u32 = 2;
 
 /// How soon a kind that is not served is asked for again (its CRDs may be installed).
 const ABSENT_RECHECK: Duration = Duration::from_secs(10);
@@ -224,13 +230,15 @@ async fn pump<K, T, S>(
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
     let mut backoff = FleetBackoff::default();
+    // Once a list has completed, later lists are relists.
+    let mut listed = false;
     let name = format!("{kind:?}{}", scope.as_ref().map(|s| format!(" in {s}")).unwrap_or_default());
     loop {
         // After an error the watch starts over with a list: a watch that resumes quietly
         // carries no event to say it works again, a list does (Init ... InitDone).
         let stream = make();
         let mut stream = std::pin::pin!(stream);
-        let failed = pump_one(&mut stream, cluster, kind, &scope, &tx, &convert, &wrap, stop_on_404, &mut backoff).await;
+        let failed = pump_one(&mut stream, cluster, kind, &scope, &tx, &convert, &wrap, stop_on_404, &mut backoff, &mut listed).await;
         match failed {
             Pumped::ReceiverGone | Pumped::Done => return,
             Pumped::Absent => tokio::time::sleep(ABSENT_RECHECK).await,
@@ -263,6 +271,7 @@ async fn pump_one<K, T>(
     wrap: &(impl Fn(Delta<T>) -> Change + Send),
     stop_on_404: bool,
     backoff: &mut FleetBackoff,
+    listed: &mut bool,
 ) -> Pumped
 where
     K: Resource + Send,
@@ -313,8 +322,10 @@ where
         }
         if init_done {
             listing = None;
+            *listed = true;
         } else if init && kind == WatchKind::Pods {
-            listing = POD_LISTS.acquire().await.ok().map(|p| (p, tokio::time::Instant::now() + LIST_TURN));
+            let permits = if *listed { RELIST_PERMITS } else { 1 };
+            listing = POD_LISTS.acquire_many(permits).await.ok().map(|p| (p, tokio::time::Instant::now() + LIST_TURN));
         }
     }
     drop(listing);
