@@ -148,3 +148,54 @@ async fn analyze_judges_subsets_of_live_objects() {
     }
     panic!("analyze never named both subset problems: {last}");
 }
+
+/// Shared discovery's remote secrets, judged across the fleet: cluster1 reads
+/// cluster2's and a cluster9 nobody registered (stale); cluster2, a primary reading
+/// cluster3's, has none for cluster1 (one-sided). Only the secrets' metadata is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_secrets_one_sided_or_for_no_registered_cluster_are_findings() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    for (context, remote) in [("cluster1", "cluster2"), ("cluster1", "cluster9"), ("cluster2", "cluster3")] {
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("istio-remote-secret-{remote}"), "namespace": "istio-system",
+                "labels": {"istio/multiCluster": "true", TEST_LABEL: "x"},
+                "annotations": {"networking.istio.io/cluster": remote}},
+            "data": {remote: "c2VjcmV0"}
+        }))
+        .expect("secret");
+        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(fleet.client(context).await, "istio-system");
+        api.create(&Default::default(), &secret).await.expect("created");
+    }
+    let mut last = String::new();
+    for _ in 0..30 {
+        let out = cli.run(&["analyze", "-o", "json"]).await;
+        let found: Vec<(String, String)> = findings(&out)
+            .iter()
+            .filter(|f| f["code"].as_str().is_some_and(|c| c.starts_with("REMOTE_SECRET")))
+            .map(|f| (f["code"].as_str().unwrap_or("").to_string(), f["message"].as_str().unwrap_or("").to_string()))
+            .collect();
+        if found.len() == 2 {
+            assert_eq!(
+                found,
+                [
+                    (
+                        "REMOTE_SECRET_MISSING".to_string(),
+                        "cluster1 reads cluster2's remote secret but cluster2 has none for cluster1: calls from cluster2 never see cluster1's endpoints".to_string()
+                    ),
+                    (
+                        "REMOTE_SECRET_STALE".to_string(),
+                        "cluster1 reads a remote secret for cluster9, which is no registered cluster: removed, renamed, or not registered here".to_string()
+                    ),
+                ]
+            );
+            let secret_text = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(!secret_text.contains("c2VjcmV0"), "secret data never appears");
+            return;
+        }
+        last = text(&out);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("analyze never named both remote secret problems: {last}");
+}

@@ -301,6 +301,39 @@ async fn import_takes_over_a_hand_written_route_with_the_same_effective_routing(
     assert_eq!(routing(&after[0]), before, "the same effective routing, now meshdeck's");
     assert!(codes(&after[0]).is_empty(), "{:#}", after[0]);
 
+    // Each of bookinfo's other weighted samples for reviews, by hand in cluster2 again,
+    // round-trips the same way.
+    for sample in [
+        "virtual-service-reviews-80-20.yaml",
+        "virtual-service-reviews-50-v3.yaml",
+        "virtual-service-reviews-v2-v3.yaml",
+        "virtual-service-reviews-v3.yaml",
+    ] {
+        for (kind, name) in [("VirtualService", "reviews"), ("DestinationRule", "reviews")] {
+            let ar = meshdeck::apply::target::resource(kind).expect("kind").0;
+            let api: Api<DynamicObject> = Api::namespaced_with(fleet.client("cluster2").await, "default", &ar);
+            api.delete(name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("{sample}: deleting {kind}: {e}"));
+        }
+        apply_sample(&fleet, "cluster2", "destination-rule-reviews.yaml").await;
+        apply_sample(&fleet, "cluster2", sample).await;
+        let before =
+            routes_until(&cli, &["reviews", "--from", "cluster2"], |r| r.first().is_some_and(|r| r["owner"] == "hand-written")).await;
+        let before = routing(&before[0]);
+        let out = cli.run(&["import", "reviews", "--from", "cluster2"]).await;
+        assert_eq!(out.status.code(), Some(0), "{sample}: {}", text(&out));
+        let plan = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            plan.contains("#   DestinationRule default/reviews: loadBalancer.simple RANDOM"),
+            "{sample}: what the takeover drops is said:\n{plan}"
+        );
+        let file = common::write_plan(&cli, "imported.yaml", &plan);
+        let out = cli.run(&["apply", "-f", &file, "--yes", "--force-conflicts"]).await;
+        assert_eq!(out.status.code(), Some(0), "{sample}: {}", text(&out));
+        let after =
+            routes_until(&cli, &["reviews", "--from", "cluster2"], |r| r.first().is_some_and(|r| r["owner"] == "plan reviews")).await;
+        assert_eq!(routing(&after[0]), before, "{sample}: the same effective routing");
+    }
+
     let out = cli.run(&["import", "reviews", "--from", "cluster3"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(

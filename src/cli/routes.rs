@@ -183,6 +183,13 @@ pub async fn import(global: &GlobalArgs, args: ImportArgs) -> Result<(), CliErro
         route.owner,
         route.from
     );
+    let dropped = crate::plan::import::not_carried_over(route);
+    if !dropped.is_empty() {
+        println!("# Not carried over (a TrafficRoute has no words for them; the routing is the same):");
+        for d in &dropped {
+            println!("#   {d}");
+        }
+    }
     print!("{}", plan.to_yaml());
     Ok(())
 }

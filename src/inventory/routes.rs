@@ -81,6 +81,10 @@ pub struct Destination {
     /// The DestinationRule's `outlierDetection` as Istio has it (for `import`).
     #[serde(skip)]
     pub outlier_spec: Option<Value>,
+    /// Traffic policy a plan cannot say (`loadBalancer.simple: RANDOM`,
+    /// `connectionPool`), which `import` names as not carried over.
+    #[serde(skip)]
+    pub unmodelled: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -474,6 +478,35 @@ fn policy_of(dr: Option<&IstioObject>) -> (Vec<String>, Vec<String>) {
     (lines, priority)
 }
 
+/// The parts of a DestinationRule's traffic policy (its own and its subsets') that
+/// a TrafficRoute has no words for, each `DestinationRule ns/name: path value`.
+fn unmodelled_policy(dr: &IstioObject) -> Vec<String> {
+    let s = spec(dr);
+    let mut out = Vec::new();
+    let mut visit = |prefix: String, policy: &Value| {
+        for (key, v) in policy.as_object().into_iter().flatten() {
+            match key.as_str() {
+                "tls" | "outlierDetection" => {}
+                "loadBalancer" => {
+                    for (k, lv) in v.as_object().into_iter().flatten().filter(|(k, _)| k.as_str() != "localityLbSetting") {
+                        out.push(format!("DestinationRule {}: {prefix}loadBalancer.{k} {}", object_name(dr), compact(lv)));
+                    }
+                }
+                other => out.push(format!("DestinationRule {}: {prefix}{other}", object_name(dr))),
+            }
+        }
+    };
+    if let Some(p) = s.get("trafficPolicy") {
+        visit(String::new(), p);
+    }
+    for sub in s.get("subsets").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(p) = sub.get("trafficPolicy") {
+            visit(format!("subset {} ", sub.get("name").and_then(Value::as_str).unwrap_or("?")), p);
+        }
+    }
+    out
+}
+
 /// What an endpoint offers failover's prefix match: its labels, network and cluster id.
 struct Endpoint {
     labels: BTreeMap<String, String>,
@@ -565,7 +598,9 @@ fn resolve_destination(
     let dr = destination_rule(snap, &caller.name, host);
     let (policy, priority) = policy_of(dr);
     let outlier_spec = dr.and_then(|dr| spec(dr).pointer("/trafficPolicy/outlierDetection").cloned());
-    let mut d = Destination { host: host.to_string(), subset: subset.map(String::from), weight, policy, targets: vec![], outlier_spec };
+    let unmodelled = dr.map(unmodelled_policy).unwrap_or_default();
+    let mut d =
+        Destination { host: host.to_string(), subset: subset.map(String::from), weight, policy, targets: vec![], outlier_spec, unmodelled };
     let row = service_of_host(host, ns).and_then(|k| snap.service(&k));
     let entries: Vec<&IstioObject> =
         objects(snap, &caller.name, "ServiceEntry").into_iter().filter(|se| se.hosts.iter().any(|h| h == host)).collect();

@@ -11,6 +11,16 @@ use serde_json::Value;
 use super::types::*;
 use crate::inventory::routes::{Destination as RouteDestination, EffectiveRoute, Rule};
 
+/// What a plan cannot say and the objects still have: traffic policy beyond TLS,
+/// outlier detection and failover (a load balancer, connection pools). The routing
+/// is the same; these are named so the operator knows what the takeover drops.
+pub fn not_carried_over(route: &EffectiveRoute) -> Vec<String> {
+    let mut out: Vec<String> = route.rules.iter().flat_map(|r| &r.destinations).flat_map(|d| d.unmodelled.iter().cloned()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The plan for `route`, named `name`; or why it cannot be one.
 pub fn import(route: &EffectiveRoute, name: &str) -> Result<TrafficRoute, Vec<String>> {
     let Some(vs) = &route.virtual_service else {

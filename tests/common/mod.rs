@@ -155,6 +155,7 @@ impl TestFleet {
                 .collect();
             for (g, v, k, p) in [
                 ("", "v1", "ConfigMap", "configmaps"),
+                ("", "v1", "Secret", "secrets"),
                 ("", "v1", "Pod", "pods"),
                 ("", "v1", "Service", "services"),
                 ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings"),
