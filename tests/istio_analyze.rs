@@ -444,3 +444,66 @@ spec:
     }
     panic!("{last}");
 }
+
+/// Problems only the fleet shows: the talk's canary with cluster2's Gateway gone
+/// (cluster1 still sends v3 there: NOT_EXPOSED), cluster2's reviews locked to
+/// cluster3's callers (CALLER_DENIED for cluster1), and a Service declared with other
+/// ports in another cluster (INCONSISTENT_SERVICE). `istioctl analyze` of each
+/// cluster on its own finds nothing; meshdeck finds all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_only_cross_cluster_problems_istioctl_cannot_see_meshdeck_finds() {
+    let Some(fleet) = common::real_fleet_only("istioctl analyze against meshdeck analyze").await else { return };
+    let istioctl = istioctl();
+    let kc = fleet.kubeconfig_path();
+    let home = tempfile::tempdir().expect("tmp");
+    let meshdeck_on = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_meshdeck"))
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("MESHDECK_CONFIG_DIR", home.path())
+            .env("MESHDECK_DATA_DIR", home.path())
+            .output()
+            .expect("meshdeck runs")
+    };
+    let out = meshdeck_on(&["apply", "-f", "examples/reviews-canary.yaml", "--yes"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let kubectl = |context: &str, args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["--context", context];
+        all.extend_from_slice(args);
+        common::kubectl_ok(&common::kubectl(&kc, home.path(), &all, stdin))
+    };
+    kubectl("cluster2", &["delete", "gateway.networking.istio.io", "reviews-canary-eastwest", "-n", "default"], None);
+    kubectl(
+        "cluster2",
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews-from-cluster3, namespace: default}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: ALLOW\n  rules: [{from: [{source: {principals: [cluster3.local/ns/default/sa/bookinfo-productpage]}}]}]\n",
+        ),
+    );
+    for (context, port) in [("cluster1", "http-api"), ("cluster2", "tcp-api")] {
+        let svc = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: analyzed, namespace: default, labels: {{meshdeck.dev/test: x}}}}\nspec:\n  selector: {{app: analyzed}}\n  ports: [{{name: {port}, port: 8080, targetPort: 8080}}]\n"
+        );
+        kubectl(context, &["apply", "-f", "-"], Some(&svc));
+    }
+    for context in ["cluster1", "cluster2", "cluster3"] {
+        let text = analyze_live(&istioctl, &kc, context);
+        assert!(findings(&text).is_empty(), "istioctl sees nothing wrong in {context} alone:\n{text}");
+    }
+    let mut last = String::new();
+    for _ in 0..30 {
+        let out = meshdeck_on(&["analyze", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let codes: Vec<String> =
+            v["findings"].as_array().expect("findings").iter().map(|f| f["code"].as_str().unwrap_or("").to_string()).collect();
+        if ["NOT_EXPOSED", "CALLER_DENIED", "INCONSISTENT_SERVICE"].iter().all(|c| codes.iter().any(|x| x == c)) {
+            assert_eq!(out.status.code(), Some(1), "errors fail the command");
+            return;
+        }
+        last = common::text(&out);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("meshdeck did not find all three: {last}");
+}
