@@ -42,9 +42,9 @@ async fn routes(cli: &std::sync::Arc<MeshdeckCli>, args: &[&str]) -> (Vec<Value>
     (v["routes"].as_array().expect("routes").clone(), out)
 }
 
-/// `(cluster, version, via present)` of each destination, with its weight.
-fn split(route: &Value) -> Vec<(u64, String, String, bool)> {
-    route["rules"][0]["destinations"]
+/// `(weight, cluster, version, via present)` of each target of a rule.
+fn targets(rule: &Value) -> Vec<(u64, String, String, bool)> {
+    rule["destinations"]
         .as_array()
         .expect("destinations")
         .iter()
@@ -59,6 +59,11 @@ fn split(route: &Value) -> Vec<(u64, String, String, bool)> {
             })
         })
         .collect()
+}
+
+/// The first rule's targets, in order.
+fn split(route: &Value) -> Vec<(u64, String, String, bool)> {
+    targets(&route["rules"][0])
 }
 
 fn codes(route: &Value) -> Vec<String> {
@@ -248,22 +253,9 @@ fn routing(route: &Value) -> Routing {
         .expect("rules")
         .iter()
         .map(|rule| {
-            let mut targets: Vec<(u64, String, String)> = rule["destinations"]
-                .as_array()
-                .expect("destinations")
-                .iter()
-                .flat_map(|d| {
-                    d["targets"].as_array().expect("targets").iter().map(move |t| {
-                        (
-                            d["weight"].as_u64().unwrap_or(0),
-                            t["cluster"].as_str().unwrap_or("").to_string(),
-                            t["version"].as_str().unwrap_or("*").to_string(),
-                        )
-                    })
-                })
-                .collect();
-            targets.sort();
-            (rule["matches"].clone(), targets)
+            let mut found: Vec<(u64, String, String)> = targets(rule).into_iter().map(|(w, c, v, _)| (w, c, v)).collect();
+            found.sort();
+            (rule["matches"].clone(), found)
         })
         .collect()
 }

@@ -328,11 +328,7 @@ fn real_only_a_failover_local_tier_is_its_pods_each_ejected_on_its_own() {
         // `meshdeck routes` reads the same objects back into the same order Istio gives.
         let snap: meshdeck::inventory::FleetSnapshot = serde_json::from_value(inventory.clone()).expect("fixture");
         let loaded = meshdeck::plan::load("fo.yaml", &plan, &snap).expect("plan");
-        let mut live = snap.clone();
-        for (cluster, o) in meshdeck::render::render(&loaded, &snap).expect("renders").iter() {
-            let object: kube::api::DynamicObject = serde_json::from_value(o.clone()).expect("object");
-            live.istio_objects.push(meshdeck::inventory::facts::istio_object(cluster, o["kind"].as_str().expect("kind"), &object));
-        }
+        let live = common::applied(&snap, &loaded).expect("renders");
         let route = meshdeck::inventory::routes::effective_routes(&live, Some("reviews.default"), Some("cluster1")).remove(0);
         let mut ours: Vec<(usize, String)> =
             route.rules[0].destinations[0].targets.iter().map(|t| (t.tier.expect("a tier"), t.cluster.clone())).collect();

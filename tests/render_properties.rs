@@ -174,15 +174,8 @@ thread_local! {
     static SCHEMAS: BTreeMap<String, Arc<meshdeck::sim::schema::Schema>> = common::istio_schemas();
 }
 
-/// The plan's objects as the inventory would see them once applied.
 fn applied(inv: &FleetSnapshot, plan: &Plan) -> Result<FleetSnapshot, TestCaseError> {
-    let out = meshdeck::render::render(plan, inv).map_err(|e| TestCaseError::fail(format!("{e}\nplan: {plan:?}")))?;
-    let mut snap = inv.clone();
-    for (cluster, o) in out.iter() {
-        let object: kube::api::DynamicObject = serde_json::from_value(o.clone()).expect("object");
-        snap.istio_objects.push(meshdeck::inventory::facts::istio_object(cluster, o["kind"].as_str().unwrap_or(""), &object));
-    }
-    Ok(snap)
+    common::applied(inv, plan).map_err(TestCaseError::fail)
 }
 
 /// What an effective route does: per rule, its matches and (weight, tier, cluster, version) of each target.

@@ -81,12 +81,7 @@ fn composed_and_applied(a: &mut AppState, compose: fn(&mut AppState)) {
     let mut composing = app();
     compose(&mut composing);
     let plan = composing.composer.as_ref().expect("composer").to_plan();
-    let out = meshdeck::render::render(&plan, &a.snapshot).expect("renders");
-    let mut snap = (*a.snapshot).clone();
-    for (cluster, o) in out.iter() {
-        let object: kube::api::DynamicObject = serde_json::from_value(o.clone()).expect("object");
-        snap.istio_objects.push(meshdeck::inventory::facts::istio_object(cluster, o["kind"].as_str().expect("kind"), &object));
-    }
+    let snap = common::applied(&a.snapshot, &plan).expect("renders");
     update(a, Msg::Fleet(std::sync::Arc::new(snap)));
 }
 

@@ -581,3 +581,18 @@ pub fn write_plan(cli: &MeshdeckCli, name: &str, text: &str) -> String {
     std::fs::write(&path, text).expect("plan");
     path.display().to_string()
 }
+
+/// The fleet as the inventory would see it once `plan` is applied: its rendered
+/// objects among the Istio objects (the same summaries the watchers make).
+pub fn applied(
+    inv: &meshdeck::inventory::FleetSnapshot,
+    plan: &meshdeck::plan::Plan,
+) -> Result<meshdeck::inventory::FleetSnapshot, String> {
+    let out = meshdeck::render::render(plan, inv).map_err(|e| format!("{e}\nplan: {plan:?}"))?;
+    let mut snap = inv.clone();
+    for (cluster, o) in out.iter() {
+        let object: kube::api::DynamicObject = serde_json::from_value(o.clone()).map_err(|e| e.to_string())?;
+        snap.istio_objects.push(meshdeck::inventory::facts::istio_object(cluster, o["kind"].as_str().unwrap_or(""), &object));
+    }
+    Ok(snap)
+}
