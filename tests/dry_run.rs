@@ -184,6 +184,7 @@ async fn read_only_commands_change_nothing_on_any_cluster() {
         vec!["analyze", "-o", "json"],
         vec!["routes", "-o", "json"],
         vec!["import", "reviews", "--from", "cluster1"],
+        vec!["trust", "status", "-o", "json"],
         vec!["history"],
         vec!["apply", "-f", "examples/reviews-canary.yaml", "--dry-run"],
         vec!["--read-only", "apply", "-f", "examples/reviews-failover.yaml", "--yes"],

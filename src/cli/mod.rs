@@ -13,6 +13,7 @@ mod output;
 mod render;
 mod routes;
 mod sim;
+mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,8 @@ pub enum Command {
     Routes(routes::RoutesArgs),
     /// A service's effective route from one cluster as a TrafficRoute plan (hand-written objects included).
     Import(routes::ImportArgs),
+    /// The root of trust: each cluster's root and CA, and which clusters share a root.
+    Trust(trust::TrustArgs),
     /// The Istio objects each cluster needs for a plan.
     Render(render::RenderArgs),
     /// What applying a plan would change: preflight, server dry run, diff against live.
@@ -163,6 +166,7 @@ pub fn main() -> ExitCode {
             Some(Command::Analyze(args)) => analyze::run(&cli.global, args).await,
             Some(Command::Routes(args)) => routes::run(&cli.global, args).await,
             Some(Command::Import(args)) => routes::import(&cli.global, args).await,
+            Some(Command::Trust(args)) => trust::run(&cli.global, args).await,
             Some(Command::Render(args)) => render::run(&cli.global, args).await,
             Some(Command::Diff(args)) => apply::diff(&cli.global, args).await,
             Some(Command::Apply(args)) => apply::apply(&cli.global, args).await,

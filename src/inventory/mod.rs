@@ -8,6 +8,7 @@ pub mod facts;
 pub mod model;
 pub mod routes;
 pub mod slim;
+pub mod trust;
 pub mod warnings;
 pub mod watch;
 

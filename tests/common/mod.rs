@@ -186,7 +186,34 @@ impl TestFleet {
             if policies_removed {
                 admission_open(&client).await;
             }
+            restore_trust(&client, context).await;
         }
+    }
+}
+
+/// The seeded world's root of trust in `context` (its `istio-ca-root-cert` ConfigMaps
+/// and `cacerts` Secret, from the world the real test bed was started with), put
+/// back as it was: a trust test that failed midway leaves no other root behind.
+async fn restore_trust(client: &Client, context: &str) {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::core::{ApiResource, GroupVersionKind};
+    let world = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/realfleet/world/{context}.yaml"));
+    let text = std::fs::read_to_string(&world).unwrap_or_else(|e| panic!("{}: {e}", world.display()));
+    for doc in meshdeck::yaml::parse_documents(&text).expect("world YAML") {
+        let name = doc["metadata"]["name"].as_str().unwrap_or("");
+        let (kind, plural) = match (doc["kind"].as_str(), name) {
+            (Some("ConfigMap"), "istio-ca-root-cert") => ("ConfigMap", "configmaps"),
+            (Some("Secret"), "cacerts") => ("Secret", "secrets"),
+            _ => continue,
+        };
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        let mut object = doc.clone();
+        object["metadata"] = serde_json::json!({"name": name, "namespace": ns});
+        api.patch(name, &PatchParams::apply("meshdeck-test-reset").force(), &Patch::Apply(&object))
+            .await
+            .unwrap_or_else(|e| panic!("{context}: restoring {kind} {ns}/{name}: {e}"));
     }
 }
 
