@@ -68,6 +68,16 @@ fn fleet_strategy() -> impl Strategy<Value = (Vec<Vec<u8>>, bool)> {
     (prop::collection::vec(prop::collection::btree_set(1u8..5, 1..4).prop_map(|s| s.into_iter().collect::<Vec<_>>()), 2..6), any::<bool>())
 }
 
+/// A random fleet and a valid plan for it.
+fn plan_case() -> impl Strategy<Value = (Vec<Vec<u8>>, bool, Plan)> {
+    (fleet_strategy(), prop::collection::vec((0usize..8, 0usize..4), 1..5), prop::collection::vec(0u32..=100, 4), any::<bool>()).prop_map(
+        |((versions, shared), picks, cuts, failover)| {
+            let plan = plan_for(&versions, shared, &picks, &cuts, failover);
+            (versions, shared, plan)
+        },
+    )
+}
+
 /// Split `100` into `n` whole weights.
 fn weights(n: usize, cuts: &[u32]) -> Vec<u32> {
     let mut points: Vec<u32> = cuts.iter().take(n.saturating_sub(1)).map(|c| c % 101).collect();
@@ -145,13 +155,9 @@ proptest! {
 
     #[test]
     fn renders_pass_the_cross_reference_check_and_are_deterministic(
-        (versions, shared) in fleet_strategy(),
-        picks in prop::collection::vec((0usize..8, 0usize..4), 1..5),
-        cuts in prop::collection::vec(0u32..=100, 4),
-        failover in any::<bool>(),
+        (versions, shared, plan) in plan_case(),
     ) {
         let inv = fleet(&versions, shared);
-        let plan = plan_for(&versions, shared, &picks, &cuts, failover);
         // The generated plan is one validation accepts, and writing it loses nothing.
         let reloaded = meshdeck::plan::load("generated.yaml", &plan.to_yaml(), &inv)
             .map_err(|e| TestCaseError::fail(format!("generated plan invalid: {e:?}\n{}", plan.to_yaml())))?;
@@ -207,13 +213,9 @@ proptest! {
     /// any valid plan, imported back, validates and renders to the same routing.
     #[test]
     fn an_imported_route_renders_back_to_the_same_effective_routing(
-        (versions, shared) in fleet_strategy(),
-        picks in prop::collection::vec((0usize..8, 0usize..4), 1..5),
-        cuts in prop::collection::vec(0u32..=100, 4),
-        failover in any::<bool>(),
+        (versions, shared, plan) in plan_case(),
     ) {
         let inv = fleet(&versions, shared);
-        let plan = plan_for(&versions, shared, &picks, &cuts, failover);
         let from = plan.routes[0].from_clusters[0].clone();
         let (before, route) = routing(&applied(&inv, &plan)?, &from);
         prop_assert!(route.problems.is_empty(), "a valid plan's route has no problems: {:?}", route.problems);
