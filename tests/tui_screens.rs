@@ -91,6 +91,7 @@ both_sizes!(route_picture, |a| {
     canary_applied(a);
     press(a, "down down down m");
 });
+both_sizes!(route_picture_default, |a| press(a, "down down down m"));
 both_sizes!(route_picture_failover, |a| {
     composed_and_applied(a, |c| press(c, "down down down f down J"));
     press(a, "down down down m");

@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 use super::output::{Format, table};
 use super::{CliError, GlobalArgs, fleet};
 use crate::inventory::trust::{self, TrustStatus};
-use crate::inventory::{ClusterState, Inventory};
 
 #[derive(Args, Debug)]
 pub struct TrustArgs {
@@ -26,7 +25,7 @@ pub enum TrustCommand {
 pub struct StatusArgs {
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
-    /// How long to wait for slow clusters.
+    /// How long each read may take on a slow cluster.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     pub timeout: u64,
 }
@@ -86,24 +85,14 @@ pub async fn run(global: &GlobalArgs, args: TrustArgs) -> Result<(), CliError> {
 }
 
 async fn status(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
+    // Three reads a cluster, all clusters at once; no inventory (pods) is needed.
     let (clusters, _) = fleet::registry(global).await?;
-    let mut inv = Inventory::start(&clusters);
-    let snap = inv.settled(Duration::from_secs(args.timeout)).await;
-    drop(inv);
     let now = chrono::Utc::now();
-    let reads = clusters.iter().map(|c| {
-        let view = snap.cluster(&c.name);
-        let trust_domain = view.and_then(|v| v.mesh.trust_domain.clone());
-        let live = view.is_some_and(|v| matches!(v.state, ClusterState::Live | ClusterState::Degraded));
-        async move {
-            match (&c.client, live) {
-                (Ok(client), true) => trust::read(&c.name, client, trust_domain, now).await,
-                (Err(e), _) => unread(&c.name, trust_domain, e.clone()),
-                (Ok(_), false) => {
-                    let why = view.and_then(|v| v.error.as_ref().map(|e| e.message().to_string())).unwrap_or_else(|| "not live".into());
-                    unread(&c.name, trust_domain, why)
-                }
-            }
+    let timeout = Duration::from_secs(args.timeout);
+    let reads = clusters.iter().map(|c| async move {
+        match &c.client {
+            Ok(client) => trust::read(&c.name, client, now, timeout).await,
+            Err(e) => unread(&c.name, e.clone()),
         }
     });
     let mut statuses: Vec<TrustStatus> = futures::future::join_all(reads).await;
@@ -127,10 +116,10 @@ async fn status(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn unread(cluster: &str, trust_domain: Option<String>, why: String) -> TrustStatus {
+fn unread(cluster: &str, why: String) -> TrustStatus {
     TrustStatus {
         cluster: cluster.to_string(),
-        trust_domain,
+        trust_domain: None,
         root: None,
         ca: format!("unknown: {why}"),
         intermediate: None,

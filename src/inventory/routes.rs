@@ -214,11 +214,13 @@ pub fn effective_routes(snap: &FleetSnapshot, service: Option<&str>, from: Optio
         .filter(|c| from.is_none_or(|f| f == c.name))
         .filter(|c| c.mesh.istio_version.is_some() || c.mesh.istio_crds)
         .collect();
+    let rows: Vec<&ServiceRow> = match service {
+        // One service: looked up, not a `name.namespace` string built per row.
+        Some(s) => snap.service(s).into_iter().collect(),
+        None => snap.services.iter().map(AsRef::as_ref).filter(|r| r.namespace != "kube-system" && r.namespace != "istio-system").collect(),
+    };
     let mut out = Vec::new();
-    for row in snap.services.iter().filter(|r| service.is_none_or(|s| s == r.key())) {
-        if service.is_none() && (row.namespace == "kube-system" || row.namespace == "istio-system") {
-            continue;
-        }
+    for row in rows {
         for caller in &callers {
             let host = fqdn(&row.name, &row.namespace);
             let visible = row.clusters.keys().any(|c| snap.shares_discovery(&caller.name, c));
@@ -779,6 +781,16 @@ fn selected<'a>(
     (target(row, cluster, version, via), row)
 }
 
+/// The labels a target's pods are known to carry: the Service's selector, and the
+/// version label when the target is one version.
+fn workload_labels(snap: &FleetSnapshot, row: &ServiceRow, cluster: &str, version: Option<&str>) -> Option<BTreeMap<String, String>> {
+    let mut labels = row.clusters.get(cluster)?.selector.clone();
+    if let Some(v) = version {
+        labels.insert(version_label(snap.cluster(cluster)?).to_string(), v.to_string());
+    }
+    Some(labels)
+}
+
 /// Is the caller's identity allowed by the ALLOW AuthorizationPolicies on the
 /// target's workloads? With none, everything is allowed; with some, a call is
 /// allowed when one rule admits it. A caller's sidecar presents
@@ -786,11 +798,7 @@ fn selected<'a>(
 /// trust domain's aliases too. Rules on namespaces, IP blocks or request
 /// principals cannot be judged from here and count as allowing.
 fn denied(snap: &FleetSnapshot, caller: &ClusterView, row: &ServiceRow, cluster: &str, version: Option<&str>, problems: &mut Vec<Problem>) {
-    let (Some(target), Some(presence)) = (snap.cluster(cluster), row.clusters.get(cluster)) else { return };
-    let mut workload = presence.selector.clone();
-    if let Some(v) = version {
-        workload.insert(version_label(target).to_string(), v.to_string());
-    }
+    let (Some(target), Some(workload)) = (snap.cluster(cluster), workload_labels(snap, row, cluster, version)) else { return };
     let td = caller.mesh.trust_domain.clone().unwrap_or_else(|| "cluster.local".into());
     let own = target.mesh.trust_domain.clone().unwrap_or_else(|| "cluster.local".into());
     let aliased = td == own || target.mesh.accepted_trust_domains.contains(&td);
@@ -892,11 +900,7 @@ fn tls_conflict(
 ) {
     let Some(dr) = dr else { return };
     let Some(mode) = spec(dr).pointer("/trafficPolicy/tls/mode").and_then(Value::as_str).map(String::from) else { return };
-    let (Some(target), Some(presence)) = (snap.cluster(cluster), row.clusters.get(cluster)) else { return };
-    let mut workload = presence.selector.clone();
-    if let Some(v) = version {
-        workload.insert(version_label(target).to_string(), v.to_string());
-    }
+    let Some(workload) = workload_labels(snap, row, cluster, version) else { return };
     let (peer, by) = peer_mode(snap, cluster, &row.namespace, &workload);
     let refused = match (mode.as_str(), peer.as_str()) {
         ("DISABLE" | "SIMPLE" | "MUTUAL", "STRICT") => Some("accepts Istio mTLS only"),

@@ -79,11 +79,12 @@ fn status_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
-/// Read one cluster's root and CA. `trust_domain` comes from the inventory.
-pub async fn read(name: &str, client: &kube::Client, trust_domain: Option<String>, now: DateTime<Utc>) -> TrustStatus {
+/// Read one cluster's trust domain (the default revision's mesh config), root and
+/// CA: three reads, each within `timeout`.
+pub async fn read(name: &str, client: &kube::Client, now: DateTime<Utc>, timeout: std::time::Duration) -> TrustStatus {
     let mut status = TrustStatus {
         cluster: name.to_string(),
-        trust_domain,
+        trust_domain: None,
         root: None,
         ca: "unknown".into(),
         intermediate: None,
@@ -91,8 +92,11 @@ pub async fn read(name: &str, client: &kube::Client, trust_domain: Option<String
         shares_root_with: vec![],
         warnings: vec![],
     };
-    let timeout = std::time::Duration::from_secs(10);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "istio-system");
+    let secs = timeout.as_secs();
+    if let Ok(Ok(Some(cm))) = tokio::time::timeout(timeout, maps.get_opt("istio")).await {
+        status.trust_domain = cm.data.as_ref().and_then(|d| d.get("mesh")).and_then(|m| super::facts::trust_domain(m));
+    }
     let root_pem = match tokio::time::timeout(timeout, maps.get_opt("istio-ca-root-cert")).await {
         Ok(Ok(Some(cm))) => cm.data.and_then(|d| d.get("root-cert.pem").cloned()),
         Ok(Ok(None)) => {
@@ -100,11 +104,11 @@ pub async fn read(name: &str, client: &kube::Client, trust_domain: Option<String
             None
         }
         Ok(Err(e)) => {
-            status.warnings.push(format!("reading istio-ca-root-cert: {e}"));
+            status.warnings.push(format!("reading istio-ca-root-cert: {}", crate::registry::ClusterError::from_kube(&e).message()));
             None
         }
         Err(_) => {
-            status.warnings.push("reading istio-ca-root-cert: no answer within 10 s".into());
+            status.warnings.push(format!("reading istio-ca-root-cert: no answer within {secs} s"));
             None
         }
     };
@@ -126,8 +130,8 @@ pub async fn read(name: &str, client: &kube::Client, trust_domain: Option<String
         }
         Ok(Ok(None)) => status.ca = "self-signed".into(),
         Ok(Err(e)) if status_code(&e) == Some(403) => status.ca = "unknown: 403 Forbidden reading secrets in istio-system".into(),
-        Ok(Err(e)) => status.ca = format!("unknown: {e}"),
-        Err(_) => status.ca = "unknown: no answer within 10 s".into(),
+        Ok(Err(e)) => status.ca = format!("unknown: {}", crate::registry::ClusterError::from_kube(&e).message()),
+        Err(_) => status.ca = format!("unknown: no answer within {secs} s"),
     }
     for (what, c) in [("root", &status.root), ("intermediate", &status.intermediate)] {
         if let Some(c) = c

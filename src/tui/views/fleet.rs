@@ -128,8 +128,9 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let route_w = if state.routes.is_empty() {
         0
     } else {
+        // Sized by every cell (a few), not by a scan of every row each frame.
         let cap = if narrow { 20 } else { 40 };
-        state.rows.iter().filter_map(route_of).map(|r| r.chars().count()).max().unwrap_or(5).clamp(5, cap) as u16
+        state.routes.values().map(|r| r.chars().count()).max().unwrap_or(5).clamp(5, cap) as u16
     };
     let mut widths = vec![Constraint::Length(name_w), Constraint::Length(ns_w)];
     if route_w > 0 {

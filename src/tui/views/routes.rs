@@ -1,7 +1,8 @@
 //! The route picture: the calling cluster at the top, a trunk down the left, and an
 //! arrow per target labelled with its weight (or failover tier) into a box per
-//! destination cluster listing the versions that answer. A broken arrow is dashed
-//! and marked ✗, so it reads without colour (`NO_COLOR`); the problems follow.
+//! destination cluster listing the versions that answer (`same`: the arrow above's
+//! share, balanced across them). A broken arrow is dashed and marked ✗, so it reads
+//! without colour (`NO_COLOR`); the problems follow.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -81,10 +82,13 @@ pub fn picture(route: &EffectiveRoute, width: usize) -> Vec<PictureLine> {
                 groups.push((format!("{} (nothing)", fit(&d.host, 40)), None, vec![(label, &NOWHERE)]));
                 continue;
             }
-            for t in &d.targets {
-                let label = match t.tier {
-                    Some(n) => format!("#{}", n + 1),
-                    None => format!("{}%", d.weight),
+            for (i, t) in d.targets.iter().enumerate() {
+                // One destination's weight is shared by its targets (Istio balances across
+                // them): the first arrow carries it, the others say they share it.
+                let label = match (t.tier, i) {
+                    (Some(n), _) => format!("#{}", n + 1),
+                    (None, 0) => format!("{}%", d.weight),
+                    (None, _) => "same".to_string(),
                 };
                 match groups.iter_mut().find(|(c, via, _)| *c == t.cluster && *via == t.via) {
                     Some((_, _, members)) => members.push((label, t)),
@@ -145,12 +149,12 @@ fn body_of(t: &Target) -> String {
 
 /// Words into lines of at most `width` columns (continuations leave 2 for an indent).
 fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines: Vec<String> = vec![String::new()];
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
     for word in text.split(' ') {
-        let limit = if lines.len() == 1 { width } else { width - 2 };
-        let current = lines.last_mut().expect("a line");
+        let limit = if lines.is_empty() { width } else { width.saturating_sub(2) };
         if !current.is_empty() && current.chars().count() + 1 + word.chars().count() > limit {
-            lines.push(word.to_string());
+            lines.push(std::mem::replace(&mut current, word.to_string()));
         } else {
             if !current.is_empty() {
                 current.push(' ');
@@ -158,6 +162,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
             current.push_str(word);
         }
     }
+    lines.push(current);
     lines
 }
 
