@@ -10,6 +10,7 @@
 //!     routeFrom: [{ clusters: [cluster1], namespaces: [default] }]
 //!     routeTo:   [{ clusters: [cluster1, cluster2], services: ["reviews.default", "ratings.*"] }]
 //!     accessPolicies: false
+//!     trust: false          # may change the root of trust (`meshdeck trust`)
 //! ```
 //! Without a policy file every plan is allowed (persona `unrestricted`).
 
@@ -38,6 +39,9 @@ pub struct Persona {
     pub route_to: Vec<ToRule>,
     #[serde(default)]
     pub access_policies: bool,
+    /// May change the root of trust: Istio's `cacerts` Secrets (`meshdeck trust`).
+    #[serde(default)]
+    pub trust: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -115,6 +119,7 @@ impl Persona {
             route_from: vec![],
             route_to: vec![],
             access_policies: true,
+            trust: true,
             matches: PersonaMatch::default(),
         }
     }
@@ -199,6 +204,11 @@ impl Persona {
     /// `namespace`? Routing objects live where the persona routes from or to; an
     /// AuthorizationPolicy also needs `accessPolicies`.
     fn may_write(&self, cluster: &str, namespace: &str, kind: &str) -> bool {
+        if kind == "Secret" || kind == "Deployment" {
+            // Secrets meshdeck writes are CAs, and the Deployment is istiod (restarted to
+            // read them): a trust right, in istio-system only.
+            return self.trust && namespace == "istio-system";
+        }
         if self.name == "unrestricted" {
             return true;
         }

@@ -117,3 +117,318 @@ async fn trust_status_shows_one_root_then_two_with_expiry_and_never_the_key() {
     assert_eq!(v["roots"], 1, "{v:#}");
     assert_eq!(cluster(&v, "cluster3")["chainsToRoot"], true);
 }
+
+/// Run `meshdeck` with logging at trace into `state` (the log file is checked for keys).
+async fn run_logged(cli: &std::sync::Arc<MeshdeckCli>, state: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = cli.command(args);
+    cmd.env("MESHDECK_LOG", "trace").env("MESHDECK_STATE_DIR", state);
+    tokio::task::spawn_blocking(move || cmd.output().expect("runs")).await.expect("joined")
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+fn decode(b: &k8s_openapi::ByteString) -> String {
+    String::from_utf8_lossy(&b.0).into_owned()
+}
+
+/// Every cluster's `cacerts` data, as the admin sees it.
+async fn cacerts(fleet: &TestFleet) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        let secrets: Api<Secret> = Api::namespaced(fleet.client(c).await, "istio-system");
+        let s = secrets.get("cacerts").await.expect("cacerts");
+        out.insert(c.to_string(), s.data.unwrap_or_default().iter().map(|(k, v)| (k.clone(), decode(v))).collect());
+    }
+    out
+}
+
+/// Every private key in istio-system's Secrets (cacerts and the copies kept of it),
+/// as the lines of its PEM and its base64: none may appear in any output.
+async fn keys_in_clusters(fleet: &TestFleet) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        let secrets: Api<Secret> = Api::namespaced(fleet.client(c).await, "istio-system");
+        for s in secrets.list(&Default::default()).await.expect("secrets").items {
+            if let Some(k) = s.data.as_ref().and_then(|d| d.get("ca-key.pem")) {
+                let pem = decode(k);
+                out.push(b64(&pem)[..40].to_string());
+                out.extend(pem.lines().filter(|l| !l.starts_with("-----")).map(String::from));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The roots `istio-ca-root-cert` holds in istio-system of `cluster`, as fingerprints.
+async fn distributed_roots(fleet: &TestFleet, cluster: &str) -> Vec<String> {
+    let maps: Api<ConfigMap> = Api::namespaced(fleet.client(cluster).await, "istio-system");
+    let Ok(cm) = maps.get("istio-ca-root-cert").await else { return vec![] };
+    let pem = cm.data.and_then(|d| d.get("root-cert.pem").cloned()).unwrap_or_default();
+    meshdeck::inventory::trust::pem_blocks(&pem).iter().filter_map(|p| meshdeck::inventory::facts::pem_fingerprint(p)).collect()
+}
+
+/// Wait until istiod (restarted) distributes exactly `roots` in every cluster.
+async fn until_distributed(fleet: &TestFleet, roots: &[String]) {
+    common::eventually(60, || async {
+        for c in ["cluster1", "cluster2", "cluster3"] {
+            if distributed_roots(fleet, c).await != roots {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+}
+
+fn fp(pem: &str) -> String {
+    meshdeck::inventory::facts::pem_fingerprint(pem).expect("a certificate")
+}
+
+fn record_of(cli: &MeshdeckCli, plan: &str) -> String {
+    let out = cli.command(&["history", "-o", "json"]).output().expect("history");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ids: Vec<&str> =
+        v.as_array().expect("records").iter().filter(|r| r["plans"] == json!([plan])).filter_map(|r| r["id"].as_str()).collect();
+    ids.last().expect("a record").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_plan_makes_one_root_and_rollback_restores_every_secret_exactly_never_showing_a_key() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    let state = tempfile::tempdir().expect("tmp");
+    let files = tempfile::tempdir().expect("tmp");
+    // A mixed fleet: cluster3 on another root.
+    let (root3, cert3, key3) = other_root("cluster3", 200);
+    let client = fleet.client("cluster3").await;
+    let apply = PatchParams::apply("meshdeck-test").force();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts"},
+        "data": {"ca-cert.pem": b64(&cert3), "ca-key.pem": b64(&key3), "root-cert.pem": b64(&root3), "cert-chain.pem": b64(&format!("{cert3}{root3}"))}});
+    Api::<Secret>::namespaced(client.clone(), "istio-system").patch("cacerts", &apply, &Patch::Apply(&secret)).await.expect("cacerts");
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio-ca-root-cert"}, "data": {"root-cert.pem": root3}});
+    Api::<ConfigMap>::namespaced(client, "istio-system").patch("istio-ca-root-cert", &apply, &Patch::Apply(&cm)).await.expect("root");
+    let before = cacerts(&fleet).await;
+    let (v, _) = status(&cli).await;
+    assert_eq!(v["roots"], 2, "{v:#}");
+
+    let key = files.path().join("root.key");
+    let key_arg = key.to_str().expect("utf-8");
+    let mut outputs = Vec::new();
+    // The dry run writes the root's files and nothing on any cluster.
+    let dry = run_logged(&cli, state.path(), &["trust", "plan", "--generate-root", key_arg, "--dry-run"]).await;
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert_eq!(cacerts(&fleet).await, before, "a dry run wrote");
+    let shown = text(&dry);
+    assert!(shown.contains("~ cluster3: Secret/istio-system/cacerts update") && shown.contains("private key ("), "{shown}");
+    assert!(shown.contains("CN=Intermediate CA cluster3, O=meshdeck, L=cluster3"), "{shown}");
+    outputs.push(shown);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).expect("key file").permissions().mode() & 0o777, 0o600);
+    }
+    // Never over an existing key.
+    let again = run_logged(&cli, state.path(), &["trust", "plan", "--generate-root", key_arg, "--dry-run"]).await;
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("already exists; refusing to overwrite it"), "{}", text(&again));
+    let root_key = std::fs::read_to_string(&key).expect("key");
+    let root_cert = std::fs::read_to_string(files.path().join("root.crt")).expect("cert");
+
+    let cert_arg = files.path().join("root.crt");
+    let cert_arg = cert_arg.to_str().expect("utf-8");
+    let plan = ["trust", "plan", "--root", cert_arg, "--root-key", key_arg, "--yes", "--restart-istiod"];
+    let out = run_logged(&cli, state.path(), &plan).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("istiod reads cacerts only when it starts"), "{}", text(&out));
+    outputs.push(text(&out));
+    // istiod restarted: every cluster distributes the one new root.
+    until_distributed(&fleet, &[fp(&root_cert)]).await;
+    let (v, out) = status(&cli).await;
+    outputs.push(text(&out));
+    assert_eq!(v["roots"], 1, "{v:#}");
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        let s = cluster(&v, c);
+        assert_eq!(s["chainsToRoot"], true, "{s:#}");
+        assert_eq!(s["root"]["fingerprint"], fp(&root_cert), "{s:#}");
+        assert!(s["intermediate"]["subject"].as_str().expect("subject").contains(&format!("L={c}")), "{s:#}");
+        assert!((364..=365).contains(&s["intermediate"]["daysLeft"].as_i64().expect("days")), "{s:#}");
+    }
+    let keys = keys_in_clusters(&fleet).await;
+
+    // Rollback: every cacerts exactly as before, key and all.
+    let id = record_of(&cli, "trust-plan");
+    let out = run_logged(&cli, state.path(), &["rollback", &id, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    outputs.push(text(&out));
+    assert_eq!(cacerts(&fleet).await, before, "rollback did not restore the Secrets exactly");
+    let out = run_logged(&cli, state.path(), &["trust", "restart", "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    outputs.push(text(&out));
+    common::eventually(60, || async { (distributed_roots(&fleet, "cluster3").await == [fp(&root3)]).then_some(()) }).await;
+    let out = run_logged(&cli, state.path(), &["history"]).await;
+    outputs.push(text(&out));
+    let out = run_logged(&cli, state.path(), &["history", "-o", "json"]).await;
+    outputs.push(text(&out));
+
+    // No key (the root's, any intermediate's, old or new) in any output or file meshdeck wrote.
+    let mut needles: Vec<String> = keys;
+    needles.extend(root_key.lines().filter(|l| !l.starts_with("-----")).map(String::from));
+    needles.push(b64(&root_key)[..40].to_string());
+    needles.extend(key3.lines().filter(|l| !l.starts_with("-----")).map(String::from));
+    assert!(needles.len() > 10, "{needles:?}");
+    let log = state.path().join("meshdeck.log");
+    assert!(std::fs::metadata(&log).expect("a log at trace").len() > 10_000, "the log at trace is too short to prove anything");
+    let mut files_written = common::files_under(state.path());
+    files_written.extend(common::files_under(cli.data.path()));
+    files_written.extend(common::files_under(cli.config.path()));
+    for f in &files_written {
+        outputs.push(String::from_utf8_lossy(&std::fs::read(f).expect("readable")).into_owned());
+    }
+    assert!(files_written.iter().any(|f| f.to_string_lossy().contains("history")), "{files_written:?}");
+    for (i, o) in outputs.iter().enumerate() {
+        for n in &needles {
+            assert!(!o.contains(n.as_str()), "key material in output {i} ({} bytes)", o.len());
+        }
+    }
+}
+
+/// A root and its key written as files, as an operator would hold them.
+fn root_files(dir: &std::path::Path, name: &str) -> (String, String, String) {
+    let root = meshdeck::render::trust::Root::generate(name, chrono::Utc::now()).expect("root");
+    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert, &root.cert_pem).expect("cert");
+    std::fs::write(&key, root.key_pem()).expect("key");
+    (root.cert_pem.clone(), cert.display().to_string(), key.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_in_three_recorded_steps_refuses_to_drop_the_old_root_early() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    let files = tempfile::tempdir().expect("tmp");
+    let old_root = distributed_roots(&fleet, "cluster1").await;
+    assert_eq!(old_root.len(), 1);
+    let (new_pem, new_cert, new_key) = root_files(files.path(), "new-root");
+    let new_fp = fp(&new_pem);
+
+    // Out of order: step 3 and step 2 are refused, and nothing is written.
+    let before = cacerts(&fleet).await;
+    let out = cli.run(&["trust", "rotate", "drop-old", "--root", &new_cert, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("refusing to drop the old root: cluster1, cluster2, cluster3 still on an intermediate of another root"),
+        "{}",
+        text(&out)
+    );
+    let out = cli.run(&["trust", "rotate", "reissue", "--root", &new_cert, "--root-key", &new_key, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("do not trust the new root yet"), "{}", text(&out));
+    assert_eq!(cacerts(&fleet).await, before);
+
+    // Step 1: every cluster trusts both roots; the intermediates stay.
+    let out = cli.run(&["trust", "rotate", "trust-both", "--root", &new_cert, "--yes", "--restart-istiod"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let both = [old_root.clone(), vec![new_fp.clone()]].concat();
+    until_distributed(&fleet, &both).await;
+    let after_one = cacerts(&fleet).await;
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        assert_eq!(after_one[c]["ca-key.pem"], before[c]["ca-key.pem"], "{c}: step 1 changed the intermediate");
+    }
+
+    // Step 2, one cluster at a time; step 3 is refused while one is left.
+    for (i, c) in ["cluster1", "cluster2", "cluster3"].iter().enumerate() {
+        if i == 2 {
+            let out = cli.run(&["trust", "rotate", "drop-old", "--root", &new_cert, "--yes"]).await;
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+            assert!(text(&out).contains("cluster3 still on an intermediate of another root"), "{}", text(&out));
+        }
+        let out = cli.run(&["trust", "rotate", "reissue", "--root", &new_cert, "--root-key", &new_key, "--yes", "--restart-istiod"]).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let now = cacerts(&fleet).await;
+        assert_ne!(now[*c]["ca-key.pem"], after_one[*c]["ca-key.pem"], "{c} not re-issued");
+        assert_eq!(now[*c]["root-cert.pem"], after_one[*c]["root-cert.pem"], "{c}: still trusts both roots");
+        assert!(meshdeck::inventory::trust::chains_to(&now[*c]["ca-cert.pem"], &new_pem) == Some(true));
+        for other in ["cluster1", "cluster2", "cluster3"].iter().skip(i + 1) {
+            assert_eq!(now[*other], after_one[*other], "{other} changed with {c}");
+        }
+    }
+    let out = cli.run(&["trust", "rotate", "reissue", "--root", &new_cert, "--root-key", &new_key, "--yes"]).await;
+    assert!(text(&out).contains("next is `meshdeck trust rotate drop-old`"), "{}", text(&out));
+
+    // Step 3: only the new root.
+    let out = cli.run(&["trust", "rotate", "drop-old", "--root", &new_cert, "--yes", "--restart-istiod"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    until_distributed(&fleet, std::slice::from_ref(&new_fp)).await;
+    let (v, _) = status(&cli).await;
+    assert_eq!(v["roots"], 1, "{v:#}");
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        assert_eq!(cluster(&v, c)["chainsToRoot"], true, "{v:#}");
+    }
+    // Each step is its own record, and its own rollback: step 3 undone trusts both again.
+    let out = cli.run(&["history", "-o", "json"]).await;
+    let records: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let plans: Vec<String> =
+        records.as_array().expect("records").iter().map(|r| r["plans"][0].as_str().unwrap_or("").to_string()).collect();
+    for step in ["trust-rotate-1", "trust-rotate-2", "trust-rotate-3", "trust-restart"] {
+        assert!(plans.iter().any(|p| p == step), "{plans:?}");
+    }
+    assert_eq!(plans.iter().filter(|p| *p == "trust-rotate-2").count(), 3, "{plans:?}");
+    let id = record_of(&cli, "trust-rotate-3");
+    let out = cli.run(&["rollback", &id, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let undone = cacerts(&fleet).await;
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        assert_eq!(undone[c]["root-cert.pem"], after_one[c]["root-cert.pem"], "{c}: rollback of step 3");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persona_without_the_trust_right_and_read_only_are_refused_before_any_key_is_made() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    let files = tempfile::tempdir().expect("tmp");
+    let before = cacerts(&fleet).await;
+    std::fs::write(
+        cli.config.path().join("policy.yaml"),
+        "personas:\n  - name: team\n    match: {contexts: [cluster1]}\n    routeFrom: [{clusters: ['*']}]\n    routeTo: [{clusters: ['*']}]\n    accessPolicies: true\n",
+    )
+    .expect("policy");
+    let key = files.path().join("root.key");
+    let key_arg = key.to_str().expect("utf-8");
+    let out = cli.run(&["trust", "plan", "--generate-root", key_arg, "--as-persona", "team", "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("persona team refuses trust plan: may not change the root of trust"), "{}", text(&out));
+    assert!(!key.exists(), "a refused change made a key");
+    let out = cli.run(&["trust", "restart", "--as-persona", "team", "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // A persona with the right may.
+    std::fs::write(cli.config.path().join("policy.yaml"), "personas:\n  - name: pki\n    trust: true\n").expect("policy");
+    let out = cli.run(&["trust", "plan", "--generate-root", key_arg, "--as-persona", "pki", "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::remove_file(cli.config.path().join("policy.yaml")).expect("rm");
+
+    // --read-only refuses every trust change before anything is made.
+    let other = files.path().join("other.key");
+    let other_arg = other.to_str().expect("utf-8");
+    for args in [
+        vec!["--read-only", "trust", "plan", "--generate-root", other_arg, "--yes"],
+        vec!["--read-only", "trust", "rotate", "trust-both", "--root", "/dev/null", "--yes"],
+        vec!["--read-only", "trust", "restart", "--yes"],
+    ] {
+        let out = cli.run(&args).await;
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    }
+    assert!(!other.exists(), "read-only made a key");
+    let out = cli.run(&["--read-only", "trust", "restart", "--yes"]).await;
+    assert!(text(&out).contains("read-only: refusing to change the root of trust"), "{}", text(&out));
+    // Bad input: exit 2, naming the file.
+    let out = cli.run(&["trust", "plan", "--root", "/nonexistent/root.crt", "--root-key", key_arg, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("/nonexistent/root.crt"), "{}", text(&out));
+    assert_eq!(cacerts(&fleet).await, before, "a refused change wrote");
+}

@@ -16,8 +16,9 @@ pub fn classify(live: Option<&Value>, expected: Option<&Value>) -> ChangeKind {
     }
 }
 
+/// What the operator reads of an object: a Secret's data only in words (`secret::redacted`).
 fn yaml_lines(v: Option<&Value>) -> Vec<String> {
-    v.map(|o| crate::yaml::to_yaml(&normalized(o)).lines().map(String::from).collect()).unwrap_or_default()
+    v.map(|o| crate::yaml::to_yaml(&super::secret::redacted(&normalized(o))).lines().map(String::from).collect()).unwrap_or_default()
 }
 
 pub fn object_diff(live: Option<&Value>, expected: Option<&Value>) -> String {

@@ -184,6 +184,8 @@ impl History {
 
     /// Write (or replace) a record atomically, then append its audit line.
     pub fn record(&self, rec: &HistoryRecord) -> Result<(), ApplyError> {
+        // A Secret's data never reaches the disk: its rollback restores from the kept copy.
+        let rec = &HistoryRecord { changes: super::secret::redact_changes(&rec.changes), ..rec.clone() };
         let err = |e: std::io::Error| ApplyError::History(format!("{}: {e}", self.dir.display()));
         let path = self.dir.join(format!("{}.json", rec.id));
         let tmp = self.dir.join(format!(".{}.json.tmp", rec.id));

@@ -10,6 +10,7 @@ pub mod grant;
 pub mod history;
 pub mod preflight;
 pub mod rollback;
+pub mod secret;
 pub mod target;
 pub mod write;
 
@@ -119,7 +120,10 @@ impl ChangeSet {
         let mut out = String::new();
         for s in &self.steps {
             out.push_str(&format!("{} {} {}\n", marker(s.change), s.target, s.change.as_str()));
-            if !s.diff.is_empty() {
+            if secret::is_kept_copy(&s.target) {
+                // Its content is the before or after of the Secret beside it, diffed there.
+                out.push_str("  (a copy kept beside cacerts, so a rollback can restore it)\n");
+            } else if !s.diff.is_empty() {
                 out.push_str(&s.diff);
             }
         }

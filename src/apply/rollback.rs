@@ -97,6 +97,8 @@ pub fn desired(record: &HistoryRecord) -> Vec<(ObjRef, Desired)> {
         .changes
         .steps
         .iter()
+        // Kept copies stay: a rollback of this rollback restores from them.
+        .filter(|s| !super::secret::is_kept_copy(&s.target))
         .map(|s| {
             let want = match &s.previous {
                 Some(prev) => Desired::Restore(prev.clone()),
@@ -123,6 +125,13 @@ pub async fn plan(
             return Err(ApplyError::ChangedSince { id: id.to_string(), why: changed });
         }
     }
-    let want = desired(&record);
+    let mut want = desired(&record);
+    for (t, d) in want.iter_mut() {
+        if let Desired::Restore(prev) = d {
+            let c = super::cluster(clusters, &t.cluster)?;
+            *prev =
+                super::secret::unredact(c, t, prev).await.map_err(|message| ApplyError::Cluster { cluster: t.cluster.clone(), message })?;
+        }
+    }
     Ok((record, want))
 }

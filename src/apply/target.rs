@@ -35,6 +35,9 @@ impl ObjRef {
     /// Where objects are written, in order: what others refer to comes first.
     pub fn write_order(&self) -> u8 {
         match self.kind.as_str() {
+            // A CA's kept copy before the CA itself (see `apply::secret`).
+            "Secret" if self.name.contains(super::secret::KEPT_MARK) => 0,
+            "Secret" => 1,
             "Gateway" => 0,
             "ServiceEntry" => 1,
             "DestinationRule" => 2,
@@ -50,6 +53,15 @@ pub fn resource(kind: &str) -> Option<(ApiResource, &'static str)> {
 }
 
 fn resource_at(kind: &str, version: &str) -> Option<(ApiResource, &'static str)> {
+    // Besides Istio's kinds, meshdeck writes Istio's `cacerts` (see `apply::secret`) and
+    // restarts istiod so it reads them (`meshdeck trust`).
+    match kind {
+        "Secret" => return Some((ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Secret"), "secrets"), "")),
+        "Deployment" => {
+            return Some((ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", "Deployment"), "deployments"), "apps"));
+        }
+        _ => {}
+    }
     ISTIO_KINDS
         .iter()
         .find(|(_, k, _)| *k == kind)
@@ -184,7 +196,8 @@ pub async fn get_all(clusters: &[Cluster], targets: &[&ObjRef], limit: std::time
 }
 
 /// The object as the user sees it: apiVersion, kind, name, namespace, labels,
-/// annotations and spec. What the server maintains is left out.
+/// annotations and spec (a Secret's type and data). What the server maintains is
+/// left out. A Secret's data is here as it is: diffs show it through `secret::redacted`.
 pub fn normalized(o: &Value) -> Value {
     let meta = o.get("metadata").cloned().unwrap_or_default();
     let mut m = json!({"name": meta.get("name"), "namespace": meta.get("namespace")});
@@ -196,6 +209,11 @@ pub fn normalized(o: &Value) -> Value {
     let mut out = json!({"apiVersion": o.get("apiVersion"), "kind": o.get("kind"), "metadata": m});
     if let Some(spec) = o.get("spec") {
         out["spec"] = spec.clone();
+    }
+    for k in ["type", "data"] {
+        if let Some(v) = o.get(k).filter(|_| o.get("kind").and_then(Value::as_str) == Some("Secret")) {
+            out[k] = v.clone();
+        }
     }
     crate::render::canonicalize(&mut out);
     out

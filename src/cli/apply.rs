@@ -75,7 +75,7 @@ pub struct RollbackArgs {
     pub request_timeout: u64,
 }
 
-fn err(e: ApplyError) -> CliError {
+pub(super) fn err(e: ApplyError) -> CliError {
     let hint = match &e {
         ApplyError::DryRun(lines) if lines.iter().any(|l| l.contains("409") && l.contains("conflict")) => {
             "\nhint: another field manager owns these fields; --force-conflicts lets meshdeck take them (the diff shows what changes)"
@@ -100,7 +100,7 @@ pub fn history() -> Result<History, CliError> {
 
 /// `--yes`, or ask on the terminal; without one, refuse. The answer is the
 /// only way to a write grant for `changes`.
-fn confirm(clusters: &[Cluster], changes: &ChangeSet, yes: bool, question: &str, refused: &str) -> Result<WriteGrant, CliError> {
+pub(super) fn confirm(clusters: &[Cluster], changes: &ChangeSet, yes: bool, question: &str, refused: &str) -> Result<WriteGrant, CliError> {
     crate::apply::grant::writable(clusters, changes).map_err(err)?;
     if yes {
         return WriteGrant::confirmed(clusters, changes, Confirmation::YesFlag).map_err(err);
@@ -164,7 +164,7 @@ pub async fn diff(global: &GlobalArgs, args: DiffArgs) -> Result<(), CliError> {
 }
 
 /// Say what an earlier, interrupted apply left, so the operator can finish it.
-fn announce_interrupted(history: &History) {
+pub(super) fn announce_interrupted(history: &History) {
     for r in history.interrupted().unwrap_or_default() {
         eprintln!(
             "warning: {} {} ({}) was interrupted before it finished; some of its changes may be live: `meshdeck rollback {}` restores the state before it",
@@ -204,7 +204,7 @@ fn on_interrupt(cancel: Arc<AtomicBool>, id: String) -> tokio::task::JoinHandle<
 }
 
 /// Write a confirmed change set with its intent recorded first, one apply at a time.
-async fn write_recorded(
+pub(super) async fn write_recorded(
     clusters: &[Cluster],
     changes: ChangeSet,
     grant: &WriteGrant,
@@ -250,7 +250,7 @@ async fn write_recorded(
     }
 }
 
-fn write_options(force: bool, timeout: u64) -> ApplyOptions {
+pub(super) fn write_options(force: bool, timeout: u64) -> ApplyOptions {
     ApplyOptions {
         force_conflicts: force,
         concurrency: 8,
@@ -305,8 +305,14 @@ pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), Cli
     }
     let question = format!("Restore {} to before {}?", changes.clusters().join(", "), args.id);
     let grant = confirm(&clusters, &changes, args.yes, &question, "not rolled back")?;
+    let restarts: Vec<String> = changes.pending().filter(|s| s.target.name == "cacerts").map(|s| s.target.cluster.clone()).collect();
     let intent = HistoryRecord::pending("rollback", persona.name, original.plans.clone(), String::new(), changes.clone(), Some(args.id));
-    write_recorded(&clusters, changes, &grant, opts, intent).await
+    write_recorded(&clusters, changes, &grant, opts, intent).await?;
+    if !restarts.is_empty() {
+        let list = restarts.join(",");
+        eprintln!("istiod reads cacerts only when it starts: restart it in {list} (meshdeck trust restart --clusters {list})");
+    }
+    Ok(())
 }
 
 pub fn list(args: HistoryArgs) -> Result<(), CliError> {

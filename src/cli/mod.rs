@@ -155,6 +155,11 @@ pub fn main() -> ExitCode {
         }
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // A command logs only when asked (MESHDECK_LOG), to the cockpit's log file; the
+    // cockpit (and the sim that serves it) set up their own.
+    if std::env::var_os("MESHDECK_LOG").is_some() && !matches!(cli.command, None | Some(Command::Demo(_))) {
+        let _ = crate::tui::init_logging();
+    }
     let result = runtime.block_on(async {
         match cli.command {
             None => cockpit::cockpit(&cli.global, &cli.look).await,

@@ -45,6 +45,25 @@ pub struct TrustStatus {
     pub warnings: Vec<String>,
 }
 
+/// Every PEM block of a text (a root bundle holds several), each as its own text.
+pub fn pem_blocks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if line.starts_with("-----BEGIN ") {
+            current = Some(String::new());
+        }
+        if let Some(c) = current.as_mut() {
+            c.push_str(line.trim_end());
+            c.push('\n');
+        }
+        if line.starts_with("-----END ") {
+            out.extend(current.take());
+        }
+    }
+    out
+}
+
 /// The first certificate of a PEM text.
 fn first_der(pem: &str) -> Option<Vec<u8>> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;

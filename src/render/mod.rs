@@ -7,6 +7,7 @@ pub mod access;
 pub mod check;
 pub mod federation;
 pub mod shared_discovery;
+pub mod trust;
 
 use std::collections::BTreeMap;
 

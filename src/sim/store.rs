@@ -377,11 +377,61 @@ impl ClusterStore {
         let stored = Stored::new(&obj);
         let previous = self.objects.entry(rt.storage.clone()).or_default().insert((ns.to_string(), name.to_string()), stored.clone());
         let event = if previous.is_some() { EventType::Modified } else { EventType::Added };
+        let restarted = rt.kind == "Deployment"
+            && (ns, name) == ("istio-system", "istiod")
+            && previous.as_ref().is_some_and(|p| p.value().pointer("/spec/template") != obj.pointer("/spec/template"));
         self.record(&rt.storage, ns, event, stored, previous);
         if rt.kind == "CustomResourceDefinition" {
             self.install_crd(&obj);
         }
+        if restarted {
+            self.istiod_started();
+        }
         obj
+    }
+
+    /// What istiod does when it starts, where the API shows it: it reads `cacerts` (else
+    /// its self-signed `istio-ca-secret`) and writes the roots it trusts into every
+    /// namespace's `istio-ca-root-cert` (kube-* namespaces aside), as its namespace controller does.
+    fn istiod_started(&mut self) {
+        use base64::Engine;
+        let (Some(secrets), Some(maps), Some(namespaces)) = (
+            self.registry.get("", "v1", "secrets").cloned(),
+            self.registry.get("", "v1", "configmaps").cloned(),
+            self.registry.get("", "v1", "namespaces").cloned(),
+        ) else {
+            return;
+        };
+        let entry = |s: &Value, k: &str| {
+            let b64 = s.pointer(&format!("/data/{k}")).and_then(Value::as_str)?;
+            base64::engine::general_purpose::STANDARD.decode(b64).ok().and_then(|b| String::from_utf8(b).ok())
+        };
+        let root = match self.get(&secrets, "istio-system", "cacerts") {
+            Ok(s) => entry(&s, "root-cert.pem"),
+            Err(_) => self.get(&secrets, "istio-system", "istio-ca-secret").ok().and_then(|s| entry(&s, "ca-cert.pem")),
+        };
+        let Some(root) = root else { return };
+        let names: Vec<String> = self
+            .objects
+            .get(&namespaces.storage)
+            .map(|m| m.keys().map(|(_, n)| n.clone()).filter(|n| !n.starts_with("kube-")).collect())
+            .unwrap_or_default();
+        for ns in names {
+            let name = "istio-ca-root-cert";
+            match self.get(&maps, &ns, name) {
+                Ok(mut cm) if cm.pointer("/data/root-cert.pem").and_then(Value::as_str) != Some(root.as_str()) => {
+                    cm["data"] = json!({"root-cert.pem": root});
+                    self.store(&maps, &ns, name, cm);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": name, "labels": {"istio.io/config": "true"}}, "data": {"root-cert.pem": root}});
+                    self.finish_new(&maps, &ns, &mut cm);
+                    self.store(&maps, &ns, name, cm);
+                }
+            }
+        }
     }
 
     fn install_crd(&mut self, crd: &Value) {

@@ -215,6 +215,10 @@ async fn restore_trust(client: &Client, context: &str) {
             .await
             .unwrap_or_else(|e| panic!("{context}: restoring {kind} {ns}/{name}: {e}"));
     }
+    // Copies `meshdeck trust` kept for rollback belong to the test that made them.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "istio-system");
+    let kept = kube::api::ListParams::default().labels("meshdeck.io/kept-copy=true");
+    secrets.delete_collection(&Default::default(), &kept).await.unwrap_or_else(|e| panic!("{context}: removing kept copies: {e}"));
 }
 
 /// Wait until a removed admission policy no longer refuses a plan's object

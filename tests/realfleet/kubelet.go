@@ -86,6 +86,9 @@ func (k *kubelet) handle(ctx context.Context, p *corev1.Pod) {
 			// A pod just bound has moved on since the informer saw it: read it again and retry.
 			for try := 0; try < 5; try++ {
 				_, err := k.kube.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, k.running(current), metav1.UpdateOptions{})
+				if err == nil && p.Namespace == "istio-system" && p.Labels["app"] == "istiod" {
+					return k.istiodStarted(ctx)
+				}
 				if err == nil || apierrors.IsNotFound(err) {
 					return nil
 				}
@@ -185,4 +188,60 @@ func (k *kubelet) running(p *corev1.Pod) *corev1.Pod {
 		st.ContainerStatuses = append(st.ContainerStatuses, status(c, true))
 	}
 	return p
+}
+
+// istiodStarted is what istiod does when it starts, where the API shows it: it
+// reads cacerts (else its self-signed istio-ca-secret) and writes the roots it
+// trusts into every namespace's istio-ca-root-cert (kube-* aside), as its
+// namespace controller does. The sim does the same (ClusterStore::istiod_started).
+func (k *kubelet) istiodStarted(ctx context.Context) error {
+	secrets := k.kube.CoreV1().Secrets("istio-system")
+	var root []byte
+	s, err := secrets.Get(ctx, "cacerts", metav1.GetOptions{})
+	switch {
+	case err == nil:
+		root = s.Data["root-cert.pem"]
+	case apierrors.IsNotFound(err):
+		if s, err := secrets.Get(ctx, "istio-ca-secret", metav1.GetOptions{}); err == nil {
+			root = s.Data["ca-cert.pem"]
+		}
+	default:
+		return err
+	}
+	if len(root) == 0 {
+		return nil
+	}
+	namespaces, err := k.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	var failed error
+	for _, ns := range namespaces.Items {
+		if strings.HasPrefix(ns.Name, "kube-") || ns.DeletionTimestamp != nil {
+			continue
+		}
+		maps := k.kube.CoreV1().ConfigMaps(ns.Name)
+		cm, err := maps.Get(ctx, "istio-ca-root-cert", metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			cm = &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-root-cert", Labels: map[string]string{"istio.io/config": "true"}},
+				Data:       map[string]string{"root-cert.pem": string(root)},
+			}
+			if _, err := maps.Create(ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				failed = err
+			}
+		case err != nil:
+			failed = err
+		case cm.Data["root-cert.pem"] != string(root):
+			if cm.Data == nil {
+				cm.Data = map[string]string{}
+			}
+			cm.Data["root-cert.pem"] = string(root)
+			if _, err := maps.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+				failed = err
+			}
+		}
+	}
+	return failed
 }
