@@ -175,6 +175,10 @@ async fn read_only_commands_change_nothing_on_any_cluster() {
     }
     assert!(before["cluster1"].keys().any(|k| k.starts_with("VirtualService/default/reviews-canary")), "the plan is live");
 
+    // A generated root's files are the one thing a trust dry run writes (outside any cluster).
+    let keys = Box::leak(Box::new(tempfile::tempdir().expect("tmp")));
+    let root_key: &'static str = Box::leak(keys.path().join("root.key").display().to_string().into_boxed_str());
+    let root_cert: &'static str = Box::leak(keys.path().join("root.crt").display().to_string().into_boxed_str());
     let read_only: Vec<Vec<&'static str>> = vec![
         vec!["diff", "-f", "examples/reviews-canary.yaml"],
         vec!["diff", "-f", "examples/reviews-failover.yaml"],
@@ -185,6 +189,11 @@ async fn read_only_commands_change_nothing_on_any_cluster() {
         vec!["routes", "-o", "json"],
         vec!["import", "reviews", "--from", "cluster1"],
         vec!["trust", "status", "-o", "json"],
+        vec!["trust", "plan", "--generate-root", root_key, "--dry-run"],
+        vec!["trust", "rotate", "trust-both", "--root", root_cert, "--dry-run"],
+        vec!["trust", "restart", "--dry-run"],
+        vec!["--read-only", "trust", "restart", "--yes"],
+        vec!["--read-only", "trust", "plan", "--root", root_cert, "--root-key", root_key, "--yes"],
         vec!["history"],
         vec!["apply", "-f", "examples/reviews-canary.yaml", "--dry-run"],
         vec!["--read-only", "apply", "-f", "examples/reviews-failover.yaml", "--yes"],

@@ -215,6 +215,10 @@ async fn trust_plan_makes_one_root_and_rollback_restores_every_secret_exactly_ne
     let before = cacerts(&fleet).await;
     let (v, _) = status(&cli).await;
     assert_eq!(v["roots"], 2, "{v:#}");
+    // The inventory watches the distributed roots: ROOT_MISMATCH now, gone once istiod restarts.
+    let mut inv = meshdeck::inventory::Inventory::start(&fleet.registry().await);
+    let mismatch = |s: &meshdeck::inventory::FleetSnapshot| s.warnings.iter().any(|w| w.code == "ROOT_MISMATCH");
+    common::snapshot_where(&mut inv, 30, "ROOT_MISMATCH on a mixed fleet", mismatch).await;
 
     let key = files.path().join("root.key");
     let key_arg = key.to_str().expect("utf-8");
@@ -248,6 +252,12 @@ async fn trust_plan_makes_one_root_and_rollback_restores_every_secret_exactly_ne
     outputs.push(text(&out));
     // istiod restarted: every cluster distributes the one new root.
     until_distributed(&fleet, &[fp(&root_cert)]).await;
+    let new_root = fp(&root_cert);
+    common::snapshot_where(&mut inv, 30, "one root, live", |s| {
+        !mismatch(s) && s.clusters.iter().all(|c| c.mesh.root_cert_fingerprint.as_deref() == Some(new_root.as_str()))
+    })
+    .await;
+    drop(inv);
     let (v, out) = status(&cli).await;
     outputs.push(text(&out));
     assert_eq!(v["roots"], 1, "{v:#}");

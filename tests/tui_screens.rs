@@ -185,6 +185,39 @@ both_sizes!(history, |a| {
     press(a, "esc esc g h");
 });
 both_sizes!(clusters, |a| press(a, "g c"));
+
+/// The clusters view's trust columns: cluster1 mid-rotation (two roots distributed),
+/// cluster2's intermediate expiring in 9 days and not chaining, cluster3 self-signed.
+fn with_trust(a: &mut AppState) {
+    use meshdeck::inventory::trust::{CertFacts, TrustStatus};
+    let facts = |subject: &str, days: i64| CertFacts {
+        subject: subject.into(),
+        issuer: "CN=meshdeck root CA, O=meshdeck".into(),
+        not_after: "2027-11-26T00:00:00Z".into(),
+        days_left: days,
+        fingerprint: "sha256:7162aa27dca11f11".into(),
+    };
+    let status = |cluster: &str, ca: &str, intermediate: Option<CertFacts>, chains: Option<bool>, roots: usize| TrustStatus {
+        cluster: cluster.into(),
+        trust_domain: Some(format!("{cluster}.local")),
+        root: Some(facts("CN=meshdeck root CA, O=meshdeck", 3652)),
+        ca: ca.into(),
+        intermediate,
+        chains_to_root: chains,
+        shares_root_with: vec![],
+        roots_distributed: roots,
+        warnings: vec![],
+    };
+    let statuses = vec![
+        status("cluster1", "plugged-in", Some(facts("CN=Intermediate CA cluster1, O=meshdeck, L=cluster1", 364)), Some(true), 2),
+        status("cluster2", "plugged-in", Some(facts("CN=Intermediate CA cluster2, O=meshdeck, L=cluster2", 9)), Some(false), 1),
+        status("cluster3", "self-signed", None, None, 1),
+    ];
+    update(a, Msg::Trust(statuses));
+    press(a, "g c");
+}
+
+both_sizes!(clusters_trust, with_trust);
 both_sizes!(help, |a| press(a, "?"));
 both_sizes!(log, |a| {
     a.log("watching 3 clusters");

@@ -148,7 +148,10 @@ pub fn render_table(statuses: &[TrustStatus]) -> String {
             vec![
                 s.cluster.clone(),
                 s.trust_domain.clone().unwrap_or_else(|| "-".into()),
-                s.root.as_ref().map_or("-".into(), |r| r.fingerprint.chars().take(19).collect()),
+                s.root.as_ref().map_or("-".into(), |r| {
+                    let fp: String = r.fingerprint.chars().take(19).collect();
+                    if s.roots_distributed > 1 { format!("{fp} +{}", s.roots_distributed - 1) } else { fp }
+                }),
                 s.root.as_ref().map_or("-".into(), |r| r.subject.clone()),
                 days(&s.root),
                 s.ca.clone(),
@@ -236,6 +239,7 @@ fn unread(cluster: &str, why: String) -> TrustStatus {
         intermediate: None,
         chains_to_root: None,
         shares_root_with: vec![],
+        roots_distributed: 0,
         warnings: vec![],
     }
 }

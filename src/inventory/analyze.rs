@@ -68,7 +68,7 @@ pub const CATALOGUE: &[Check] = &[
         code: "ROOT_MISMATCH",
         severity: Severity::Error,
         istio_code: None,
-        fix: "plug in CA certificates chaining to one root in every cluster (Istio's \"plug in CA certificates\")",
+        fix: "one root for every cluster: `meshdeck trust plan --generate-root KEYFILE` (Istio's \"plug in CA certificates\"), then restart istiod",
     },
     Check {
         code: "DUP_TRUST_DOMAIN",

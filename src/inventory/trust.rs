@@ -42,6 +42,8 @@ pub struct TrustStatus {
     pub chains_to_root: Option<bool>,
     /// Other clusters whose root is the same certificate.
     pub shares_root_with: Vec<String>,
+    /// Roots istiod distributes: more than one while a rotation runs (a root bundle).
+    pub roots_distributed: usize,
     pub warnings: Vec<String>,
 }
 
@@ -109,6 +111,7 @@ pub async fn read(name: &str, client: &kube::Client, now: DateTime<Utc>, timeout
         intermediate: None,
         chains_to_root: None,
         shares_root_with: vec![],
+        roots_distributed: 0,
         warnings: vec![],
     };
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "istio-system");
@@ -132,6 +135,7 @@ pub async fn read(name: &str, client: &kube::Client, now: DateTime<Utc>, timeout
         }
     };
     status.root = root_pem.as_deref().and_then(|p| cert_facts(p, now));
+    status.roots_distributed = root_pem.as_deref().map_or(0, |p| pem_blocks(p).len());
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "istio-system");
     match tokio::time::timeout(timeout, secrets.get_opt("cacerts")).await {
         Ok(Ok(Some(secret))) => {
@@ -139,8 +143,18 @@ pub async fn read(name: &str, client: &kube::Client, now: DateTime<Utc>, timeout
             // Only the CA certificate is read; the key and the rest are dropped with the Secret.
             let cert = secret.data.as_ref().and_then(|d| d.get("ca-cert.pem")).map(|b| String::from_utf8_lossy(&b.0).into_owned());
             status.intermediate = cert.as_deref().and_then(|p| cert_facts(p, now));
+            // During a rotation the root is a bundle: the intermediate chains to one of them.
             status.chains_to_root = match (&cert, &root_pem) {
-                (Some(c), Some(r)) => chains_to(c, r),
+                (Some(c), Some(r)) => {
+                    let verdicts: Vec<Option<bool>> = pem_blocks(r).iter().map(|r| chains_to(c, r)).collect();
+                    if verdicts.contains(&Some(true)) {
+                        Some(true)
+                    } else if verdicts.contains(&Some(false)) {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                }
                 _ => None,
             };
             if status.chains_to_root == Some(false) {

@@ -168,6 +168,8 @@ pub struct AppState {
     pub keymap: Keymap,
     /// The ROUTE cell per service (`name.namespace`) that a VirtualService routes.
     pub routes: BTreeMap<String, String>,
+    /// Each cluster's root of trust and CA, read every `TRUST_EVERY` (and when a root changes).
+    pub trust: BTreeMap<String, crate::inventory::trust::TrustStatus>,
     pending: Vec<Key>,
     pending_since: Option<Instant>,
     pub quit: bool,
@@ -206,6 +208,7 @@ impl AppState {
             page_rows: 10,
             keymap,
             routes: BTreeMap::new(),
+            trust: BTreeMap::new(),
             pending: vec![],
             pending_since: None,
             quit: false,
@@ -959,6 +962,10 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             state.recompute_rows();
             state.refresh_routes();
             state.resume_waiting()
+        }
+        Msg::Trust(statuses) => {
+            state.trust = statuses.into_iter().map(|s| (s.cluster.clone(), s)).collect();
+            vec![]
         }
         Msg::Tick(now) => {
             state.now = now;

@@ -195,16 +195,23 @@ pub fn init_logging() -> Option<PathBuf> {
     Some(path)
 }
 
-/// Watching the registered clusters: the inventory and the task that forwards its snapshots.
+/// Watching the registered clusters: the inventory, the task that forwards its
+/// snapshots, and the one that reads each cluster's root of trust.
 struct Watching {
     inventory: Inventory,
     forward: tokio::task::JoinHandle<()>,
+    trust: tokio::task::JoinHandle<()>,
 }
+
+/// How often the clusters view's trust columns are read again. A root that changes
+/// (the inventory watches `istio-ca-root-cert`) has them read at once.
+const TRUST_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Watching {
     fn start(clusters: &[Cluster], tx: UnboundedSender<Msg>) -> Watching {
         let inventory = Inventory::start(clusters);
         let mut snapshots = inventory.snapshots.clone();
+        let trust_tx = tx.clone();
         let forward = tokio::spawn(async move {
             while snapshots.changed().await.is_ok() {
                 let snap = snapshots.borrow_and_update().clone();
@@ -213,13 +220,57 @@ impl Watching {
                 }
             }
         });
-        Watching { inventory, forward }
+        let trust = tokio::spawn(read_trust(clusters.to_vec(), inventory.snapshots.clone(), trust_tx));
+        Watching { inventory, forward, trust }
+    }
+}
+
+/// Each cluster's trust status (three reads a cluster), now, every `TRUST_EVERY`, and
+/// whenever a cluster's distributed root changes.
+async fn read_trust(
+    clusters: Vec<Cluster>,
+    mut snapshots: tokio::sync::watch::Receiver<Arc<crate::inventory::FleetSnapshot>>,
+    tx: UnboundedSender<Msg>,
+) {
+    let roots = |s: &crate::inventory::FleetSnapshot| -> Vec<Option<String>> {
+        s.clusters.iter().map(|c| c.mesh.root_cert_fingerprint.clone()).collect()
+    };
+    let mut seen = roots(&snapshots.borrow());
+    loop {
+        let now = chrono::Utc::now();
+        let reads =
+            clusters.iter().filter_map(|c| c.client.clone().ok().map(|client| (c.name.clone(), client))).map(|(name, client)| async move {
+                crate::inventory::trust::read(&name, &client, now, std::time::Duration::from_secs(10)).await
+            });
+        let mut statuses = futures::future::join_all(reads).await;
+        crate::inventory::trust::link_roots(&mut statuses);
+        if tx.send(Msg::Trust(statuses)).is_err() {
+            return;
+        }
+        let next = tokio::time::sleep(TRUST_EVERY);
+        tokio::pin!(next);
+        loop {
+            tokio::select! {
+                _ = &mut next => break,
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now_roots = roots(&snapshots.borrow_and_update());
+                    if now_roots != seen {
+                        seen = now_roots;
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
 
 impl Drop for Watching {
     fn drop(&mut self) {
         self.forward.abort();
+        self.trust.abort();
     }
 }
 

@@ -31,6 +31,8 @@ pub enum Msg {
         result: Result<(ApplyReport, String), String>,
     },
     History(Vec<HistoryRecord>),
+    /// Every cluster's root of trust and CA (`inventory::trust`).
+    Trust(Vec<crate::inventory::trust::TrustStatus>),
     /// 1 Hz: ages and the clock.
     Tick(DateTime<Utc>),
     /// Table rows the last draw could show (for paging and scrolling).
