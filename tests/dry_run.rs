@@ -132,7 +132,9 @@ async fn every_write_verb_honours_dry_run_through_kubectl() {
     common::kubectl_ok(&k(vec!["delete", "configmap", "kept"], None).await);
     let after = common::fingerprint(&client).await;
     assert_eq!(common::fingerprint_changes(&before, &after), vec!["ConfigMap/default/kept disappeared".to_string()]);
-    common::kubectl_ok(&k(vec!["delete", "namespace", "dry-run-ns", "--wait=false"], None).await);
+    // Gone before the fleet is handed on: a namespace still being emptied would show
+    // the next test on the real test bed objects disappearing that it never touched.
+    common::kubectl_ok(&k(vec!["delete", "namespace", "dry-run-ns", "--wait=true"], None).await);
 }
 
 fn meshdeck(kubeconfig: &std::path::Path, config: &std::path::Path, data: &std::path::Path, args: &[&str]) -> Output {

@@ -268,6 +268,20 @@ async fn trust_plan_makes_one_root_and_rollback_restores_every_secret_exactly_ne
         assert!(s["intermediate"]["subject"].as_str().expect("subject").contains(&format!("L={c}")), "{s:#}");
         assert!((364..=365).contains(&s["intermediate"]["daysLeft"].as_i64().expect("days")), "{s:#}");
     }
+    // webpki: a workload certificate each cluster's new intermediate signs verifies
+    // against the root istiod now distributes, and not against cluster3's old root.
+    let live = cacerts(&fleet).await;
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        let ca = meshdeck::render::trust::IssuedCa::from_pem(c, &live[c]["ca-cert.pem"], &live[c]["ca-key.pem"]);
+        let leaf = ca.sign_workload(&format!("{c}.local")).expect("a workload certificate");
+        let maps: Api<ConfigMap> = Api::namespaced(fleet.client(c).await, "istio-system");
+        let distributed = maps.get("istio-ca-root-cert").await.expect("root").data.expect("data")["root-cert.pem"].clone();
+        assert_eq!(meshdeck::render::trust::verify_workload(&leaf, &live[c]["ca-cert.pem"], &distributed), Ok(()), "{c}");
+        assert!(
+            meshdeck::render::trust::verify_workload(&leaf, &live[c]["ca-cert.pem"], &root3).is_err(),
+            "{c} verified against another root"
+        );
+    }
     let keys = keys_in_clusters(&fleet).await;
 
     // Rollback: every cacerts exactly as before, key and all.
@@ -346,6 +360,11 @@ async fn rotation_in_three_recorded_steps_refuses_to_drop_the_old_root_early() {
     let both = [old_root.clone(), vec![new_fp.clone()]].concat();
     until_distributed(&fleet, &both).await;
     let after_one = cacerts(&fleet).await;
+    let (v, _) = status(&cli).await;
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        assert_eq!(cluster(&v, c)["rotation"], "1/3 trusts both roots", "{v:#}");
+        assert_eq!(cluster(&v, c)["rootsDistributed"], 2, "{v:#}");
+    }
     for c in ["cluster1", "cluster2", "cluster3"] {
         assert_eq!(after_one[c]["ca-key.pem"], before[c]["ca-key.pem"], "{c}: step 1 changed the intermediate");
     }
@@ -361,6 +380,8 @@ async fn rotation_in_three_recorded_steps_refuses_to_drop_the_old_root_early() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let now = cacerts(&fleet).await;
         assert_ne!(now[*c]["ca-key.pem"], after_one[*c]["ca-key.pem"], "{c} not re-issued");
+        let (v, _) = status(&cli).await;
+        assert_eq!(cluster(&v, c)["rotation"], "2/3 re-issued under the new root", "{v:#}");
         assert_eq!(now[*c]["root-cert.pem"], after_one[*c]["root-cert.pem"], "{c}: still trusts both roots");
         assert!(meshdeck::inventory::trust::chains_to(&now[*c]["ca-cert.pem"], &new_pem) == Some(true));
         for other in ["cluster1", "cluster2", "cluster3"].iter().skip(i + 1) {

@@ -206,6 +206,7 @@ fn with_trust(a: &mut AppState) {
         chains_to_root: chains,
         shares_root_with: vec![],
         roots_distributed: roots,
+        rotation: (roots > 1).then(|| "1/3 trusts both roots".to_string()),
         warnings: vec![],
     };
     let statuses = vec![

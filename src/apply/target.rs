@@ -195,6 +195,10 @@ pub async fn get_all(clusters: &[Cluster], targets: &[&ObjRef], limit: std::time
     futures::stream::iter(reads).buffered(width.max(1)).collect().await
 }
 
+/// Annotations a controller writes after meshdeck's write (the Deployment controller
+/// counts a restarted istiod's revisions): not meshdeck's to compare or restore.
+const CONTROLLER_ANNOTATIONS: &[&str] = &["deployment.kubernetes.io/revision"];
+
 /// The object as the user sees it: apiVersion, kind, name, namespace, labels,
 /// annotations and spec (a Secret's type and data). What the server maintains is
 /// left out. A Secret's data is here as it is: diffs show it through `secret::redacted`.
@@ -202,8 +206,12 @@ pub fn normalized(o: &Value) -> Value {
     let meta = o.get("metadata").cloned().unwrap_or_default();
     let mut m = json!({"name": meta.get("name"), "namespace": meta.get("namespace")});
     for k in ["labels", "annotations"] {
-        if let Some(v) = meta.get(k).filter(|v| v.as_object().is_some_and(|m| !m.is_empty())) {
-            m[k] = v.clone();
+        let mut v = meta.get(k).cloned().unwrap_or_default();
+        if let Some(a) = v.as_object_mut() {
+            a.retain(|key, _| !CONTROLLER_ANNOTATIONS.contains(&key.as_str()));
+        }
+        if v.as_object().is_some_and(|m| !m.is_empty()) {
+            m[k] = v;
         }
     }
     let mut out = json!({"apiVersion": o.get("apiVersion"), "kind": o.get("kind"), "metadata": m});

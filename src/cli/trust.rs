@@ -163,6 +163,7 @@ pub fn render_table(statuses: &[TrustStatus]) -> String {
                     None => "-".into(),
                 },
                 if s.shares_root_with.is_empty() { "-".into() } else { s.shares_root_with.join(",") },
+                s.rotation.clone().unwrap_or_else(|| "-".into()),
                 s.warnings.join("; "),
             ]
         })
@@ -179,6 +180,7 @@ pub fn render_table(statuses: &[TrustStatus]) -> String {
             "INT-EXPIRES",
             "CHAINS",
             "SHARES-ROOT-WITH",
+            "ROTATION",
             "WARNINGS",
         ],
         &rows,
@@ -240,6 +242,7 @@ fn unread(cluster: &str, why: String) -> TrustStatus {
         chains_to_root: None,
         shares_root_with: vec![],
         roots_distributed: 0,
+        rotation: None,
         warnings: vec![],
     }
 }

@@ -44,6 +44,9 @@ pub struct TrustStatus {
     pub shares_root_with: Vec<String>,
     /// Roots istiod distributes: more than one while a rotation runs (a root bundle).
     pub roots_distributed: usize,
+    /// Where a rotation stands in this cluster (`meshdeck trust rotate`), while one runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -112,6 +115,7 @@ pub async fn read(name: &str, client: &kube::Client, now: DateTime<Utc>, timeout
         chains_to_root: None,
         shares_root_with: vec![],
         roots_distributed: 0,
+        rotation: None,
         warnings: vec![],
     };
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "istio-system");
@@ -157,6 +161,14 @@ pub async fn read(name: &str, client: &kube::Client, now: DateTime<Utc>, timeout
                 }
                 _ => None,
             };
+            // A rotation appends the new root to the bundle: an intermediate under a later
+            // root has been re-issued (step 2), one under the first only trusts both (step 1).
+            if let (Some(c), Some(r)) = (&cert, &root_pem)
+                && status.roots_distributed > 1
+            {
+                let reissued = pem_blocks(r).iter().skip(1).any(|r| chains_to(c, r) == Some(true));
+                status.rotation = Some(if reissued { "2/3 re-issued under the new root" } else { "1/3 trusts both roots" }.to_string());
+            }
             if status.chains_to_root == Some(false) {
                 status.warnings.push("the plugged-in CA does not chain to the root istiod distributes".into());
             }

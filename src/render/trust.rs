@@ -128,6 +128,11 @@ fn pem_der(pem: &str) -> Option<Vec<u8>> {
 }
 
 impl IssuedCa {
+    /// An intermediate as a cluster holds it (`cacerts`' `ca-cert.pem` and `ca-key.pem`).
+    pub fn from_pem(cluster: &str, cert_pem: &str, key_pem: &str) -> IssuedCa {
+        IssuedCa { cluster: cluster.into(), cert_pem: cert_pem.into(), key_pem: key_pem.into() }
+    }
+
     /// A workload certificate this CA signs, as istiod would (SPIFFE URI, client and
     /// server auth), to check the path. Returned as DER; its key is dropped.
     pub fn sign_workload(&self, trust_domain: &str) -> Result<Vec<u8>, String> {

@@ -377,17 +377,32 @@ impl ClusterStore {
         let stored = Stored::new(&obj);
         let previous = self.objects.entry(rt.storage.clone()).or_default().insert((ns.to_string(), name.to_string()), stored.clone());
         let event = if previous.is_some() { EventType::Modified } else { EventType::Added };
-        let restarted = rt.kind == "Deployment"
-            && (ns, name) == ("istio-system", "istiod")
+        let rolled = rt.kind == "Deployment"
             && previous.as_ref().is_some_and(|p| p.value().pointer("/spec/template") != obj.pointer("/spec/template"));
         self.record(&rt.storage, ns, event, stored, previous);
         if rt.kind == "CustomResourceDefinition" {
             self.install_crd(&obj);
         }
-        if restarted {
-            self.istiod_started();
+        if rolled {
+            self.deployment_rolled(rt, ns, name, &obj);
+            if (ns, name) == ("istio-system", "istiod") {
+                self.istiod_started();
+            }
         }
         obj
+    }
+
+    /// The Deployment controller, after a new pod template: a new revision, written as
+    /// its own change after the one that caused it (as on a real cluster, where the
+    /// writer's answer still carries the old revision).
+    fn deployment_rolled(&mut self, rt: &ResourceType, ns: &str, name: &str, written: &Value) {
+        const REVISION: &str = "deployment.kubernetes.io/revision";
+        let mut obj = written.clone();
+        let revision =
+            obj.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).and_then(Value::as_str).and_then(|r| r.parse::<u64>().ok());
+        let annotations = ensure_meta(&mut obj).entry("annotations").or_insert_with(|| json!({}));
+        annotations[REVISION] = json!((revision.unwrap_or(1) + 1).to_string());
+        self.store(rt, ns, name, obj);
     }
 
     /// What istiod does when it starts, where the API shows it: it reads `cacerts` (else

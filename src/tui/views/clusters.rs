@@ -136,6 +136,11 @@ fn ca_cell<'a>(state: &AppState, theme: &Theme, cluster: &str) -> Cell<'a> {
     match t.chains_to_root {
         Some(false) => Cell::from(Span::styled("✗ chain", theme.style("error"))),
         _ if t.ca.starts_with("unknown") => Cell::from(Span::styled("?", theme.style("dim"))),
+        // Mid-rotation: which of the three steps this cluster is at.
+        _ if t.rotation.is_some() => Cell::from(Span::styled(
+            format!("step {}", t.rotation.as_deref().unwrap_or_default().split(' ').next().unwrap_or_default()),
+            theme.style("warning"),
+        )),
         _ => Cell::from(t.ca.clone()),
     }
 }
