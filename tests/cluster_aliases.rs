@@ -188,22 +188,6 @@ async fn two_names_for_one_server_and_a_third_context_give_two_clusters() {
     assert_eq!(rows.as_array().map(Vec::len), Some(1));
 }
 
-async fn take_down(fleet: &common::TestFleet, cluster: &str) {
-    if fleet.is_real() {
-        fleet.control("POST", &format!("/clusters/{cluster}/apiserver/stop")).await;
-    } else {
-        fleet.sim().cluster(cluster).expect("cluster").set_fault(meshdeck::sim::Fault::Down);
-    }
-}
-
-async fn bring_up(fleet: &common::TestFleet, cluster: &str) {
-    if fleet.is_real() {
-        fleet.control("POST", &format!("/clusters/{cluster}/apiserver/start")).await;
-    } else {
-        fleet.sim().cluster(cluster).expect("cluster").set_fault(meshdeck::sim::Fault::Healthy);
-    }
-}
-
 /// A plan that targets a cluster meshdeck cannot see fails as an operation (exit
 /// 1, the cluster and its error named), not as bad input, and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,10 +195,10 @@ async fn with_cluster2_down_apply_exits_1_naming_its_error_and_writes_nothing() 
     let fleet = common::TestFleet::start().await;
     let cli = Cli::new(fleet.kubeconfig_path());
     let before = istio_objects(&fleet).await;
-    take_down(&fleet, "cluster2").await;
+    fleet.take_down("cluster2").await;
     let out = run(&cli, &["apply", "-f", "examples/reviews-canary.yaml", "--yes"]).await;
     let render = run(&cli, &["render", "-f", "examples/reviews-canary.yaml"]).await;
-    bring_up(&fleet, "cluster2").await;
+    fleet.bring_up("cluster2").await;
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "an operation failure, not bad input: {said}");
     assert!(said.contains("cluster2") && said.contains("unreachable"), "names cluster2 and its state: {said}");

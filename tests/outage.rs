@@ -11,22 +11,6 @@ use std::time::Duration;
 use common::{MeshdeckCli, TestFleet};
 use meshdeck::inventory::{ClusterState, Inventory};
 
-async fn take_down(fleet: &TestFleet, cluster: &str) {
-    if fleet.is_real() {
-        fleet.control("POST", &format!("/clusters/{cluster}/apiserver/stop")).await;
-    } else {
-        fleet.sim().cluster(cluster).expect("cluster").set_fault(meshdeck::sim::Fault::Down);
-    }
-}
-
-async fn bring_up(fleet: &TestFleet, cluster: &str) {
-    if fleet.is_real() {
-        fleet.control("POST", &format!("/clusters/{cluster}/apiserver/start")).await;
-    } else {
-        fleet.sim().cluster(cluster).expect("cluster").set_fault(meshdeck::sim::Fault::Healthy);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_down_for_six_seconds_is_live_again_and_the_watch_prints_both_transitions() {
     let fleet = TestFleet::start().await;
@@ -51,13 +35,13 @@ async fn a_cluster_down_for_six_seconds_is_live_again_and_the_watch_prints_both_
     inv.settled(Duration::from_secs(30)).await;
     // Let the watch command settle too (it prints the table first).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    take_down(&fleet, "cluster2").await;
+    fleet.take_down("cluster2").await;
     common::snapshot_where(&mut inv, 60, "cluster2 unreachable", |s| {
         s.cluster("cluster2").is_some_and(|c| c.state == ClusterState::Unreachable)
     })
     .await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    bring_up(&fleet, "cluster2").await;
+    fleet.bring_up("cluster2").await;
     let snap = common::snapshot_where(&mut inv, 60, "cluster2 live again", |s| {
         s.cluster("cluster2").is_some_and(|c| c.state == ClusterState::Live)
     })

@@ -457,6 +457,18 @@ async fn a_persona_without_the_trust_right_and_read_only_are_refused_before_any_
     assert!(!other.exists(), "read-only made a key");
     let out = cli.run(&["--read-only", "trust", "restart", "--yes"]).await;
     assert!(text(&out).contains("read-only: refusing to change the root of trust"), "{}", text(&out));
+    // A team whose rights stop short of istio-system's Secrets is refused, before any key.
+    let out = cli.run(&["--context", "cluster1-restricted", "trust", "plan", "--generate-root", other_arg, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("cluster1: cannot create secrets in namespace istio-system"), "{}", text(&out));
+    assert!(!other.exists(), "a refused change made a key");
+    // A cluster down: its CA is unknown, so nothing is made or written anywhere.
+    fleet.take_down("cluster2").await;
+    let out = cli.run(&["trust", "plan", "--generate-root", other_arg, "--yes", "--timeout", "3"]).await;
+    fleet.bring_up("cluster2").await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("cluster2:") && text(&out).contains("(nothing was written)"), "{}", text(&out));
+    assert!(!other.exists(), "a refused change made a key");
     // Bad input: exit 2, naming the file.
     let out = cli.run(&["trust", "plan", "--root", "/nonexistent/root.crt", "--root-key", key_arg, "--yes"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

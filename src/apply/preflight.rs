@@ -54,10 +54,11 @@ pub async fn check(clusters: &[Cluster], desired: &[(ObjRef, Desired)], in_fligh
                 cluster: cluster.clone(),
                 message: format!("access review: {}", crate::registry::ClusterError::from_kube(&e).message()),
             })?;
-            Ok::<_, ApplyError>(
-                (!answer.status.is_some_and(|s| s.allowed))
-                    .then(|| format!("{cluster}: cannot {verb} {}.{group} in namespace {ns}", ar.plural)),
-            )
+            Ok::<_, ApplyError>((!answer.status.is_some_and(|s| s.allowed)).then(|| {
+                // kubectl's spelling: `secrets` for the core group, `virtualservices.networking.istio.io` otherwise.
+                let resource = if group.is_empty() { ar.plural.clone() } else { format!("{}.{group}", ar.plural) };
+                format!("{cluster}: cannot {verb} {resource} in namespace {ns}")
+            }))
         })
         .collect();
     let reviews = futures::stream::iter(reviews).buffered(in_flight.max(1)).collect::<Vec<_>>().await;

@@ -393,11 +393,14 @@ async fn run_change(
     what: &str,
     description: String,
     desired: Vec<(ObjRef, Desired)>,
+    checked: impl FnOnce() -> Result<(), CliError>,
 ) -> Result<Vec<String>, CliError> {
     // meshdeck takes the `cacerts` fields whoever wrote them: the diff shows what changes.
     let opts = ApplyOptions { force_conflicts: true, concurrency: 8, ..Default::default() };
     let changes = prepare(clusters, desired, &opts).await.map_err(err)?;
     persona.check_changes(what, &changes).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
+    // Preflight, dry run and persona passed: only now may a new root's key reach a file.
+    checked()?;
     print!("{}", changes.render_diff());
     eprintln!("{}", changes.summary());
     if args.dry_run {
@@ -477,20 +480,20 @@ async fn plan(global: &GlobalArgs, args: PlanArgs) -> Result<(), CliError> {
     let live = read_live(&targets, Duration::from_secs(args.change.timeout)).await?;
     let root = match (given, &args.generate_root) {
         (Some(root), _) => root,
-        (None, Some(key_path)) => {
-            let root = Root::generate("meshdeck root CA", chrono::Utc::now()).map_err(CliError::failed)?;
+        (None, Some(_)) => Root::generate("meshdeck root CA", chrono::Utc::now()).map_err(CliError::failed)?,
+        (None, None) => return Err(CliError::bad_input("--generate-root KEYFILE or --root CERT --root-key KEYFILE")),
+    };
+    // A generated root is written once the change is known to be allowed (see `run_change`).
+    let save_root = || match &args.generate_root {
+        Some(key_path) => {
             write_new(key_path, &root.key_pem(), true)?;
             let cert_path = cert_path_for(key_path);
             write_new(&cert_path, &root.cert_pem, false)?;
-            eprintln!(
-                "new root {}: key in {} (0600), certificate in {}",
-                short(&fingerprint(&root.cert_pem)),
-                key_path.display(),
-                cert_path.display()
-            );
-            root
+            let fp = short(&fingerprint(&root.cert_pem));
+            eprintln!("new root {fp}: key in {} (0600), certificate in {}", key_path.display(), cert_path.display());
+            Ok(())
         }
-        (None, None) => return Err(CliError::bad_input("--generate-root KEYFILE or --root CERT --root-key KEYFILE")),
+        None => Ok(()),
     };
     let mut desired = Vec::new();
     for l in &live {
@@ -499,7 +502,7 @@ async fn plan(global: &GlobalArgs, args: PlanArgs) -> Result<(), CliError> {
     }
     let description =
         format!("trust plan: root {} ({}) for {}", short(&fingerprint(&root.cert_pem)), subject(&root.cert_pem), names(&live));
-    let changed = run_change(&clusters, persona, &args.change, "trust-plan", description, desired).await?;
+    let changed = run_change(&clusters, persona, &args.change, "trust-plan", description, desired, save_root).await?;
     offer_restart(global, &args.change, changed).await
 }
 
@@ -541,7 +544,7 @@ async fn trust_both(global: &GlobalArgs, args: RotateRootArgs) -> Result<(), Cli
         desired.extend(replacing(l, l.with_roots(&roots).unwrap_or_default()));
     }
     let description = format!("trust rotate step 1 of 3: {} trust the new root {} too", names(&live), short(&fingerprint(&new_root)));
-    let changed = run_change(&clusters, persona, &args.change, "trust-rotate-1", description, desired).await?;
+    let changed = run_change(&clusters, persona, &args.change, "trust-rotate-1", description, desired, || Ok(())).await?;
     offer_restart(global, &args.change, changed).await
 }
 
@@ -584,7 +587,7 @@ async fn reissue(global: &GlobalArgs, args: ReissueArgs) -> Result<(), CliError>
         short(&fingerprint(&root.cert_pem))
     );
     let change = ChangeArgs { clusters: vec![target.cluster.clone()], ..args.change.clone() };
-    let changed = run_change(&clusters, persona, &change, "trust-rotate-2", description, desired).await?;
+    let changed = run_change(&clusters, persona, &change, "trust-rotate-2", description, desired, || Ok(())).await?;
     offer_restart(global, &change, changed).await
 }
 
@@ -608,7 +611,7 @@ async fn drop_old(global: &GlobalArgs, args: RotateRootArgs) -> Result<(), CliEr
     let desired: Vec<(ObjRef, Desired)> =
         live.iter().flat_map(|l| replacing(l, l.with_roots(std::slice::from_ref(&new_root)).unwrap_or_default())).collect();
     let description = format!("trust rotate step 3 of 3: {} trust only {}", names(&live), short(&fingerprint(&new_root)));
-    let changed = run_change(&clusters, persona, &args.change, "trust-rotate-3", description, desired).await?;
+    let changed = run_change(&clusters, persona, &args.change, "trust-rotate-3", description, desired, || Ok(())).await?;
     offer_restart(global, &args.change, changed).await
 }
 
@@ -634,6 +637,6 @@ async fn restart(global: &GlobalArgs, args: RestartArgs) -> Result<(), CliError>
     let names: Vec<&str> = targets.iter().map(|c| c.name.as_str()).collect();
     let description = format!("trust restart: istiod in {}", names.join(","));
     let change = ChangeArgs { restart_istiod: false, ..args.change.clone() };
-    run_change(&clusters, persona, &change, "trust-restart", description, desired).await?;
+    run_change(&clusters, persona, &change, "trust-restart", description, desired, || Ok(())).await?;
     Ok(())
 }

@@ -111,6 +111,24 @@ impl TestFleet {
         meshdeck::registry::connect(&kc, &names, &meshdeck::config::MeshdeckConfig::default(), false).await.expect("registry")
     }
 
+    /// The cluster's API server stops answering: the real one is stopped, the sim's
+    /// drops every connection.
+    pub async fn take_down(&self, cluster: &str) {
+        if self.is_real() {
+            self.control("POST", &format!("/clusters/{cluster}/apiserver/stop")).await;
+        } else {
+            self.sim().cluster(cluster).expect("cluster").set_fault(meshdeck::sim::Fault::Down);
+        }
+    }
+
+    pub async fn bring_up(&self, cluster: &str) {
+        if self.is_real() {
+            self.control("POST", &format!("/clusters/{cluster}/apiserver/start")).await;
+        } else {
+            self.sim().cluster(cluster).expect("cluster").set_fault(meshdeck::sim::Fault::Healthy);
+        }
+    }
+
     /// A hook of the real test bed's control endpoint (tests/realfleet/control.go),
     /// e.g. `POST /clusters/cluster2/apiserver/stop`; returns its answer.
     pub async fn control(&self, method: &str, path: &str) -> String {
