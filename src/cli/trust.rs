@@ -527,14 +527,26 @@ fn require_plugged_in(live: &[LiveCa]) -> Result<(), CliError> {
     }
 }
 
+/// A rotation step's start: the fleet, the persona (with `refuse_early`), and the live CA
+/// of the clusters named (none: every one), each on a plugged-in CA.
+async fn rotation_start(
+    global: &GlobalArgs,
+    change: &ChangeArgs,
+    names: &[String],
+    what: &str,
+) -> Result<(Vec<Cluster>, crate::policy::Persona, Vec<LiveCa>), CliError> {
+    let (clusters, _) = fleet::registry(global).await?;
+    let targets = chosen(&clusters, names)?;
+    let persona = persona(&clusters, change.as_persona.as_deref())?;
+    refuse_early(&targets, change, &persona, what)?;
+    let live = read_live(&targets, Duration::from_secs(change.timeout)).await?;
+    require_plugged_in(&live)?;
+    Ok((clusters, persona, live))
+}
+
 async fn trust_both(global: &GlobalArgs, args: RotateRootArgs) -> Result<(), CliError> {
     let new_root = read_root_cert(&args.root)?;
-    let (clusters, _) = fleet::registry(global).await?;
-    let targets = chosen(&clusters, &args.change.clusters)?;
-    let persona = persona(&clusters, args.change.as_persona.as_deref())?;
-    refuse_early(&targets, &args.change, &persona, "trust rotate trust-both")?;
-    let live = read_live(&targets, Duration::from_secs(args.change.timeout)).await?;
-    require_plugged_in(&live)?;
+    let (clusters, persona, live) = rotation_start(global, &args.change, &args.change.clusters, "trust rotate trust-both").await?;
     let mut desired = Vec::new();
     for l in &live {
         let mut roots = l.roots();
@@ -552,11 +564,8 @@ async fn reissue(global: &GlobalArgs, args: ReissueArgs) -> Result<(), CliError>
     let cert_pem = read_root_cert(&args.root)?;
     let key_pem = read_file(&args.root_key, "root key")?;
     let root = Root::from_pem(&cert_pem, &key_pem).map_err(|e| CliError::bad_input(format!("{}: {e}", args.root_key.display())))?;
-    let (clusters, _) = fleet::registry(global).await?;
-    let all: Vec<&Cluster> = clusters.iter().collect();
-    let persona = persona(&clusters, args.change.as_persona.as_deref())?;
-    let live = read_live(&all, Duration::from_secs(args.change.timeout)).await?;
-    require_plugged_in(&live)?;
+    // Every cluster is read: which are re-issued, and whether all trust the new root.
+    let (clusters, persona, live) = rotation_start(global, &args.change, &[], "trust rotate reissue").await?;
     // Every cluster must trust the new root before any workload holds a certificate under it.
     let untrusting: Vec<&str> = live.iter().filter(|l| !l.trusts(&root.cert_pem)).map(|l| l.cluster.as_str()).collect();
     if !untrusting.is_empty() {
@@ -576,7 +585,6 @@ async fn reissue(global: &GlobalArgs, args: ReissueArgs) -> Result<(), CliError>
             .ok_or_else(|| CliError::bad_input(format!("--clusters: {one} is not a registered cluster")))?,
         more => return Err(CliError::bad_input(format!("--clusters: one cluster at a time (named {})", more.join(", ")))),
     };
-    refuse_early(&[chosen(&clusters, std::slice::from_ref(&target.cluster))?[0]], &args.change, &persona, "trust rotate reissue")?;
     let bundle = target.roots().concat();
     let ca = issue_checked(&root, &target.cluster, &target.trust_domain, &bundle, args.days).map_err(CliError::failed)?;
     let desired = replacing(target, ca.cacerts(&root.cert_pem, &bundle));
@@ -593,12 +601,10 @@ async fn reissue(global: &GlobalArgs, args: ReissueArgs) -> Result<(), CliError>
 
 async fn drop_old(global: &GlobalArgs, args: RotateRootArgs) -> Result<(), CliError> {
     let new_root = read_root_cert(&args.root)?;
-    let (clusters, _) = fleet::registry(global).await?;
-    let all: Vec<&Cluster> = clusters.iter().collect();
-    let persona = persona(&clusters, args.change.as_persona.as_deref())?;
-    refuse_early(&all, &args.change, &persona, "trust rotate drop-old")?;
-    let live = read_live(&all, Duration::from_secs(args.change.timeout)).await?;
-    require_plugged_in(&live)?;
+    if !args.change.clusters.is_empty() {
+        return Err(CliError::bad_input("--clusters: drop-old is the whole fleet's step (every cluster stops trusting the old root)"));
+    }
+    let (clusters, persona, live) = rotation_start(global, &args.change, &[], "trust rotate drop-old").await?;
     // Dropping the old root while an intermediate is still under it breaks that cluster's mTLS.
     let behind: Vec<&str> = live.iter().filter(|l| !l.issued_by(&new_root)).map(|l| l.cluster.as_str()).collect();
     if !behind.is_empty() {
