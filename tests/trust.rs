@@ -282,6 +282,12 @@ async fn trust_plan_makes_one_root_and_rollback_restores_every_secret_exactly_ne
             "{c} verified against another root"
         );
     }
+    // The same plan again converges: no cluster is re-issued, nothing is written.
+    let same = run_logged(&cli, state.path(), &plan).await;
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    assert!(text(&same).contains("cluster3: already on this root") && text(&same).contains("nothing to change"), "{}", text(&same));
+    assert_eq!(cacerts(&fleet).await, live, "a second plan with the same root changed a CA");
+    outputs.push(text(&same));
     let keys = keys_in_clusters(&fleet).await;
 
     // Rollback: every cacerts exactly as before, key and all.

@@ -497,6 +497,15 @@ async fn plan(global: &GlobalArgs, args: PlanArgs) -> Result<(), CliError> {
     };
     let mut desired = Vec::new();
     for l in &live {
+        // A plan converges: a cluster already on this root (and trusting only it) keeps its
+        // intermediate and key. Renewing one is `trust rotate reissue --clusters C`.
+        if l.issued_by(&root.cert_pem) && l.roots().iter().map(|r| fingerprint(r)).eq([fingerprint(&root.cert_pem)]) {
+            eprintln!(
+                "{}: already on this root (renew its intermediate: meshdeck trust rotate reissue --clusters {})",
+                l.cluster, l.cluster
+            );
+            continue;
+        }
         let ca = issue_checked(&root, &l.cluster, &l.trust_domain, &root.cert_pem, args.days).map_err(CliError::failed)?;
         desired.extend(replacing(l, ca.cacerts(&root.cert_pem, &root.cert_pem)));
     }
