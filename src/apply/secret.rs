@@ -23,6 +23,11 @@ const REDACTED: &str = "meshdeckRedacted";
 /// kubectl's copy of what it applied: for a Secret, the whole data again.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// Where kubectl's annotation is, as a JSON pointer.
+fn last_applied_pointer() -> String {
+    format!("/metadata/annotations/{}", LAST_APPLIED.replace('/', "~1"))
+}
+
 fn is_secret(v: &Value) -> bool {
     v.get("kind").and_then(Value::as_str) == Some("Secret")
 }
@@ -90,7 +95,7 @@ pub fn redacted(v: &Value) -> Value {
     if let Some(o) = out.as_object_mut() {
         o.remove("stringData");
     }
-    if let Some(a) = out.pointer_mut(&format!("/metadata/annotations/{}", LAST_APPLIED.replace('/', "~1"))) {
+    if let Some(a) = out.pointer_mut(&last_applied_pointer()) {
         *a = json!("(redacted: holds the Secret's data)");
     }
     out
@@ -107,7 +112,7 @@ pub fn kept_copy(live: &Value) -> Option<Value> {
     let name = live.pointer("/metadata/name").and_then(Value::as_str)?;
     let namespace = live.pointer("/metadata/namespace").and_then(Value::as_str)?;
     let mut annotations = json!({"meshdeck.io/kept-from": name});
-    if let Some(a) = live.pointer(&format!("/metadata/annotations/{}", LAST_APPLIED.replace('/', "~1"))) {
+    if let Some(a) = live.pointer(&last_applied_pointer()) {
         annotations[LAST_APPLIED] = a.clone();
     }
     Some(json!({
@@ -138,7 +143,7 @@ pub async fn unredact(cluster: &Cluster, t: &ObjRef, v: &Value) -> Result<Value,
     if let Some(o) = out.as_object_mut() {
         o.remove(REDACTED);
     }
-    let pointer = format!("/metadata/annotations/{}", LAST_APPLIED.replace('/', "~1"));
+    let pointer = last_applied_pointer();
     if let (Some(a), Some(kept_a)) = (out.pointer_mut(&pointer), kept.pointer(&pointer)) {
         *a = kept_a.clone();
     }

@@ -36,7 +36,7 @@ impl ObjRef {
     pub fn write_order(&self) -> u8 {
         match self.kind.as_str() {
             // A CA's kept copy before the CA itself (see `apply::secret`).
-            "Secret" if self.name.contains(super::secret::KEPT_MARK) => 0,
+            "Secret" if super::secret::is_kept_copy(self) => 0,
             "Secret" => 1,
             "Gateway" => 0,
             "ServiceEntry" => 1,

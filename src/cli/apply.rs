@@ -309,8 +309,7 @@ pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), Cli
     let intent = HistoryRecord::pending("rollback", persona.name, original.plans.clone(), String::new(), changes.clone(), Some(args.id));
     write_recorded(&clusters, changes, &grant, opts, intent).await?;
     if !restarts.is_empty() {
-        let list = restarts.join(",");
-        eprintln!("istiod reads cacerts only when it starts: restart it in {list} (meshdeck trust restart --clusters {list})");
+        super::trust::restart_hint(&restarts);
     }
     Ok(())
 }

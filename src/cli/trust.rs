@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::apply::{confirm, err, persona, write_options, write_recorded};
+use super::apply::{announce_interrupted, confirm, err, history, persona, write_options, write_recorded};
 use super::output::{Format, table};
 use super::{CliError, GlobalArgs, fleet};
 use crate::apply::history::HistoryRecord;
@@ -203,16 +203,7 @@ pub async fn run(global: &GlobalArgs, args: TrustArgs) -> Result<(), CliError> {
 async fn status(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
     // Three reads a cluster, all clusters at once; no inventory (pods) is needed.
     let (clusters, _) = fleet::registry(global).await?;
-    let now = chrono::Utc::now();
-    let timeout = Duration::from_secs(args.timeout);
-    let reads = clusters.iter().map(|c| async move {
-        match &c.client {
-            Ok(client) => trust::read(&c.name, client, now, timeout).await,
-            Err(e) => unread(&c.name, e.clone()),
-        }
-    });
-    let mut statuses: Vec<TrustStatus> = futures::future::join_all(reads).await;
-    trust::link_roots(&mut statuses);
+    let statuses = trust::read_fleet(&clusters, Duration::from_secs(args.timeout)).await;
     let roots: std::collections::BTreeSet<&str> = statuses.iter().filter_map(|s| s.root.as_ref().map(|r| r.fingerprint.as_str())).collect();
     match args.output {
         Format::Json => println!(
@@ -230,21 +221,6 @@ async fn status(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-fn unread(cluster: &str, why: String) -> TrustStatus {
-    TrustStatus {
-        cluster: cluster.to_string(),
-        trust_domain: None,
-        root: None,
-        ca: format!("unknown: {why}"),
-        intermediate: None,
-        chains_to_root: None,
-        shares_root_with: vec![],
-        roots_distributed: 0,
-        rotation: None,
-        warnings: vec![],
-    }
 }
 
 /// A file the operator named, read whole; a missing or unreadable one is bad input.
@@ -304,17 +280,10 @@ impl LiveCa {
 
     /// The same `cacerts`, trusting `roots` instead: the intermediate and its key stay.
     fn with_roots(&self, roots: &[String]) -> Option<Value> {
-        let mut s = self.secret.clone()?;
         use base64::Engine;
-        s["data"]["root-cert.pem"] = Value::String(base64::engine::general_purpose::STANDARD.encode(roots.concat()));
-        let meta = s.get("metadata").cloned().unwrap_or_default();
-        // What meshdeck applies: name, namespace, its labels, type and data.
-        Some(serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret", "type": s.get("type").cloned().unwrap_or(Value::String("Opaque".into())),
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"],
-                         "labels": {crate::render::MANAGED_BY: "meshdeck", crate::render::trust::TRUST_LABEL: "cacerts"}},
-            "data": s["data"],
-        }))
+        let mut data = self.secret.as_ref()?.get("data")?.as_object()?.clone();
+        data.insert("root-cert.pem".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(roots.concat())));
+        Some(crate::render::trust::cacerts_with_data(data))
     }
 }
 
@@ -396,6 +365,7 @@ async fn run_change(
     checked: impl FnOnce() -> Result<(), CliError>,
 ) -> Result<Vec<String>, CliError> {
     // meshdeck takes the `cacerts` fields whoever wrote them: the diff shows what changes.
+    announce_interrupted(&history()?);
     let opts = ApplyOptions { force_conflicts: true, concurrency: 8, ..Default::default() };
     let changes = prepare(clusters, desired, &opts).await.map_err(err)?;
     persona.check_changes(what, &changes).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
@@ -419,13 +389,18 @@ async fn run_change(
     Ok(changed)
 }
 
+/// What istiod needs after its `cacerts` changed (a trust change, or a rollback of one).
+pub(super) fn restart_hint(clusters: &[String]) {
+    let list = clusters.join(",");
+    eprintln!("istiod reads cacerts only when it starts: restart it in {list} (meshdeck trust restart --clusters {list})");
+}
+
 /// istiod reads `cacerts` when it starts: say so, and restart it when asked.
 async fn offer_restart(global: &GlobalArgs, args: &ChangeArgs, changed: Vec<String>) -> Result<(), CliError> {
     if changed.is_empty() {
         return Ok(());
     }
-    let list = changed.join(",");
-    eprintln!("istiod reads cacerts only when it starts: restart it in {list} (meshdeck trust restart --clusters {list})");
+    restart_hint(&changed);
     let interactive = !args.yes && std::io::IsTerminal::is_terminal(&std::io::stdin());
     if !(interactive || args.restart_istiod) {
         return Ok(());

@@ -69,6 +69,24 @@ pub fn pem_blocks(text: &str) -> Vec<String> {
     out
 }
 
+impl TrustStatus {
+    /// A cluster of which nothing is known yet: `ca` says why.
+    pub fn unknown(cluster: &str, ca: String) -> TrustStatus {
+        TrustStatus {
+            cluster: cluster.to_string(),
+            trust_domain: None,
+            root: None,
+            ca,
+            intermediate: None,
+            chains_to_root: None,
+            shares_root_with: vec![],
+            roots_distributed: 0,
+            rotation: None,
+            warnings: vec![],
+        }
+    }
+}
+
 /// The first certificate of a PEM text.
 fn first_der(pem: &str) -> Option<Vec<u8>> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
@@ -106,18 +124,7 @@ fn status_code(e: &kube::Error) -> Option<u16> {
 /// Read one cluster's trust domain (the default revision's mesh config), root and
 /// CA: three reads, each within `timeout`.
 pub async fn read(name: &str, client: &kube::Client, now: DateTime<Utc>, timeout: std::time::Duration) -> TrustStatus {
-    let mut status = TrustStatus {
-        cluster: name.to_string(),
-        trust_domain: None,
-        root: None,
-        ca: "unknown".into(),
-        intermediate: None,
-        chains_to_root: None,
-        shares_root_with: vec![],
-        roots_distributed: 0,
-        rotation: None,
-        warnings: vec![],
-    };
+    let mut status = TrustStatus::unknown(name, "unknown".into());
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "istio-system");
     let secs = timeout.as_secs();
     if let Ok(Ok(Some(cm))) = tokio::time::timeout(timeout, maps.get_opt("istio")).await {
@@ -186,6 +193,21 @@ pub async fn read(name: &str, client: &kube::Client, now: DateTime<Utc>, timeout
         }
     }
     status
+}
+
+/// Every cluster's trust status, all at once (three reads a cluster, each within
+/// `timeout`), with which clusters share a root. A cluster without a client is unknown.
+pub async fn read_fleet(clusters: &[crate::registry::Cluster], timeout: std::time::Duration) -> Vec<TrustStatus> {
+    let now = Utc::now();
+    let reads = clusters.iter().map(|c| async move {
+        match &c.client {
+            Ok(client) => read(&c.name, client, now, timeout).await,
+            Err(e) => TrustStatus::unknown(&c.name, format!("unknown: {e}")),
+        }
+    });
+    let mut statuses = futures::future::join_all(reads).await;
+    link_roots(&mut statuses);
+    statuses
 }
 
 /// Fill in which clusters share each root.

@@ -168,6 +168,11 @@ fn cacerts_secret(entries: &[(&str, &str)]) -> Value {
     use base64::Engine;
     let data: serde_json::Map<String, Value> =
         entries.iter().map(|(k, v)| (k.to_string(), json!(base64::engine::general_purpose::STANDARD.encode(v.as_bytes())))).collect();
+    cacerts_with_data(data)
+}
+
+/// A `cacerts` Secret in istio-system, as meshdeck applies it, holding `data` (base64 values).
+pub fn cacerts_with_data(data: serde_json::Map<String, Value>) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": "cacerts", "namespace": "istio-system",

@@ -237,13 +237,7 @@ async fn read_trust(
     };
     let mut seen = roots(&snapshots.borrow());
     loop {
-        let now = chrono::Utc::now();
-        let reads =
-            clusters.iter().filter_map(|c| c.client.clone().ok().map(|client| (c.name.clone(), client))).map(|(name, client)| async move {
-                crate::inventory::trust::read(&name, &client, now, std::time::Duration::from_secs(10)).await
-            });
-        let mut statuses = futures::future::join_all(reads).await;
-        crate::inventory::trust::link_roots(&mut statuses);
+        let statuses = crate::inventory::trust::read_fleet(&clusters, std::time::Duration::from_secs(10)).await;
         if tx.send(Msg::Trust(statuses)).is_err() {
             return;
         }
