@@ -203,7 +203,7 @@ impl Persona {
     /// May this persona create, change or delete an object of `kind` in `cluster` and
     /// `namespace`? Routing objects live where the persona routes from or to; an
     /// AuthorizationPolicy also needs `accessPolicies`.
-    fn may_write(&self, cluster: &str, namespace: &str, kind: &str) -> bool {
+    pub fn may_write(&self, cluster: &str, namespace: &str, kind: &str) -> bool {
         if kind == "Secret" || kind == "Deployment" {
             // Secrets meshdeck writes are CAs, and the Deployment is istiod (restarted to
             // read them): a trust right, in istio-system only.
@@ -222,18 +222,15 @@ impl Persona {
         routes_here && (kind != "AuthorizationPolicy" || self.access_policies)
     }
 
-    /// Every object a change set creates, changes or deletes (prunes and rollbacks
-    /// included) must be one this persona may write.
-    pub fn check_changes(&self, what: &str, changes: &crate::apply::ChangeSet) -> Result<(), PolicyError> {
-        for s in changes.pending() {
-            let t = &s.target;
-            if !self.may_write(&t.cluster, &t.namespace, &t.kind) {
-                return Err(
-                    self.refuse(what, format!("may not {} {}/{}/{} in {}", s.change.as_str(), t.kind, t.namespace, t.name, t.cluster))
-                );
-            }
+    /// Refuse one write: `verb` (create, update, delete) of `kind/namespace/name` in
+    /// `cluster`, unless this persona may write there. Every object a change creates,
+    /// changes or deletes (prunes and rollbacks included) is asked (`apply::pipeline`).
+    pub fn check_write(&self, what: &str, verb: &str, cluster: &str, namespace: &str, kind: &str, name: &str) -> Result<(), PolicyError> {
+        if self.may_write(cluster, namespace, kind) {
+            Ok(())
+        } else {
+            Err(self.refuse(what, format!("may not {verb} {kind}/{namespace}/{name} in {cluster}")))
         }
-        Ok(())
     }
 }
 

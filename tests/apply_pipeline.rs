@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use meshdeck::apply::history::{History, HistoryRecord};
 use meshdeck::apply::target::{normalized, resource};
-use meshdeck::apply::write::{Outcome, execute};
+use meshdeck::apply::write::Outcome;
 use meshdeck::apply::{ApplyError, ApplyOptions, ChangeKind, PruneScope, desired_for_plan, desired_for_rollback, prepare};
 use meshdeck::inventory::{FleetSnapshot, Inventory};
 use meshdeck::plan::Plan;
@@ -83,8 +83,7 @@ async fn execute_confirmed(
     set: &meshdeck::apply::ChangeSet,
     opts: &ApplyOptions,
 ) -> Result<meshdeck::apply::write::ApplyReport, ApplyError> {
-    let grant = meshdeck::apply::WriteGrant::confirmed(clusters, set, meshdeck::apply::Confirmation::YesFlag)?;
-    execute(clusters, set, opts, &grant).await
+    common::write_confirmed(clusters, set, opts).await
 }
 
 async fn apply_text(env: &Env, text: &str, force: bool) -> Result<meshdeck::apply::write::ApplyReport, ApplyError> {
@@ -233,6 +232,8 @@ async fn sim_only_a_cluster_failing_mid_apply_leaves_every_cluster_as_before() {
         rollback_of: None,
         fleet: Default::default(),
         after: Default::default(),
+        unpruned: Vec::new(),
+        swept: Vec::new(),
     };
     history.record(&rec).expect("recorded");
     let back = history.get(&rec.id).expect("read back");
@@ -283,6 +284,8 @@ async fn rollback_restores_and_prune_touches_only_this_plan() {
         rollback_of: None,
         fleet: Default::default(),
         after: Default::default(),
+        unpruned: Vec::new(),
+        swept: Vec::new(),
     };
     let undo = prepare(&env.clusters, desired_for_rollback(&record), &opts(true)).await.expect("rollback prepared");
     let report = execute_confirmed(&env.clusters, &undo, &opts(true)).await.expect("rolled back");

@@ -165,7 +165,7 @@ async fn a_server_that_never_answers_ends_the_apply_at_its_deadline() {
 /// before anything is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_change_between_diff_and_write_stops_the_apply() {
-    use meshdeck::apply::{ApplyError, ApplyOptions, Confirmation, PruneScope, WriteGrant, desired_for_plan, prepare};
+    use meshdeck::apply::{ApplyError, ApplyOptions, PruneScope, desired_for_plan, prepare};
     let fleet = TestFleet::start().await;
     let clusters = fleet.registry().await;
     let mut inventory = meshdeck::inventory::Inventory::start(&clusters);
@@ -188,8 +188,7 @@ async fn a_change_between_diff_and_write_stops_the_apply() {
         .await
         .expect("created");
     let before = istio_objects(&fleet).await;
-    let grant = WriteGrant::confirmed(&clusters, &set, Confirmation::YesFlag).expect("grant");
-    let err = meshdeck::apply::write::execute(&clusters, &set, &opts, &grant).await.expect_err("stale");
+    let err = common::write_confirmed(&clusters, &set, &opts).await.expect_err("stale");
     assert!(matches!(err, ApplyError::Stale(_)), "{err}");
     assert!(err.to_string().contains("cluster1: VirtualService/default/reviews-canary: changed"), "{err}");
     assert_eq!(istio_objects(&fleet).await, before, "nothing was written");
@@ -252,20 +251,31 @@ async fn a_user_who_could_not_undo_is_refused_at_preflight() {
 async fn one_apply_at_a_time() {
     let fleet = TestFleet::start().await;
     let cli = MeshdeckCli::new(fleet.kubeconfig_path());
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
-    std::fs::create_dir_all(cli.data.path()).expect("mkdir");
-    let holder = format!("pid {} on {host} since 12:00:00: apply 20261125-120000-abcd", std::process::id());
-    std::fs::write(cli.data.path().join("apply.lock"), &holder).expect("lock");
+    // Another process holds the lock (an OS advisory lock: the test takes it itself).
+    let history = meshdeck::apply::history::History::open(cli.data.path()).expect("history");
+    let held = history.lock("apply 20261125-120000-abcd").expect("the lock");
     let before = istio_objects(&fleet).await;
     let out = cli.run(&["apply", "-f", CANARY, "--yes"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains(&format!("another apply is running ({holder})")), "{}", text(&out));
+    let holder = format!("pid {} on ", std::process::id());
+    assert!(
+        text(&out).contains("another change is being written (")
+            && text(&out).contains(&holder)
+            && text(&out).contains(": apply 20261125-120000-abcd)"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(istio_objects(&fleet).await, before);
-    // A lock whose holder is gone is taken over.
-    std::fs::write(cli.data.path().join("apply.lock"), format!("pid 999999999 on {host} since 12:00:00: apply x")).expect("lock");
+    let records: Vec<Value> = serde_json::from_slice(&cli.run(&["history", "-o", "json"]).await.stdout).expect("history");
+    assert!(records.is_empty(), "a refused apply left no record: {records:?}");
+    drop(held);
+    // What a holder that died wrote stays in the file; the lock itself went with it.
+    std::fs::write(cli.data.path().join("apply.lock"), "pid 999999999 on elsewhere since 12:00:00: apply x").expect("lock");
     let out = cli.run(&["apply", "-f", CANARY, "--yes"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(!cli.data.path().join("apply.lock").exists(), "released after the apply");
+    // Released when the apply ended: the next one takes it.
+    let again = history.lock("the test again");
+    assert!(again.is_ok(), "{again:?}");
 }
 
 /// One corrupt history file is named, and the rest of history still works.

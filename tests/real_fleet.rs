@@ -42,8 +42,7 @@ async fn real_only_seeded_pods_are_running_sidecar_injected_and_complete() {
 
 use std::time::Duration;
 
-use meshdeck::apply::write::execute;
-use meshdeck::apply::{ApplyOptions, Confirmation, PruneScope, WriteGrant, desired_for_plan, prepare};
+use meshdeck::apply::{ApplyOptions, PruneScope, desired_for_plan, prepare};
 use meshdeck::inventory::{ClusterState, Inventory};
 
 use common::versions;
@@ -118,8 +117,7 @@ async fn real_only_cluster2_down_after_the_dry_run_leaves_every_cluster_as_befor
     drop(inventory);
 
     fleet.control("POST", "/clusters/cluster2/apiserver/stop").await;
-    let grant = WriteGrant::confirmed(&clusters, &set, Confirmation::YesFlag).expect("grant");
-    let result = execute(&clusters, &set, &opts, &grant).await;
+    let result = common::write_confirmed(&clusters, &set, &opts).await;
     fleet.control("POST", "/clusters/cluster2/apiserver/start").await;
     let err = result.expect_err("the apply stops before writing");
     assert!(err.to_string().starts_with("cluster2: ") && err.to_string().contains("nothing was written"), "{err}");

@@ -223,14 +223,25 @@ async fn trust_plan_makes_one_root_and_rollback_restores_every_secret_exactly_ne
     let key = files.path().join("root.key");
     let key_arg = key.to_str().expect("utf-8");
     let mut outputs = Vec::new();
-    // The dry run writes the root's files and nothing on any cluster.
+    // The dry run writes nothing: no key file, nothing on any cluster.
     let dry = run_logged(&cli, state.path(), &["trust", "plan", "--generate-root", key_arg, "--dry-run"]).await;
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
     assert_eq!(cacerts(&fleet).await, before, "a dry run wrote");
+    assert!(!key.exists() && !files.path().join("root.crt").exists(), "a dry run wrote the root's files");
     let shown = text(&dry);
     assert!(shown.contains("~ cluster3: Secret/istio-system/cacerts update") && shown.contains("private key ("), "{shown}");
     assert!(shown.contains("CN=Intermediate CA cluster3, O=meshdeck, L=cluster3"), "{shown}");
     outputs.push(shown);
+    // Declined (no terminal to ask, no --yes): no key either, nothing written.
+    let declined = run_logged(&cli, state.path(), &["trust", "plan", "--generate-root", key_arg]).await;
+    assert_eq!(declined.status.code(), Some(1), "{}", text(&declined));
+    assert!(!key.exists(), "a declined run wrote the root's key");
+    assert_eq!(cacerts(&fleet).await, before, "a declined run wrote");
+
+    let out = run_logged(&cli, state.path(), &["trust", "plan", "--generate-root", key_arg, "--yes", "--restart-istiod"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("istiod reads cacerts only when it starts"), "{}", text(&out));
+    outputs.push(text(&out));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -242,14 +253,9 @@ async fn trust_plan_makes_one_root_and_rollback_restores_every_secret_exactly_ne
     assert!(text(&again).contains("already exists; refusing to overwrite it"), "{}", text(&again));
     let root_key = std::fs::read_to_string(&key).expect("key");
     let root_cert = std::fs::read_to_string(files.path().join("root.crt")).expect("cert");
-
     let cert_arg = files.path().join("root.crt");
     let cert_arg = cert_arg.to_str().expect("utf-8");
     let plan = ["trust", "plan", "--root", cert_arg, "--root-key", key_arg, "--yes", "--restart-istiod"];
-    let out = run_logged(&cli, state.path(), &plan).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("istiod reads cacerts only when it starts"), "{}", text(&out));
-    outputs.push(text(&out));
     // istiod restarted: every cluster distributes the one new root.
     until_distributed(&fleet, &[fp(&root_cert)]).await;
     let new_root = fp(&root_cert);

@@ -124,12 +124,23 @@ both_sizes!(editor_rendered_cluster2, |a| {
     canary(a);
     press(a, "p tab tab");
 });
+/// A change set as the conductor hands it to the cockpit.
+fn prepared(changes: meshdeck::apply::ChangeSet) -> Box<meshdeck::apply::Prepared> {
+    Box::new(meshdeck::apply::Prepared {
+        intent: meshdeck::apply::Intent::apply(vec!["reviews-route".into()], String::new()),
+        changes,
+        unpruned: Vec::new(),
+        swept: Vec::new(),
+        persona: "unrestricted".into(),
+    })
+}
+
 both_sizes!(diff_ready, |a| {
     canary(a);
     let set = changes(a);
     press(a, "A");
     let generation = a.diff.as_ref().expect("diff").generation;
-    update(a, Msg::Prepared { generation, result: Ok(set) });
+    update(a, Msg::Prepared { generation, result: Ok(prepared(set)) });
 });
 both_sizes!(diff_refused, |a| {
     canary(a);
@@ -151,7 +162,7 @@ both_sizes!(apply_done, |a| {
     let set = changes(a);
     press(a, "A");
     let generation = a.diff.as_ref().expect("diff").generation;
-    update(a, Msg::Prepared { generation, result: Ok(set) });
+    update(a, Msg::Prepared { generation, result: Ok(prepared(set)) });
     press(a, "y");
     update(a, Msg::Progress { generation, line: "cluster1: wrote VirtualService/default/reviews-route".into() });
     let report = ApplyReport {
@@ -180,6 +191,8 @@ both_sizes!(history, |a| {
         rollback_of: None,
         fleet: Default::default(),
         after: Default::default(),
+        unpruned: Vec::new(),
+        swept: Vec::new(),
     };
     update(a, Msg::History(vec![rec]));
     press(a, "esc esc g h");

@@ -111,12 +111,19 @@ fn stale_results_are_dropped_and_confirm_executes_the_shown_diff() {
             diff: String::new(),
         }],
     };
-    update(&mut app, Msg::Prepared { generation, result: Ok(set.clone()) });
+    let prepared = meshdeck::apply::Prepared {
+        intent: meshdeck::apply::Intent::apply(vec!["reviews-route".into()], String::new()),
+        changes: set.clone(),
+        unpruned: Vec::new(),
+        swept: Vec::new(),
+        persona: "unrestricted".into(),
+    };
+    update(&mut app, Msg::Prepared { generation, result: Ok(Box::new(prepared)) });
     let effects = press(&mut app, "y");
     match effects.as_slice() {
-        [Effect::Execute { changes, action, .. }] => {
-            assert_eq!(*changes, set);
-            assert_eq!(action, "apply");
+        [Effect::Execute { prepared, .. }] => {
+            assert_eq!(prepared.changes, set);
+            assert_eq!(prepared.intent.action, "apply");
         }
         other => panic!("confirm writes exactly what was shown: {other:?}"),
     }

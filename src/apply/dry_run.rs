@@ -2,10 +2,9 @@
 //! with `dryRun=All`, so schema errors (422), conflicts (409) and admission
 //! failures surface while nothing has been written.
 
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::Value;
 
-use super::target::Addressed;
 use super::{Desired, FIELD_MANAGER, ObjRef, target};
 use crate::registry::{Cluster, ClusterError};
 
@@ -15,13 +14,6 @@ fn dry_run_params(force: bool) -> PatchParams {
     p.force = force;
     p.dry_run = true;
     p
-}
-
-/// A Restore body: the previous object as meshdeck applies it. Restoring by
-/// server-side apply (forced) keeps `meshdeck` the one Apply manager, so the
-/// next apply of a plan does not conflict with the restore.
-pub fn restore_body(at: &Addressed, previous: &Value) -> Result<DynamicObject, String> {
-    at.body(target::normalized(previous))
 }
 
 /// What the object would become; `None` when it would not exist. Needs no live
@@ -34,10 +26,11 @@ pub async fn simulate(cluster: &Cluster, t: &ObjRef, want: &Desired, force: bool
             let out = at.api.patch(&t.name, &dry_run_params(force), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
+        // The very requests the restore will send (a PUT on what is live now), dry run:
+        // what is shown and later verified is what is written.
         Desired::Restore(previous) => {
-            let body = restore_body(&at, previous)?;
-            let out = at.api.patch(&t.name, &dry_run_params(true), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
-            serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
+            let live = target::get(cluster, t).await?;
+            super::write::restore(cluster, t, Some(previous), live.as_ref(), super::write::Send::DryRun).await.map_err(String::from)
         }
         // Deleting what is absent is nothing to refuse.
         Desired::Absent => match at.api.delete(&t.name, &DeleteParams { dry_run: true, ..Default::default() }).await {

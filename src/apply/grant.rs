@@ -1,7 +1,8 @@
 //! Permission to write. Every function that changes a cluster takes a
-//! `&WriteGrant`, and the only way to get one is `WriteGrant::confirmed`: the
-//! operator said yes (a prompt, `--yes`, the cockpit's confirm key) to this
-//! change set, and none of its clusters is read-only. Read-only commands
+//! `&WriteGrant`, and the only way to get one is `WriteGrant::confirmed`, which only
+//! the conductor (`apply::pipeline`) calls, with the front's answer: the operator
+//! said yes (a prompt, `--yes`, the cockpit's confirm key) to this change set, and
+//! none of its clusters is read-only. Read-only commands
 //! (`diff`, `render`, `inventory`, `clusters`, `history`, `apply --dry-run`)
 //! never hold one, so a code path of theirs that reaches a write does not
 //! compile; a test keeps the places that mint grants to the confirmed ones.
@@ -20,6 +21,9 @@ pub enum Confirmation {
     Cockpit,
     /// A benchmark writing to the fleet it started itself.
     Benchmark,
+    /// Nothing to write: the change only records what was checked (an interrupted
+    /// change found already undone).
+    NothingToWrite,
 }
 
 /// Refuse when any cluster the change set writes is read-only; the CLI asks
@@ -43,7 +47,7 @@ pub struct WriteGrant {
 impl WriteGrant {
     /// Refuses when any cluster the change set writes is read-only
     /// (`--read-only`, or `readOnly` in the config).
-    pub fn confirmed(clusters: &[Cluster], changes: &ChangeSet, confirmation: Confirmation) -> Result<WriteGrant, ApplyError> {
+    pub(super) fn confirmed(clusters: &[Cluster], changes: &ChangeSet, confirmation: Confirmation) -> Result<WriteGrant, ApplyError> {
         writable(clusters, changes)?;
         Ok(WriteGrant { confirmation, clusters: changes.clusters() })
     }
@@ -80,6 +84,6 @@ mod tests {
             }
         }
         found.sort();
-        assert_eq!(found, ["cli/apply.rs", "cli/apply.rs", "cli/bench.rs", "cli/bench.rs", "tui/mod.rs"], "where write grants are minted");
+        assert_eq!(found, ["apply/pipeline.rs"], "where write grants are minted: the conductor only");
     }
 }

@@ -4,7 +4,8 @@
 //! The record is written before the first write (outcome `Pending`: the intent,
 //! with every previous state) and replaced when the apply ends, each time
 //! atomically (temp file, fsync, rename): a crash leaves either record, never a
-//! torn one. `apply.lock` lets one apply run at a time.
+//! torn one. `apply.lock` (an OS advisory lock, held while a change is written)
+//! lets one change run at a time.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -40,6 +41,33 @@ pub struct HistoryRecord {
     /// A rollback compares live with it to find later changes.
     #[serde(default)]
     pub after: BTreeMap<String, Option<String>>,
+    /// Objects this change should have removed from clusters it could not reach: the
+    /// next change that reaches them removes them (see `History::outstanding_prunes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpruned: Vec<Unpruned>,
+    /// Objects this change removed because an earlier one could not (`unpruned`): not
+    /// this change's own, so its rollback leaves them removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub swept: Vec<super::ObjRef>,
+}
+
+/// Objects of a plan left on a cluster a change could not reach, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unpruned {
+    pub cluster: String,
+    pub plans: Vec<String>,
+    /// What history says is there (the cluster could not be asked).
+    pub objects: Vec<super::ObjRef>,
+    pub why: String,
+}
+
+impl Unpruned {
+    /// `2 objects of reviews-route on cluster2 not removed: unreachable since 13:05:10 (…)`.
+    pub fn describe(&self) -> String {
+        let n = self.objects.len();
+        format!("{n} object{} of {} on {} not removed: {}", if n == 1 { "" } else { "s" }, self.plans.join(","), self.cluster, self.why)
+    }
 }
 
 /// A cluster as it says it is: its API server and its `kube-system` uid.
@@ -91,6 +119,8 @@ impl HistoryRecord {
             rollback_of,
             fleet: BTreeMap::new(),
             after: BTreeMap::new(),
+            unpruned: Vec::new(),
+            swept: Vec::new(),
         }
     }
 }
@@ -99,7 +129,30 @@ pub struct History {
     dir: PathBuf,
 }
 
+/// The interrupted records of `records` (oldest first), as `History::interrupted`.
+pub fn interrupted_among(records: &[HistoryRecord]) -> Vec<HistoryRecord> {
+    let mut out = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        if r.report.outcome != super::write::Outcome::Pending {
+            continue;
+        }
+        let later = &records[i + 1..];
+        let undone = later.iter().any(|l| l.rollback_of.as_deref() == Some(r.id.as_str()) && l.finished_well());
+        let covered =
+            r.changes.pending().all(|s| later.iter().any(|l| l.finished_well() && l.changes.steps.iter().any(|x| x.target == s.target)));
+        if !undone && !covered {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
 impl HistoryRecord {
+    /// Finished with everything it meant to do done (or nothing to do).
+    pub fn finished_well(&self) -> bool {
+        matches!(self.report.outcome, super::write::Outcome::Applied | super::write::Outcome::NoChanges)
+    }
+
     /// The intent, written before the first write: every previous state is in `changes`.
     pub fn pending(
         action: &str,
@@ -124,54 +177,29 @@ impl HistoryRecord {
     }
 }
 
-/// Held while an apply or rollback writes; removed when dropped.
+/// Held while a change is written: an OS advisory lock on `apply.lock`, released
+/// when this is dropped or the process ends however it ends (kill -9 included). The
+/// file stays; its text names the holder for the next one to see.
 #[derive(Debug)]
 pub struct ApplyLock {
-    path: PathBuf,
-}
-
-impl Drop for ApplyLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
+    _file: std::fs::File,
 }
 
 fn host() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
-}
-
-#[cfg(unix)]
-fn private_dir(p: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(p)?;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
-}
-
-#[cfg(not(unix))]
-fn private_dir(p: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(p)
-}
-
-fn private_file(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.create(true);
-    if append {
-        o.append(true);
-    } else {
-        o.write(true).truncate(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path)
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this host".into())
 }
 
 impl History {
     pub fn open(data_dir: &Path) -> Result<Self, ApplyError> {
         let dir = data_dir.join("history");
-        private_dir(data_dir).and_then(|_| private_dir(&dir)).map_err(|e| ApplyError::History(format!("{}: {e}", dir.display())))?;
+        crate::config::private_dir(data_dir)
+            .and_then(|_| crate::config::private_dir(&dir))
+            .map_err(|e| ApplyError::History(format!("{}: {e}", dir.display())))?;
         Ok(Self { dir })
     }
 
@@ -190,7 +218,7 @@ impl History {
         let path = self.dir.join(format!("{}.json", rec.id));
         let tmp = self.dir.join(format!(".{}.json.tmp", rec.id));
         {
-            let mut f = private_file(&tmp, false).map_err(err)?;
+            let mut f = crate::config::private_file(&tmp, crate::config::Open::Truncate).map_err(err)?;
             f.write_all(serde_json::to_string_pretty(rec).unwrap_or_default().as_bytes()).map_err(err)?;
             f.sync_all().map_err(err)?;
         }
@@ -204,7 +232,7 @@ impl History {
             "plans": rec.plans, "clusters": rec.clusters, "outcome": rec.report.outcome, "rollbackOf": rec.rollback_of,
         });
         let path = self.dir.parent().unwrap_or(&self.dir).join("audit.jsonl");
-        let mut f = private_file(&path, true).map_err(err)?;
+        let mut f = crate::config::private_file(&path, crate::config::Open::Append).map_err(err)?;
         writeln!(f, "{audit}").map_err(err)
     }
 
@@ -243,53 +271,71 @@ impl History {
         Ok((out, bad))
     }
 
-    /// Applies that were recorded as intent and never finished, and not rolled back since.
+    /// Changes recorded as intent and never finished, that neither a rollback nor later
+    /// changes have covered since (a later change that wrote or checked every object
+    /// the interrupted one would have written leaves nothing of it to finish).
     pub fn interrupted(&self) -> Result<Vec<HistoryRecord>, ApplyError> {
         let records = self.list()?;
-        let undone = |id: &str| {
-            records.iter().any(|r| {
-                r.rollback_of.as_deref() == Some(id)
-                    && matches!(r.report.outcome, super::write::Outcome::Applied | super::write::Outcome::NoChanges)
-            })
-        };
-        Ok(records.iter().filter(|r| r.report.outcome == super::write::Outcome::Pending && !undone(&r.id)).cloned().collect())
+        Ok(interrupted_among(&records))
     }
 
-    /// Hold the fleet's apply lock until the guard is dropped. Another live holder is an
-    /// error naming it; a holder that died (its process is gone) is taken over.
+    /// Hold the fleet's apply lock until the guard is dropped. Another holder is an
+    /// error naming it (its own words, written when it took the lock).
     pub fn lock(&self, what: &str) -> Result<ApplyLock, ApplyError> {
         let path = self.dir.parent().unwrap_or(&self.dir).join("apply.lock");
-        let me = format!("pid {} on {} since {}: {what}", std::process::id(), host(), chrono::Utc::now().format("%H:%M:%S"));
-        for _ in 0..2 {
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                o.mode(0o600);
+        let fail = |e: std::io::Error| ApplyError::History(format!("{}: {e}", path.display()));
+        // Opened without truncating: the holder's words stay readable until the lock is ours.
+        let mut file = crate::config::private_file(&path, crate::config::Open::Append).map_err(fail)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = if holder.trim().is_empty() { "starting".to_string() } else { holder.trim().to_string() };
+                return Err(ApplyError::History(format!("another change is being written ({holder}); wait for it to finish")));
             }
-            match o.open(&path) {
-                Ok(mut f) => {
-                    let _ = f.write_all(me.as_bytes());
-                    return Ok(ApplyLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    let pid = holder.strip_prefix("pid ").and_then(|r| r.split_whitespace().next()).and_then(|p| p.parse::<u32>().ok());
-                    let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
-                    if alive && holder.contains(&host()) {
-                        return Err(ApplyError::History(format!(
-                            "another apply is running ({holder}); wait for it, or remove {} if it is gone",
-                            path.display()
-                        )));
+            Err(std::fs::TryLockError::Error(e)) => return Err(fail(e)),
+        }
+        let me = format!("pid {} on {} since {}: {what}", std::process::id(), host(), chrono::Utc::now().format("%H:%M:%S"));
+        file.set_len(0).and_then(|_| file.write_all(me.as_bytes())).and_then(|_| file.flush()).map_err(fail)?;
+        Ok(ApplyLock { _file: file })
+    }
+
+    /// Objects that changes left on clusters they could not reach and that no later
+    /// change has written or removed since: what the next change that reaches their
+    /// cluster removes. Each with the plans it belonged to.
+    pub fn outstanding_prunes(&self, records: &[HistoryRecord]) -> Vec<(super::ObjRef, Vec<String>)> {
+        let mut out = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            for u in &r.unpruned {
+                for o in &u.objects {
+                    let covered =
+                        records[i + 1..].iter().any(|later| later.finished_well() && later.changes.steps.iter().any(|s| &s.target == o));
+                    if !covered && !out.iter().any(|(t, _)| t == o) {
+                        out.push((o.clone(), u.plans.clone()));
                     }
-                    // Its holder died: the lock is stale.
-                    let _ = std::fs::remove_file(&path);
                 }
-                Err(e) => return Err(ApplyError::History(format!("{}: {e}", path.display()))),
             }
         }
-        Err(ApplyError::History(format!("{}: could not take the apply lock", path.display())))
+        out
+    }
+
+    /// What history says the named plans have on `cluster` now: every object their
+    /// records wrote there and did not remove since (applied or interrupted records).
+    pub fn believed_on(records: &[HistoryRecord], plans: &[String], cluster: &str) -> Vec<super::ObjRef> {
+        let mut present: Vec<super::ObjRef> = Vec::new();
+        for r in records.iter().filter(|r| r.plans.iter().any(|p| plans.contains(p))) {
+            if !matches!(r.report.outcome, super::write::Outcome::Applied | super::write::Outcome::Pending) {
+                continue;
+            }
+            for s in r.changes.steps.iter().filter(|s| s.target.cluster == cluster) {
+                present.retain(|t| t != &s.target);
+                if !matches!(s.desired, super::Desired::Absent) {
+                    present.push(s.target.clone());
+                }
+            }
+        }
+        present.sort();
+        present
     }
 
     /// Where the named plans wrote before: every cluster and namespace of their records.

@@ -8,9 +8,11 @@ pub mod diff;
 pub mod dry_run;
 pub mod grant;
 pub mod history;
+pub mod pipeline;
 pub mod preflight;
 pub mod rollback;
 pub mod secret;
+pub mod signals;
 pub mod target;
 pub mod write;
 
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use grant::{Confirmation, WriteGrant};
+pub use pipeline::{Intent, Pipeline, Prepared, Written};
 pub use target::ObjRef;
 
 use crate::registry::Cluster;
@@ -156,6 +159,8 @@ pub enum ApplyError {
     OtherFleet { id: String, why: Vec<String> },
     #[error("the fleet changed since {id} (nothing was written; --force restores its before-state anyway):\n  {}", .why.join("\n  "))]
     ChangedSince { id: String, why: Vec<String> },
+    #[error("{id} was rolled back already, by {by} (nothing was written; --force restores its before-state again)")]
+    AlreadyRolledBack { id: String, by: String },
     #[error("two plans, one name (nothing was written): {0}")]
     PlanClash(String),
     #[error("the fleet changed since the diff (nothing was written); diff again:\n  {}", .0.join("\n  "))]

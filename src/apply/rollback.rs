@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::history::{ClusterIdentity, History, HistoryRecord};
+use super::history::{ClusterIdentity, HistoryRecord};
 use super::{ApplyError, ChangeSet, Desired, ObjRef, target};
 use crate::registry::Cluster;
 
@@ -64,26 +64,45 @@ pub async fn check_fleet(clusters: &[Cluster], record: &HistoryRecord) -> Result
 }
 
 /// Objects of the record that are no longer as it left them, each with who changed
-/// it since (later history records) or that it changed outside meshdeck.
-pub async fn changed_since(clusters: &[Cluster], record: &HistoryRecord, history: &[HistoryRecord]) -> Result<Vec<String>, ApplyError> {
-    if record.after.is_empty() {
-        // Interrupted, or recorded before meshdeck kept after-states: nothing to compare.
+/// it since (later history records) or that it changed outside meshdeck. A record left
+/// `Pending` (interrupted) has no after-state: each object is compared with what it
+/// could have written, and any later change that wrote the object counts. Objects on
+/// the `dark` clusters are not read (the caller decides what they mean).
+pub async fn changed_since(
+    clusters: &[Cluster],
+    record: &HistoryRecord,
+    history: &[HistoryRecord],
+    dark: &std::collections::BTreeSet<String>,
+) -> Result<Vec<String>, ApplyError> {
+    let interrupted = record.report.outcome == super::write::Outcome::Pending;
+    if record.after.is_empty() && !interrupted {
+        // Recorded before meshdeck kept after-states: nothing to compare.
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     for s in &record.changes.steps {
-        let key = s.target.to_string();
-        let Some(left) = record.after.get(&key) else { continue };
-        let c = super::cluster(clusters, &s.target.cluster)?;
-        let live = target::get(c, &s.target).await.map_err(|e| ApplyError::Cluster { cluster: s.target.cluster.clone(), message: e })?;
-        if rv(live.as_ref()) == *left {
+        if dark.contains(&s.target.cluster) || (interrupted && s.change == super::ChangeKind::Unchanged) {
             continue;
         }
         let later: Vec<String> = history
             .iter()
-            .filter(|r| r.id != record.id && r.when() > record.when() && r.changes.pending().any(|x| x.target == s.target))
+            .filter(|r| r.id != record.id && r.when() > record.when() && !r.report.outcome.wrote_nothing())
+            .filter(|r| r.changes.pending().any(|x| x.target == s.target))
             .map(|r| format!("{} {} ({})", r.action, r.id, r.plans.join(",")))
             .collect();
+        let c = super::cluster(clusters, &s.target.cluster)?;
+        let live = target::get(c, &s.target).await.map_err(|e| ApplyError::Cluster { cluster: s.target.cluster.clone(), message: e })?;
+        let as_left = if interrupted {
+            // Never written, or written as this record meant and by nobody since.
+            rv(live.as_ref()) == rv(s.previous.as_ref())
+                || (later.is_empty() && live.as_ref().map(target::normalized) == s.expected.as_ref().map(target::normalized))
+        } else {
+            let Some(left) = record.after.get(&s.target.to_string()) else { continue };
+            rv(live.as_ref()) == *left
+        };
+        if as_left {
+            continue;
+        }
         let by = if later.is_empty() { "changed outside meshdeck".to_string() } else { format!("changed since by {}", later.join(", ")) };
         out.push(format!("{}: {by}", s.target));
     }
@@ -97,8 +116,9 @@ pub fn desired(record: &HistoryRecord) -> Vec<(ObjRef, Desired)> {
         .changes
         .steps
         .iter()
-        // Kept copies stay: a rollback of this rollback restores from them.
-        .filter(|s| !super::secret::is_kept_copy(&s.target))
+        // Kept copies stay: a rollback of this rollback restores from them. What it
+        // removed for an earlier change that could not stays removed.
+        .filter(|s| !super::secret::is_kept_copy(&s.target) && !record.swept.contains(&s.target))
         .map(|s| {
             let want = match &s.previous {
                 Some(prev) => Desired::Restore(prev.clone()),
@@ -109,18 +129,29 @@ pub fn desired(record: &HistoryRecord) -> Vec<(ObjRef, Desired)> {
         .collect()
 }
 
-/// Everything a rollback checks before it is prepared: the record, on this fleet,
-/// with nothing changed since (unless `force`). Returns the record and the desired state.
+/// Everything a rollback checks before it is prepared: the record, on this fleet, not
+/// rolled back already, with nothing changed since (unless `force`). Returns the record
+/// and the desired state. Objects on the `dark` clusters are not read.
 pub async fn plan(
     clusters: &[Cluster],
-    history: &History,
+    records: &[HistoryRecord],
     id: &str,
     force: bool,
+    dark: &std::collections::BTreeSet<String>,
 ) -> Result<(HistoryRecord, Vec<(ObjRef, Desired)>), ApplyError> {
-    let record = history.get(id)?;
+    let record = records
+        .iter()
+        .find(|r| r.id == id)
+        .cloned()
+        .ok_or_else(|| ApplyError::History(format!("no history record {id:?} (see `meshdeck history`)")))?;
+    if let Some(done) = records.iter().find(|r| r.rollback_of.as_deref() == Some(id) && r.finished_well() && !r.changes.is_noop())
+        && !force
+    {
+        return Err(ApplyError::AlreadyRolledBack { id: id.to_string(), by: done.id.clone() });
+    }
     check_fleet(clusters, &record).await?;
     if !force {
-        let changed = changed_since(clusters, &record, &history.list()?).await?;
+        let changed = changed_since(clusters, &record, records, dark).await?;
         if !changed.is_empty() {
             return Err(ApplyError::ChangedSince { id: id.to_string(), why: changed });
         }

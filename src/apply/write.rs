@@ -11,7 +11,7 @@ use futures::StreamExt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -35,6 +35,18 @@ pub enum Outcome {
     /// Recorded before the first write and not finished (meshdeck was killed or the
     /// machine went down): some changes may be live. `rollback ID` restores.
     Pending,
+    /// Refused before the first write (a cluster did not answer the last check, the
+    /// lock was held): nothing was written.
+    Refused,
+    /// The fleet changed between the diff and the write: nothing was written.
+    Stale,
+}
+
+impl Outcome {
+    /// Nothing was written by this change.
+    pub fn wrote_nothing(&self) -> bool {
+        matches!(self, Outcome::NoChanges | Outcome::Refused | Outcome::Stale)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -106,8 +118,9 @@ async fn perform(c: &Cluster, step: &Step, force: bool, grant: &WriteGrant) -> R
                 at.api.patch(&t.name, &write_params(force, grant), &Patch::Apply(&body)).await.map_err(|e| ClusterError::describe(&e))?;
             serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
         }
-        Desired::Restore(previous) => restore(c, t, Some(previous), grant).await,
-        Desired::Absent => restore(c, t, None, grant).await,
+        // The object is still what the diff saw (`fresh` checked): that is the precondition.
+        Desired::Restore(previous) => restore(c, t, Some(previous), step.previous.as_ref(), Send::Write(grant)).await.map_err(String::from),
+        Desired::Absent => restore(c, t, None, step.previous.as_ref(), Send::Write(grant)).await.map_err(String::from),
     }
 }
 
@@ -145,49 +158,113 @@ pub fn managers(o: &Value) -> Vec<(String, String, Value)> {
     out
 }
 
+/// How a restore is sent: stored (with the grant), or as the server's dry run (the
+/// preview a rollback's diff shows is the very request that will be written).
+#[derive(Clone, Copy, Debug)]
+pub enum Send<'a> {
+    DryRun,
+    Write(&'a WriteGrant),
+}
+
+impl Send<'_> {
+    fn post(self) -> PostParams {
+        match self {
+            Send::DryRun => PostParams { dry_run: true, field_manager: Some(FIELD_MANAGER.into()) },
+            Send::Write(grant) => post_params(grant),
+        }
+    }
+
+    fn delete(self, preconditions: Preconditions) -> DeleteParams {
+        DeleteParams { dry_run: matches!(self, Send::DryRun), preconditions: Some(preconditions), ..Default::default() }
+    }
+}
+
+/// Why a restore did not happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreError {
+    /// Someone else changed the object since meshdeck last saw or wrote it (409): it
+    /// is left as they made it.
+    Changed(String),
+    /// The cluster did not do it (unreachable, 5xx, refused): it may be tried again.
+    Failed(String),
+}
+
+impl From<RestoreError> for String {
+    fn from(e: RestoreError) -> String {
+        match e {
+            RestoreError::Changed(m) | RestoreError::Failed(m) => m,
+        }
+    }
+}
+
+fn restore_error(e: kube::Error) -> RestoreError {
+    match &e {
+        kube::Error::Api(s) if s.code == 409 => RestoreError::Changed(format!(
+            "changed by another writer since meshdeck last wrote it, so left as it is ({})",
+            ClusterError::describe(&e)
+        )),
+        _ => RestoreError::Failed(ClusterError::describe(&e)),
+    }
+}
+
 /// Make `t` be `previous` again (None: make it absent), undoing what meshdeck did and
-/// nothing else. Reads the live object first.
-/// - absent before: delete what is live, only if it is still the object seen (uid precondition);
-/// - present before, absent now (pruned): create it again from the whole previous object;
-/// - present in both: replace it with the previous content (a PUT on the live
-///   resourceVersion, so a concurrent change is not overwritten), then hand every
-///   field back to the managers that held it (a second PUT with the previous
-///   `managedFields`; no value changes, so the server keeps them as given).
-pub async fn restore(c: &Cluster, t: &ObjRef, previous: Option<&Value>, grant: &WriteGrant) -> Result<Option<Value>, String> {
-    let at = target::api(c, t).await?;
-    let (api, dynamic) = (&at.api, |v: Value| at.body(v));
-    check_grant(grant, t)?;
-    let live = target::get(c, t).await?;
-    let describe = |e: kube::Error| ClusterError::describe(&e);
-    match (previous, live) {
+/// nothing else: only while the object is still `seen`, the object meshdeck last saw
+/// or wrote there (None: absent). A change by anyone else since is a 409 conflict,
+/// and the object is left as they made it.
+/// - absent before: delete `seen` (uid and resourceVersion preconditions);
+/// - present before, absent now (pruned): create it again from the whole previous object
+///   (someone who created it meanwhile keeps theirs: 409 AlreadyExists);
+/// - present in both: replace it with the previous content (a PUT on `seen`'s
+///   resourceVersion), then hand every field back to the managers that held it (a
+///   second PUT with the previous `managedFields`; no value changes, so the server
+///   keeps them as given).
+pub async fn restore(
+    c: &Cluster,
+    t: &ObjRef,
+    previous: Option<&Value>,
+    seen: Option<&Value>,
+    send: Send<'_>,
+) -> Result<Option<Value>, RestoreError> {
+    let at = target::api(c, t).await.map_err(RestoreError::Failed)?;
+    let (api, dynamic) = (&at.api, |v: Value| at.body(v).map_err(RestoreError::Failed));
+    if let Send::Write(grant) = send {
+        check_grant(grant, t).map_err(RestoreError::Failed)?;
+    }
+    let meta = |o: &Value, k: &str| o.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).map(String::from);
+    let json = |o: DynamicObject| serde_json::to_value(o).map_err(|e| RestoreError::Failed(e.to_string()));
+    match (previous, seen) {
         (None, None) => Ok(None),
-        (None, Some(l)) => {
-            let uid = l.pointer("/metadata/uid").and_then(Value::as_str).map(String::from);
-            let dp = DeleteParams { preconditions: Some(Preconditions { uid, resource_version: None }), ..Default::default() };
-            api.delete(&t.name, &dp).await.map_err(describe)?;
-            Ok(None)
+        (None, Some(s)) => {
+            let pre = Preconditions { uid: meta(s, "uid"), resource_version: meta(s, "resourceVersion") };
+            match api.delete(&t.name, &send.delete(pre)).await {
+                Ok(_) => Ok(None),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+                Err(e) => Err(restore_error(e)),
+            }
         }
         (Some(prev), None) => {
-            let out = api.create(&post_params(grant), &dynamic(as_written(prev))?).await.map_err(describe)?;
-            serde_json::to_value(out).map(Some).map_err(|e| e.to_string())
+            let out = api.create(&send.post(), &dynamic(as_written(prev))?).await.map_err(restore_error)?;
+            json(out).map(Some)
         }
-        (Some(prev), Some(l)) => {
-            if normalized(&l) == normalized(prev) && managers(&l) == managers(prev) {
-                return Ok(Some(l));
+        (Some(prev), Some(s)) => {
+            if normalized(s) == normalized(prev) && managers(s) == managers(prev) {
+                return Ok(Some(s.clone()));
             }
             let mut body = as_written(prev);
-            let rv = l.pointer("/metadata/resourceVersion").cloned().unwrap_or_default();
-            body["metadata"]["resourceVersion"] = rv;
+            body["metadata"]["resourceVersion"] = s.pointer("/metadata/resourceVersion").cloned().unwrap_or_default();
             let owners = body.pointer_mut("/metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("managedFields"));
-            let mut now = serde_json::to_value(api.replace(&t.name, &post_params(grant), &dynamic(body.clone())?).await.map_err(describe)?)
-                .map_err(|e| e.to_string())?;
+            let mut now = json(api.replace(&t.name, &send.post(), &dynamic(body.clone())?).await.map_err(restore_error)?)?;
             if let Some(owners) = owners.filter(|o| o.as_array().is_some_and(|a| !a.is_empty()))
                 && managers(&now) != managers(prev)
             {
-                body["metadata"]["resourceVersion"] = now.pointer("/metadata/resourceVersion").cloned().unwrap_or_default();
+                // A dry run stored nothing: the object is still at `seen`'s version.
+                let at_version = match send {
+                    Send::DryRun => s.pointer("/metadata/resourceVersion"),
+                    Send::Write(_) => now.pointer("/metadata/resourceVersion"),
+                };
+                body["metadata"]["resourceVersion"] = at_version.cloned().unwrap_or_default();
                 body["metadata"]["managedFields"] = owners;
-                now = serde_json::to_value(api.replace(&t.name, &post_params(grant), &dynamic(body)?).await.map_err(describe)?)
-                    .map_err(|e| e.to_string())?;
+                now = json(api.replace(&t.name, &send.post(), &dynamic(body)?).await.map_err(restore_error)?)?;
             }
             Ok(Some(now))
         }
@@ -210,27 +287,60 @@ async fn verify_restored(c: &Cluster, t: &ObjRef, previous: Option<&Value>) -> R
     }
 }
 
-/// Rollback writes are retried briefly: a cluster that failed a write may answer
-/// again. Each attempt is bounded; the restore is verified.
-async fn restore_with_retries(
-    c: &Cluster,
-    t: &ObjRef,
-    previous: Option<&Value>,
-    grant: &WriteGrant,
-    opts: &ApplyOptions,
-) -> Result<Option<Value>, String> {
-    let mut delay = std::time::Duration::from_millis(200);
+/// What meshdeck knows it left in an object it wrote during this apply.
+#[derive(Clone, Debug)]
+enum Wrote {
+    /// The write's answer: the object now (None: deleted).
+    Known(Option<Value>),
+    /// The write failed or timed out: it may or may not have landed.
+    Unknown,
+}
+
+/// Undo one of this apply's own writes, as long as nobody else wrote the object since.
+/// Failures that may pass (unreachable, 5xx, a deadline) are tried again briefly, each
+/// attempt bounded; a change by another writer is left and named at once.
+async fn undo_write(c: &Cluster, step: &Step, wrote: &Wrote, grant: &WriteGrant, opts: &ApplyOptions) -> Result<(), String> {
+    let previous = step.previous.as_ref();
+    let rv = |o: Option<&Value>| o.and_then(|o| o.pointer("/metadata/resourceVersion")).cloned();
+    let seen = match wrote {
+        Wrote::Known(now) => now.clone(),
+        Wrote::Unknown => {
+            // Whether it landed decides what there is to undo.
+            let live = bounded(opts, target::get(c, &step.target)).await?;
+            let ours = match (&live, &step.expected) {
+                (None, None) => true,
+                (Some(l), Some(e)) => normalized(l) == normalized(e),
+                _ => false,
+            };
+            if rv(live.as_ref()) == rv(previous) {
+                return Ok(());
+            }
+            if !ours {
+                return Err("changed by another writer while the apply ran, so left as it is".into());
+            }
+            live
+        }
+    };
+    let limit = opts.call_timeout.unwrap_or(CALL_TIMEOUT);
+    let mut delay = Duration::from_millis(200);
     let mut last = String::new();
     for _ in 0..4 {
-        match bounded(opts, restore(c, t, previous, grant)).await {
-            Ok(v) => match bounded(opts, verify_restored(c, t, previous)).await {
-                Ok(()) => return Ok(v),
+        let attempt = tokio::time::timeout(limit, restore(c, &step.target, previous, seen.as_ref(), Send::Write(grant))).await;
+        match attempt {
+            Ok(Ok(_)) => match bounded(opts, verify_restored(c, &step.target, previous)).await {
+                Ok(()) => return Ok(()),
                 Err(e) => last = e,
             },
-            Err(e) => last = e,
+            Ok(Err(RestoreError::Changed(m))) => return Err(m),
+            Ok(Err(RestoreError::Failed(m))) => last = m,
+            Err(_) => last = format!("no answer within {}s (whether it landed is unknown)", limit.as_secs_f32()),
         }
         tokio::time::sleep(delay).await;
         delay *= 2;
+        // An attempt may have landed after its deadline: restored is done.
+        if bounded(opts, verify_restored(c, &step.target, previous)).await.is_ok() {
+            return Ok(());
+        }
     }
     Err(last)
 }
@@ -259,7 +369,7 @@ async fn verify(clusters: &[Cluster], written: &[&Step], opts: &ApplyOptions) ->
 }
 
 /// One cluster's writes: what was written, and how it ended.
-type ClusterWrite<'a> = (String, Vec<&'a Step>, Result<(), String>);
+type ClusterWrite<'a> = (String, Vec<(&'a Step, Wrote)>, Result<(), String>);
 
 /// Why writing must stop before the next object, if it must.
 fn stop_reason(abort: &AtomicBool, opts: &ApplyOptions, deadline: Instant) -> Option<String> {
@@ -296,24 +406,25 @@ async fn write_cluster<'a>(
             Err(e) => tracing::info!(target = %step.target, change = step.change.as_str(), error = %e, "write failed"),
         }
         match result {
-            Ok(_) => {
+            Ok(now) => {
                 if let Some(p) = &opts.progress {
                     let _ = p.send(format!(
                         "{}: wrote {}/{}/{}",
                         step.target.cluster, step.target.kind, step.target.namespace, step.target.name
                     ));
                 }
-                written.push(step)
+                written.push((step, Wrote::Known(now)))
             }
             Err(e) => {
                 abort.store(true, Ordering::SeqCst);
-                // A failed write may still have landed: restore it too.
-                written.push(step);
+                // A failed write may still have landed: it is looked at when restoring.
+                written.push((step, Wrote::Unknown));
                 return (cluster, written, Err(format!("{}: {e}", step.target)));
             }
         }
     }
-    if let Err(e) = verify(clusters, &written, opts).await {
+    let steps: Vec<&Step> = written.iter().map(|(s, _)| *s).collect();
+    if let Err(e) = verify(clusters, &steps, opts).await {
         abort.store(true, Ordering::SeqCst);
         return (cluster, written, Err(e));
     }
@@ -366,7 +477,7 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions,
     let mut report = ApplyReport { outcome: Outcome::Applied, clusters: BTreeMap::new() };
     for (cluster, written, result) in &results {
         let entry = report.clusters.entry(cluster.clone()).or_default();
-        entry.written = written.iter().map(|s| s.target.to_string()).collect();
+        entry.written = written.iter().map(|(s, _)| s.target.to_string()).collect();
         if let Err(e) = result {
             entry.errors.push(e.clone());
         }
@@ -377,22 +488,37 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions,
     }
     tracing::info!("a write failed or was stopped: restoring every written object");
     report.outcome = Outcome::RolledBack;
-    for (cluster, written, _) in &results {
-        let entry = report.clusters.entry(cluster.clone()).or_default();
-        let Ok(c) = super::cluster(clusters, cluster) else { continue };
-        for step in written.iter().rev() {
-            match restore_with_retries(c, &step.target, step.previous.as_ref(), grant, opts).await {
-                Ok(_) => {
-                    tracing::info!(target = %step.target, "restored");
-                    entry.restored.push(step.target.to_string())
-                }
-                Err(e) => {
-                    tracing::info!(target = %step.target, error = %e, "restore failed");
-                    report.outcome = Outcome::RollbackIncomplete;
-                    entry.errors.push(format!("restoring {}: {e}", step.target));
+    // Every cluster at once, each in reverse write order: a black-holed cluster's
+    // deadlines never keep a healthy one half-applied.
+    let undos: Vec<_> = results
+        .iter()
+        .map(|(cluster, written, _)| async move {
+            let mut restored = Vec::new();
+            let mut errors = Vec::new();
+            if let Ok(c) = super::cluster(clusters, cluster) {
+                for (step, wrote) in written.iter().rev() {
+                    match undo_write(c, step, wrote, grant, opts).await {
+                        Ok(()) => {
+                            tracing::info!(target = %step.target, "restored");
+                            restored.push(step.target.to_string());
+                        }
+                        Err(e) => {
+                            tracing::info!(target = %step.target, error = %e, "not restored");
+                            errors.push(format!("restoring {}: {e}", step.target));
+                        }
+                    }
                 }
             }
+            (cluster.clone(), restored, errors)
+        })
+        .collect();
+    for (cluster, restored, errors) in futures::future::join_all(undos).await {
+        if !errors.is_empty() {
+            report.outcome = Outcome::RollbackIncomplete;
         }
+        let entry = report.clusters.entry(cluster).or_default();
+        entry.restored = restored;
+        entry.errors.extend(errors);
     }
     Ok(report)
 }

@@ -36,7 +36,19 @@ pub fn render_table(findings: &[Finding]) -> String {
 
 pub async fn run(global: &GlobalArgs, args: AnalyzeArgs) -> Result<(), CliError> {
     let (_inv, snap) = fleet::settled_inventory(global, Duration::from_secs(args.timeout)).await?;
-    let findings = analyze::analyze(&snap);
+    let mut findings = analyze::analyze(&snap);
+    // What changes left on clusters they could not reach: history knows, the fleet says if it is still there.
+    if let Some(dir) = crate::config::data_dir()
+        && let Ok(history) = crate::apply::history::History::open(&dir)
+        && let Ok(records) = history.list()
+    {
+        let left: Vec<analyze::LeftBehind> = history
+            .outstanding_prunes(&records)
+            .into_iter()
+            .map(|(t, plans)| analyze::LeftBehind { cluster: t.cluster, kind: t.kind, namespace: t.namespace, name: t.name, plans })
+            .collect();
+        findings.extend(analyze::left_behind(&snap, &left));
+    }
     let errors = analyze::errors(&findings);
     match args.output {
         Format::Json => println!(

@@ -2,21 +2,16 @@
 //! the command line. Persona policy and RBAC preflight come first; nothing is
 //! written before the server dry run and the diff, and without confirmation.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 
+use super::front::{announce_interrupted, cacerts_changed, conclude, confirm, err, history, persona, pipeline, restart_hint, show};
 use super::output::{Format, table};
 use super::render::render_plan;
 use super::{CliError, GlobalArgs, fleet};
-use crate::apply::history::{History, HistoryRecord};
-use crate::apply::write::{ApplyReport, Outcome, execute};
-use crate::apply::{ApplyError, ApplyOptions, ChangeSet, Confirmation, WriteGrant, desired_for_plan, prepare};
-use crate::config::{config_dir, data_dir};
-use crate::policy::Persona;
+use crate::apply::write::Outcome;
+use crate::apply::{Confirmation, Pipeline, Prepared};
 use crate::registry::Cluster;
 
 #[derive(Args, Debug)]
@@ -75,58 +70,13 @@ pub struct RollbackArgs {
     pub request_timeout: u64,
 }
 
-pub(super) fn err(e: ApplyError) -> CliError {
-    let hint = match &e {
-        ApplyError::DryRun(lines) if lines.iter().any(|l| l.contains("409") && l.contains("conflict")) => {
-            "\nhint: another field manager owns these fields; --force-conflicts lets meshdeck take them (the diff shows what changes)"
-        }
-        _ => "",
-    };
-    CliError::failed(format!("{e}{hint}"))
-}
-
-/// The persona for this run: none configured means unrestricted.
-pub fn persona(clusters: &[Cluster], explicit: Option<&str>) -> Result<Persona, CliError> {
-    crate::policy::persona_for(clusters, explicit, config_dir().as_deref()).map_err(|e| match e {
-        crate::policy::PolicyError::File(_) | crate::policy::PolicyError::UnknownPersona(_) => CliError::bad_input(e.to_string()),
-        other => CliError::failed(other.to_string()),
-    })
-}
-
-pub fn history() -> Result<History, CliError> {
-    let dir = data_dir().ok_or_else(|| CliError::failed("no data directory (set MESHDECK_DATA_DIR)"))?;
-    History::open(&dir).map_err(err)
-}
-
-/// `--yes`, or ask on the terminal; without one, refuse. The answer is the
-/// only way to a write grant for `changes`.
-pub(super) fn confirm(clusters: &[Cluster], changes: &ChangeSet, yes: bool, question: &str, refused: &str) -> Result<WriteGrant, CliError> {
-    crate::apply::grant::writable(clusters, changes).map_err(err)?;
-    if yes {
-        return WriteGrant::confirmed(clusters, changes, Confirmation::YesFlag).map_err(err);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(CliError::failed("refusing to write without confirmation: stdin is not a terminal (pass --yes)"));
-    }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError::failed(e.to_string()))?;
-    if !matches!(line.trim(), "y" | "Y" | "yes") {
-        return Err(CliError::failed(refused));
-    }
-    WriteGrant::confirmed(clusters, changes, Confirmation::Prompt).map_err(err)
-}
-
-struct Prepared {
+struct Planned {
     clusters: Vec<Cluster>,
-    persona: Persona,
-    plan_names: Vec<String>,
-    plan_yaml: String,
-    changes: ChangeSet,
+    pipeline: Pipeline,
+    prepared: Prepared,
 }
 
-async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, CliError> {
+async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Planned, CliError> {
     let (clusters, _) = fleet::registry(global).await?;
     // The inventory watches the same clients: one registry, one set of connections.
     let mut watching = crate::inventory::Inventory::start(&clusters);
@@ -138,145 +88,37 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Prepared, 
         return Err(CliError::failed(format!("{} (nothing was written)", plan.unseen_line())));
     }
     let persona = persona(&clusters, args.as_persona.as_deref())?;
-    persona.check(&plan).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
     let rendered = render_plan(&plan, &inv)?;
-    let mut before = history()?.scope_of(&plan.names()).map_err(err)?;
-    let replaced = history()?.scope_of(&args.replace).map_err(err)?;
-    before.namespaces.extend(replaced.namespaces);
-    before.namespaces.extend(plan.routes.iter().map(|r| r.service.namespace.clone()));
-    before.replacing = args.replace.clone();
-    let desired = desired_for_plan(&clusters, &plan, &rendered, &before).await.map_err(err)?;
-    let opts = ApplyOptions { force_conflicts: args.force_conflicts, concurrency: 8, progress: None, ..Default::default() };
-    let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
-    // Prunes too: every object written or deleted is the persona's to touch.
-    persona.check_changes(&plan.names().join(","), &changes).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
-    // One record for both: rolling it back restores the replaced plan too.
-    let mut plan_names = plan.names();
-    plan_names.extend(args.replace.iter().cloned());
-    Ok(Prepared { clusters, persona, plan_names, plan_yaml: plan.to_yaml(), changes })
+    let pipeline = pipeline(&clusters, persona, args.force_conflicts, args.timeout)?;
+    let prepared = pipeline.plan(&plan, &rendered, &args.replace).await.map_err(err)?;
+    Ok(Planned { clusters, pipeline, prepared })
 }
 
 pub async fn diff(global: &GlobalArgs, args: DiffArgs) -> Result<(), CliError> {
     let p = prepare_plan(global, &args).await?;
-    print!("{}", p.changes.render_diff());
-    eprintln!("{} (persona {})", p.changes.summary(), p.persona.name);
+    show(&p.prepared);
+    eprintln!("(persona {})", p.prepared.persona);
     Ok(())
 }
 
-/// Say what an earlier, interrupted apply left, so the operator can finish it.
-pub(super) fn announce_interrupted(history: &History) {
-    for r in history.interrupted().unwrap_or_default() {
-        eprintln!(
-            "warning: {} {} ({}) was interrupted before it finished; some of its changes may be live: `meshdeck rollback {}` restores the state before it",
-            r.action,
-            r.id,
-            r.plans.join(","),
-            r.id
-        );
-    }
-    for bad in history.unreadable().unwrap_or_default() {
-        eprintln!("warning: {bad}");
-    }
-}
-
-/// Ctrl-C or SIGTERM while writing: the first stops new writes (what was written is
-/// restored and recorded); the second leaves at once, saying what is left.
-fn on_interrupt(cancel: Arc<AtomicBool>, id: String) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => return,
-        };
-        for round in 0.. {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            if round == 0 {
-                cancel.store(true, Ordering::SeqCst);
-                eprintln!("\ninterrupted: no more writes; restoring what was written (interrupt again to leave now)");
-            } else {
-                eprintln!("\nleft while restoring: {id} is recorded as pending; `meshdeck rollback {id}` restores the state before it");
-                std::process::exit(130);
-            }
-        }
-    })
-}
-
-/// Write a confirmed change set with its intent recorded first, one apply at a time.
-pub(super) async fn write_recorded(
-    clusters: &[Cluster],
-    changes: ChangeSet,
-    grant: &WriteGrant,
-    opts: ApplyOptions,
-    intent: HistoryRecord,
-) -> Result<(), CliError> {
-    let history = history()?;
-    let _lock = history.lock(&format!("{} {}", intent.action, intent.id)).map_err(err)?;
-    let mut intent = intent;
-    intent.fleet = crate::apply::rollback::identities(clusters, changes.clusters_touched()).await;
-    history.record(&intent).map_err(err)?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let signals = on_interrupt(cancel.clone(), intent.id.clone());
-    let opts = ApplyOptions { cancel: Some(cancel.clone()), ..opts };
-    let result = execute(clusters, &changes, &opts, grant).await;
-    signals.abort();
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            // Nothing was written (the fleet changed, or a cluster did not answer): no intent is left pending.
-            let empty = ApplyReport { outcome: Outcome::NoChanges, clusters: Default::default() };
-            let _ = history.record(&intent.clone().finished(empty));
-            return Err(err(e));
-        }
-    };
-    let mut record = intent.finished(report);
-    record.after = crate::apply::rollback::after_state(clusters, &changes).await;
-    // The report first: a failure to record must not hide what happened.
-    eprint!("{}", record.report.describe());
-    history.record(&record).map_err(|e| CliError::failed(format!("{e}: the report above was not recorded")))?;
-    eprintln!("recorded as {} (undo: meshdeck rollback {})", record.id, record.id);
-    let interrupted = cancel.load(Ordering::SeqCst);
-    match record.report.outcome {
-        Outcome::RolledBack if interrupted => {
-            Err(CliError { code: 130, message: "interrupted: every cluster was restored to what it was before".into() })
-        }
-        Outcome::Applied | Outcome::NoChanges => Ok(()),
-        Outcome::RolledBack => Err(CliError::failed("a write failed; every cluster was restored to what it was before")),
-        Outcome::RollbackIncomplete | Outcome::Pending => Err(CliError::failed(format!(
-            "restoring did not complete: see the report above; `meshdeck rollback {}` tries again",
-            record.id
-        ))),
-    }
-}
-
-pub(super) fn write_options(force: bool, timeout: u64) -> ApplyOptions {
-    ApplyOptions {
-        force_conflicts: force,
-        concurrency: 8,
-        call_timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
-        ..Default::default()
-    }
-}
-
 pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError> {
-    let force = args.diff.force_conflicts;
     announce_interrupted(&history()?);
-    let p = prepare_plan(global, &args.diff).await?;
-    print!("{}", p.changes.render_diff());
-    eprintln!("{}", p.changes.summary());
+    let mut p = prepare_plan(global, &args.diff).await?;
+    show(&p.prepared);
     if args.dry_run {
         eprintln!("(server dry run: nothing was written)");
         return Ok(());
     }
-    if p.changes.is_noop() {
+    if p.prepared.changes.is_noop() {
         eprintln!("nothing to change");
         return Ok(());
     }
-    let question = format!("Apply these changes to {}?", p.changes.clusters().join(", "));
-    let grant = confirm(&p.clusters, &p.changes, args.yes, &question, "not applied")?;
-    let intent = HistoryRecord::pending("apply", p.persona.name, p.plan_names, p.plan_yaml, p.changes.clone(), None);
-    write_recorded(&p.clusters, p.changes, &grant, write_options(force, args.request_timeout), intent).await
+    let question = format!("Apply these changes to {}?", p.prepared.changes.clusters().join(", "));
+    let yes = confirm(&p.clusters, &p.prepared, args.yes, &question, "not applied")?;
+    // Writes are bounded by --request-timeout; the examination by --timeout.
+    p.pipeline = pipeline(&p.clusters, p.pipeline.persona().clone(), args.diff.force_conflicts, args.request_timeout)?;
+    let written = p.pipeline.write(p.prepared, yes, || Ok(())).await.map_err(err)?;
+    conclude(&written)
 }
 
 pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CliError> {
@@ -285,31 +127,27 @@ pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), Cli
     announce_interrupted(&history);
     let (clusters, _) = fleet::registry(global).await?;
     let persona = persona(&clusters, args.as_persona.as_deref())?;
-    let (original, desired) = crate::apply::rollback::plan(&clusters, &history, &args.id, args.force).await.map_err(err)?;
-    let opts = write_options(true, args.request_timeout);
-    let changes = prepare(&clusters, desired, &opts).await.map_err(err)?;
-    persona
-        .check_changes(&format!("rollback of {}", args.id), &changes)
-        .map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
-    print!("{}", changes.render_diff());
-    eprintln!("{}", changes.summary());
-    if changes.is_noop() {
+    // A restore takes back every field it had, whoever holds it now.
+    let pipeline = pipeline(&clusters, persona, true, args.request_timeout)?;
+    let (original, prepared) = pipeline.rollback(&args.id, args.force).await.map_err(err)?;
+    show(&prepared);
+    if prepared.changes.is_noop() && original.report.outcome != Outcome::Pending {
         eprintln!("nothing to change: the fleet is already as it was before {}", args.id);
-        if original.report.outcome == Outcome::Pending {
-            // An interrupted apply whose writes were all undone: it is finished now.
-            let done = ApplyReport { outcome: Outcome::NoChanges, clusters: Default::default() };
-            let record = HistoryRecord::new("rollback", persona.name, original.plans.clone(), String::new(), done, changes, Some(args.id));
-            history.record(&record).map_err(err)?;
-        }
         return Ok(());
     }
-    let question = format!("Restore {} to before {}?", changes.clusters().join(", "), args.id);
-    let grant = confirm(&clusters, &changes, args.yes, &question, "not rolled back")?;
-    let restarts: Vec<String> = changes.pending().filter(|s| s.target.name == "cacerts").map(|s| s.target.cluster.clone()).collect();
-    let intent = HistoryRecord::pending("rollback", persona.name, original.plans.clone(), String::new(), changes.clone(), Some(args.id));
-    write_recorded(&clusters, changes, &grant, opts, intent).await?;
+    let restarts = cacerts_changed(&prepared);
+    let yes = if prepared.changes.is_noop() {
+        // An interrupted change whose writes are all undone: recording that finishes it.
+        eprintln!("nothing to change: the fleet is already as it was before {}; recording that it is finished", args.id);
+        Confirmation::NothingToWrite
+    } else {
+        let question = format!("Restore {} to before {}?", prepared.changes.clusters().join(", "), args.id);
+        confirm(&clusters, &prepared, args.yes, &question, "not rolled back")?
+    };
+    let written = pipeline.write(prepared, yes, || Ok(())).await.map_err(err)?;
+    conclude(&written)?;
     if !restarts.is_empty() {
-        super::trust::restart_hint(&restarts);
+        restart_hint(&restarts);
     }
     Ok(())
 }

@@ -654,8 +654,7 @@ fn bench_render(size: &RenderSize) -> Result<(), CliError> {
 }
 
 async fn bench_apply(size: &FleetSize, latency: Option<&str>) -> Result<(), CliError> {
-    use crate::apply::write::execute;
-    use crate::apply::{ApplyOptions, Confirmation, WriteGrant, desired_for_plan, desired_for_rollback, prepare};
+    use crate::apply::{ApplyOptions, Confirmation, Pipeline, desired_for_plan, prepare};
     let sim = SimProcess::start(&FleetSize { services: 0, ..size.clone() })?;
     let global = GlobalArgs {
         kubeconfig: Some(sim.kubeconfig.clone()),
@@ -675,32 +674,26 @@ async fn bench_apply(size: &FleetSize, latency: Option<&str>) -> Result<(), CliE
     let plan = crate::plan::load("bench.yaml", &text, &snap).map_err(|e| CliError::failed(format!("{e:?}")))?;
     let rendered = crate::render::render(&plan, &snap).map_err(|e| CliError::failed(e.to_string()))?;
     let opts = ApplyOptions { force_conflicts: false, concurrency: 8, progress: None, ..Default::default() };
+    let failed = |e: crate::apply::ApplyError| CliError::failed(e.to_string());
+    // The pipeline every front uses, with a history of its own: the bench's fleet is its own.
+    let state = tempfile::tempdir().map_err(|e| CliError::failed(e.to_string()))?;
+    let pipeline = Pipeline::new(&clusters, state.path(), crate::policy::Persona::unrestricted(), opts.clone()).map_err(failed)?;
     let started = Instant::now();
-    let desired = desired_for_plan(&clusters, &plan, &rendered, &Default::default()).await.map_err(|e| CliError::failed(e.to_string()))?;
-    let set = prepare(&clusters, desired, &opts).await.map_err(|e| CliError::failed(e.to_string()))?;
+    let prepared = pipeline.plan(&plan, &rendered, &[]).await.map_err(failed)?;
     let t_prepare = started.elapsed();
-    let grant = WriteGrant::confirmed(&clusters, &set, Confirmation::Benchmark).map_err(|e| CliError::failed(e.to_string()))?;
-    let report = execute(&clusters, &set, &opts, &grant).await.map_err(|e| CliError::failed(e.to_string()))?;
+    let written = pipeline.write(prepared, Confirmation::Benchmark, || Ok(())).await.map_err(failed)?;
     let t_meshdeck = started.elapsed();
     println!(
         "meshdeck: {} objects on {} clusters ({:?}): preflight + dry run + diff {:.2} s, total with write and verify {:.2} s",
         rendered.object_count(),
         rendered.clusters.len(),
-        report.outcome,
+        written.record.report.outcome,
         t_prepare.as_secs_f64(),
         t_meshdeck.as_secs_f64()
     );
     // Back to empty, so kubectl applies the same objects to the same state.
-    let record = crate::apply::history::HistoryRecord::new("apply", String::new(), vec![], String::new(), report, set, None);
-    let undo = prepare(
-        &clusters,
-        desired_for_rollback(&record),
-        &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None, ..Default::default() },
-    )
-    .await
-    .map_err(|e| CliError::failed(e.to_string()))?;
-    let grant = WriteGrant::confirmed(&clusters, &undo, Confirmation::Benchmark).map_err(|e| CliError::failed(e.to_string()))?;
-    execute(&clusters, &undo, &opts, &grant).await.map_err(|e| CliError::failed(e.to_string()))?;
+    let (_, undo) = pipeline.rollback(&written.record.id, true).await.map_err(failed)?;
+    pipeline.write(undo, Confirmation::Benchmark, || Ok(())).await.map_err(failed)?;
     if let Some(latency) = latency {
         let delay = crate::sim::faults::Fault::parse(&format!("slow:{latency}")).map_err(CliError::bad_input)?;
         let crate::sim::faults::Fault::Slow(delay) = delay else { return Err(CliError::bad_input("--latency takes a duration")) };

@@ -8,6 +8,7 @@ mod clusters;
 mod cockpit;
 mod completion;
 mod fleet;
+mod front;
 mod inventory;
 mod output;
 mod render;
@@ -125,7 +126,7 @@ pub fn install_panic_hook() {
         let written = crate::config::state_dir().and_then(|d| {
             crate::config::private_dir(&d).ok()?;
             let path = d.join(format!("panic-{}.txt", chrono::Utc::now().format("%Y%m%d-%H%M%S")));
-            crate::sim::write_private(&path, &report).ok().map(|_| path)
+            crate::config::write_private(&path, &report).ok().map(|_| path)
         });
         let first = msg.lines().next().unwrap_or("(no message)");
         match written {

@@ -12,11 +12,10 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::apply::{announce_interrupted, confirm, err, history, persona, write_options, write_recorded};
+use super::front::{announce_interrupted, cacerts_changed, conclude, confirm, err, history, persona, pipeline, restart_hint, show};
 use super::output::{Format, table};
 use super::{CliError, GlobalArgs, fleet};
-use crate::apply::history::HistoryRecord;
-use crate::apply::{ApplyOptions, Desired, ObjRef, prepare, secret, target};
+use crate::apply::{Desired, Intent, ObjRef, secret, target};
 use crate::inventory::trust::{self, TrustStatus, pem_blocks};
 use crate::registry::Cluster;
 use crate::render::trust::{INTERMEDIATE_DAYS, Root, issue_checked};
@@ -353,46 +352,49 @@ fn refuse_early(clusters: &[&Cluster], args: &ChangeArgs, persona: &crate::polic
     Ok(())
 }
 
-/// The pipeline for a trust change: dry run and diff (keys never shown), confirm,
-/// write all or nothing, record. Returns the clusters whose `cacerts` changed.
+/// A trust change through the pipeline: dry run and diff (keys never shown), confirm,
+/// write all or nothing, record. `on_yes` runs once the operator said yes and the
+/// lock is held, before anything is written (a generated root's key is saved there:
+/// never on a dry run or a no). Returns the clusters whose `cacerts` changed.
 async fn run_change(
     clusters: &[Cluster],
     persona: crate::policy::Persona,
     args: &ChangeArgs,
-    what: &str,
-    description: String,
+    intent: Intent,
     desired: Vec<(ObjRef, Desired)>,
-    checked: impl FnOnce() -> Result<(), CliError>,
+    on_yes: impl FnOnce() -> Result<(), CliError>,
 ) -> Result<Vec<String>, CliError> {
-    // meshdeck takes the `cacerts` fields whoever wrote them: the diff shows what changes.
     announce_interrupted(&history()?);
-    let opts = ApplyOptions { force_conflicts: true, concurrency: 8, ..Default::default() };
-    let changes = prepare(clusters, desired, &opts).await.map_err(err)?;
-    persona.check_changes(what, &changes).map_err(|e| CliError::failed(format!("{e} (nothing was written)")))?;
-    // Preflight, dry run and persona passed: only now may a new root's key reach a file.
-    checked()?;
-    print!("{}", changes.render_diff());
-    eprintln!("{}", changes.summary());
+    // meshdeck takes the `cacerts` fields whoever wrote them: the diff shows what changes.
+    let pipeline = pipeline(clusters, persona, true, args.timeout)?;
+    let what = intent.what.clone();
+    let prepared = pipeline.change(intent, desired).await.map_err(err)?;
+    show(&prepared);
     if args.dry_run {
         eprintln!("(server dry run: nothing was written)");
         return Ok(Vec::new());
     }
-    if changes.is_noop() {
+    if prepared.changes.is_noop() {
         eprintln!("nothing to change");
         return Ok(Vec::new());
     }
-    let question = format!("{what}: apply to {}?", changes.clusters().join(", "));
-    let grant = confirm(clusters, &changes, args.yes, &question, "not applied")?;
-    let changed: Vec<String> = changes.pending().filter(|s| s.target.name == "cacerts").map(|s| s.target.cluster.clone()).collect();
-    let intent = HistoryRecord::pending("trust", persona.name, vec![what.to_string()], description, changes.clone(), None);
-    write_recorded(clusters, changes, &grant, write_options(true, args.timeout), intent).await?;
+    let question = format!("{what}: apply to {}?", prepared.changes.clusters().join(", "));
+    let yes = confirm(clusters, &prepared, args.yes, &question, "not applied")?;
+    let changed = cacerts_changed(&prepared);
+    let mut refusal = None;
+    let saved = |r: &mut Option<CliError>| {
+        on_yes().map_err(|e| {
+            let message = e.message.clone();
+            *r = Some(e);
+            message
+        })
+    };
+    let written = match pipeline.write(prepared, yes, || saved(&mut refusal)).await {
+        Ok(w) => w,
+        Err(e) => return Err(refusal.unwrap_or_else(|| err(e))),
+    };
+    conclude(&written)?;
     Ok(changed)
-}
-
-/// What istiod needs after its `cacerts` changed (a trust change, or a rollback of one).
-pub(super) fn restart_hint(clusters: &[String]) {
-    let list = clusters.join(",");
-    eprintln!("istiod reads cacerts only when it starts: restart it in {list} (meshdeck trust restart --clusters {list})");
 }
 
 /// istiod reads `cacerts` when it starts: say so, and restart it when asked.
@@ -417,14 +419,13 @@ fn cert_path_for(key: &Path) -> PathBuf {
 /// Write a new file only (never over one), readable by the user only when `private`.
 fn write_new(path: &Path, text: &str, private: bool) -> Result<(), CliError> {
     use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(if private { 0o600 } else { 0o644 });
-    }
-    let mut f = o.open(path).map_err(|e| match e.kind() {
+    let opened = if private {
+        crate::config::private_file(path, crate::config::Open::New)
+    } else {
+        // A certificate is public: readable by all, as openssl writes one.
+        std::fs::OpenOptions::new().write(true).create_new(true).open(path)
+    };
+    let mut f = opened.map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => CliError::bad_input(format!("{}: already exists; refusing to overwrite it", path.display())),
         _ => CliError::bad_input(format!("{}: {e}", path.display())),
     })?;
@@ -486,7 +487,7 @@ async fn plan(global: &GlobalArgs, args: PlanArgs) -> Result<(), CliError> {
     }
     let description =
         format!("trust plan: root {} ({}) for {}", short(&fingerprint(&root.cert_pem)), subject(&root.cert_pem), names(&live));
-    let changed = run_change(&clusters, persona, &args.change, "trust-plan", description, desired, save_root).await?;
+    let changed = run_change(&clusters, persona, &args.change, Intent::trust("trust-plan", description), desired, save_root).await?;
     offer_restart(global, &args.change, changed).await
 }
 
@@ -540,7 +541,7 @@ async fn trust_both(global: &GlobalArgs, args: RotateRootArgs) -> Result<(), Cli
         desired.extend(replacing(l, l.with_roots(&roots).unwrap_or_default()));
     }
     let description = format!("trust rotate step 1 of 3: {} trust the new root {} too", names(&live), short(&fingerprint(&new_root)));
-    let changed = run_change(&clusters, persona, &args.change, "trust-rotate-1", description, desired, || Ok(())).await?;
+    let changed = run_change(&clusters, persona, &args.change, Intent::trust("trust-rotate-1", description), desired, || Ok(())).await?;
     offer_restart(global, &args.change, changed).await
 }
 
@@ -579,7 +580,7 @@ async fn reissue(global: &GlobalArgs, args: ReissueArgs) -> Result<(), CliError>
         short(&fingerprint(&root.cert_pem))
     );
     let change = ChangeArgs { clusters: vec![target.cluster.clone()], ..args.change.clone() };
-    let changed = run_change(&clusters, persona, &change, "trust-rotate-2", description, desired, || Ok(())).await?;
+    let changed = run_change(&clusters, persona, &change, Intent::trust("trust-rotate-2", description), desired, || Ok(())).await?;
     offer_restart(global, &change, changed).await
 }
 
@@ -601,7 +602,7 @@ async fn drop_old(global: &GlobalArgs, args: RotateRootArgs) -> Result<(), CliEr
     let desired: Vec<(ObjRef, Desired)> =
         live.iter().flat_map(|l| replacing(l, l.with_roots(std::slice::from_ref(&new_root)).unwrap_or_default())).collect();
     let description = format!("trust rotate step 3 of 3: {} trust only {}", names(&live), short(&fingerprint(&new_root)));
-    let changed = run_change(&clusters, persona, &args.change, "trust-rotate-3", description, desired, || Ok(())).await?;
+    let changed = run_change(&clusters, persona, &args.change, Intent::trust("trust-rotate-3", description), desired, || Ok(())).await?;
     offer_restart(global, &args.change, changed).await
 }
 
@@ -627,6 +628,6 @@ async fn restart(global: &GlobalArgs, args: RestartArgs) -> Result<(), CliError>
     let names: Vec<&str> = targets.iter().map(|c| c.name.as_str()).collect();
     let description = format!("trust restart: istiod in {}", names.join(","));
     let change = ChangeArgs { restart_istiod: false, ..args.change.clone() };
-    run_change(&clusters, persona, &change, "trust-restart", description, desired, || Ok(())).await?;
+    run_change(&clusters, persona, &change, Intent::trust("trust-restart", description), desired, || Ok(())).await?;
     Ok(())
 }

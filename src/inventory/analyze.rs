@@ -59,6 +59,12 @@ pub const CATALOGUE: &[Check] = &[
         fix: "check the cluster's API server, network path and credentials (meshdeck clusters shows the error)",
     },
     Check {
+        code: "UNPRUNED",
+        severity: Severity::Warning,
+        istio_code: None,
+        fix: "the next apply or rollback that reaches the cluster removes them (its diff shows each one); `meshdeck history` names the change",
+    },
+    Check {
         code: "ALIAS_MISMATCH",
         severity: Severity::Error,
         istio_code: None,
@@ -207,6 +213,52 @@ pub const CATALOGUE: &[Check] = &[
 
 pub fn check(code: &str) -> Option<&'static Check> {
     CATALOGUE.iter().find(|c| c.code == code)
+}
+
+/// An object a change should have removed and could not (its cluster was dark), as
+/// history remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftBehind {
+    pub cluster: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub plans: Vec<String>,
+}
+
+/// `UNPRUNED`: per cluster, the objects changes left behind that are still there (or
+/// may be: a cluster not seen now cannot say).
+pub fn left_behind(snap: &FleetSnapshot, items: &[LeftBehind]) -> Vec<Finding> {
+    let mut by_cluster: std::collections::BTreeMap<&str, Vec<&LeftBehind>> = Default::default();
+    for i in items {
+        let seen = snap.cluster(&i.cluster).is_some_and(|c| !unseen(&c));
+        let there =
+            snap.istio_objects.iter().any(|o| o.cluster == i.cluster && o.kind == i.kind && o.namespace == i.namespace && o.name == i.name);
+        if there || !seen {
+            by_cluster.entry(i.cluster.as_str()).or_default().push(i);
+        }
+    }
+    by_cluster
+        .into_iter()
+        .map(|(cluster, objs)| {
+            let mut plans: Vec<&str> = objs.iter().flat_map(|o| o.plans.iter().map(String::as_str)).collect();
+            plans.sort_unstable();
+            plans.dedup();
+            let names: Vec<String> = objs.iter().map(|o| format!("{}/{}/{}", o.kind, o.namespace, o.name)).collect();
+            let state = if snap.cluster(cluster).is_some_and(|c| !unseen(&c)) { "" } else { " (not seen now: they may be)" };
+            let n = objs.len();
+            finding(
+                "UNPRUNED",
+                format!(
+                    "{n} object{} of {} left on {cluster} by a change that could not reach it{state}: {}",
+                    if n == 1 { "" } else { "s" },
+                    plans.join(","),
+                    names.join(", ")
+                ),
+                vec![cluster.to_string()],
+            )
+        })
+        .collect()
 }
 
 fn finding(code: &str, message: String, clusters: Vec<String>) -> Finding {

@@ -1,8 +1,5 @@
 //! The kubeconfig a running sim writes: one admin and one restricted context per cluster.
 
-use std::io::Write;
-use std::path::Path;
-
 use base64::Engine;
 use serde_json::json;
 
@@ -43,14 +40,4 @@ pub fn render_users(fleet: &SimFleet, wanted: &[&str]) -> String {
 }
 
 /// Written readable by the owner only: it holds bearer tokens.
-pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())
-}
+pub use crate::config::write_private;

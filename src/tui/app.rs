@@ -14,9 +14,9 @@ use super::action::Action;
 use super::composer::{Composer, Mode};
 use super::keymap::{Key, Keymap, Resolved};
 use super::msg::{Effect, Msg};
-use crate::apply::ChangeSet;
 use crate::apply::history::HistoryRecord;
 use crate::apply::write::{ApplyReport, Outcome};
+use crate::apply::{ChangeSet, Prepared};
 use crate::inventory::FleetSnapshot;
 use crate::plan::Plan;
 
@@ -75,7 +75,7 @@ pub enum DiffPhase {
         since: DateTime<Utc>,
     },
     Preparing,
-    Ready(ChangeSet),
+    Ready(Box<Prepared>),
     Applying {
         changes: ChangeSet,
         progress: Vec<String>,
@@ -173,6 +173,8 @@ pub struct AppState {
     pending: Vec<Key>,
     pending_since: Option<Instant>,
     pub quit: bool,
+    /// Quit was asked while an apply wrote: leave once its report is recorded.
+    pub quit_after_apply: bool,
 }
 
 impl AppState {
@@ -212,6 +214,7 @@ impl AppState {
             pending: vec![],
             pending_since: None,
             quit: false,
+            quit_after_apply: false,
         };
         s.recompute_rows();
         s.refresh_routes();
@@ -407,10 +410,16 @@ impl AppState {
     fn load_owner_plan(&mut self) {
         let Some(c) = self.composer.as_mut() else { return };
         let Some(owner) = c.owner.clone() else { return };
-        // History is shown newest first.
-        let Some(rec) = self.history.iter().find(|r| r.action == "apply" && r.plans.contains(&owner) && !r.plan_yaml.is_empty()) else {
+        // History is shown newest first; the newest change that finished is what is live
+        // (a rollback records the plan as it was before what it undid).
+        let Some(rec) =
+            self.history.iter().find(|r| r.action != "trust" && r.plans.contains(&owner) && r.finished_well() && !r.changes.is_noop())
+        else {
             return;
         };
+        if rec.plan_yaml.is_empty() {
+            return;
+        }
         if let Ok(plan) = crate::plan::load("history", &rec.plan_yaml, &self.snapshot) {
             c.load_weights(&plan);
             c.revalidate(&self.snapshot);
@@ -565,6 +574,7 @@ impl AppState {
             Action::Quit => {
                 // Quitting mid-write would drop the writes with their rollback: wait for the report.
                 if self.applying() {
+                    self.quit_after_apply = true;
                     self.status = Some("an apply is writing: meshdeck quits once it has finished and recorded it".into());
                     return vec![];
                 }
@@ -738,20 +748,16 @@ impl AppState {
             }
             Action::Confirm => {
                 let Some(d) = self.diff.as_mut() else { return vec![] };
-                let DiffPhase::Ready(changes) = &d.phase else { return vec![] };
-                if changes.is_noop() {
+                let DiffPhase::Ready(prepared) = &d.phase else { return vec![] };
+                if prepared.changes.is_noop() {
                     self.status = Some("nothing to change".into());
                     return vec![];
                 }
-                let changes = changes.clone();
-                let (action, plans, plan_yaml, rollback_of) = match &d.origin {
-                    DiffOrigin::Plan(p) => ("apply".to_string(), p.names(), p.to_yaml(), None),
-                    DiffOrigin::Rollback(id) => ("rollback".to_string(), vec![], String::new(), Some(id.clone())),
-                };
-                d.phase = DiffPhase::Applying { changes: changes.clone(), progress: vec![] };
+                let prepared = prepared.clone();
+                d.phase = DiffPhase::Applying { changes: prepared.changes.clone(), progress: vec![] };
                 let generation = d.generation;
-                self.log(format!("{action}: writing to {}", changes.clusters().join(", ")));
-                vec![Effect::Execute { generation, changes, action, plans, plan_yaml, rollback_of }]
+                self.log(format!("{}: writing to {}", prepared.intent.action, prepared.changes.clusters().join(", ")));
+                vec![Effect::Execute { generation, prepared }]
             }
             Action::Rollback => {
                 let Some(id) = self.history.get(self.history_selected).map(|r| r.id.clone()) else { return vec![] };
@@ -979,11 +985,11 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
         Msg::Prepared { generation, result } => {
             let Some(d) = state.diff.as_mut().filter(|d| d.generation == generation) else { return vec![] };
             d.phase = match result {
-                Ok(cs) => DiffPhase::Ready(cs),
+                Ok(p) => DiffPhase::Ready(p),
                 Err(e) => DiffPhase::Failed(e),
             };
             let line = match &d.phase {
-                DiffPhase::Ready(cs) => format!("prepared: {}", cs.summary()),
+                DiffPhase::Ready(p) => format!("prepared: {}", p.changes.summary()),
                 DiffPhase::Failed(e) => format!("refused: {}", e.lines().next().unwrap_or_default()),
                 _ => String::new(),
             };
@@ -1015,6 +1021,10 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
                 state.status = Some(format!("{:?}: see the report", report.outcome));
             }
             state.log(line);
+            if state.quit_after_apply {
+                state.quit = true;
+                return vec![Effect::Quit];
+            }
             vec![Effect::LoadHistory]
         }
         Msg::History(records) => {

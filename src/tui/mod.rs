@@ -24,9 +24,8 @@ use keymap::Keymap;
 use msg::{Effect, Msg};
 use theme::Theme;
 
-use crate::apply::history::{History, HistoryRecord};
-use crate::apply::write::{ApplyReport, Outcome};
-use crate::apply::{ApplyOptions, desired_for_plan, prepare};
+use crate::apply::ApplyOptions;
+use crate::apply::history::History;
 use crate::inventory::Inventory;
 use crate::registry::Cluster;
 
@@ -63,6 +62,19 @@ impl Runner {
         History::open(dir).map_err(|e| e.to_string())
     }
 
+    /// The conductor, as this run's persona; `force` takes back fields others hold (a rollback).
+    fn pipeline(&self, force: bool) -> Result<crate::apply::Pipeline, String> {
+        self.pipeline_with(force, None)
+    }
+
+    fn pipeline_with(&self, force: bool, progress: Option<UnboundedSender<String>>) -> Result<crate::apply::Pipeline, String> {
+        let dir = self.data_dir.as_ref().ok_or("no data directory for history")?;
+        let persona =
+            crate::policy::persona_for(&self.clusters, self.persona.as_deref(), self.config_dir.as_deref()).map_err(|e| e.to_string())?;
+        let opts = ApplyOptions { force_conflicts: force, concurrency: 8, progress, ..Default::default() };
+        Ok(crate::apply::Pipeline::new(&self.clusters, dir, persona, opts).map_err(|e| e.to_string())?.quiet_signals())
+    }
+
     fn spawn(&self, effect: Effect, snapshot: Arc<crate::inventory::FleetSnapshot>) {
         let r = self.clone();
         match effect {
@@ -76,19 +88,8 @@ impl Runner {
             Effect::Prepare { generation, plan } => {
                 tokio::spawn(async move {
                     let result = async {
-                        let persona = crate::policy::persona_for(&r.clusters, r.persona.as_deref(), r.config_dir.as_deref())
-                            .map_err(|e| e.to_string())?;
-                        persona.check(&plan).map_err(|e| e.to_string())?;
                         let rendered = crate::render::render(&plan, &snapshot).map_err(|e| e.to_string())?;
-                        let before = r.history()?.scope_of(&plan.names()).map_err(|e| e.to_string())?;
-                        let desired = desired_for_plan(&r.clusters, &plan, &rendered, &before).await.map_err(|e| e.to_string())?;
-                        prepare(
-                            &r.clusters,
-                            desired,
-                            &ApplyOptions { force_conflicts: false, concurrency: 8, progress: None, ..Default::default() },
-                        )
-                        .await
-                        .map_err(|e| e.to_string())
+                        r.pipeline(false)?.plan(&plan, &rendered, &[]).await.map(Box::new).map_err(|e| e.to_string())
                     }
                     .await;
                     let _ = r.tx.send(Msg::Prepared { generation, result });
@@ -96,23 +97,12 @@ impl Runner {
             }
             Effect::PrepareRollback { generation, id } => {
                 tokio::spawn(async move {
-                    let result = async {
-                        let history = r.history()?;
-                        let (_, desired) =
-                            crate::apply::rollback::plan(&r.clusters, &history, &id, false).await.map_err(|e| e.to_string())?;
-                        prepare(
-                            &r.clusters,
-                            desired,
-                            &ApplyOptions { force_conflicts: true, concurrency: 8, progress: None, ..Default::default() },
-                        )
-                        .await
-                        .map_err(|e| e.to_string())
-                    }
-                    .await;
+                    let result =
+                        async { r.pipeline(true)?.rollback(&id, false).await.map(|(_, p)| Box::new(p)).map_err(|e| e.to_string()) }.await;
                     let _ = r.tx.send(Msg::Prepared { generation, result });
                 });
             }
-            Effect::Execute { generation, changes, action, plans, plan_yaml, rollback_of } => {
+            Effect::Execute { generation, prepared } => {
                 tokio::spawn(async move {
                     let (ptx, mut prx) = mpsc::unbounded_channel();
                     let forward = r.tx.clone();
@@ -121,39 +111,13 @@ impl Runner {
                             let _ = forward.send(Msg::Progress { generation, line });
                         }
                     });
-                    let force = rollback_of.is_some();
+                    let force = prepared.intent.rollback_of.is_some();
                     let result = async {
+                        let pipeline = r.pipeline_with(force, Some(ptx))?;
                         // Execute follows the confirm key on the shown diff: the operator's yes.
-                        let grant = crate::apply::WriteGrant::confirmed(&r.clusters, &changes, crate::apply::Confirmation::Cockpit)
-                            .map_err(|e| e.to_string())?;
-                        let persona = crate::policy::persona_for(&r.clusters, r.persona.as_deref(), r.config_dir.as_deref())
-                            .map(|p| p.name)
-                            .unwrap_or_else(|_| "unknown".into());
-                        // Intent first, one apply at a time (see apply::history).
-                        let history = r.history()?;
-                        let mut intent = HistoryRecord::pending(&action, persona, plans, plan_yaml, changes.clone(), rollback_of);
-                        intent.fleet = crate::apply::rollback::identities(&r.clusters, changes.clusters_touched()).await;
-                        let _lock = history.lock(&format!("{action} {} from the cockpit", intent.id)).map_err(|e| e.to_string())?;
-                        history.record(&intent).map_err(|e| e.to_string())?;
-                        let result = crate::apply::write::execute(
-                            &r.clusters,
-                            &changes,
-                            &ApplyOptions { force_conflicts: force, concurrency: 8, progress: Some(ptx), ..Default::default() },
-                            &grant,
-                        )
-                        .await;
-                        let report = match result {
-                            Ok(report) => report,
-                            Err(e) => {
-                                let none = ApplyReport { outcome: Outcome::NoChanges, clusters: Default::default() };
-                                let _ = history.record(&intent.finished(none));
-                                return Err(e.to_string());
-                            }
-                        };
-                        let mut record = intent.finished(report.clone());
-                        record.after = crate::apply::rollback::after_state(&r.clusters, &changes).await;
-                        history.record(&record).map_err(|e| format!("{e}: the apply's report was not recorded"))?;
-                        Ok((report, record.id))
+                        let written =
+                            pipeline.write(*prepared, crate::apply::Confirmation::Cockpit, || Ok(())).await.map_err(|e| e.to_string())?;
+                        Ok((written.record.report, written.record.id))
                     }
                     .await;
                     let _ = pump.await;
@@ -175,17 +139,7 @@ pub fn init_logging() -> Option<PathBuf> {
     crate::config::private_dir(&dir).ok()?;
     let path = dir.join("meshdeck.log");
     // Cluster names, errors and plans go in it: the user's only (0600 in a 0700 directory).
-    let mut opts = std::fs::OpenOptions::new();
-    opts.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        opts.mode(0o600);
-        if let Ok(meta) = std::fs::metadata(&path) {
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(meta.permissions().mode() & 0o600));
-        }
-    }
-    let file = opts.open(&path).ok()?;
+    let file = crate::config::private_file(&path, crate::config::Open::Append).ok()?;
     let subscriber = tracing_subscriber::fmt()
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)
@@ -426,6 +380,17 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
                 r.action, r.id
             ));
         }
+        let records = h.list().unwrap_or_default();
+        let mut left: std::collections::BTreeMap<String, usize> = Default::default();
+        for (t, _) in h.outstanding_prunes(&records) {
+            *left.entry(t.cluster).or_default() += 1;
+        }
+        for (cluster, n) in left {
+            state.warnings.push(format!(
+                "{n} object{} left on {cluster} by a change that could not reach it: the next apply that reaches {cluster} removes them",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
         state.warnings.extend(h.unreadable().unwrap_or_default());
     }
     state.available = available;
@@ -434,6 +399,8 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
     }
     state.log(format!("watching {} clusters", runner.clusters.len()));
     let mut terminal = terminal::init();
+    // A signal while nothing is written ends the cockpit: the terminal is given back first.
+    crate::apply::signals::on_exit(terminal::restore);
     terminal::spawn_input(tx.clone(), paused.clone(), stop.clone());
     let mut dirty = true;
     let result = loop {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 
-use crate::apply::ChangeSet;
+use crate::apply::Prepared;
 use crate::apply::history::HistoryRecord;
 use crate::apply::write::ApplyReport;
 use crate::inventory::FleetSnapshot;
@@ -20,7 +20,7 @@ pub enum Msg {
     Fleet(Arc<FleetSnapshot>),
     Prepared {
         generation: u64,
-        result: Result<ChangeSet, String>,
+        result: Result<Box<Prepared>, String>,
     },
     Progress {
         generation: u64,
@@ -54,14 +54,10 @@ pub enum Effect {
         generation: u64,
         id: String,
     },
-    /// Write a prepared change set and record it.
+    /// Write a prepared change and record it.
     Execute {
         generation: u64,
-        changes: ChangeSet,
-        action: String,
-        plans: Vec<String>,
-        plan_yaml: String,
-        rollback_of: Option<String>,
+        prepared: Box<Prepared>,
     },
     LoadHistory,
     /// Suspend the cockpit and edit this text in $EDITOR.

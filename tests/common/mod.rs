@@ -645,3 +645,23 @@ pub fn applied(
     }
     Ok(snap)
 }
+
+/// Write a prepared change set as after the operator's `--yes`, through the conductor
+/// (a history of its own in a temporary directory): the report, or why nothing was written.
+pub async fn write_confirmed(
+    clusters: &[meshdeck::registry::Cluster],
+    set: &meshdeck::apply::ChangeSet,
+    opts: &meshdeck::apply::ApplyOptions,
+) -> Result<meshdeck::apply::write::ApplyReport, meshdeck::apply::ApplyError> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pipeline =
+        meshdeck::apply::Pipeline::new(clusters, dir.path(), meshdeck::policy::Persona::unrestricted(), opts.clone()).expect("pipeline");
+    let prepared = meshdeck::apply::Prepared {
+        intent: meshdeck::apply::Intent::apply(vec!["test".into()], String::new()),
+        changes: set.clone(),
+        unpruned: Vec::new(),
+        swept: Vec::new(),
+        persona: "unrestricted".into(),
+    };
+    pipeline.write(prepared, meshdeck::apply::Confirmation::YesFlag, || Ok(())).await.map(|w| w.record.report)
+}

@@ -46,7 +46,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             lines.push(Line::from(Span::styled("refused; nothing was written:", theme.style("error"))));
             lines.extend(e.lines().map(|l| Line::from(Span::styled(l.to_string(), theme.style("error")))));
         }
-        DiffPhase::Ready(cs) => {
+        DiffPhase::Ready(prepared) => {
+            let cs = &prepared.changes;
             let head = if cs.is_noop() {
                 Line::from(Span::styled(format!("nothing to change ({})", cs.summary()), theme.style("health")))
             } else if state.read_only {
@@ -59,6 +60,9 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 ])
             };
             lines.push(head);
+            for u in prepared.unpruned_lines() {
+                lines.push(Line::from(Span::styled(format!("⚠ {u}; the next apply that reaches it removes them"), theme.style("warning"))));
+            }
             let text = cs.render_diff();
             let body: Vec<Line> = text.lines().skip(d.scroll).map(|l| diff_line(l, theme)).collect();
             lines.extend(body);

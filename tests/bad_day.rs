@@ -1,0 +1,254 @@
+//! On a bad day (issue #30), from the command line, on the sim and on the real
+//! test bed: a dark cluster is drained without waiting for it and what it keeps is
+//! named, recorded and removed once it answers; a rollback never undoes a later
+//! apply, is written as it was previewed, and leaves what someone else changed
+//! meanwhile; a dry run or a declined trust plan writes no key; the conductor
+//! checks the persona on every action.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{MeshdeckCli, SlowProxy, TestFleet, istio_objects, text, write_plan};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::{Value, json};
+
+const CANARY: &str = "examples/reviews-canary.yaml";
+
+/// The canary's route, all in cluster1: it writes nothing to cluster2.
+const DRAIN: &str = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: reviews-canary}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster1, version: v1, weight: 90}\n    - {cluster: cluster1, version: v2, weight: 10}\n";
+
+/// Another plan, for another service: it writes only to cluster1.
+const RATINGS: &str = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: ratings-route}\nspec:\n  service: ratings.default\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster1, version: v1, weight: 100}\n";
+
+fn records(o: &std::process::Output) -> Vec<Value> {
+    serde_json::from_slice::<Vec<Value>>(&o.stdout).unwrap_or_else(|e| panic!("history JSON ({e}): {}", text(o)))
+}
+
+async fn history(cli: &std::sync::Arc<MeshdeckCli>) -> Vec<Value> {
+    records(&cli.run(&["history", "-o", "json"]).await)
+}
+
+/// The Istio objects of one cluster (kind/namespace/name), asked of it alone.
+async fn on(fleet: &TestFleet, cluster: &str) -> Vec<String> {
+    let istio = |k: &String| meshdeck::inventory::watch::ISTIO_KINDS.iter().any(|(_, kind, _)| k.starts_with(&format!("{kind}/")));
+    common::fingerprint(&fleet.client(cluster).await).await.into_keys().filter(istio).collect()
+}
+
+fn vs_api(client: kube::Client) -> Api<DynamicObject> {
+    let (ar, _) = meshdeck::apply::target::resource("VirtualService").expect("kind");
+    Api::namespaced_with(client, "default", &ar)
+}
+
+/// The weights of cluster1's canary VirtualService, in route order.
+async fn weights(fleet: &TestFleet) -> Vec<i64> {
+    let vs = vs_api(fleet.client("cluster1").await).get("reviews-canary").await.expect("the canary's VirtualService");
+    vs.data["spec"]["http"][0]["route"].as_array().into_iter().flatten().map(|r| r["weight"].as_i64().unwrap_or(100)).collect()
+}
+
+/// Wait until meshdeck can reach `cluster` again (the real API server takes a moment).
+async fn answers(fleet: &TestFleet, cluster: &str) {
+    let client = fleet.client(cluster).await;
+    common::eventually(60, || {
+        let client = client.clone();
+        async move { client.apiserver_version().await.ok().map(|_| ()) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dark_cluster_is_drained_and_what_it_keeps_is_removed_once_it_answers() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    let out = cli.run(&["apply", "-f", CANARY, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let kept = on(&fleet, "cluster2").await;
+    assert!(!kept.is_empty(), "the canary writes to cluster2 (its gateway hop)");
+
+    fleet.take_down("cluster2").await;
+    let drain = write_plan(&cli, "drain.yaml", DRAIN);
+    let out = cli.run(&["apply", "-f", &drain, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "a change that writes only to live clusters goes ahead: {}", text(&out));
+    let said = format!("{} objects of reviews-canary on cluster2 not removed: unreachable", kept.len());
+    assert!(text(&out).contains(&said), "{}", text(&out));
+    assert_eq!(weights(&fleet).await, vec![90, 10], "cluster1 routes only to itself now");
+    let last = history(&cli).await.pop().expect("a record");
+    assert_eq!(last["report"]["outcome"], "applied", "{last:#}");
+    assert_eq!(last["unpruned"][0]["cluster"], "cluster2", "{last:#}");
+    assert_eq!(last["unpruned"][0]["objects"].as_array().map(Vec::len), Some(kept.len()), "{last:#}");
+
+    // Registering only the live clusters leaves cluster2's objects too: said the same way.
+    let out = cli.run(&["--context", "cluster1", "--context", "cluster3", "apply", "-f", &drain, "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{} objects of reviews-canary on cluster2 not removed: not registered", kept.len())),
+        "{}",
+        text(&out)
+    );
+
+    let out = cli.run(&["analyze"]).await;
+    assert!(
+        text(&out).contains("UNPRUNED") && text(&out).contains("left on cluster2 by a change that could not reach it (not seen now"),
+        "{}",
+        text(&out)
+    );
+
+    fleet.bring_up("cluster2").await;
+    answers(&fleet, "cluster2").await;
+    assert_eq!(on(&fleet, "cluster2").await, kept, "cluster2 kept the canary's objects while it was dark");
+    let out = cli.run(&["analyze"]).await;
+    assert!(
+        text(&out).contains(&format!("{} objects of reviews-canary left on cluster2 by a change that could not reach it:", kept.len())),
+        "{}",
+        text(&out)
+    );
+    // The next change that reaches cluster2 removes them, though it is another plan's.
+    let ratings = write_plan(&cli, "ratings.yaml", RATINGS);
+    let out = cli.run(&["apply", "-f", &ratings, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("- cluster2: "), "the diff shows what it removes: {}", text(&out));
+    assert!(on(&fleet, "cluster2").await.is_empty(), "what the drain could not remove is gone: {}", text(&out));
+    let out = cli.run(&["apply", "-f", &drain, "--yes"]).await;
+    assert!(text(&out).contains("nothing to change"), "{}", text(&out));
+    assert!(!text(&cli.run(&["analyze"]).await).contains("UNPRUNED"), "nothing is left behind now");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_with_a_dark_cluster_restores_the_live_ones_and_names_what_is_left() {
+    let fleet = TestFleet::start().await;
+    let before = istio_objects(&fleet).await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    let out = cli.run(&["apply", "-f", CANARY, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let id = history(&cli).await[0]["id"].as_str().expect("id").to_string();
+    let kept = on(&fleet, "cluster2").await;
+
+    fleet.take_down("cluster2").await;
+    let out = cli.run(&["rollback", &id, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(&format!("{} objects of reviews-canary on cluster2 not removed", kept.len())), "{}", text(&out));
+    assert!(on(&fleet, "cluster1").await.is_empty(), "cluster1 is back to before the canary");
+    fleet.bring_up("cluster2").await;
+    answers(&fleet, "cluster2").await;
+    let ratings = write_plan(&cli, "ratings.yaml", RATINGS);
+    let out = cli.run(&["apply", "-f", &ratings, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(on(&fleet, "cluster2").await.is_empty(), "{}", text(&out));
+    let last = history(&cli).await.pop().expect("record")["id"].as_str().expect("id").to_string();
+    let out = cli.run(&["rollback", &last, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(istio_objects(&fleet).await.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>(), "the fleet is as it began");
+}
+
+/// kill -9 right after the intent is recorded, then the same plan applied again: the
+/// rollback the warning would have suggested must not delete the later apply's objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rollback_of_a_killed_apply_never_undoes_a_later_apply() {
+    let fleet = TestFleet::start().await;
+    let proxy = SlowProxy::start(fleet.server_addr("cluster2"), Duration::from_millis(500)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let slow = MeshdeckCli::new(fleet.kubeconfig_via("cluster2", proxy.addr, dir.path()));
+    let mut child = slow.command(&["apply", "-f", CANARY, "--yes"]).spawn().expect("spawns");
+    let api = vs_api(fleet.client("cluster1").await);
+    common::eventually(120, || {
+        let api = api.clone();
+        async move { api.get_opt("reviews-canary").await.ok().flatten().map(|_| ()) }
+    })
+    .await;
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    drop(proxy);
+    let pending = history(&slow).await;
+    assert_eq!(pending[0]["report"]["outcome"], "pending", "{pending:?}");
+    let killed = pending[0]["id"].as_str().expect("id").to_string();
+
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    std::fs::remove_dir_all(cli.data.path()).expect("rm");
+    copy_dir(slow.data.path(), cli.data.path());
+    let out = cli.run(&["apply", "-f", CANARY, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let later = history(&cli).await.pop().expect("record")["id"].as_str().expect("id").to_string();
+    let out = cli.run(&["apply", "-f", CANARY, "--dry-run"]).await;
+    assert!(!text(&out).contains("was interrupted"), "a later apply covered every object of it: {}", text(&out));
+
+    let live = istio_objects(&fleet).await;
+    let out = cli.run(&["rollback", &killed, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&format!("changed since by apply {later} (reviews-canary)")), "{}", text(&out));
+    assert_eq!(istio_objects(&fleet).await, live, "nothing was written");
+}
+
+/// Someone labels the canary's VirtualService by hand; a forced rollback is shown and
+/// verified as the request it sends (a PUT), so it is not undone by its own verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_rollback_over_a_hand_edit_is_written_as_previewed() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    assert_eq!(cli.run(&["apply", "-f", CANARY, "--yes"]).await.status.code(), Some(0));
+    let seventy = write_plan(
+        &cli,
+        "canary-70.yaml",
+        &std::fs::read_to_string(CANARY).expect("plan").replace("weight: 75", "weight: 70").replace("weight: 15", "weight: 20"),
+    );
+    let out = cli.run(&["apply", "-f", &seventy, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let second = history(&cli).await.pop().expect("record")["id"].as_str().expect("id").to_string();
+    let label = json!({"metadata": {"labels": {"team": "payments", common::TEST_LABEL: "x"}}});
+    vs_api(fleet.client("cluster1").await)
+        .patch("reviews-canary", &PatchParams { field_manager: Some("kubectl-label".into()), ..Default::default() }, &Patch::Merge(&label))
+        .await
+        .expect("labelled");
+    let out = cli.run(&["rollback", &second, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "a hand edit since is named: {}", text(&out));
+    assert!(text(&out).contains("changed outside meshdeck"), "{}", text(&out));
+    let out = cli.run(&["rollback", &second, "--yes", "--force"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let last = history(&cli).await.pop().expect("record");
+    assert_eq!(last["report"]["outcome"], "applied", "{last:#}");
+    assert_eq!(weights(&fleet).await, vec![75, 15, 10], "back to the first apply's weights");
+    let out = cli.run(&["rollback", &second, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&format!("{second} was rolled back already, by {}", last["id"].as_str().expect("id"))), "{}", text(&out));
+}
+
+/// Ctrl-C mid-apply while someone edits an object meshdeck already wrote: the
+/// restore leaves their edit and names the object, instead of writing over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restoring_leaves_what_another_writer_changed_meanwhile_and_names_it() {
+    let fleet = TestFleet::start().await;
+    let proxy = SlowProxy::start(fleet.server_addr("cluster2"), Duration::from_millis(700)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cli = MeshdeckCli::new(fleet.kubeconfig_via("cluster2", proxy.addr, dir.path()));
+    let child = cli.command(&["apply", "-f", CANARY, "--yes"]).stderr(std::process::Stdio::piped()).spawn().expect("spawns");
+    let api = vs_api(fleet.client("cluster1").await);
+    common::eventually(120, || {
+        let api = api.clone();
+        async move { api.get_opt("reviews-canary").await.ok().flatten().map(|_| ()) }
+    })
+    .await;
+    let edit = json!({"metadata": {"labels": {"edited-by": "someone", common::TEST_LABEL: "x"}}});
+    api.patch("reviews-canary", &PatchParams { field_manager: Some("someone".into()), ..Default::default() }, &Patch::Merge(&edit))
+        .await
+        .expect("edited");
+    let ok = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().is_ok_and(|s| s.success());
+    assert!(ok, "kill -INT");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("waits")).await.expect("joined");
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("VirtualService/default/reviews-canary: changed by another writer"), "{}", text(&out));
+    let vs = api.get("reviews-canary").await.expect("their edit stays");
+    assert_eq!(vs.metadata.labels.unwrap_or_default().get("edited-by").map(String::as_str), Some("someone"));
+    let last = history(&cli).await.pop().expect("record");
+    assert_eq!(last["report"]["outcome"], "rollbackIncomplete", "{last:#}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read").flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).expect("copy");
+        }
+    }
+}
