@@ -208,7 +208,7 @@ async fn a_forced_rollback_over_a_hand_edit_is_written_as_previewed() {
     assert_eq!(weights(&fleet).await, vec![75, 15, 10], "back to the first apply's weights");
     let out = cli.run(&["rollback", &second, "--yes"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains(&format!("{second} was rolled back already, by {}", last["id"].as_str().expect("id"))), "{}", text(&out));
+    assert!(text(&out).contains(&format!("{second} was already rolled back by {}", last["id"].as_str().expect("id"))), "{}", text(&out));
 }
 
 /// Ctrl-C mid-apply while someone edits an object meshdeck already wrote: the
@@ -251,4 +251,109 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(e.path(), target).expect("copy");
         }
     }
+}
+
+/// `inventory --watch -o json` is JSON lines: the fleet on one line, then one object
+/// per change with an RFC 3339 time and structured fields; Ctrl-C ends it with 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_json_watch_is_one_object_per_line_and_ctrl_c_exits_130() {
+    use std::io::BufRead;
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    let mut watch = cli
+        .command(&["--context", "cluster1", "--context", "cluster2", "--context", "cluster3", "inventory", "--watch", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(60)).expect("the fleet, first");
+    let fleet_doc: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("one JSON object on the first line ({e}): {first}"));
+    assert!(fleet_doc["clusters"].as_array().is_some_and(|c| c.len() == 3), "{first}");
+    fleet.take_down("cluster2").await;
+    let change = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else { continue };
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("a JSON line ({e}): {line}"));
+            if v["change"] == "cluster" && v["cluster"] == "cluster2" && v["state"] == "unreachable" {
+                return v;
+            }
+        }
+        panic!("no line said cluster2 went unreachable");
+    })
+    .await
+    .expect("joined");
+    let time = change["time"].as_str().expect("time");
+    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "RFC 3339: {change}");
+    fleet.bring_up("cluster2").await;
+    let ok = std::process::Command::new("kill").args(["-INT", &watch.id().to_string()]).status().is_ok_and(|s| s.success());
+    assert!(ok, "kill -INT");
+    let status = tokio::task::spawn_blocking(move || watch.wait().expect("waits")).await.expect("joined");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+/// A calling cluster that cannot be seen is unknown, not absent: `routes` and
+/// `trust status` say so and fail, as `analyze` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_and_trust_status_call_a_dark_cluster_unknown_and_fail() {
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    let ctx = ["--context", "cluster1", "--context", "cluster2", "--context", "cluster3"];
+    let out = cli.run(&[&ctx[..], &["routes", "reviews"]].concat()).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    fleet.take_down("cluster3").await;
+    let out = cli.run(&[&ctx[..], &["routes", "reviews", "--from", "cluster3", "--timeout", "3"]].concat()).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("cluster3: unknown (unreachable"), "{}", text(&out));
+    assert!(!text(&out).contains("no calling cluster with Istio sees the service"), "{}", text(&out));
+    let out = cli.run(&[&ctx[..], &["routes", "reviews", "-o", "json", "--timeout", "3"]].concat()).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["unknown"][0]["from"], "cluster3", "{v:#}");
+    assert!(v["routes"].as_array().is_some_and(|r| !r.is_empty()), "the clusters seen still have theirs: {v:#}");
+    let out = cli.run(&[&ctx[..], &["trust", "status", "--timeout", "3"]].concat()).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(!text(&out).contains("every cluster trusts the same root"), "{}", text(&out));
+    assert!(text(&out).contains("cluster3 not read: unknown"), "{}", text(&out));
+    fleet.bring_up("cluster3").await;
+}
+
+/// `-f -` reads the plan from standard input, as kubectl does: render, diff, apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_on_standard_input_is_rendered_diffed_and_applied() {
+    use std::io::Write;
+    let fleet = TestFleet::start().await;
+    let cli = MeshdeckCli::new(fleet.kubeconfig_path());
+    let plan = std::fs::read_to_string(CANARY).expect("plan");
+    for args in [vec!["render", "-f", "-"], vec!["diff", "-f", "-"], vec!["apply", "-f", "-", "--yes"]] {
+        let (cli, plan) = (cli.clone(), plan.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = cli
+                .command(&args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawns");
+            child.stdin.take().expect("stdin").write_all(plan.as_bytes()).expect("written");
+            child.wait_with_output().expect("output")
+        })
+        .await
+        .expect("joined");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    assert_eq!(weights(&fleet).await, vec![75, 15, 10]);
+    let records = history(&cli).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let out = cli.run(&["diff", "-f", "-"]).await;
+    assert_eq!(out.status.code(), Some(2), "an empty plan is bad input: {}", text(&out));
+    assert!(text(&out).contains("<stdin>"), "{}", text(&out));
 }

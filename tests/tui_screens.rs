@@ -221,6 +221,7 @@ fn with_trust(a: &mut AppState) {
         roots_distributed: roots,
         rotation: (roots > 1).then(|| "1/3 trusts both roots".to_string()),
         warnings: vec![],
+        unread: None,
     };
     let statuses = vec![
         status("cluster1", "plugged-in", Some(facts("CN=Intermediate CA cluster1, O=meshdeck, L=cluster1", 364)), Some(true), 2),

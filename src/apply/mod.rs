@@ -159,7 +159,7 @@ pub enum ApplyError {
     OtherFleet { id: String, why: Vec<String> },
     #[error("the fleet changed since {id} (nothing was written; --force restores its before-state anyway):\n  {}", .why.join("\n  "))]
     ChangedSince { id: String, why: Vec<String> },
-    #[error("{id} was rolled back already, by {by} (nothing was written; --force restores its before-state again)")]
+    #[error("{id} was already rolled back by {by} (nothing was written; --force restores its before-state again)")]
     AlreadyRolledBack { id: String, by: String },
     #[error("two plans, one name (nothing was written): {0}")]
     PlanClash(String),

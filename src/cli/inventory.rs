@@ -53,6 +53,8 @@ pub fn render_table(snap: &FleetSnapshot) -> String {
 pub async fn run(global: &GlobalArgs, args: InventoryArgs) -> Result<(), CliError> {
     let (mut inv, snap) = fleet::settled_inventory(global, Duration::from_secs(args.timeout)).await?;
     match args.output {
+        // Watching, every line is one JSON object (the first the whole fleet), for jq and pipes.
+        Format::Json if args.watch => println!("{}", serde_json::to_string(&*snap).map_err(|e| CliError::failed(e.to_string()))?),
         Format::Json => println!("{}", serde_json::to_string_pretty(&*snap).map_err(|e| CliError::failed(e.to_string()))?),
         Format::Table => {
             print!("{}", render_table(&snap));
@@ -79,16 +81,21 @@ pub async fn run(global: &GlobalArgs, args: InventoryArgs) -> Result<(), CliErro
                     return Ok(());
                 }
                 let next = inv.snapshots.borrow_and_update().clone();
-                let now = chrono::Utc::now().format("%H:%M:%S");
-                for line in next.changes_since(&last) {
+                let now = chrono::Utc::now();
+                for change in next.changes_since(&last) {
                     match args.output {
-                        Format::Json => println!("{}", serde_json::json!({"time": now.to_string(), "change": line})),
-                        Format::Table => println!("{now} {line}"),
+                        Format::Json => {
+                            let mut line = serde_json::to_value(&change).unwrap_or_default();
+                            line["time"] = serde_json::json!(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                            println!("{line}");
+                        }
+                        Format::Table => println!("{} {change}", now.format("%H:%M:%S")),
                     }
                 }
                 last = next;
             }
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            // Interrupted is how a watch ends: 130, as a shell reports Ctrl-C.
+            _ = tokio::signal::ctrl_c() => return Err(CliError { code: 130, message: "interrupted".into() }),
         }
     }
 }

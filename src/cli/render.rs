@@ -45,6 +45,18 @@ pub fn read_inventory_file(path: &Path) -> Result<FleetSnapshot, CliError> {
         .map_err(|e| CliError::bad_input(format!("{}:{}:{}: not an inventory: {e}", path.display(), e.line(), e.column())))
 }
 
+/// A plan's text and the name its errors carry: `-` is standard input, as kubectl's `-f -`.
+pub fn read_plan_text(path: &Path) -> Result<(String, String), CliError> {
+    if path == Path::new("-") {
+        use std::io::Read;
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|e| CliError::bad_input(format!("<stdin>: {e}")))?;
+        return Ok(("<stdin>".into(), text));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))?;
+    Ok((path.display().to_string(), text))
+}
+
 /// Read and validate a plan file; bad input lists every problem at file:line:col.
 pub fn read_plan(path: &Path, inv: &FleetSnapshot) -> Result<Plan, CliError> {
     read_plan_replacing(path, inv, &[])
@@ -52,8 +64,8 @@ pub fn read_plan(path: &Path, inv: &FleetSnapshot) -> Result<Plan, CliError> {
 
 /// The same for a plan that replaces the plans named in `replacing`.
 pub fn read_plan_replacing(path: &Path, inv: &FleetSnapshot, replacing: &[String]) -> Result<Plan, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))?;
-    let plan = crate::plan::load_replacing(&path.display().to_string(), &text, inv, replacing).map_err(|errors| {
+    let (name, text) = read_plan_text(path)?;
+    let plan = crate::plan::load_replacing(&name, &text, inv, replacing).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         CliError::bad_input(format!(
             "invalid plan ({} problem{}):\n{}",

@@ -144,13 +144,44 @@ pub async fn run(global: &GlobalArgs, args: RoutesArgs) -> Result<(), CliError> 
         known_cluster(&snap, from)?;
     }
     let found = routes::effective_routes(&snap, service.as_deref(), args.from.as_deref());
+    // A calling cluster that cannot be seen is unknown, not absent: said, and a failure.
+    let unknown: Vec<serde_json::Value> = snap
+        .clusters
+        .iter()
+        .filter(|c| args.from.as_deref().is_none_or(|f| f == c.name))
+        .filter(|c| !matches!(c.state, crate::inventory::ClusterState::Live | crate::inventory::ClusterState::Degraded))
+        .map(|c| serde_json::json!({"from": c.name, "state": c.state.as_str(), "error": c.error.as_ref().map(|e| e.message().to_string())}))
+        .collect();
     match args.output {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"routes": found})).map_err(|e| CliError::failed(e.to_string()))?
+            serde_json::to_string_pretty(&serde_json::json!({"routes": found, "unknown": unknown}))
+                .map_err(|e| CliError::failed(e.to_string()))?
         ),
-        Format::Table if found.is_empty() => println!("no routes: no calling cluster with Istio sees the service"),
-        Format::Table => print!("{}", render_table(&found)),
+        Format::Table => {
+            if found.is_empty() && unknown.is_empty() {
+                println!("no routes: no calling cluster with Istio sees the service");
+            } else if !found.is_empty() {
+                print!("{}", render_table(&found));
+            }
+            for u in &unknown {
+                let why = u["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+                println!(
+                    "{}: unknown ({}{why}): its routes cannot be read",
+                    u["from"].as_str().unwrap_or("?"),
+                    u["state"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(CliError::failed(format!(
+            "{} calling cluster{} not seen: what {} route{} is unknown",
+            unknown.len(),
+            if unknown.len() == 1 { "" } else { "s" },
+            if unknown.len() == 1 { "it" } else { "they" },
+            if unknown.len() == 1 { "s" } else { "" }
+        )));
     }
     Ok(())
 }

@@ -212,12 +212,19 @@ async fn status(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
         ),
         Format::Table => {
             print!("{}", render_table(&statuses));
-            match roots.len() {
-                0 => println!("no root seen"),
-                1 => println!("one root: every cluster seen trusts the same root"),
-                n => println!("{n} roots: cross-cluster mTLS fails between clusters of different roots (ROOT_MISMATCH)"),
+            let unread: Vec<&str> = statuses.iter().filter(|s| s.unread.is_some()).map(|s| s.cluster.as_str()).collect();
+            match (roots.len(), unread.is_empty()) {
+                (0, _) => println!("no root seen"),
+                (1, true) => println!("one root: every cluster trusts the same root"),
+                (1, false) => println!("one root among the clusters read; {} not read: unknown", unread.join(", ")),
+                (n, _) => println!("{n} roots: cross-cluster mTLS fails between clusters of different roots (ROOT_MISMATCH)"),
             }
         }
+    }
+    // A cluster whose root could not be read is unknown, not agreeing.
+    let unread: Vec<&str> = statuses.iter().filter(|s| s.unread.is_some()).map(|s| s.cluster.as_str()).collect();
+    if !unread.is_empty() {
+        return Err(CliError::failed(format!("the root of {} could not be read", unread.join(", "))));
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ fn config_error(c: &Cluster) -> Option<ClusterError> {
 fn spawn_watchers(i: usize, c: &Cluster, tx: &mpsc::Sender<watch::ClusterEvent>) -> Vec<JoinHandle<()>> {
     let Ok(client) = &c.client else { return Vec::new() };
     let aliases = c.aliases.iter().filter_map(|a| a.client.as_ref().ok().map(|cl| (a.context.name.clone(), cl.clone()))).collect();
-    watch::spawn_cluster(i, client.clone(), &c.options.namespaces, aliases, tx.clone())
+    watch::spawn_cluster(i, &c.name, client.clone(), &c.options.namespaces, aliases, tx.clone())
 }
 
 impl Inventory {

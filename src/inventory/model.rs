@@ -409,13 +409,14 @@ impl FleetSnapshot {
         out
     }
 
-    pub fn changes_since(&self, old: &FleetSnapshot) -> Vec<String> {
+    /// What changed between two snapshots, one fact each (for `inventory --watch`).
+    pub fn changes_since(&self, old: &FleetSnapshot) -> Vec<FleetChange> {
         let mut out = Vec::new();
         for c in &self.clusters {
             let before = old.cluster(&c.name);
             if before.map(|b| b.state) != Some(c.state) {
-                let why = c.error.as_ref().map(|e| format!(" ({})", e.message())).unwrap_or_default();
-                out.push(format!("cluster {} {}{why}", c.name, c.state.as_str()));
+                let error = c.error.as_ref().map(|e| e.message().to_string());
+                out.push(FleetChange::Cluster { cluster: c.name.clone(), state: c.state.as_str().to_string(), error });
             }
         }
         let old_rows: BTreeMap<(&str, &str), &Arc<ServiceRow>> =
@@ -428,19 +429,62 @@ impl FleetSnapshot {
                         for (v, n) in &p.versions {
                             let was = prev.clusters.get(cluster).and_then(|pp| pp.versions.get(v));
                             if was != Some(n) {
-                                out.push(format!("{} {cluster} {v} {}/{}", row.key(), n.ready, n.total));
+                                out.push(FleetChange::Version {
+                                    service: row.key(),
+                                    cluster: cluster.clone(),
+                                    version: v.clone(),
+                                    ready: n.ready,
+                                    total: n.total,
+                                });
                             }
                         }
                         if let Some(pp) = prev.clusters.get(cluster) {
                             for v in pp.versions.keys().filter(|v| !p.versions.contains_key(*v)) {
-                                out.push(format!("{} {cluster} {v} gone", row.key()));
+                                out.push(FleetChange::VersionGone { service: row.key(), cluster: cluster.clone(), version: v.clone() });
                             }
                         }
                     }
                 }
-                None => out.push(format!("{} appeared in {}", row.key(), row.clusters.keys().cloned().collect::<Vec<_>>().join(","))),
+                None => out.push(FleetChange::Service { service: row.key(), clusters: row.clusters.keys().cloned().collect() }),
             }
         }
         out
+    }
+}
+
+/// One thing that changed in the fleet: structured for `-o json`, a line for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "change")]
+pub enum FleetChange {
+    /// A cluster's state changed.
+    #[serde(rename_all = "camelCase")]
+    Cluster {
+        cluster: String,
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A version's ready/total pods changed (or it appeared).
+    Version { service: String, cluster: String, version: String, ready: u32, total: u32 },
+    /// A version has no pods in a cluster any more.
+    VersionGone { service: String, cluster: String, version: String },
+    /// A service appeared.
+    Service { service: String, clusters: Vec<String> },
+}
+
+impl std::fmt::Display for FleetChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FleetChange::Cluster { cluster, state, error } => {
+                write!(f, "cluster {cluster} {state}")?;
+                if let Some(e) = error {
+                    write!(f, " ({e})")?;
+                }
+                Ok(())
+            }
+            FleetChange::Version { service, cluster, version, ready, total } => write!(f, "{service} {cluster} {version} {ready}/{total}"),
+            FleetChange::VersionGone { service, cluster, version } => write!(f, "{service} {cluster} {version} gone"),
+            FleetChange::Service { service, clusters } => write!(f, "{service} appeared in {}", clusters.join(",")),
+        }
     }
 }

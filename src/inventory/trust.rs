@@ -48,6 +48,9 @@ pub struct TrustStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<String>,
     pub warnings: Vec<String>,
+    /// Why the root could not be read, when it could not: unknown, not absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<String>,
 }
 
 /// Every PEM block of a text (a root bundle holds several), each as its own text.
@@ -83,6 +86,7 @@ impl TrustStatus {
             roots_distributed: 0,
             rotation: None,
             warnings: vec![],
+            unread: None,
         }
     }
 }
@@ -137,11 +141,15 @@ pub async fn read(name: &str, client: &kube::Client, now: DateTime<Utc>, timeout
             None
         }
         Ok(Err(e)) => {
-            status.warnings.push(format!("reading istio-ca-root-cert: {}", crate::registry::ClusterError::from_kube(&e).message()));
+            let why = format!("reading istio-ca-root-cert: {}", crate::registry::ClusterError::from_kube(&e).message());
+            status.warnings.push(why.clone());
+            status.unread = Some(why);
             None
         }
         Err(_) => {
-            status.warnings.push(format!("reading istio-ca-root-cert: no answer within {secs} s"));
+            let why = format!("reading istio-ca-root-cert: no answer within {secs} s");
+            status.warnings.push(why.clone());
+            status.unread = Some(why);
             None
         }
     };
@@ -202,7 +210,7 @@ pub async fn read_fleet(clusters: &[crate::registry::Cluster], timeout: std::tim
     let reads = clusters.iter().map(|c| async move {
         match &c.client {
             Ok(client) => read(&c.name, client, now, timeout).await,
-            Err(e) => TrustStatus::unknown(&c.name, format!("unknown: {e}")),
+            Err(e) => TrustStatus { unread: Some(e.clone()), ..TrustStatus::unknown(&c.name, format!("unknown: {e}")) },
         }
     });
     let mut statuses = futures::future::join_all(reads).await;

@@ -3,6 +3,7 @@
 //! and sent to the aggregator. No Kubernetes object outlives its event.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -219,6 +220,7 @@ fn is_not_found(e: &watcher::Error) -> bool {
 async fn pump<K, T, S>(
     make: impl Fn() -> S + Send,
     cluster: usize,
+    cluster_name: Arc<str>,
     kind: WatchKind,
     scope: Option<String>,
     tx: mpsc::Sender<ClusterEvent>,
@@ -244,11 +246,18 @@ async fn pump<K, T, S>(
             Pumped::Absent => tokio::time::sleep(ABSENT_RECHECK).await,
             Pumped::Failed(error) => {
                 let wait = backoff.next(&error);
-                tracing::info!(cluster, watch = %name, error = %error.message(), retry_in_ms = wait.as_millis() as u64, "watch failed; listing again after the backoff");
+                tracing::info!(cluster = %cluster_name, watch = %name, error = %error.message(), retry_in_ms = wait.as_millis() as u64, "watch failed; listing again after the backoff");
                 tokio::time::sleep(wait).await;
             }
         }
     }
+}
+
+/// The server answered with data: the backoff starts over. A watcher's `Init` is not
+/// an answer (it comes before its list is even asked for): resetting on it kept a dead
+/// cluster's watchers retrying every 200 ms.
+fn answered<K>(item: &Result<watcher::Event<K>, watcher::Error>) -> bool {
+    matches!(item, Ok(watcher::Event::InitApply(_) | watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)))
 }
 
 enum Pumped {
@@ -291,7 +300,7 @@ where
             None => stream.next().await,
         };
         let Some(item) = next else { break };
-        if item.is_ok() {
+        if answered(&item) {
             backoff.reset();
         }
         let (init, init_done) = (matches!(item, Ok(watcher::Event::Init)), matches!(item, Ok(watcher::Event::InitDone)));
@@ -347,11 +356,13 @@ type WatchStream<K> = futures::stream::BoxStream<'static, Result<watcher::Event<
 /// other contexts for the cluster: each is asked once which cluster it reaches.
 pub fn spawn_cluster(
     cluster: usize,
+    name: &str,
     client: Client,
     namespaces: &[String],
     aliases: Vec<(String, Client)>,
     tx: mpsc::Sender<ClusterEvent>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let name: Arc<str> = Arc::from(name);
     let mut tasks = Vec::new();
     let scoped: Vec<Option<String>> = if namespaces.is_empty() { vec![None] } else { namespaces.iter().cloned().map(Some).collect() };
     for ns in scoped {
@@ -363,6 +374,7 @@ pub fn spawn_cluster(
         tasks.push(tokio::spawn(pump(
             typed(pods, watcher::Config::default().page_size(POD_PAGE)),
             cluster,
+            name.clone(),
             WatchKind::Pods,
             ns.clone(),
             tx.clone(),
@@ -383,6 +395,7 @@ pub fn spawn_cluster(
         tasks.push(tokio::spawn(pump(
             typed(svcs, watcher::Config::default()),
             cluster,
+            name.clone(),
             WatchKind::Services,
             ns.clone(),
             tx.clone(),
@@ -395,6 +408,7 @@ pub fn spawn_cluster(
     tasks.push(tokio::spawn(pump(
         typed(cms, watcher::Config::default()),
         cluster,
+        name.clone(),
         WatchKind::MeshConfig,
         None,
         tx.clone(),
@@ -406,6 +420,7 @@ pub fn spawn_cluster(
     tasks.push(tokio::spawn(pump(
         typed(istiod, watcher::Config::default().labels("app=istiod")),
         cluster,
+        name.clone(),
         WatchKind::Istiod,
         None,
         tx.clone(),
@@ -417,6 +432,7 @@ pub fn spawn_cluster(
     tasks.push(tokio::spawn(pump(
         typed(namespaces_api, watcher::Config::default().fields("metadata.name=istio-system")),
         cluster,
+        name.clone(),
         WatchKind::Network,
         None,
         tx.clone(),
@@ -429,6 +445,7 @@ pub fn spawn_cluster(
     tasks.push(tokio::spawn(pump(
         typed(secrets, watcher::Config::default().labels("istio/multiCluster=true")),
         cluster,
+        name.clone(),
         WatchKind::RemoteSecrets,
         None,
         tx.clone(),
@@ -462,6 +479,7 @@ pub fn spawn_cluster(
         tasks.push(tokio::spawn(pump(
             dynamic,
             cluster,
+            name.clone(),
             WatchKind::Istio(kind),
             None,
             tx.clone(),
@@ -524,6 +542,20 @@ async fn identity(cluster: usize, client: Client, aliases: Vec<(String, Client)>
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_dead_clusters_watchers_back_off_to_the_cap_and_only_data_starts_them_over() {
+        let mut b = FleetBackoff::default();
+        let down = ClusterError::Unreachable("connection refused".into());
+        let waits: Vec<Duration> = (0..8).map(|_| b.next(&down)).collect();
+        assert!(waits[0] < Duration::from_millis(250) && waits[4] > Duration::from_millis(2400), "{waits:?}");
+        assert!(waits.iter().all(|w| *w <= Duration::from_millis(3600)), "capped at 3 s ±20 %: {waits:?}");
+        // A watcher says Init before it lists: that is no answer from the cluster.
+        let init: Result<watcher::Event<ConfigMap>, watcher::Error> = Ok(watcher::Event::Init);
+        assert!(!answered(&init));
+        assert!(answered::<ConfigMap>(&Ok(watcher::Event::InitDone)));
+        assert!(answered(&Ok(watcher::Event::Apply(ConfigMap::default()))));
+    }
+
     #[tokio::test]
     async fn a_cluster_opens_no_more_streams_than_its_transport_counts_on() {
         // Nothing answers here: the tasks only need to be spawned to be counted.
@@ -531,7 +563,7 @@ mod tests {
         let client = Client::try_from(config).expect("client");
         for namespaces in [vec![], vec!["a".to_string()], vec!["a".to_string(), "b".to_string(), "c".to_string()]] {
             let (tx, _rx) = mpsc::channel(16);
-            let tasks = spawn_cluster(0, client.clone(), &namespaces, Vec::new(), tx);
+            let tasks = spawn_cluster(0, "cluster1", client.clone(), &namespaces, Vec::new(), tx);
             let open = tasks.len() + crate::apply::target::IN_FLIGHT;
             for t in &tasks {
                 t.abort();

@@ -179,15 +179,17 @@ impl Watching {
     }
 }
 
-/// Each cluster's trust status (three reads a cluster), now, every `TRUST_EVERY`, and
-/// whenever a cluster's distributed root changes.
+/// Each cluster's trust status (three reads a cluster), now, every `TRUST_EVERY`,
+/// whenever a cluster's distributed root changes, and when a cluster is live again.
 async fn read_trust(
     clusters: Vec<Cluster>,
     mut snapshots: tokio::sync::watch::Receiver<Arc<crate::inventory::FleetSnapshot>>,
     tx: UnboundedSender<Msg>,
 ) {
-    let roots = |s: &crate::inventory::FleetSnapshot| -> Vec<Option<String>> {
-        s.clusters.iter().map(|c| c.mesh.root_cert_fingerprint.clone()).collect()
+    // A changed root, or a cluster live again (its CA was unknown while it was dark),
+    // has the facts read again at once.
+    let roots = |s: &crate::inventory::FleetSnapshot| -> Vec<(Option<String>, bool)> {
+        s.clusters.iter().map(|c| (c.mesh.root_cert_fingerprint.clone(), matches!(c.state, crate::inventory::ClusterState::Live))).collect()
     };
     let mut seen = roots(&snapshots.borrow());
     loop {
@@ -205,8 +207,10 @@ async fn read_trust(
                         return;
                     }
                     let now_roots = roots(&snapshots.borrow_and_update());
-                    if now_roots != seen {
-                        seen = now_roots;
+                    let back = now_roots.iter().zip(&seen).any(|(now, before)| now.1 && !before.1);
+                    let rerooted = now_roots.iter().map(|r| &r.0).ne(seen.iter().map(|r| &r.0));
+                    seen = now_roots;
+                    if back || rerooted {
                         break;
                     }
                 }

@@ -8,37 +8,42 @@ use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
 use crate::tui::app::AppState;
 use crate::tui::theme::Theme;
 
+/// Columns kept at each width: an id is whole at any width (it is what `rollback`
+/// takes), so the others give way first: CHANGES and UNDOES below 120 columns.
+const ALL_COLUMNS: usize = 120;
+
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+    let wide = area.width >= ALL_COLUMNS as u16;
     let rows: Vec<Row> = state
         .history
         .iter()
         .map(|r| {
-            let outcome_style =
-                if format!("{:?}", r.report.outcome) == "Applied" { theme.style("health") } else { theme.style("health.degraded") };
-            Row::new(vec![
+            let outcome_style = if r.finished_well() { theme.style("health") } else { theme.style("health.degraded") };
+            let mut cells = vec![
                 Cell::from(r.id.clone()),
                 Cell::from(r.action.clone()),
                 Cell::from(r.plans.join(",")),
                 Cell::from(r.clusters.join(",")),
                 Cell::from(Span::styled(format!("{:?}", r.report.outcome), outcome_style)),
-                Cell::from(r.changes.summary()),
-                Cell::from(r.rollback_of.clone().unwrap_or_default()),
-            ])
+            ];
+            if wide {
+                cells.push(Cell::from(r.changes.summary()));
+                cells.push(Cell::from(r.rollback_of.clone().unwrap_or_default()));
+            }
+            Row::new(cells)
         })
         .collect();
     let empty = state.history.is_empty();
     let title = if empty { " history: nothing applied yet " } else { " history (newest first) " };
-    let widths = [
-        Constraint::Length(20),
-        Constraint::Length(8),
-        Constraint::Length(16),
-        Constraint::Length(17),
-        Constraint::Length(10),
-        Constraint::Length(18),
-        Constraint::Min(0),
-    ];
+    // An id is 20 characters (20261124-120000-abcd), an outcome at most 18 (RollbackIncomplete).
+    let mut widths = vec![Constraint::Length(20), Constraint::Length(8), Constraint::Fill(1), Constraint::Fill(1), Constraint::Length(18)];
+    let mut header = vec!["ID", "ACTION", "PLANS", "CLUSTERS", "OUTCOME"];
+    if wide {
+        widths.extend([Constraint::Length(24), Constraint::Length(20)]);
+        header.extend(["CHANGES", "UNDOES"]);
+    }
     let table = Table::new(rows, widths)
-        .header(Row::new(["ID", "ACTION", "PLANS", "CLUSTERS", "OUTCOME", "CHANGES", "UNDOES"]).style(theme.style("table.header")))
+        .header(Row::new(header).style(theme.style("table.header")))
         .row_highlight_style(theme.style("table.selected"))
         .block(Block::default().borders(Borders::TOP).title(Span::styled(title, theme.style("dim"))).border_style(theme.style("dim")));
     let mut ts = TableState::default().with_selected((!empty).then_some(state.history_selected));
