@@ -11,9 +11,37 @@ use meshdeck::inventory::{ClusterState, ClusterView, FleetSnapshot, MeshFacts, S
 use meshdeck::plan::{Destination, FailoverTarget, OutlierDetection, Plan, RouteAction, ServiceRef, TopologyChoice, TrafficRoute};
 use proptest::prelude::*;
 
+/// How the fleet's meshes see one another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Topology {
+    /// Independent meshes: every cross-cluster call goes through a gateway.
+    Federation,
+    /// One mesh: every istiod reads every cluster.
+    Shared,
+    /// c1 and c2 share discovery; the rest federate with them.
+    Mixed,
+}
+
+/// Which clusters `n`'s istiod reads besides its own.
+fn discovered_by(topo: Topology, names: &[String], n: &str) -> Vec<String> {
+    let pair = ["c1", "c2"];
+    match topo {
+        Topology::Federation => vec![],
+        Topology::Shared => names.iter().filter(|o| *o != n).cloned().collect(),
+        Topology::Mixed if pair.contains(&n) => names.iter().filter(|o| *o != n && pair.contains(&o.as_str())).cloned().collect(),
+        Topology::Mixed => vec![],
+    }
+}
+
 /// A fleet: `versions[c]` are the versions of `app.default` running in cluster c.
-fn fleet(versions: &[Vec<u8>], shared: bool) -> FleetSnapshot {
+fn fleet(versions: &[Vec<u8>], topo: Topology) -> FleetSnapshot {
     let names: Vec<String> = (1..=versions.len()).map(|i| format!("c{i}")).collect();
+    // Clusters that share discovery are one mesh: one trust domain.
+    let domain = |n: &str| match topo {
+        Topology::Shared => "cluster.local".to_string(),
+        Topology::Mixed if n == "c1" || n == "c2" => "pair.local".to_string(),
+        _ => format!("{n}.local"),
+    };
     let clusters = names
         .iter()
         .enumerate()
@@ -24,17 +52,17 @@ fn fleet(versions: &[Vec<u8>], shared: bool) -> FleetSnapshot {
             version_label: "version".into(),
             mesh: MeshFacts {
                 istio_version: Some("1.27.3".into()),
-                trust_domain: Some(if shared { "cluster.local".into() } else { format!("{n}.local") }),
+                trust_domain: Some(domain(n)),
                 cluster_id: Some(n.clone()),
                 network: Some(format!("net{i}")),
                 east_west_gateway: Some(format!("192.0.2.{}", 10 + i)),
-                remote_secrets: if shared { names.iter().filter(|o| *o != n).cloned().collect() } else { vec![] },
+                remote_secrets: discovered_by(topo, &names, n),
                 istio_crds: true,
                 // Federated meshes accept one another's trust domains, as they must.
-                accepted_trust_domains: if shared {
-                    vec![]
-                } else {
-                    names.iter().filter(|o| *o != n).map(|o| format!("{o}.local")).collect()
+                accepted_trust_domains: {
+                    let mut others: Vec<String> = names.iter().filter(|o| domain(o) != domain(n)).map(|o| domain(o)).collect();
+                    others.dedup();
+                    others
                 },
                 ..Default::default()
             },
@@ -64,16 +92,19 @@ fn fleet(versions: &[Vec<u8>], shared: bool) -> FleetSnapshot {
     }
 }
 
-fn fleet_strategy() -> impl Strategy<Value = (Vec<Vec<u8>>, bool)> {
-    (prop::collection::vec(prop::collection::btree_set(1u8..5, 1..4).prop_map(|s| s.into_iter().collect::<Vec<_>>()), 2..6), any::<bool>())
+fn fleet_strategy() -> impl Strategy<Value = (Vec<Vec<u8>>, Topology)> {
+    (
+        prop::collection::vec(prop::collection::btree_set(1u8..5, 1..4).prop_map(|s| s.into_iter().collect::<Vec<_>>()), 2..6),
+        prop_oneof![Just(Topology::Federation), Just(Topology::Shared), Just(Topology::Mixed)],
+    )
 }
 
-/// A random fleet and a valid plan for it.
-fn plan_case() -> impl Strategy<Value = (Vec<Vec<u8>>, bool, Plan)> {
+/// A random fleet and a valid plan for it (a mixed fleet's plans are splits).
+fn plan_case() -> impl Strategy<Value = (Vec<Vec<u8>>, Topology, Plan)> {
     (fleet_strategy(), prop::collection::vec((0usize..8, 0usize..4), 1..5), prop::collection::vec(0u32..=100, 4), any::<bool>()).prop_map(
-        |((versions, shared), picks, cuts, failover)| {
-            let plan = plan_for(&versions, shared, &picks, &cuts, failover);
-            (versions, shared, plan)
+        |((versions, topo), picks, cuts, failover)| {
+            let plan = plan_for(&versions, topo == Topology::Shared, &picks, &cuts, failover && topo != Topology::Mixed);
+            (versions, topo, plan)
         },
     )
 }
@@ -155,9 +186,9 @@ proptest! {
 
     #[test]
     fn renders_pass_the_cross_reference_check_and_are_deterministic(
-        (versions, shared, plan) in plan_case(),
+        (versions, topo, plan) in plan_case(),
     ) {
-        let inv = fleet(&versions, shared);
+        let inv = fleet(&versions, topo);
         // The generated plan is one validation accepts, and writing it loses nothing.
         let reloaded = meshdeck::plan::load("generated.yaml", &plan.to_yaml(), &inv)
             .map_err(|e| TestCaseError::fail(format!("generated plan invalid: {e:?}\n{}", plan.to_yaml())))?;
@@ -213,9 +244,10 @@ proptest! {
     /// any valid plan, imported back, validates and renders to the same routing.
     #[test]
     fn an_imported_route_renders_back_to_the_same_effective_routing(
-        (versions, shared, plan) in plan_case(),
+        (versions, topo, plan) in plan_case(),
     ) {
-        let inv = fleet(&versions, shared);
+        let inv = fleet(&versions, topo);
+        let shared = topo == Topology::Shared;
         let from = plan.routes[0].from_clusters[0].clone();
         let (before, route) = routing(&applied(&inv, &plan)?, &from);
         prop_assert!(route.problems.is_empty(), "a valid plan's route has no problems: {:?}", route.problems);

@@ -14,8 +14,9 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
+use super::shared_discovery::CLUSTER_LABEL;
 use super::{
-    EASTWEST_PORT, RenderError, RenderedObjects, RoutedService, destination, object, outlier, routed_service, version_label,
+    EASTWEST_PORT, RenderError, RenderedObjects, RoutedService, cluster_id, destination, object, outlier, routed_service, version_label,
     virtual_service,
 };
 use crate::inventory::FleetSnapshot;
@@ -142,10 +143,20 @@ fn split(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -
         let mut local_subsets = Vec::new();
         let mut remote: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut destinations = Vec::new();
+        // A caller whose istiod reads other clusters sees their pods under the local host
+        // too: each subset is pinned to its cluster, or "v3 in cluster2" would take
+        // cluster1's v3 as well (and two clusters' v1 would be two subsets named v1).
+        let pinned = inv.cluster(caller).is_some_and(|c| !c.mesh.remote_secrets.is_empty());
         for d in dests {
             if d.cluster == *caller || route.shared_discovery(inv, caller, &d.cluster) {
-                local_subsets.push(json!({"name": d.version, "labels": {version_label(inv, caller): d.version}}));
-                destinations.push(json!({"destination": destination(&local_host, Some(&d.version), port), "weight": d.weight}));
+                let (name, labels) = if pinned {
+                    let labels = json!({version_label(inv, &d.cluster): d.version, CLUSTER_LABEL: cluster_id(inv, caller, &d.cluster)?});
+                    (format!("{}-{}", d.version, d.cluster), labels)
+                } else {
+                    (d.version.clone(), json!({version_label(inv, caller): d.version}))
+                };
+                destinations.push(json!({"destination": destination(&local_host, Some(&name), port), "weight": d.weight}));
+                local_subsets.push(json!({"name": name, "labels": labels}));
             } else {
                 remote.entry(d.cluster.as_str()).or_default().push(d.version.as_str());
                 let host = global_host(&route.service, &d.cluster, &d.version);

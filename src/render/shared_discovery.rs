@@ -8,7 +8,7 @@ use super::{RenderError, RenderedObjects, cluster_id, destination, object, outli
 use crate::inventory::FleetSnapshot;
 use crate::plan::{RouteAction, TrafficRoute};
 
-const CLUSTER_LABEL: &str = "topology.istio.io/cluster";
+pub(super) const CLUSTER_LABEL: &str = "topology.istio.io/cluster";
 
 pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut RenderedObjects) -> Result<(), RenderError> {
     let ns = &route.service.namespace;
