@@ -13,9 +13,11 @@
 //! | [`policy`] | personas: who may route from where to what |
 //! | [`apply`] | preflight, dry run, diff, all-or-nothing server-side apply, rollback, history |
 //! | [`tui`] | the cockpit: app state and update, views, keymaps, themes, the terminal loop |
-//! | [`sim`] | the embedded simulated fleet: real Kubernetes API servers over HTTPS on loopback |
 //! | [`cli`] | the subcommands wiring the stages together |
-//! | [`yaml`] | YAML parsing and emitting, one place |
+//! | [`yaml`] | YAML parsing and emitting, one place (the `meshdeck-files` crate) |
+//!
+//! The simulated fleet is the workspace crate `meshdeck-sim`; only the `sim`, `demo`
+//! and `bench` commands start it.
 
 pub mod apply;
 pub mod cli;
@@ -26,6 +28,6 @@ pub mod plan;
 pub mod policy;
 pub mod registry;
 pub mod render;
-pub mod sim;
 pub mod tui;
-pub mod yaml;
+/// YAML in and out (shared with the simulated fleet).
+pub use meshdeck_files::yaml;

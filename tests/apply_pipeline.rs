@@ -15,7 +15,7 @@ use meshdeck::inventory::{FleetSnapshot, Inventory};
 use meshdeck::plan::Plan;
 use meshdeck::registry::Cluster;
 use meshdeck::render::{RenderedObjects, render};
-use meshdeck::sim::Fault;
+use meshdeck_sim::Fault;
 use serde_json::Value;
 
 const CANARY: &str = include_str!("../examples/reviews-canary.yaml");

@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use kube::Client;
-use meshdeck::sim::SimConfig;
+use meshdeck_sim::SimConfig;
 use serde_json::{Value, json};
 
 /// One request of the script: what it does, and how to read the answer.

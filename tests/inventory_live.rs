@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use meshdeck::inventory::{ClusterState, Inventory};
-use meshdeck::sim::{Fault, SimConfig};
+use meshdeck_sim::{Fault, SimConfig};
 
 use common::versions;
 
@@ -32,8 +32,8 @@ async fn bookinfo_across_three_clusters_with_mesh_facts() {
     assert_eq!(c2.mesh.trust_domain.as_deref(), Some("cluster2.local"));
     assert_eq!(c2.mesh.network.as_deref(), Some("network2"));
     assert_eq!(c2.mesh.cluster_id.as_deref(), Some("cluster2"));
-    assert_eq!(c2.mesh.istio_version.as_deref(), Some(meshdeck::sim::fleet::ISTIO_VERSION));
-    assert_eq!(c2.mesh.east_west_gateway.as_deref(), Some(meshdeck::sim::fleet::eastwest_address(2).as_str()));
+    assert_eq!(c2.mesh.istio_version.as_deref(), Some(meshdeck_sim::fleet::ISTIO_VERSION));
+    assert_eq!(c2.mesh.east_west_gateway.as_deref(), Some(meshdeck_sim::fleet::eastwest_address(2).as_str()));
     assert!(c2.mesh.istio_crds);
     let roots: std::collections::BTreeSet<_> = snap.clusters.iter().map(|c| c.mesh.root_cert_fingerprint.clone()).collect();
     assert_eq!(roots.len(), 1, "one root of trust across the fleet");

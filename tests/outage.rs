@@ -85,12 +85,12 @@ async fn sim_only_a_401_outage_recovers() {
     let mut inv = Inventory::start(&clusters);
     inv.settled(Duration::from_secs(30)).await;
     let c2 = fleet.sim().cluster("cluster2").expect("cluster2").clone();
-    c2.set_fault(meshdeck::sim::Fault::TokensExpired);
+    c2.set_fault(meshdeck_sim::Fault::TokensExpired);
     common::snapshot_where(&mut inv, 60, "cluster2 unauthorized", |s| {
         s.cluster("cluster2").is_some_and(|c| c.state == ClusterState::Unauthorized)
     })
     .await;
-    c2.set_fault(meshdeck::sim::Fault::Healthy);
+    c2.set_fault(meshdeck_sim::Fault::Healthy);
     // A refusal backs off 30 s before the next list; the probe and that list bring it back.
     common::snapshot_where(&mut inv, 90, "cluster2 live again", |s| s.cluster("cluster2").is_some_and(|c| c.state == ClusterState::Live))
         .await;

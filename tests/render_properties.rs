@@ -208,7 +208,7 @@ proptest! {
 }
 
 thread_local! {
-    static SCHEMAS: BTreeMap<String, Arc<meshdeck::sim::schema::Schema>> = common::istio_schemas();
+    static SCHEMAS: BTreeMap<String, Arc<meshdeck_sim::schema::Schema>> = common::istio_schemas();
 }
 
 fn applied(inv: &FleetSnapshot, plan: &Plan) -> Result<FleetSnapshot, TestCaseError> {

@@ -72,7 +72,7 @@ async fn a_record_from_another_fleet_with_the_same_names_is_refused() {
     let id = last_id(&cli).await;
 
     // Another fleet, the same context names (staging and prod kubeconfigs do that).
-    let other = common::fleet(meshdeck::sim::SimConfig::default()).await;
+    let other = common::fleet(meshdeck_sim::SimConfig::default()).await;
     let dir = tempfile::tempdir().expect("tmp");
     other.write_kubeconfig(&dir.path().join("kubeconfig")).expect("kubeconfig");
     let prod = MeshdeckCli::new(dir.path().join("kubeconfig"));

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::{Discovery, Scope};
 use kube::runtime::watcher;
-use meshdeck::sim::{Fault, SimConfig};
+use meshdeck_sim::{Fault, SimConfig};
 use serde_json::json;
 
 fn vs(name: &str, weights: (i64, i64)) -> serde_json::Value {
@@ -244,7 +244,7 @@ async fn a_rollout_restart_replaces_a_deployments_pods() {
     let pods: Api<Pod> = Api::namespaced(common::client(&fleet, "cluster1").await, "default");
     let names = |items: Vec<Pod>| -> std::collections::BTreeSet<String> { items.into_iter().filter_map(|p| p.metadata.name).collect() };
     let before = names(pods.list(&ListParams::default()).await.expect("list").items);
-    meshdeck::sim::fleet::rollout_step(&fleet.clusters, &mut rand::rngs::StdRng::seed_from_u64(1));
+    meshdeck_sim::fleet::rollout_step(&fleet.clusters, &mut rand::rngs::StdRng::seed_from_u64(1));
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(common::client(&fleet, "cluster1").await, "default");
     let rolled: Vec<_> = deployments
         .list(&ListParams::default())

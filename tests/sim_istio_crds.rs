@@ -5,7 +5,7 @@ mod common;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::{ApiResource, Discovery};
-use meshdeck::sim::SimConfig;
+use meshdeck_sim::SimConfig;
 
 #[tokio::test]
 async fn istio_schemas_reject_bad_objects_and_accept_bookinfo_samples() {

@@ -15,7 +15,7 @@ use super::target;
 use crate::registry::Cluster;
 
 /// Kept copies are named `<name>-kept-<first 12 hex of the content hash>`.
-pub const KEPT_MARK: &str = "-kept-";
+pub use super::target::{KEPT_MARK, is_kept_copy};
 
 /// Where a redacted object says which content it stood for.
 const REDACTED: &str = "meshdeckRedacted";
@@ -53,10 +53,6 @@ pub fn content_hash(data: &Map<String, Value>) -> String {
 /// The kept copy's name for a Secret `name` holding `data`.
 pub fn kept_name(name: &str, data: &Map<String, Value>) -> String {
     format!("{name}{KEPT_MARK}{}", &content_hash(data)[..12])
-}
-
-pub fn is_kept_copy(t: &ObjRef) -> bool {
-    t.kind == "Secret" && t.name.contains(KEPT_MARK)
 }
 
 /// One data entry in words: its certificates, or its size and hash.
@@ -175,19 +171,20 @@ mod tests {
 
     #[test]
     fn a_redacted_secret_keeps_no_byte_of_its_data_and_names_its_content() {
-        let tls = crate::sim::tls::FleetTls::generate().expect("ca");
-        let data = json!({"ca-cert.pem": b64(&tls.ca_pem), "ca-key.pem": b64(&tls.key_pem)});
+        let tls = crate::render::trust::Root::generate("a root", chrono::Utc::now()).expect("ca");
+        let key_pem = tls.key_pem();
+        let data = json!({"ca-cert.pem": b64(&tls.cert_pem), "ca-key.pem": b64(&key_pem)});
         let secret = json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "cacerts", "namespace": "istio-system", "annotations": {LAST_APPLIED: format!("{{\"data\":{data}}}")}},
             "data": data});
         let r = redacted(&secret);
         let text = r.to_string();
-        for line in tls.key_pem.lines().filter(|l| !l.starts_with("-----")) {
+        for line in key_pem.lines().filter(|l| !l.starts_with("-----")) {
             assert!(!text.contains(line), "key line in {text}");
         }
-        assert!(!text.contains(&b64(&tls.key_pem)[..40]));
+        assert!(!text.contains(&b64(&key_pem)[..40]));
         assert!(r["data"]["ca-key.pem"].as_str().expect("described").starts_with("private key ("), "{r:#}");
-        assert!(r["data"]["ca-cert.pem"].as_str().expect("described").contains("meshdeck-sim-ca"), "{r:#}");
+        assert!(r["data"]["ca-cert.pem"].as_str().expect("described").contains("a root"), "{r:#}");
         let data = secret["data"].as_object().expect("data");
         assert_eq!(redacted_hash(&r), Some(content_hash(data).as_str()));
         // Other kinds pass as they are.

@@ -6,7 +6,6 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::inventory::watch::ISTIO_KINDS;
@@ -26,6 +25,14 @@ impl std::fmt::Display for ObjRef {
     }
 }
 
+/// What a kept copy's name carries (`cacerts-kept-<hash>`, see `apply::secret`).
+pub const KEPT_MARK: &str = "-kept-";
+
+/// A copy of a CA Secret kept beside it so a rollback can restore it (see `apply::secret`).
+pub fn is_kept_copy(t: &ObjRef) -> bool {
+    t.kind == "Secret" && t.name.contains(KEPT_MARK)
+}
+
 impl ObjRef {
     pub fn of(cluster: &str, obj: &Value) -> ObjRef {
         let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
@@ -36,7 +43,7 @@ impl ObjRef {
     pub fn write_order(&self) -> u8 {
         match self.kind.as_str() {
             // A CA's kept copy before the CA itself (see `apply::secret`).
-            "Secret" if super::secret::is_kept_copy(self) => 0,
+            "Secret" if is_kept_copy(self) => 0,
             "Secret" => 1,
             "Gateway" => 0,
             "ServiceEntry" => 1,
@@ -68,15 +75,7 @@ fn resource_at(kind: &str, version: &str) -> Option<(ApiResource, &'static str)>
         .map(|(group, k, plural)| (ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, k), plural), *group))
 }
 
-/// The version at which one cluster serves each Istio kind: `v1` since Istio 1.22,
-/// `v1beta1` before. Objects are read and written at that version.
-#[derive(Clone, Debug)]
-pub struct Served {
-    by_kind: BTreeMap<&'static str, &'static str>,
-    /// How long the discovery round took: the cluster's round trip, near enough.
-    pub round_trip: Duration,
-    found_at: Instant,
-}
+pub use crate::registry::Served;
 
 impl Served {
     /// One discovery round (`watch::served_versions`), timed.

@@ -577,7 +577,7 @@ pub fn synthetic_inventory(clusters: usize, services: usize) -> crate::inventory
                 trust_domain: Some(format!("{n}.local")),
                 cluster_id: Some(n.clone()),
                 network: Some(format!("network{}", i + 1)),
-                east_west_gateway: Some(crate::sim::fleet::eastwest_address(i + 1)),
+                east_west_gateway: Some(meshdeck_sim::fleet::eastwest_address(i + 1)),
                 istio_crds: true,
                 ..Default::default()
             },
@@ -695,8 +695,8 @@ async fn bench_apply(size: &FleetSize, latency: Option<&str>) -> Result<(), CliE
     let (_, undo) = pipeline.rollback(&written.record.id, true).await.map_err(failed)?;
     pipeline.write(undo, Confirmation::Benchmark, || Ok(())).await.map_err(failed)?;
     if let Some(latency) = latency {
-        let delay = crate::sim::faults::Fault::parse(&format!("slow:{latency}")).map_err(CliError::bad_input)?;
-        let crate::sim::faults::Fault::Slow(delay) = delay else { return Err(CliError::bad_input("--latency takes a duration")) };
+        let delay = meshdeck_sim::faults::Fault::parse(&format!("slow:{latency}")).map_err(CliError::bad_input)?;
+        let meshdeck_sim::faults::Fault::Slow(delay) = delay else { return Err(CliError::bad_input("--latency takes a duration")) };
         sim.fault("cluster2", &format!("slow:{}ms", delay.as_millis()))?;
         // A process meeting the far cluster for the first time (nothing discovered yet).
         let (clusters, _) = super::fleet::registry(&global).await?;
@@ -865,7 +865,7 @@ async fn bench_tui() -> Result<(), CliError> {
     );
 
     // 2. Event to screen: 500 pod label changes per second through the sim, watchers, aggregator, update and draw.
-    let fleet = crate::sim::SimFleet::start(crate::sim::SimConfig { clusters: 3, live: false, ..Default::default() })
+    let fleet = meshdeck_sim::SimFleet::start(meshdeck_sim::SimConfig { clusters: 3, live: false, ..Default::default() })
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
     let dir = std::env::temp_dir().join(format!("meshdeck-bench-tui-{}", std::process::id()));
@@ -899,7 +899,7 @@ async fn bench_tui() -> Result<(), CliError> {
         tokio::spawn(async move {
             // 4 events every 2 ms: 2,000 pod events per second for 5 s.
             let mut tick = tokio::time::interval(Duration::from_millis(2));
-            let opts = crate::sim::store::WriteOptions { manager: "bench".into(), ..Default::default() };
+            let opts = meshdeck_sim::store::WriteOptions { manager: "bench".into(), ..Default::default() };
             let started = Instant::now();
             for n in 1..=CHURN_EVENTS {
                 if n % 4 == 1 {

@@ -5,10 +5,10 @@ use clap::Args;
 
 use super::{CliError, GlobalArgs, fleet};
 use crate::config::{MeshdeckConfig, config_dir, data_dir};
-use crate::sim::{SimConfig, SimFleet};
 use crate::tui::keymap::Keymap;
 use crate::tui::theme::{ColorDepth, Theme};
 use crate::tui::{CockpitConfig, run};
+use meshdeck_sim::{SimConfig, SimFleet};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct LookArgs {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::CliError;
-use crate::sim::{MeshTopology, SimConfig, SimFleet};
+use meshdeck_sim::{MeshTopology, SimConfig, SimFleet};
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
@@ -56,7 +56,7 @@ pub async fn run(args: SimArgs) -> Result<(), CliError> {
         admin_port: args.admin_port,
     };
     let fleet = SimFleet::start(cfg).await.map_err(|e| match e {
-        crate::sim::SimError::Crds { .. } => CliError::bad_input(e.to_string()),
+        meshdeck_sim::SimError::Crds { .. } => CliError::bad_input(e.to_string()),
         other => CliError::failed(other.to_string()),
     })?;
     fleet
@@ -98,7 +98,7 @@ pub fn world(args: WorldArgs) -> Result<(), CliError> {
     if args.clusters == 0 {
         return Err(CliError::bad_input("--clusters must be at least 1"));
     }
-    let tls = crate::sim::tls::FleetTls::generate().map_err(|e| CliError::failed(format!("generating the root of trust: {e}")))?;
+    let tls = meshdeck_sim::tls::FleetTls::generate().map_err(|e| CliError::failed(format!("generating the root of trust: {e}")))?;
     let names: Vec<String> = (1..=args.clusters).map(|i| format!("cluster{i}")).collect();
     let failed = |e: std::io::Error| CliError::failed(format!("writing {}: {e}", args.out_dir.display()));
     std::fs::create_dir_all(&args.out_dir).map_err(failed)?;
@@ -109,7 +109,7 @@ pub fn world(args: WorldArgs) -> Result<(), CliError> {
         }
     }
     for (i, name) in names.iter().enumerate() {
-        let spec = crate::sim::world::ClusterSpec {
+        let spec = meshdeck_sim::world::ClusterSpec {
             index: i + 1,
             name: name.clone(),
             services: args.services,
@@ -118,9 +118,9 @@ pub fn world(args: WorldArgs) -> Result<(), CliError> {
             root_cert_pem: tls.ca_pem.clone(),
             intermediate: Some(tls.intermediate(name).map_err(|e| CliError::failed(format!("an intermediate CA for {name}: {e}")))?),
         };
-        let objects = crate::sim::world::cluster_objects(&spec);
+        let objects = meshdeck_sim::world::cluster_objects(&spec);
         // Mode 0600: the world holds each cluster's intermediate CA key (test material).
-        crate::sim::write_private(&args.out_dir.join(format!("{name}.yaml")), &crate::sim::world::to_yaml(&objects)).map_err(failed)?;
+        meshdeck_sim::write_private(&args.out_dir.join(format!("{name}.yaml")), &meshdeck_sim::world::to_yaml(&objects)).map_err(failed)?;
     }
     println!("wrote the world of {} clusters to {}", args.clusters, args.out_dir.display());
     Ok(())

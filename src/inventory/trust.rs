@@ -235,14 +235,14 @@ mod tests {
 
     #[test]
     fn an_intermediate_chains_to_its_root_and_not_to_another() {
-        let fleet = crate::sim::tls::FleetTls::generate().expect("ca");
-        let other = crate::sim::tls::FleetTls::generate().expect("ca");
-        let ca = fleet.intermediate("cluster1").expect("intermediate");
-        assert_eq!(chains_to(&ca.cert_pem, &fleet.ca_pem), Some(true));
-        assert_eq!(chains_to(&ca.cert_pem, &other.ca_pem), Some(false));
+        let fleet = crate::render::trust::Root::generate("fleet root", Utc::now()).expect("ca");
+        let other = crate::render::trust::Root::generate("other root", Utc::now()).expect("ca");
+        let ca = fleet.issue("cluster1", Utc::now(), 365).expect("intermediate");
+        assert_eq!(chains_to(&ca.cert_pem, &fleet.cert_pem), Some(true));
+        assert_eq!(chains_to(&ca.cert_pem, &other.cert_pem), Some(false));
         let facts = cert_facts(&ca.cert_pem, Utc::now()).expect("facts");
         assert!(facts.subject.contains("Intermediate CA cluster1"), "{}", facts.subject);
-        assert!(facts.issuer.contains("meshdeck-sim-ca"), "{}", facts.issuer);
+        assert!(facts.issuer.contains("fleet root"), "{}", facts.issuer);
         assert!(facts.days_left > EXPIRY_WARNING_DAYS);
         assert_eq!(cert_facts("not a certificate", Utc::now()), None);
     }

@@ -31,7 +31,7 @@ pub struct Cluster {
     pub options: ClusterOptions,
     pub aliases: Vec<Alias>,
     /// The version each Istio kind is served at, once discovered (see `apply::target::served`).
-    pub served: std::sync::Arc<std::sync::Mutex<Option<crate::apply::target::Served>>>,
+    pub served: std::sync::Arc<std::sync::Mutex<Option<Served>>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -68,4 +68,15 @@ impl Cluster {
         self.aliases.push(previous);
         true
     }
+}
+
+/// The version at which one cluster serves each Istio kind: `v1` since Istio 1.22,
+/// `v1beta1` before. Objects are read and written at that version. Kept with the
+/// cluster; discovered and read by `apply::target` (its methods are there).
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub(crate) by_kind: std::collections::BTreeMap<&'static str, &'static str>,
+    /// How long the discovery round took: the cluster's round trip, near enough.
+    pub round_trip: std::time::Duration,
+    pub(crate) found_at: std::time::Instant,
 }

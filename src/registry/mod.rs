@@ -10,7 +10,7 @@ pub mod transport;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-pub use cluster::{Alias, Cluster, ClusterOptions};
+pub use cluster::{Alias, Cluster, ClusterOptions, Served};
 pub use health::{ClusterError, Probe};
 
 use crate::config::{ClusterEntry, MeshdeckConfig};

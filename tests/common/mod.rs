@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use meshdeck::sim::{SimConfig, SimFleet};
+use meshdeck_sim::{SimConfig, SimFleet};
 
 pub async fn fleet(cfg: SimConfig) -> SimFleet {
     SimFleet::start(cfg).await.expect("sim fleet starts")
@@ -117,7 +117,7 @@ impl TestFleet {
         if self.is_real() {
             self.control("POST", &format!("/clusters/{cluster}/apiserver/stop")).await;
         } else {
-            self.sim().cluster(cluster).expect("cluster").set_fault(meshdeck::sim::Fault::Down);
+            self.sim().cluster(cluster).expect("cluster").set_fault(meshdeck_sim::Fault::Down);
         }
     }
 
@@ -125,7 +125,7 @@ impl TestFleet {
         if self.is_real() {
             self.control("POST", &format!("/clusters/{cluster}/apiserver/start")).await;
         } else {
-            self.sim().cluster(cluster).expect("cluster").set_fault(meshdeck::sim::Fault::Healthy);
+            self.sim().cluster(cluster).expect("cluster").set_fault(meshdeck_sim::Fault::Healthy);
         }
     }
 
@@ -350,11 +350,11 @@ pub fn inventory_fixture(name: &str) -> meshdeck::inventory::FleetSnapshot {
 }
 
 /// Istio's real CRD schemas, compiled by the sim's validator, keyed by kind.
-pub fn istio_schemas() -> std::collections::BTreeMap<String, std::sync::Arc<meshdeck::sim::schema::Schema>> {
-    let crds = meshdeck::sim::load_crds(&istio_crds_dir()).expect("CRDs load");
+pub fn istio_schemas() -> std::collections::BTreeMap<String, std::sync::Arc<meshdeck_sim::schema::Schema>> {
+    let crds = meshdeck_sim::load_crds(&istio_crds_dir()).expect("CRDs load");
     let mut out = std::collections::BTreeMap::new();
     for crd in &crds {
-        for t in meshdeck::sim::resources::ResourceRegistry::types_from_crd(crd).expect("CRD compiles") {
+        for t in meshdeck_sim::resources::ResourceRegistry::types_from_crd(crd).expect("CRD compiles") {
             if t.version == "v1"
                 && let Some(s) = t.schema
             {
@@ -367,7 +367,7 @@ pub fn istio_schemas() -> std::collections::BTreeMap<String, std::sync::Arc<mesh
 
 /// Validate an object as the API server would with Istio's CRDs: no unknown fields, no schema errors.
 pub fn assert_valid_istio(
-    schemas: &std::collections::BTreeMap<String, std::sync::Arc<meshdeck::sim::schema::Schema>>,
+    schemas: &std::collections::BTreeMap<String, std::sync::Arc<meshdeck_sim::schema::Schema>>,
     obj: &serde_json::Value,
 ) {
     let api = obj["apiVersion"].as_str().expect("apiVersion");

@@ -24,7 +24,7 @@ set +e
 cargo test --no-fail-fast --test dry_run --test apply_pipeline --test cli_apply --test inventory_live --test tui_e2e \
   --test real_fleet --test differential --test istio_analyze --test python_client \
   --test cluster_aliases --test completion --test apply_safety --test rollback_fleet --test route_owner --test cli_manners \
-  --test outage --test secrets --test istio_runtime --test cli_analyze --test cli_routes --test trust --test transport --test bad_day -- --skip sim_only 2>&1 | tee target/realfleet/test.log
+  --test outage --test secrets --test istio_runtime --test cli_analyze --test cli_routes --test trust --test transport --test bad_day --test pipeline_persona -- --skip sim_only 2>&1 | tee target/realfleet/test.log
 status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { p += $4; f += $6 } END { printf "realfleet: %d passed, %d failed\n", p, f }' target/realfleet/test.log

@@ -403,8 +403,8 @@ async fn dispatch(ctx: &RequestContext, method: Method, t: Target, body: &Bytes)
             let ct = ctx.content_type.split(';').next().unwrap_or("").trim().to_string();
             let out = match ct.as_str() {
                 "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-                    let applied =
-                        crate::yaml::parse_json_or_yaml(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+                    let applied = meshdeck_files::yaml::parse_json_or_yaml(body)
+                        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
                     ctx.cluster.store().apply(&rt, &ns, name, &applied, &ctx.write_options(""))?
                 }
                 "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
@@ -504,7 +504,7 @@ fn parse_body(content_type: &str, body: &Bytes) -> Result<Value, ApiError> {
     if content_type.starts_with("application/vnd.kubernetes.protobuf") {
         return super::protobuf::decode(body).map_err(|e| ApiError::new(415, "UnsupportedMediaType", e));
     }
-    crate::yaml::parse_json_or_yaml(body).map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))
+    meshdeck_files::yaml::parse_json_or_yaml(body).map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))
 }
 
 fn strip_rv(mut v: Value) -> Value {

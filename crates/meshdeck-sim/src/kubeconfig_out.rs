@@ -36,8 +36,8 @@ pub fn render_users(fleet: &SimFleet, wanted: &[&str]) -> String {
         "contexts": contexts,
         "extensions": [{"name": "meshdeck.dev/sim", "extension": {"admin": fleet.admin_url}}],
     });
-    crate::yaml::to_yaml(&doc)
+    meshdeck_files::yaml::to_yaml(&doc)
 }
 
 /// Written readable by the owner only: it holds bearer tokens.
-pub use crate::config::write_private;
+pub use meshdeck_files::write_private;

@@ -353,5 +353,5 @@ fn inject(labels: &mut Value, annotations: &mut Value, spec: &mut Value, s: &Sid
 /// The world as multi-document YAML, one cluster per file, for `kubectl apply
 /// --server-side -f` or the real test bed's loader.
 pub fn to_yaml(objects: &[Value]) -> String {
-    objects.iter().map(crate::yaml::to_yaml).collect::<Vec<_>>().join("---\n")
+    objects.iter().map(meshdeck_files::yaml::to_yaml).collect::<Vec<_>>().join("---\n")
 }

@@ -105,7 +105,7 @@ pub fn load_crds(dir: &Path) -> Result<Vec<Value>, SimError> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).map_err(|e| err(format!("{}: {e}", f.display())))?;
-        let docs = crate::yaml::parse_documents(&text).map_err(|e| err(format!("{}: {e}", f.display())))?;
+        let docs = meshdeck_files::yaml::parse_documents(&text).map_err(|e| err(format!("{}: {e}", f.display())))?;
         out.extend(docs.into_iter().filter(|d| d.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")));
     }
     Ok(out)
