@@ -20,16 +20,6 @@ fn vs_api(client: kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(client, "default", &ar)
 }
 
-/// Wait until the canary's VirtualService is live in cluster1: the apply is writing.
-async fn cluster1_written(fleet: &TestFleet) {
-    let api = vs_api(fleet.client("cluster1").await);
-    common::eventually(120, || {
-        let api = api.clone();
-        async move { api.get_opt("reviews-canary").await.ok().flatten().map(|_| ()) }
-    })
-    .await;
-}
-
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().is_ok_and(|s| s.success());
     assert!(ok, "kill {sig} {pid}");
@@ -74,7 +64,7 @@ async fn ctrl_c_during_a_slow_apply_restores_every_cluster_and_records_it() {
     let cli = MeshdeckCli::new(fleet.kubeconfig_via("cluster2", proxy.addr, dir.path()));
     let child = cli.command(&["apply", "-f", CANARY, "--yes"]).stderr(std::process::Stdio::piped()).spawn().expect("spawns");
     let pid = child.id();
-    cluster1_written(&fleet).await;
+    common::cluster1_written(&fleet).await;
     signal(pid, "-INT");
     let (code, stderr) = exit_code(child, 120).await;
     assert_eq!(code, Some(130), "{stderr}");
@@ -96,7 +86,7 @@ async fn kill_9_during_an_apply_leaves_a_pending_record_that_rollback_finishes()
     let cli = MeshdeckCli::new(fleet.kubeconfig_via("cluster2", proxy.addr, dir.path()));
     let child = cli.command(&["apply", "-f", CANARY, "--yes"]).spawn().expect("spawns");
     let pid = child.id();
-    cluster1_written(&fleet).await;
+    common::cluster1_written(&fleet).await;
     signal(pid, "-KILL");
     let (code, _) = exit_code(child, 30).await;
     assert_eq!(code, None, "killed by a signal");
@@ -109,7 +99,7 @@ async fn kill_9_during_an_apply_leaves_a_pending_record_that_rollback_finishes()
     drop(proxy);
     let direct = MeshdeckCli::new(fleet.kubeconfig_path());
     std::fs::remove_dir_all(direct.data.path()).expect("rm");
-    copy_dir(cli.data.path(), direct.data.path());
+    common::copy_dir(cli.data.path(), direct.data.path());
     let out = direct.run(&["apply", "-f", CANARY, "--dry-run"]).await;
     assert!(text(&out).contains(&format!("apply {id} (reviews-canary) was interrupted")), "{}", text(&out));
     let out = direct.run(&["rollback", &id, "--yes"]).await;
@@ -117,18 +107,6 @@ async fn kill_9_during_an_apply_leaves_a_pending_record_that_rollback_finishes()
     assert_eq!(istio_objects(&fleet).await, before, "the rollback finished what the killed apply left");
     let out = direct.run(&["apply", "-f", CANARY, "--dry-run"]).await;
     assert!(!text(&out).contains("was interrupted"), "finished once rolled back: {}", text(&out));
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read").flatten() {
-        let target = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).expect("copy");
-        }
-    }
 }
 
 /// cluster2 accepts the write and never answers: the call's deadline ends the
@@ -146,7 +124,7 @@ async fn a_server_that_never_answers_ends_the_apply_at_its_deadline() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawns");
-    cluster1_written(&fleet).await;
+    common::cluster1_written(&fleet).await;
     proxy.stall.store(true, std::sync::atomic::Ordering::SeqCst);
     let (code, stderr) = exit_code(child, 120).await;
     assert_eq!(code, Some(1), "{stderr}");

@@ -149,12 +149,7 @@ async fn the_rollback_of_a_killed_apply_never_undoes_a_later_apply() {
     let dir = tempfile::tempdir().expect("tmp");
     let slow = MeshdeckCli::new(fleet.kubeconfig_via("cluster2", proxy.addr, dir.path()));
     let mut child = slow.command(&["apply", "-f", CANARY, "--yes"]).spawn().expect("spawns");
-    let api = vs_api(fleet.client("cluster1").await);
-    common::eventually(120, || {
-        let api = api.clone();
-        async move { api.get_opt("reviews-canary").await.ok().flatten().map(|_| ()) }
-    })
-    .await;
+    common::cluster1_written(&fleet).await;
     child.kill().expect("kill -9");
     let _ = child.wait();
     drop(proxy);
@@ -164,7 +159,7 @@ async fn the_rollback_of_a_killed_apply_never_undoes_a_later_apply() {
 
     let cli = MeshdeckCli::new(fleet.kubeconfig_path());
     std::fs::remove_dir_all(cli.data.path()).expect("rm");
-    copy_dir(slow.data.path(), cli.data.path());
+    common::copy_dir(slow.data.path(), cli.data.path());
     let out = cli.run(&["apply", "-f", CANARY, "--yes"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let later = history(&cli).await.pop().expect("record")["id"].as_str().expect("id").to_string();
@@ -220,12 +215,8 @@ async fn restoring_leaves_what_another_writer_changed_meanwhile_and_names_it() {
     let dir = tempfile::tempdir().expect("tmp");
     let cli = MeshdeckCli::new(fleet.kubeconfig_via("cluster2", proxy.addr, dir.path()));
     let child = cli.command(&["apply", "-f", CANARY, "--yes"]).stderr(std::process::Stdio::piped()).spawn().expect("spawns");
+    common::cluster1_written(&fleet).await;
     let api = vs_api(fleet.client("cluster1").await);
-    common::eventually(120, || {
-        let api = api.clone();
-        async move { api.get_opt("reviews-canary").await.ok().flatten().map(|_| ()) }
-    })
-    .await;
     let edit = json!({"metadata": {"labels": {"edited-by": "someone", common::TEST_LABEL: "x"}}});
     api.patch("reviews-canary", &PatchParams { field_manager: Some("someone".into()), ..Default::default() }, &Patch::Merge(&edit))
         .await
@@ -239,18 +230,6 @@ async fn restoring_leaves_what_another_writer_changed_meanwhile_and_names_it() {
     assert_eq!(vs.metadata.labels.unwrap_or_default().get("edited-by").map(String::as_str), Some("someone"));
     let last = history(&cli).await.pop().expect("record");
     assert_eq!(last["report"]["outcome"], "rollbackIncomplete", "{last:#}");
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read").flatten() {
-        let target = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).expect("copy");
-        }
-    }
 }
 
 /// `inventory --watch -o json` is JSON lines: the fleet on one line, then one object

@@ -86,7 +86,7 @@ async fn the_cockpits_rollback_is_refused_for_a_persona_that_may_not_undo_it() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let before = istio_objects(&fleet).await;
     for (from, to) in [(cli.config.path(), dir.path().join("config")), (cli.data.path(), dir.path().join("data"))] {
-        copy_dir(from, &to);
+        common::copy_dir(from, &to);
     }
     let tmux = common::tmux::start_cockpit(
         "persona-rollback",
@@ -103,16 +103,4 @@ async fn the_cockpits_rollback_is_refused_for_a_persona_that_may_not_undo_it() {
     let screen = tmux.wait_for(&["refused; nothing was written", "persona local-team refuses rollback of"], 30);
     assert!(screen.contains("may not delete"), "{screen}");
     assert_eq!(istio_objects(&fleet).await, before, "nothing was written");
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read").flatten() {
-        let target = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).expect("copy");
-        }
-    }
 }

@@ -665,3 +665,28 @@ pub async fn write_confirmed(
     };
     pipeline.write(prepared, meshdeck::apply::Confirmation::YesFlag, || Ok(())).await.map(|w| w.record.report)
 }
+
+/// A directory copied whole (a data directory handed to another run).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read").flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).expect("copy");
+        }
+    }
+}
+
+/// Wait until the canary's VirtualService is live in cluster1: the apply is writing.
+pub async fn cluster1_written(fleet: &TestFleet) {
+    use kube::api::{Api, DynamicObject};
+    let (ar, _) = meshdeck::apply::target::resource("VirtualService").expect("kind");
+    let api: Api<DynamicObject> = Api::namespaced_with(fleet.client("cluster1").await, "default", &ar);
+    eventually(120, || {
+        let api = api.clone();
+        async move { api.get_opt("reviews-canary").await.ok().flatten().map(|_| ()) }
+    })
+    .await;
+}
