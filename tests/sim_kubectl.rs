@@ -175,3 +175,23 @@ fn kubectl_reads_applies_diffs_watches_and_is_refused_like_on_a_cluster() {
     let forbidden = sim.kubectl(&["--context", "cluster1-restricted", "delete", "svc", "reviews"]);
     assert!(String::from_utf8_lossy(&forbidden.stderr).contains("is forbidden: User \"restricted\" cannot delete resource \"services\""));
 }
+
+/// `kubectl scale` goes through the scale subresource: an autoscaling/v1 Scale.
+#[test]
+fn kubectl_scales_a_deployment() {
+    if !common::tool_available("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let sim = Sim::start();
+    let name = ok(&sim.kubectl(&["get", "deployments", "-l", "app=reviews", "-o", "jsonpath={.items[0].metadata.name}"]));
+    let out = ok(&sim.kubectl(&["scale", "deployment", &name, "--replicas", "3"]));
+    assert!(out.contains(&format!("deployment.apps/{name} scaled")), "{out}");
+    let replicas = ok(&sim.kubectl(&["get", "deployment", &name, "-o", "jsonpath={.spec.replicas}"]));
+    assert_eq!(replicas, "3");
+    let scale = ok(&sim.kubectl(&["get", "--raw", &format!("/apis/apps/v1/namespaces/default/deployments/{name}/scale")]));
+    let scale: serde_json::Value = serde_json::from_str(&scale).expect("json");
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert!(scale["status"]["selector"].as_str().is_some_and(|s| s.contains("app=reviews")), "{scale}");
+}

@@ -326,3 +326,14 @@ fn a_plan_is_checked_again_against_the_fleet_as_it_is_when_applied() {
         other => panic!("refused: {other:?}"),
     }
 }
+
+/// `/` starts a new filter, as in k9s: it is not typed onto the last one.
+#[test]
+fn slash_starts_a_new_filter() {
+    let mut app = app();
+    press(&mut app, "/ r e v enter");
+    assert_eq!(app.filter, "rev");
+    press(&mut app, "/ r a t");
+    assert_eq!(app.filter, "rat", "a new filter, not revrat");
+    assert_eq!(app.selected_service().map(|s| s.name.as_str()), Some("ratings"));
+}

@@ -288,6 +288,13 @@ pub fn problems(snap: &FleetSnapshot) -> (usize, usize) {
     (errors, warnings)
 }
 
+/// The fleet warning `:problems` lists first (errors first, then by code and clusters):
+/// what the fleet view's banner shows, so both read in one order.
+pub fn first_warning(snap: &FleetSnapshot) -> Option<&super::model::FleetWarning> {
+    let severity = |w: &super::model::FleetWarning| check(&w.code).map_or(Severity::Warning, |c| c.severity);
+    snap.warnings.iter().min_by(|a, b| (severity(a), &a.code, &a.clusters).cmp(&(severity(b), &b.code, &b.clusters)))
+}
+
 /// Every finding, errors first, then by code and clusters.
 pub fn analyze(snap: &FleetSnapshot) -> Vec<Finding> {
     let mut out: Vec<Finding> = snap
@@ -319,6 +326,21 @@ mod tests {
 
     fn live(name: &str) -> ClusterView {
         ClusterView { name: name.into(), context: name.into(), state: ClusterState::Live, ..Default::default() }
+    }
+
+    #[test]
+    fn the_banner_shows_first_what_problems_lists_first() {
+        let w = |code: &str| super::super::model::FleetWarning {
+            code: code.into(),
+            message: code.into(),
+            clusters: vec!["c1".into()],
+            service: None,
+        };
+        let snap =
+            FleetSnapshot { clusters: vec![live("c1")], warnings: vec![w("PARTIAL_SERVICE"), w("ROOT_MISMATCH")], ..Default::default() };
+        let findings = analyze(&snap);
+        assert_eq!(first_warning(&snap).map(|w| w.code.as_str()), Some("ROOT_MISMATCH"));
+        assert_eq!(findings.first().map(|f| f.code.as_str()), Some("ROOT_MISMATCH"));
     }
 
     #[test]

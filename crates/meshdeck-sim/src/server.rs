@@ -355,6 +355,44 @@ fn parse_target(cluster: &SimCluster, group: &str, version: &str, rest: &[&str])
     }
 }
 
+/// The `scale` subresource, as `kubectl scale` and autoscalers use it: an
+/// `autoscaling/v1` Scale read from the workload, and a replica count written to it.
+fn scale(ctx: &RequestContext, method: &Method, t: &Target, body: &Bytes) -> Result<Response<Body>, ApiError> {
+    let (ns, name) = (t.namespace.clone().unwrap_or_default(), t.name.clone().unwrap_or_default());
+    let obj = match *method {
+        Method::GET => {
+            ctx.authorize("get", t)?;
+            ctx.cluster.store().get(&t.rt, &ns, &name)?
+        }
+        Method::PUT | Method::PATCH => {
+            ctx.authorize(if *method == Method::PUT { "update" } else { "patch" }, t)?;
+            let asked = parse_body(&ctx.content_type, body)?;
+            let replicas = asked
+                .pointer("/spec/replicas")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ApiError::bad_request("a Scale needs spec.replicas"))?;
+            let patch = json!({"spec": {"replicas": replicas}});
+            ctx.cluster.store().merge_patch(&t.rt, &ns, &name, &patch, &ctx.write_options(""))?.object
+        }
+        _ => return Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")),
+    };
+    let selector: Vec<String> = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+        .unwrap_or_default();
+    let meta = &obj["metadata"];
+    Ok(json_response(
+        200,
+        &json!({
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+            "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+            "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector.join(",")},
+        }),
+    ))
+}
+
 async fn dispatch(ctx: &RequestContext, method: Method, t: Target, body: &Bytes) -> Result<Response<Body>, ApiError> {
     let ns = t.namespace.clone().unwrap_or_default();
     let rt = t.rt.clone();
@@ -364,6 +402,9 @@ async fn dispatch(ctx: &RequestContext, method: Method, t: Target, body: &Bytes)
         }
         let parsed = parse_body(&ctx.content_type, body)?;
         return Ok(json_response(201, &rbac::review(&ctx.user, &parsed)));
+    }
+    if t.subresource.as_deref() == Some("scale") && matches!(rt.kind.as_str(), "Deployment" | "ReplicaSet" | "StatefulSet") {
+        return scale(ctx, &method, &t, body);
     }
     match (&method, &t.name) {
         (&Method::GET, None) => {

@@ -51,7 +51,10 @@ impl AppState {
                 vec![]
             }
             Action::Filter => {
-                self.input = Some(Input::Filter(self.filter.clone()));
+                // `/` starts a new filter, as in k9s: the old one is not typed onto.
+                self.input = Some(Input::Filter(String::new()));
+                self.filter.clear();
+                self.recompute_rows();
                 vec![]
             }
             Action::Up => self.step(-1),

@@ -110,7 +110,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         )));
     }
     frame.render_widget(Paragraph::new(lines), headers);
-    if let Some(w) = state.snapshot.warnings.first() {
+    if let Some(w) = crate::inventory::analyze::first_warning(&state.snapshot) {
         let more = state.snapshot.warnings.len() - 1;
         let text = if more > 0 { format!("⚠ {} {} (+{more} more)", w.code, w.message) } else { format!("⚠ {} {}", w.code, w.message) };
         frame.render_widget(Paragraph::new(Span::styled(text, theme.style("warning"))), warnings);

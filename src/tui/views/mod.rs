@@ -101,7 +101,16 @@ fn hints(state: &AppState) -> Vec<(String, &'static str)> {
             Action::Back,
         ],
         View::Editor => &[Action::NextTab, Action::Validate, Action::Apply, Action::ExternalEditor, Action::Back],
-        View::Diff => &[Action::Confirm, Action::Back],
+        // `confirm` only where there is something shown to confirm.
+        View::Diff
+            if state
+                .diff
+                .as_ref()
+                .is_some_and(|d| matches!(&d.phase, crate::tui::app::DiffPhase::Ready(p) if !p.changes.is_noop()) && !state.read_only) =>
+        {
+            &[Action::Confirm, Action::Back]
+        }
+        View::Diff => &[Action::Back],
         View::History => &[Action::Rollback, Action::Back],
         View::Clusters => &[Action::ToggleCluster, Action::SwitchContext, Action::Back],
         View::Problems => &[Action::OpenService, Action::Back],
