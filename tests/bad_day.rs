@@ -201,6 +201,9 @@ async fn a_forced_rollback_over_a_hand_edit_is_written_as_previewed() {
     let last = history(&cli).await.pop().expect("record");
     assert_eq!(last["report"]["outcome"], "applied", "{last:#}");
     assert_eq!(weights(&fleet).await, vec![75, 15, 10], "back to the first apply's weights");
+    // The record names its plan and the plan as it is live again (the composer starts from it).
+    assert_eq!(last["plans"], json!(["reviews-canary"]), "{last:#}");
+    assert!(last["planYaml"].as_str().is_some_and(|y| y.contains("weight: 75") && !y.contains("weight: 70")), "{last:#}");
     let out = cli.run(&["rollback", &second, "--yes"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains(&format!("{second} was already rolled back by {}", last["id"].as_str().expect("id"))), "{}", text(&out));
@@ -335,4 +338,35 @@ async fn a_plan_on_standard_input_is_rendered_diffed_and_applied() {
     let out = cli.run(&["diff", "-f", "-"]).await;
     assert_eq!(out.status.code(), Some(2), "an empty plan is bad input: {}", text(&out));
     assert!(text(&out).contains("<stdin>"), "{}", text(&out));
+}
+
+/// Ctrl-C at the prompt that follows a write (trust's "restart istiod?") ends
+/// meshdeck at once with 130: the signal handler of the write is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_at_the_prompt_after_a_write_ends_meshdeck() {
+    if !common::tool_available("tmux", &["-V"]) {
+        return;
+    }
+    let fleet = TestFleet::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().display();
+    let session = format!("meshdeck-prompt-{}", std::process::id());
+    let cmd = format!(
+        "env MESHDECK_DATA_DIR={d}/data MESHDECK_STATE_DIR={d}/state MESHDECK_CONFIG_DIR={d}/config {} --kubeconfig {} --context cluster1 trust plan --generate-root {d}/root.key; echo EXIT=$?; sleep 60",
+        env!("CARGO_BIN_EXE_meshdeck"),
+        fleet.kubeconfig_path().display()
+    );
+    let ok = std::process::Command::new("tmux")
+        .args(["new-session", "-d", "-s", &session, "-x", "160", "-y", "45", &cmd])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "tmux new-session");
+    let tmux = common::tmux::Tmux { session };
+    tmux.wait_for(&["trust-plan: apply to cluster1? [y/N]"], 30);
+    tmux.keys(&["y", "Enter"]);
+    tmux.wait_for(&["recorded as", "trust-restart: apply to cluster1? [y/N]"], 30);
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait_for(&["EXIT="], 10);
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    assert!(dir.path().join("root.key").exists(), "the confirmed plan saved its key");
 }
