@@ -127,6 +127,9 @@ impl HistoryRecord {
 
 pub struct History {
     dir: PathBuf,
+    /// What the last scan read (records, unreadable files): a command reads history
+    /// once; writing a record forgets it.
+    scanned: std::sync::Mutex<Option<(Vec<HistoryRecord>, Vec<String>)>>,
 }
 
 /// The interrupted records of `records` (oldest first), as `History::interrupted`.
@@ -200,7 +203,7 @@ impl History {
         crate::config::private_dir(data_dir)
             .and_then(|_| crate::config::private_dir(&dir))
             .map_err(|e| ApplyError::History(format!("{}: {e}", dir.display())))?;
-        Ok(Self { dir })
+        Ok(Self { dir, scanned: Default::default() })
     }
 
     /// A sortable id: time, then a short random suffix.
@@ -212,6 +215,9 @@ impl History {
 
     /// Write (or replace) a record atomically, then append its audit line.
     pub fn record(&self, rec: &HistoryRecord) -> Result<(), ApplyError> {
+        if let Ok(mut s) = self.scanned.lock() {
+            *s = None;
+        }
         // A Secret's data never reaches the disk: its rollback restores from the kept copy.
         let rec = &HistoryRecord { changes: super::secret::redact_changes(&rec.changes), ..rec.clone() };
         let err = |e: std::io::Error| ApplyError::History(format!("{}: {e}", self.dir.display()));
@@ -248,6 +254,17 @@ impl History {
     }
 
     fn scan(&self) -> Result<(Vec<HistoryRecord>, Vec<String>), ApplyError> {
+        if let Some(kept) = self.scanned.lock().ok().and_then(|s| s.clone()) {
+            return Ok(kept);
+        }
+        let scanned = self.read_dir()?;
+        if let Ok(mut s) = self.scanned.lock() {
+            *s = Some(scanned.clone());
+        }
+        Ok(scanned)
+    }
+
+    fn read_dir(&self) -> Result<(Vec<HistoryRecord>, Vec<String>), ApplyError> {
         let mut out = Vec::new();
         let mut bad = Vec::new();
         let entries = std::fs::read_dir(&self.dir).map_err(|e| ApplyError::History(format!("{}: {e}", self.dir.display())))?;

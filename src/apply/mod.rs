@@ -324,9 +324,11 @@ pub async fn desired_for_plan(
     // Every list at once (bounded), each at the version the cluster serves.
     let mut lists = Vec::new();
     let mut width = 0;
-    for c in clusters.iter().filter(|c| scope.clusters.contains(&c.name)) {
-        // Discovery first: it says each kind's version and how far the cluster is.
-        let served = target::served(c).await.map_err(|message| ApplyError::Cluster { cluster: c.name.clone(), message })?;
+    // Discovery first, every cluster at once: it says each kind's version and how far the cluster is.
+    let in_scope: Vec<&Cluster> = clusters.iter().filter(|c| scope.clusters.contains(&c.name)).collect();
+    let discovered = futures::future::join_all(in_scope.iter().map(|c| target::served(c))).await;
+    for (c, served) in in_scope.into_iter().zip(discovered) {
+        let served = served.map_err(|message| ApplyError::Cluster { cluster: c.name.clone(), message })?;
         width += served.in_flight();
         for (_, kind, _) in crate::inventory::watch::ISTIO_KINDS {
             for ns in &scope.namespaces {

@@ -91,7 +91,12 @@ const REACH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Pipeline {
     pub fn new(clusters: &[Cluster], data_dir: &Path, persona: Persona, opts: ApplyOptions) -> Result<Pipeline, ApplyError> {
-        Ok(Pipeline { clusters: clusters.to_vec(), history: History::open(data_dir)?, persona, opts, announce_signals: true })
+        Ok(Pipeline::with_history(clusters, History::open(data_dir)?, persona, opts))
+    }
+
+    /// The same, with history already open (and perhaps read: it is read once).
+    pub fn with_history(clusters: &[Cluster], history: History, persona: Persona, opts: ApplyOptions) -> Pipeline {
+        Pipeline { clusters: clusters.to_vec(), history, persona, opts, announce_signals: true }
     }
 
     /// The cockpit draws the terminal itself: signals are not announced on stderr.

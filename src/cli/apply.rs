@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::front::{announce_interrupted, cacerts_changed, conclude, confirm, err, history, persona, pipeline, restart_hint, show};
+use super::front::{
+    announce_interrupted, cacerts_changed, conclude, confirm, err, history, persona, pipeline, pipeline_reading, restart_hint, show,
+};
 use super::output::{Format, table};
 use super::render::render_plan;
 use super::{CliError, GlobalArgs, fleet};
@@ -102,8 +104,8 @@ pub async fn diff(global: &GlobalArgs, args: DiffArgs) -> Result<(), CliError> {
 }
 
 pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError> {
-    announce_interrupted(&history()?);
     let mut p = prepare_plan(global, &args.diff).await?;
+    announce_interrupted(p.pipeline.history());
     show(&p.prepared);
     if args.dry_run {
         eprintln!("(server dry run: nothing was written)");
@@ -124,11 +126,11 @@ pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError>
 pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CliError> {
     let history = history()?;
     history.get(&args.id).map_err(|e| CliError::bad_input(e.to_string()))?;
-    announce_interrupted(&history);
     let (clusters, _) = fleet::registry(global).await?;
     let persona = persona(&clusters, args.as_persona.as_deref())?;
     // A restore takes back every field it had, whoever holds it now.
-    let pipeline = pipeline(&clusters, persona, true, args.request_timeout)?;
+    let pipeline = pipeline_reading(history, &clusters, persona, true, args.request_timeout)?;
+    announce_interrupted(pipeline.history());
     let (original, prepared) = pipeline.rollback(&args.id, args.force).await.map_err(err)?;
     show(&prepared);
     if prepared.changes.is_noop() && original.report.outcome != Outcome::Pending {

@@ -45,13 +45,18 @@ fn data_dir_or_fail() -> Result<std::path::PathBuf, CliError> {
 /// The conductor for this run's clusters, as this persona; `force` takes fields
 /// other managers hold, `timeout` bounds each write.
 pub fn pipeline(clusters: &[Cluster], persona: Persona, force: bool, timeout: u64) -> Result<Pipeline, CliError> {
+    pipeline_reading(history()?, clusters, persona, force, timeout)
+}
+
+/// The conductor over a history this command has already opened (it reads it once).
+pub fn pipeline_reading(history: History, clusters: &[Cluster], persona: Persona, force: bool, timeout: u64) -> Result<Pipeline, CliError> {
     let opts = ApplyOptions {
         force_conflicts: force,
         concurrency: 8,
         call_timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
         ..Default::default()
     };
-    Pipeline::new(clusters, &data_dir_or_fail()?, persona, opts).map_err(err)
+    Ok(Pipeline::with_history(clusters, history, persona, opts))
 }
 
 /// `--yes`, or ask on the terminal; without one, refuse. A read-only cluster is

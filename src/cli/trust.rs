@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::front::{announce_interrupted, cacerts_changed, conclude, confirm, err, history, persona, pipeline, restart_hint, show};
+use super::front::{announce_interrupted, cacerts_changed, conclude, confirm, err, persona, pipeline, restart_hint, show};
 use super::output::{Format, table};
 use super::{CliError, GlobalArgs, fleet};
 use crate::apply::{Desired, Intent, ObjRef, secret, target};
@@ -371,9 +371,9 @@ async fn run_change(
     desired: Vec<(ObjRef, Desired)>,
     on_yes: impl FnOnce() -> Result<(), CliError>,
 ) -> Result<Vec<String>, CliError> {
-    announce_interrupted(&history()?);
     // meshdeck takes the `cacerts` fields whoever wrote them: the diff shows what changes.
     let pipeline = pipeline(clusters, persona, true, args.timeout)?;
+    announce_interrupted(pipeline.history());
     let what = intent.what.clone();
     let prepared = pipeline.change(intent, desired).await.map_err(err)?;
     show(&prepared);
