@@ -370,3 +370,46 @@ async fn ctrl_c_at_the_prompt_after_a_write_ends_meshdeck() {
     assert!(screen.contains("EXIT=130"), "{screen}");
     assert!(dir.path().join("root.key").exists(), "the confirmed plan saved its key");
 }
+
+/// A cluster dark when the cockpit starts has its CA read as soon as it is live again,
+/// not at the next minute's read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clusters_view_reads_a_returning_clusters_ca_at_once() {
+    if !common::tool_available("tmux", &["-V"]) {
+        return;
+    }
+    let fleet = TestFleet::start().await;
+    fleet.take_down("cluster2").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let tmux = common::tmux::start_cockpit(
+        "ca-reread",
+        dir.path(),
+        &fleet.kubeconfig_path(),
+        "--context cluster1 --context cluster2 --context cluster3",
+        160,
+        45,
+    );
+    tmux.wait_for(&["reviews"], 30);
+    tmux.keys(&["g", "c"]);
+    let row = |screen: &str| screen.lines().find(|l| l.trim_start().starts_with("cluster2")).map(String::from).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = row(&tmux.screen());
+        if r.contains("unreachable") && !r.contains("plugged-in") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "cluster2 never showed as dark with its CA unknown: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fleet.bring_up("cluster2").await;
+    // Well inside the minute between two regular reads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    loop {
+        let r = row(&tmux.screen());
+        if r.contains("plugged-in") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "cluster2's CA was not read again once it was live: {r}\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -248,8 +248,16 @@ fn istio_eds() -> PathBuf {
 /// Istio's own answer (its xDS generator, tests/realfleet/istioctl/eds) to what a
 /// sidecar in `cluster` gets: each outbound cluster with its endpoints and priorities.
 fn istio_endpoints(cluster: &str, network: &str, files: &[PathBuf]) -> Vec<serde_json::Value> {
+    istio_endpoints_reading(cluster, network, files, &[])
+}
+
+/// The same for an istiod that also reads other clusters (`remote`: cluster id and
+/// its world file, whose pods are addressed 10.2.x.x, 10.3.x.x, ... in that order).
+fn istio_endpoints_reading(cluster: &str, network: &str, files: &[PathBuf], remote: &[(&str, PathBuf)]) -> Vec<serde_json::Value> {
+    let remotes: Vec<String> = remote.iter().map(|(id, f)| format!("--remote={id}={}", f.display())).collect();
     let out = Command::new(istio_eds())
         .args(["--cluster-id", cluster, "--network", network, "--labels", "app=productpage,version=v1"])
+        .args(&remotes)
         .args(files)
         .output()
         .expect("istio-eds runs");
@@ -337,6 +345,57 @@ fn real_only_a_failover_local_tier_is_its_pods_each_ejected_on_its_own() {
         assert_eq!(ours.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>(), order_clusters, "{route:#?}");
         assert_eq!(ours.iter().map(|(t, _)| *t).collect::<Vec<_>>(), (0..order.len()).collect::<Vec<_>>(), "one tier each, as Istio");
     }
+}
+
+/// A mixed fleet: cluster1 and cluster2 share discovery (each istiod reads the
+/// other), cluster3 federates. A split from cluster1 to v1 in cluster1, v1 in cluster2
+/// and v1 in cluster3 gives each shared-discovery destination a subset of its own,
+/// pinned to its cluster: Istio's generator hands the cluster1 subset only cluster1's
+/// pods and the cluster2 subset only cluster2's (before, both were one subset `v1`
+/// that took the pods of both).
+#[test]
+fn real_only_a_mixed_fleets_split_pins_each_subset_to_its_cluster() {
+    if !common::real_fleet_requested() {
+        eprintln!("needs istio-eds from the real test bed's build: runs with MESHDECK_TEST_FLEET=real (tests/realfleet/test.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let world = dir.path().join("world");
+    meshdeck(&["world", "--clusters", "3", "--topology", "federation", "--out-dir", world.to_str().expect("utf8")]);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory-federation.json");
+    let mut inventory: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&fixture).expect("fixture")).expect("json");
+    for c in inventory["clusters"].as_array_mut().expect("clusters") {
+        let other = match c["name"].as_str() {
+            Some("cluster1") => "cluster2",
+            Some("cluster2") => "cluster1",
+            _ => continue,
+        };
+        c["mesh"]["remoteSecrets"] = serde_json::json!([other]);
+    }
+    let mixed = dir.path().join("inventory-mixed.json");
+    std::fs::write(&mixed, serde_json::to_string(&inventory).expect("json")).expect("inventory");
+    let plan = dir.path().join("split.yaml");
+    std::fs::write(
+        &plan,
+        "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: split}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster1, version: v1, weight: 40}\n    - {cluster: cluster2, version: v1, weight: 50}\n    - {cluster: cluster3, version: v1, weight: 10}\n",
+    )
+    .expect("plan");
+    let out = dir.path().join("out");
+    render_offline(&plan, &mixed, &out);
+    let mut files = vec![world.join("cluster1.yaml")];
+    files.extend(std::fs::read_dir(out.join("cluster1")).expect("cluster1's files").flatten().map(|e| e.path()));
+    let clusters = istio_endpoints_reading("cluster1", "network1", &files, &[("cluster2", world.join("cluster2.yaml"))]);
+    let addresses = |name: &str| -> Vec<String> {
+        let (tiers, _) = tiers(&clusters, name);
+        tiers.into_iter().flatten().collect()
+    };
+    let here = addresses("outbound|9080|v1-cluster1|reviews.default.svc.cluster.local");
+    let there = addresses("outbound|9080|v1-cluster2|reviews.default.svc.cluster.local");
+    assert!(!here.is_empty() && here.iter().all(|a| a.starts_with("10.1.")), "cluster1's subset is cluster1's pods: {here:?}");
+    assert!(!there.is_empty() && there.iter().all(|a| a.starts_with("10.2.")), "cluster2's subset is cluster2's pods: {there:?}");
+    // The plain host has both clusters' pods: discovery is shared, so the pinning is what separates them.
+    let all = addresses("outbound|9080||reviews.default.svc.cluster.local");
+    assert!(all.iter().any(|a| a.starts_with("10.1.")) && all.iter().any(|a| a.starts_with("10.2.")), "{all:?}");
 }
 
 /// istioctl's codes and the meshdeck codes that report the same problem. An

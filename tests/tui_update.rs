@@ -127,6 +127,13 @@ fn stale_results_are_dropped_and_confirm_executes_the_shown_diff() {
         }
         other => panic!("confirm writes exactly what was shown: {other:?}"),
     }
+    // Quit while it writes: refused now, and done once the report is recorded.
+    let effects = press(&mut app, "q");
+    assert!(effects.is_empty() && !app.quit, "{effects:?}");
+    assert!(app.status.as_deref().is_some_and(|s| s.contains("quits once it has finished")), "{:?}", app.status);
+    let report = meshdeck::apply::write::ApplyReport { outcome: meshdeck::apply::write::Outcome::Applied, clusters: Default::default() };
+    let effects = update(&mut app, Msg::Applied { generation, result: Ok((report, "20261204-120000-abcd".into())) });
+    assert!(app.quit && effects.contains(&Effect::Quit), "it quits as it said it would: {effects:?}");
 }
 
 #[test]

@@ -5,10 +5,12 @@
 // runtime, where no Envoy runs: the per-pod endpoints of the local tier, the
 // order of the tiers, and whether outlier detection is on.
 //
-//	eds --cluster-id cluster1 --network network1 --labels app=productpage FILE...
+//	eds --cluster-id cluster1 --network network1 --labels app=productpage [--remote cluster2=FILE,...] FILE...
 //
 // FILEs are YAML: a cluster's world (Namespaces, Services, Deployments, ...) and
-// the Istio objects rendered for it. Each Deployment becomes its ready pods and
+// the Istio objects rendered for it. Each --remote is another cluster's world that
+// this istiod also reads (a remote secret: shared discovery), on the same network;
+// its pods get addresses of their own range (10.2.x.x for the first, and so on). Each Deployment becomes its ready pods and
 // each Service its EndpointSlice, as a kubelet and the endpoint controller would.
 // Prints one JSON document: the outbound clusters with their endpoints.
 package main
@@ -80,6 +82,8 @@ func main() {
 	net := flag.String("network", "", "the caller's network")
 	proxyLabels := flag.String("labels", "app=caller", "the calling sidecar's labels, k=v,...")
 	namespace := flag.String("namespace", "default", "the calling sidecar's namespace")
+	var remotes remoteFlags
+	flag.Var(&remotes, "remote", "another cluster this istiod reads: ID=FILE[,FILE...] (repeatable)")
 	flag.Parse()
 	// Istio logs to stdout by default; stdout is the answer.
 	logs := log.DefaultOptions()
@@ -87,76 +91,33 @@ func main() {
 	logs.SetDefaultOutputLevel("all", log.WarnLevel)
 	must(log.Configure(logs))
 
-	var kube []runtime.Object
-	var istio []string
 	podIndex := 0
-	for _, path := range flag.Args() {
-		text, err := os.ReadFile(path)
-		if err != nil {
-			fail("%v", err)
-		}
-		for _, part := range bytes.Split(text, []byte("\n---")) {
-			var d struct {
-				APIVersion string            `json:"apiVersion"`
-				Kind       string            `json:"kind"`
-				Metadata   metav1.ObjectMeta `json:"metadata"`
-			}
-			if err := yaml.Unmarshal(part, &d); err != nil || d.Kind == "" {
-				continue
-			}
-			switch {
-			case strings.Contains(d.APIVersion, "istio.io"):
-				istio = append(istio, string(part))
-			case d.Kind == "Namespace":
-				var o corev1.Namespace
-				must(yaml.Unmarshal(part, &o))
-				kube = append(kube, &o)
-			case d.Kind == "Service":
-				var o corev1.Service
-				must(yaml.Unmarshal(part, &o))
-				kube = append(kube, &o)
-			case d.Kind == "ServiceAccount":
-				var o corev1.ServiceAccount
-				must(yaml.Unmarshal(part, &o))
-				kube = append(kube, &o)
-			case d.Kind == "Deployment":
-				var o struct {
-					Spec struct {
-						Replicas *int32 `json:"replicas"`
-						Template struct {
-							Metadata metav1.ObjectMeta `json:"metadata"`
-							Spec     corev1.PodSpec    `json:"spec"`
-						} `json:"template"`
-					} `json:"spec"`
-				}
-				must(yaml.Unmarshal(part, &o))
-				n := int32(1)
-				if o.Spec.Replicas != nil {
-					n = *o.Spec.Replicas
-				}
-				for i := int32(0); i < n; i++ {
-					podIndex++
-					kube = append(kube, pod(d.Metadata, o.Spec.Template.Metadata, o.Spec.Template.Spec, i, podIndex))
-				}
-			}
-		}
-	}
+	kube, istio := readFiles(flag.Args(), 1, &podIndex)
 	kube = append(kube, slices(kube)...)
+	byCluster := map[cluster.ID][]runtime.Object{}
+	for i, r := range remotes {
+		// A remote cluster's Istio config is its own istiod's, not read here.
+		objects, _ := readFiles(r.files, 2+i, &podIndex)
+		byCluster[cluster.ID(r.id)] = append(objects, slices(objects)...)
+	}
 
 	// The cluster's own endpoints are on its network, as istiod knows from the
 	// istio-system namespace's label (which the harness does not read).
 	networks := &meshconfig.MeshNetworks{Networks: map[string]*meshconfig.Network{}}
 	if *net != "" {
-		networks.Networks[*net] = &meshconfig.Network{Endpoints: []*meshconfig.Network_NetworkEndpoints{{
-			Ne: &meshconfig.Network_NetworkEndpoints_FromRegistry{FromRegistry: *clusterID},
-		}}}
+		endpoints := []*meshconfig.Network_NetworkEndpoints{{Ne: &meshconfig.Network_NetworkEndpoints_FromRegistry{FromRegistry: *clusterID}}}
+		for _, r := range remotes {
+			endpoints = append(endpoints, &meshconfig.Network_NetworkEndpoints{Ne: &meshconfig.Network_NetworkEndpoints_FromRegistry{FromRegistry: r.id}})
+		}
+		networks.Networks[*net] = &meshconfig.Network{Endpoints: endpoints}
 	}
 	t := &failer{}
 	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
-		NetworksWatcher:    meshwatcher.NewFixedNetworksWatcher(networks),
-		DefaultClusterName: cluster.ID(*clusterID),
-		KubernetesObjects:  kube,
-		ConfigString:       strings.Join(istio, "\n---\n"),
+		NetworksWatcher:            meshwatcher.NewFixedNetworksWatcher(networks),
+		DefaultClusterName:         cluster.ID(*clusterID),
+		KubernetesObjects:          kube,
+		KubernetesObjectsByCluster: byCluster,
+		ConfigString:               strings.Join(istio, "\n---\n"),
 	})
 	labels := map[string]string{}
 	for _, kv := range strings.Split(*proxyLabels, ",") {
@@ -203,6 +164,85 @@ func main() {
 	os.Exit(0)
 }
 
+// remoteFlags are the --remote clusters, in the order given.
+type remoteFlags []struct {
+	id    string
+	files []string
+}
+
+func (r *remoteFlags) String() string { return fmt.Sprint(len(*r)) }
+
+func (r *remoteFlags) Set(v string) error {
+	id, files, ok := strings.Cut(v, "=")
+	if !ok || id == "" || files == "" {
+		return fmt.Errorf("--remote takes ID=FILE[,FILE...], not %q", v)
+	}
+	*r = append(*r, struct {
+		id    string
+		files []string
+	}{id, strings.Split(files, ",")})
+	return nil
+}
+
+// readFiles reads a cluster's YAML files: its Kubernetes objects (each Deployment
+// as its ready pods, addressed in 10.<subnet>.x.x) and its Istio objects.
+func readFiles(paths []string, subnet int, podIndex *int) ([]runtime.Object, []string) {
+	var kube []runtime.Object
+	var istio []string
+	for _, path := range paths {
+		text, err := os.ReadFile(path)
+		if err != nil {
+			fail("%v", err)
+		}
+		for _, part := range bytes.Split(text, []byte("\n---")) {
+			var d struct {
+				APIVersion string            `json:"apiVersion"`
+				Kind       string            `json:"kind"`
+				Metadata   metav1.ObjectMeta `json:"metadata"`
+			}
+			if err := yaml.Unmarshal(part, &d); err != nil || d.Kind == "" {
+				continue
+			}
+			switch {
+			case strings.Contains(d.APIVersion, "istio.io"):
+				istio = append(istio, string(part))
+			case d.Kind == "Namespace":
+				var o corev1.Namespace
+				must(yaml.Unmarshal(part, &o))
+				kube = append(kube, &o)
+			case d.Kind == "Service":
+				var o corev1.Service
+				must(yaml.Unmarshal(part, &o))
+				kube = append(kube, &o)
+			case d.Kind == "ServiceAccount":
+				var o corev1.ServiceAccount
+				must(yaml.Unmarshal(part, &o))
+				kube = append(kube, &o)
+			case d.Kind == "Deployment":
+				var o struct {
+					Spec struct {
+						Replicas *int32 `json:"replicas"`
+						Template struct {
+							Metadata metav1.ObjectMeta `json:"metadata"`
+							Spec     corev1.PodSpec    `json:"spec"`
+						} `json:"template"`
+					} `json:"spec"`
+				}
+				must(yaml.Unmarshal(part, &o))
+				n := int32(1)
+				if o.Spec.Replicas != nil {
+					n = *o.Spec.Replicas
+				}
+				for i := int32(0); i < n; i++ {
+					*podIndex++
+					kube = append(kube, pod(d.Metadata, o.Spec.Template.Metadata, o.Spec.Template.Spec, i, *podIndex, subnet))
+				}
+			}
+		}
+	}
+	return kube, istio
+}
+
 func describe(name string, outlier bool, kind string, cla *endpoint.ClusterLoadAssignment) Cluster {
 	if kind == "EDS" || cla.Endpoints == nil {
 		kind = "EDS"
@@ -225,7 +265,7 @@ func describe(name string, outlier bool, kind string, cla *endpoint.ClusterLoadA
 }
 
 // pod is replica i of a Deployment, running and ready on an address of its own.
-func pod(deploy, tmpl metav1.ObjectMeta, spec corev1.PodSpec, i int32, index int) *corev1.Pod {
+func pod(deploy, tmpl metav1.ObjectMeta, spec corev1.PodSpec, i int32, index int, subnet int) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        fmt.Sprintf("%s-%d", deploy.Name, i),
@@ -236,7 +276,7 @@ func pod(deploy, tmpl metav1.ObjectMeta, spec corev1.PodSpec, i int32, index int
 		Spec: spec,
 		Status: corev1.PodStatus{
 			Phase:      corev1.PodRunning,
-			PodIP:      fmt.Sprintf("10.1.%d.%d", index/250, index%250+1),
+			PodIP:      fmt.Sprintf("10.%d.%d.%d", subnet, index/250, index%250+1),
 			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
 		},
 	}
