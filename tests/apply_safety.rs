@@ -166,10 +166,25 @@ async fn a_change_between_diff_and_write_stops_the_apply() {
         .await
         .expect("created");
     let before = istio_objects(&fleet).await;
-    let err = common::write_confirmed(&clusters, &set, &opts).await.expect_err("stale");
+    let data = tempfile::tempdir().expect("tmp");
+    let pipeline =
+        meshdeck::apply::Pipeline::new(&clusters, data.path(), meshdeck::policy::Persona::unrestricted(), opts.clone()).expect("pipeline");
+    let prepared = meshdeck::apply::Prepared {
+        intent: meshdeck::apply::Intent::apply(vec!["reviews-canary".into()], String::new()),
+        changes: set,
+        unpruned: Vec::new(),
+        swept: Vec::new(),
+        persona: "unrestricted".into(),
+    };
+    let err = pipeline.write(prepared, meshdeck::apply::Confirmation::YesFlag, || Ok(())).await.expect_err("stale");
     assert!(matches!(err, ApplyError::Stale(_)), "{err}");
     assert!(err.to_string().contains("cluster1: VirtualService/default/reviews-canary: changed"), "{err}");
     assert_eq!(istio_objects(&fleet).await, before, "nothing was written");
+    // The record tells the truth: stale, and no list of changes that did not happen.
+    let records = meshdeck::apply::history::History::open(data.path()).expect("history").list().expect("records");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].report.outcome, meshdeck::apply::write::Outcome::Stale);
+    assert!(records[0].changes.steps.is_empty() && records[0].clusters.is_empty(), "{:?}", records[0].changes);
 }
 
 /// Fields another manager owned before the apply are its again after the rollback.

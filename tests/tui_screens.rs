@@ -142,6 +142,33 @@ both_sizes!(diff_ready, |a| {
     let generation = a.diff.as_ref().expect("diff").generation;
     update(a, Msg::Prepared { generation, result: Ok(prepared(set)) });
 });
+both_sizes!(diff_ready_with_a_dark_cluster, |a| {
+    canary(a);
+    let set = changes(a);
+    press(a, "A");
+    let generation = a.diff.as_ref().expect("diff").generation;
+    let mut p = prepared(set);
+    p.unpruned = vec![meshdeck::apply::history::Unpruned {
+        cluster: "cluster2".into(),
+        plans: vec!["reviews-route".into()],
+        objects: vec![
+            ObjRef {
+                cluster: "cluster2".into(),
+                kind: "Gateway".into(),
+                namespace: "default".into(),
+                name: "reviews-route-eastwest".into(),
+            },
+            ObjRef {
+                cluster: "cluster2".into(),
+                kind: "ServiceEntry".into(),
+                namespace: "default".into(),
+                name: "reviews-route-v3-global".into(),
+            },
+        ],
+        why: "unreachable at 13:05:10: tls handshake eof".into(),
+    }];
+    update(a, Msg::Prepared { generation, result: Ok(p) });
+});
 both_sizes!(diff_refused, |a| {
     canary(a);
     press(a, "A");
