@@ -11,6 +11,9 @@
 //!     versionLabel: version
 //!     accent: "#82aaff"
 //!     readOnly: true
+//!     prometheus: http://prometheus.example:9090   # the cluster's Prometheus (else found in the cluster)
+//!     prometheusTokenFile: ~/.config/meshdeck/prom-token  # a bearer token for it, read when used
+//!     istiod: http://istiod.example:15014          # istiod's debug port (else reached through the API server)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -40,6 +43,27 @@ pub struct ClusterEntry {
     pub accent: Option<String>,
     #[serde(default)]
     pub read_only: bool,
+    /// The cluster's Prometheus; none: looked for in the cluster (`observe::source`).
+    pub prometheus: Option<HttpUrl>,
+    /// A file holding a bearer token for that Prometheus (read when used, never logged).
+    pub prometheus_token_file: Option<PathBuf>,
+    /// istiod's debug endpoint (its monitoring port); none: through the API server.
+    pub istiod: Option<HttpUrl>,
+}
+
+/// An `http://` or `https://` URL, checked where the file says it (so the error has its line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl(pub String);
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(HttpUrl(s.trim_end_matches('/').to_string())),
+            _ => Err(serde::de::Error::custom(format!("{s:?}: want an http:// or https:// URL with a host"))),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

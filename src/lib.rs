@@ -12,6 +12,7 @@
 //! | [`render`] | plan + inventory → Istio objects per cluster, both topologies; cross-reference check |
 //! | [`policy`] | personas: who may route from where to what |
 //! | [`apply`] | preflight, dry run, diff, all-or-nothing server-side apply, rollback, history |
+//! | [`observe`] | what traffic does: observed split from each cluster's Prometheus, istiod's push status |
 //! | [`tui`] | the cockpit: app state and update, views, keymaps, themes, the terminal loop |
 //! | [`cli`] | the subcommands wiring the stages together |
 //! | [`yaml`] | YAML parsing and emitting, one place (the `meshdeck-files` crate) |
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod inventory;
 pub mod kubeconfig;
+pub mod observe;
 pub mod plan;
 pub mod policy;
 pub mod registry;

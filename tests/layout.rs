@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["tui"],
     &["apply"],
+    &["observe"],
     &["policy"],
     &["render"],
     &["plan"],

@@ -83,6 +83,7 @@ async fn a_cluster_watched_in_many_namespaces_still_answers() {
             version_label: None,
             accent: None,
             read_only: true,
+            ..Default::default()
         }]),
         ..Default::default()
     };

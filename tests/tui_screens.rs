@@ -395,3 +395,49 @@ fn problems_are_counted_in_the_title_listed_errors_first_and_enter_opens_the_ser
     assert_eq!(a.view, meshdeck::tui::app::View::Service);
     assert_eq!(a.selected_service().map(|s| s.key()), Some("ratings.default".to_string()));
 }
+
+/// The service view puts what each calling cluster's Prometheus counted under its
+/// route: shares beside the weights, drift marked, and "no metrics" when unknown.
+#[test]
+fn the_service_view_shows_the_observed_split_under_each_route() {
+    use meshdeck::observe::traffic::{self, Metrics, Sample};
+    let mut a = app();
+    canary_applied(&mut a);
+    let routes = meshdeck::inventory::routes::effective_routes(&a.snapshot, Some("reviews.default"), None);
+    let from1 = routes.iter().find(|r| r.from == "cluster1").expect("cluster1's route");
+    let counted = |cluster: &str, version: &str, n: f64| Sample {
+        labels: [
+            ("reporter", "source"),
+            ("source_cluster", "cluster1"),
+            ("destination_service", "reviews.default.svc.cluster.local"),
+            ("destination_cluster", cluster),
+            ("destination_version", version),
+            ("response_code", "200"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        value: n,
+    };
+    // 60/30/10 where 75/15/10 was meant: far outside the bound over 10,000 requests.
+    let seen = traffic::observe(
+        from1,
+        60,
+        &[counted("cluster2", "v3", 6000.0), counted("cluster1", "v1", 3000.0), counted("cluster1", "v2", 1000.0)],
+        &[],
+    );
+    let mut others: Vec<_> = routes
+        .iter()
+        .filter(|r| r.from != "cluster1")
+        .map(|r| traffic::without_metrics(r, 60, Metrics::None, "no prometheus in config.yaml".into()))
+        .collect();
+    others.push(seen);
+    update(&mut a, Msg::Traffic(others));
+    press(&mut a, "down down down enter");
+    let shown = screen(&mut a, 160, 45);
+    assert!(
+        shown.contains("observed (60s, 166.7/s, 100.0% ok): cluster1 v1 30.0% ✗drift · cluster1 v2 10.0% · cluster2 v3 60.0% ✗drift"),
+        "{shown}"
+    );
+    assert!(shown.contains("observed (60s): no metrics: no prometheus in config.yaml"), "{shown}");
+}

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::front::{
-    announce_interrupted, cacerts_changed, conclude, confirm, err, history, persona, pipeline, pipeline_reading, restart_hint, show,
+    announce_interrupted, cacerts_changed, conclude, confirm, err, history, persona, pipeline, pipeline_reading, report_push, restart_hint,
+    show,
 };
 use super::output::{Format, table};
 use super::render::render_plan;
@@ -47,6 +48,9 @@ pub struct ApplyArgs {
     /// Each write's deadline; one that passes counts as failed (its cluster is restored).
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     pub request_timeout: u64,
+    /// Then wait up to this long for each written cluster's istiod to push it to its proxies (0: do not ask).
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub wait_push: u64,
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +71,9 @@ pub struct RollbackArgs {
     /// Restore the record's before-state even where later applies or hand edits changed it since.
     #[arg(long)]
     pub force: bool,
+    /// Then wait up to this long for each written cluster's istiod to push it to its proxies (0: do not ask).
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub wait_push: u64,
     /// Each write's deadline.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     pub request_timeout: u64,
@@ -119,8 +126,12 @@ pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError>
     let yes = confirm(&p.clusters, &p.prepared, args.yes, &question, "not applied")?;
     // Writes are bounded by --request-timeout; the examination by --timeout.
     p.pipeline = pipeline(&p.clusters, p.pipeline.persona().clone(), args.diff.force_conflicts, args.request_timeout)?;
+    let written_to = p.prepared.changes.clusters();
+    let since = chrono::Utc::now();
     let written = p.pipeline.write(p.prepared, yes, || Ok(())).await.map_err(err)?;
-    conclude(&written)
+    conclude(&written)?;
+    report_push(&p.clusters, &written, &written_to, since, args.wait_push).await;
+    Ok(())
 }
 
 pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), CliError> {
@@ -146,8 +157,11 @@ pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), Cli
         let question = format!("Restore {} to before {}?", prepared.changes.clusters().join(", "), args.id);
         confirm(&clusters, &prepared, args.yes, &question, "not rolled back")?
     };
+    let written_to = prepared.changes.clusters();
+    let since = chrono::Utc::now();
     let written = pipeline.write(prepared, yes, || Ok(())).await.map_err(err)?;
     conclude(&written)?;
+    report_push(&clusters, &written, &written_to, since, args.wait_push).await;
     if !restarts.is_empty() {
         restart_hint(&restarts);
     }

@@ -130,6 +130,18 @@ pub fn conclude(written: &Written) -> Result<(), CliError> {
     }
 }
 
+/// After a write: whether each written cluster's istiod has pushed it to its
+/// proxies, waiting up to `wait` (0: not asked).
+pub async fn report_push(clusters: &[Cluster], written: &Written, written_to: &[String], since: chrono::DateTime<chrono::Utc>, wait: u64) {
+    if wait == 0 || !matches!(written.record.report.outcome, Outcome::Applied) {
+        return;
+    }
+    let asked: Vec<&Cluster> = clusters.iter().filter(|c| written_to.contains(&c.name)).collect();
+    for r in crate::observe::sync::wait_pushed(&asked, since, std::time::Duration::from_secs(wait)).await {
+        eprintln!("push: {}", r.line());
+    }
+}
+
 /// What istiod needs after its `cacerts` changed (a trust change, or a rollback of one).
 pub fn restart_hint(clusters: &[String]) {
     let list = clusters.join(",");

@@ -14,6 +14,7 @@ mod output;
 mod render;
 mod routes;
 mod sim;
+mod traffic;
 mod trust;
 
 use std::path::PathBuf;
@@ -70,6 +71,10 @@ pub enum Command {
     Routes(routes::RoutesArgs),
     /// A service's effective route from one cluster as a TrafficRoute plan (hand-written objects included).
     Import(routes::ImportArgs),
+    /// The intended split beside the observed one, per calling cluster, from each cluster's Prometheus.
+    Traffic(traffic::TrafficArgs),
+    /// Each istiod's proxies and whether they have the config it sent (as istioctl proxy-status).
+    ProxyStatus(traffic::ProxyStatusArgs),
     /// The root of trust: each cluster's root and CA, and which clusters share a root.
     Trust(trust::TrustArgs),
     /// The Istio objects each cluster needs for a plan.
@@ -171,6 +176,8 @@ pub fn main() -> ExitCode {
             Some(Command::Inventory(args)) => inventory::run(&cli.global, args).await,
             Some(Command::Analyze(args)) => analyze::run(&cli.global, args).await,
             Some(Command::Routes(args)) => routes::run(&cli.global, args).await,
+            Some(Command::Traffic(args)) => traffic::run(&cli.global, args).await,
+            Some(Command::ProxyStatus(args)) => traffic::proxy_status(&cli.global, args).await,
             Some(Command::Import(args)) => routes::import(&cli.global, args).await,
             Some(Command::Trust(args)) => trust::run(&cli.global, args).await,
             Some(Command::Render(args)) => render::run(&cli.global, args).await,

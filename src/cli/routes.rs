@@ -40,7 +40,7 @@ pub struct ImportArgs {
 }
 
 /// `reviews` → `reviews.default` when one namespace has it.
-fn service_key(snap: &FleetSnapshot, wanted: &str) -> Result<String, CliError> {
+pub(super) fn service_key(snap: &FleetSnapshot, wanted: &str) -> Result<String, CliError> {
     if snap.service(wanted).is_some() {
         return Ok(wanted.to_string());
     }
@@ -129,7 +129,7 @@ pub fn render_table(routes: &[EffectiveRoute]) -> String {
     table(&["SERVICE", "FROM", "VIRTUALSERVICE", "RULE", "WEIGHT", "DESTINATION", "CLUSTER VERSION READY/PODS"], &rows)
 }
 
-fn known_cluster(snap: &FleetSnapshot, from: &str) -> Result<(), CliError> {
+pub(super) fn known_cluster(snap: &FleetSnapshot, from: &str) -> Result<(), CliError> {
     if snap.cluster(from).is_some() {
         return Ok(());
     }

@@ -11,6 +11,16 @@ pub struct ClusterOptions {
     pub version_label: String,
     pub accent: Option<String>,
     pub read_only: bool,
+    /// The cluster's Prometheus and istiod, as config.yaml names them (none: found in the cluster).
+    pub prometheus: Option<Endpoint>,
+    pub istiod: Option<Endpoint>,
+}
+
+/// An HTTP endpoint beside the API server, with the bearer token file its owner named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 /// Another context for the same cluster (another identity, or another name for it).

@@ -10,7 +10,7 @@ pub mod transport;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-pub use cluster::{Alias, Cluster, ClusterOptions, Served};
+pub use cluster::{Alias, Cluster, ClusterOptions, Endpoint, Served};
 pub use health::{ClusterError, Probe};
 
 use crate::config::{ClusterEntry, MeshdeckConfig};
@@ -134,6 +134,9 @@ pub async fn connect(kc: &Kubeconfig, wanted: &[String], cfg: &MeshdeckConfig, r
             version_label: cfg.version_label_for(entry),
             accent: entry.and_then(|e| e.accent.clone()),
             read_only: read_only || cfg.read_only || entry.is_some_and(|e| e.read_only),
+            prometheus: entry
+                .and_then(|e| e.prometheus.as_ref().map(|u| Endpoint { url: u.0.clone(), token_file: e.prometheus_token_file.clone() })),
+            istiod: entry.and_then(|e| e.istiod.as_ref()).map(|u| Endpoint { url: u.0.clone(), token_file: None }),
         };
         // Plans name the cluster, not whichever identity acts for it: the config's
         // name, else its first context in kubeconfig order.

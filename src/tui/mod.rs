@@ -155,6 +155,33 @@ struct Watching {
     inventory: Inventory,
     forward: tokio::task::JoinHandle<()>,
     trust: tokio::task::JoinHandle<()>,
+    traffic: tokio::task::JoinHandle<()>,
+}
+
+/// How often the service view's observed split is read again (over a minute's window).
+const TRAFFIC_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const TRAFFIC_WINDOW: u64 = 60;
+
+/// The observed split of every routed service, now and every `TRAFFIC_EVERY`. Its
+/// own task, each Prometheus under its deadline: a slow one never stalls the loop.
+async fn read_traffic(
+    clusters: Vec<Cluster>,
+    snapshots: tokio::sync::watch::Receiver<Arc<crate::inventory::FleetSnapshot>>,
+    tx: UnboundedSender<Msg>,
+) {
+    loop {
+        let snap = snapshots.borrow().clone();
+        let mut routes = crate::inventory::routes::effective_routes(&snap, None, None);
+        routes.retain(|r| r.virtual_service.is_some());
+        if !routes.is_empty() {
+            let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+            let seen = crate::observe::observed(&clusters, &routes, None, TRAFFIC_WINDOW, now).await;
+            if tx.send(Msg::Traffic(seen)).is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(TRAFFIC_EVERY).await;
+    }
 }
 
 /// How often the clusters view's trust columns are read again. A root that changes
@@ -174,8 +201,9 @@ impl Watching {
                 }
             }
         });
-        let trust = tokio::spawn(read_trust(clusters.to_vec(), inventory.snapshots.clone(), trust_tx));
-        Watching { inventory, forward, trust }
+        let trust = tokio::spawn(read_trust(clusters.to_vec(), inventory.snapshots.clone(), trust_tx.clone()));
+        let traffic = tokio::spawn(read_traffic(clusters.to_vec(), inventory.snapshots.clone(), trust_tx));
+        Watching { inventory, forward, trust, traffic }
     }
 }
 
@@ -223,6 +251,7 @@ impl Drop for Watching {
     fn drop(&mut self) {
         self.forward.abort();
         self.trust.abort();
+        self.traffic.abort();
     }
 }
 

@@ -33,6 +33,8 @@ pub enum Msg {
     History(Vec<HistoryRecord>),
     /// Every cluster's root of trust and CA (`inventory::trust`).
     Trust(Vec<crate::inventory::trust::TrustStatus>),
+    /// The observed split of every routed service, per calling cluster (`observe`).
+    Traffic(Vec<crate::observe::traffic::ObservedRoute>),
     /// 1 Hz: ages and the clock.
     Tick(DateTime<Utc>),
     /// Table rows the last draw could show (for paging and scrolling).

@@ -15,3 +15,6 @@ go build -trimpath -ldflags "$ldflags" -o "$out/realfleet" .
 (cd istioctl && go build -trimpath -ldflags "-s -w" -o "$out/istioctl" .)
 # istio-eds: Istio's endpoint generation as an oracle for what a sidecar gets (same module).
 (cd istioctl && go build -trimpath -ldflags "-s -w" -o "$out/istio-eds" ./eds)
+# istiod (pilot-discovery) and the data plane of `up --mesh`: proxyless gRPC workloads and callers (same module).
+(cd istioctl && go build -trimpath -ldflags "-s -w" -o "$out/istiod" ./istiod)
+(cd istioctl && go build -trimpath -ldflags "-s -w" -o "$out/mesh" ./mesh)

@@ -19,6 +19,8 @@ import (
 //
 //	POST /clusters/<name>/apiserver/stop    stop its kube-apiserver (connections refused)
 //	POST /clusters/<name>/apiserver/start   start it again on the same port (and restart its controller manager); returns once ready
+//	POST /clusters/<name>/<part>/stop|start  part: istiod, node (the workloads and the caller) or prometheus (up --mesh)
+//	GET  /mesh                              each cluster's data plane: istiod, xDS, node, Prometheus addresses
 //	POST /compact                           compact etcd at its current revision (watches resuming from before get 410)
 //	GET  /                                  the clusters and whether each API server runs
 func startControl(clusters []*cluster, etcds []*embed.Etcd) (string, error) {
@@ -83,6 +85,22 @@ func startControl(clusters []*cluster, etcds []*embed.Etcd) (string, error) {
 		default:
 			http.Error(w, "stop or start", http.StatusNotFound)
 		}
+	})
+	mux.HandleFunc("POST /clusters/{name}/{part}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		c := byName[r.PathValue("name")]
+		if c == nil {
+			http.Error(w, "no such cluster", http.StatusNotFound)
+			return
+		}
+		out, err := meshAction(r.Context(), c, r.PathValue("part"), r.PathValue("action"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprint(w, out)
+	})
+	mux.HandleFunc("GET /mesh", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(meshReady(clusters))
 	})
 	mux.HandleFunc("POST /compact", func(w http.ResponseWriter, r *http.Request) {
 		var done []string

@@ -32,6 +32,7 @@ type options struct {
 	stateDir   string
 	kubeconfig string
 	etcdMode   string
+	mesh       bool
 }
 
 func parseOptions(name string, args []string) (*options, error) {
@@ -43,6 +44,7 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "where certificates, etcd data and logs go")
 	fs.StringVar(&o.kubeconfig, "kubeconfig-out", "", "where to write the kubeconfig")
 	fs.StringVar(&o.etcdMode, "etcd", "shared", "shared: one etcd, a key prefix per cluster; per-cluster: one etcd each")
+	fs.BoolVar(&o.mesh, "mesh", false, "also run the data plane: istiod, the workloads and a caller (proxyless gRPC), Prometheus, per cluster")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -215,6 +217,8 @@ type cluster struct {
 	kcm           *exec.Cmd
 	// exited is closed when the current API server process has exited.
 	exited chan struct{}
+	// mesh is the cluster's data plane, when up --mesh started one.
+	mesh *clusterMesh
 }
 
 func (c *cluster) server() string { return fmt.Sprintf("https://127.0.0.1:%d", c.port) }
@@ -455,6 +459,13 @@ func serve(args []string) int {
 	clusters, etcds, err := boot(ctx, o)
 	defer func() {
 		for _, c := range clusters {
+			if c.mesh != nil {
+				for _, p := range c.mesh.parts {
+					p.stop()
+				}
+			}
+		}
+		for _, c := range clusters {
 			if c.kcm != nil && c.kcm.Process != nil {
 				_ = c.kcm.Process.Signal(syscall.SIGTERM)
 			}
@@ -486,6 +497,9 @@ func serve(args []string) int {
 		servers[c.name] = c.server()
 	}
 	ready["servers"] = servers
+	if o.mesh {
+		ready["mesh"] = meshReady(clusters)
+	}
 	b, _ := json.Marshal(ready)
 	if err := os.WriteFile(readyFile(o.stateDir), b, 0o600); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -614,6 +628,13 @@ func boot(ctx context.Context, o *options) ([]*cluster, []*embed.Etcd, error) {
 		if err := waitWorldRunning(readyCtx, c); err != nil {
 			return clusters, etcds, err
 		}
+	}
+	if o.mesh {
+		meshStarted := time.Now()
+		if err := startMesh(readyCtx, clusters); err != nil {
+			return clusters, etcds, fmt.Errorf("mesh: %w", err)
+		}
+		fmt.Printf("realfleet: mesh ready in %.1fs\n", time.Since(meshStarted).Seconds())
 	}
 	return clusters, etcds, nil
 }

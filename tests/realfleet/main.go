@@ -55,7 +55,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
-  realfleet up --clusters N --world DIR --crds DIR --kubeconfig-out PATH [--state-dir DIR] [--etcd shared|per-cluster]
+  realfleet up --clusters N --world DIR --crds DIR --kubeconfig-out PATH [--state-dir DIR] [--etcd shared|per-cluster] [--mesh]
   realfleet down [--state-dir DIR]`)
 	os.Exit(2)
 }

@@ -128,6 +128,8 @@ pub struct AppState {
     pub routes: BTreeMap<String, String>,
     /// Each cluster's root of trust and CA, read every `TRUST_EVERY` (and when a root changes).
     pub trust: BTreeMap<String, crate::inventory::trust::TrustStatus>,
+    /// The observed split per (service, calling cluster), read every `TRAFFIC_EVERY`.
+    pub traffic: BTreeMap<(String, String), crate::observe::traffic::ObservedRoute>,
     pending: Vec<Key>,
     pending_since: Option<Instant>,
     pub quit: bool,
@@ -169,6 +171,7 @@ impl AppState {
             keymap,
             routes: BTreeMap::new(),
             trust: BTreeMap::new(),
+            traffic: BTreeMap::new(),
             pending: vec![],
             pending_since: None,
             quit: false,
@@ -442,6 +445,10 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
         }
         Msg::Trust(statuses) => {
             state.trust = statuses.into_iter().map(|s| (s.cluster.clone(), s)).collect();
+            vec![]
+        }
+        Msg::Traffic(observed) => {
+            state.traffic = observed.into_iter().map(|r| ((r.service.clone(), r.from.clone()), r)).collect();
             vec![]
         }
         Msg::Tick(now) => {

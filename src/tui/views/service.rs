@@ -125,6 +125,42 @@ fn effective_lines(state: &AppState, service: &str, theme: &Theme) -> Vec<Line<'
         for p in &r.problems {
             lines.push(Line::from(Span::styled(format!("    ✗ {} {}", p.code, p.message), theme.style("error"))));
         }
+        if let Some(seen) = state.traffic.get(&(r.service.clone(), r.from.clone())) {
+            lines.push(observed_line(seen, theme));
+        }
     }
     lines
+}
+
+/// What the calling cluster's Prometheus counted, beside the weights above.
+fn observed_line(seen: &crate::observe::traffic::ObservedRoute, theme: &Theme) -> Line<'static> {
+    use crate::observe::traffic::Metrics;
+    let window = format!("{}s", seen.window_seconds);
+    if seen.metrics != Metrics::Ok {
+        let what = if seen.metrics == Metrics::None { "no metrics" } else { "metrics unreachable" };
+        return Line::from(Span::styled(
+            format!("    observed ({window}): {what}: {}", seen.error.as_deref().unwrap_or("")),
+            theme.style("dim"),
+        ));
+    }
+    if seen.requests == 0 {
+        return Line::from(Span::styled(format!("    observed ({window}): no requests"), theme.style("dim")));
+    }
+    let shares: Vec<String> = seen
+        .destinations
+        .iter()
+        .filter(|d| d.requests > 0 || d.intended.is_some())
+        .map(|d| {
+            let at = match &d.version {
+                Some(v) => format!("{} {v}", d.cluster),
+                None => d.cluster.clone(),
+            };
+            let mark = if d.drift { " ✗drift" } else { "" };
+            format!("{at} {:.1}%{mark}", d.observed.unwrap_or(0.0))
+        })
+        .collect();
+    let ok = seen.success.map(|s| format!("{s:.1}% ok")).unwrap_or_default();
+    let p99 = seen.p99_ms.map(|p| format!(", p99 {p:.1}ms")).unwrap_or_default();
+    let text = format!("    observed ({window}, {:.1}/s, {ok}{p99}): {}", seen.rate, shares.join(" · "));
+    Line::from(Span::styled(text, if seen.drift { theme.style("error") } else { theme.style("route.weight") }))
 }

@@ -1,0 +1,415 @@
+//! The observed split beside the intended one, per service and calling cluster.
+//!
+//! Counts come from the calling cluster's own Prometheus, from the source
+//! reporter only (the caller's sidecar), so no request is counted twice.
+//! Requests in a window are counter differences between two instant queries
+//! (the window's end and its start), series by series: exact where `increase()`
+//! extrapolates, a series born in the window counts from zero, and a counter
+//! reset counts what was counted since. The intended weights are those of the
+//! route in force (`inventory::routes`), its catch-all rule.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::inventory::routes::EffectiveRoute;
+
+/// z for a two-sided 99.9% bound: drift is flagged only outside it, not on noise.
+pub const Z_999: f64 = 3.290_526_731_491_926;
+
+/// One series of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parse Prometheus' `/api/v1/query` answer (an instant vector).
+pub fn parse_vector(body: &[u8]) -> Result<Vec<Sample>, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not Prometheus' JSON: {e}"))?;
+    if v["status"] != "success" {
+        return Err(format!("Prometheus: {}", v["error"].as_str().unwrap_or("query failed")));
+    }
+    let mut out = Vec::new();
+    for r in v["data"]["result"].as_array().into_iter().flatten() {
+        let labels = r["metric"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+            .unwrap_or_default();
+        let value = r["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()).ok_or("a sample without a value")?;
+        out.push(Sample { labels, value });
+    }
+    Ok(out)
+}
+
+/// Per series: what the counter counted between `start` and `end`.
+pub fn counted(start: &[Sample], end: &[Sample]) -> Vec<Sample> {
+    let before: BTreeMap<&BTreeMap<String, String>, f64> = start.iter().map(|s| (&s.labels, s.value)).collect();
+    end.iter()
+        .map(|s| {
+            let was = before.get(&s.labels).copied().unwrap_or(0.0);
+            // A reset (the process restarted): what it counted since.
+            let value = if s.value >= was { s.value - was } else { s.value };
+            Sample { labels: s.labels.clone(), value }
+        })
+        .collect()
+}
+
+/// Istio's `destination_service` for a `name.namespace` service.
+pub fn service_fqdn(service: &str) -> String {
+    format!("{service}.svc.cluster.local")
+}
+
+/// Where the calling cluster's counts came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Metrics {
+    /// Read from its Prometheus.
+    Ok,
+    /// No Prometheus configured or found: unknown, not zero.
+    None,
+    /// Configured or found, and it did not answer.
+    Unreachable,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedDestination {
+    pub cluster: String,
+    /// None: every version there (a destination without a subset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Percent the route in force sends here; none: the route does not send here.
+    pub intended: Option<f64>,
+    /// Percent of the requests that reached a workload.
+    pub observed: Option<f64>,
+    pub requests: u64,
+    /// The 99.9% Wilson bound of the observed share, in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound: Option<(f64, f64)>,
+    /// Share of requests without a 5xx answer.
+    pub success: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// The intended share lies outside the bound.
+    pub drift: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedRoute {
+    pub service: String,
+    pub from: String,
+    pub metrics: Metrics,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub window_seconds: u64,
+    pub requests: u64,
+    /// Requests per second over the window.
+    pub rate: f64,
+    pub success: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Requests that failed before a workload answered (no endpoint, refused, timed out).
+    pub unreached: u64,
+    pub destinations: Vec<ObservedDestination>,
+    pub drift: bool,
+}
+
+/// The intended percent per (cluster, version) of a route: its catch-all rule,
+/// the first tier of a failover, a subset-less destination spread over its pods.
+pub fn intended(route: &EffectiveRoute) -> Vec<(String, Option<String>, f64)> {
+    let Some(rule) = route.rules.iter().find(|r| r.matches.is_empty()) else {
+        return Vec::new();
+    };
+    let total: u32 = rule.destinations.iter().map(|d| d.weight).sum();
+    let mut out: Vec<(String, Option<String>, f64)> = Vec::new();
+    for d in &rule.destinations {
+        let share = if total == 0 { 0.0 } else { 100.0 * f64::from(d.weight) / f64::from(total) };
+        let first_tier = d.targets.iter().filter_map(|t| t.tier).min();
+        let targets: Vec<_> = d.targets.iter().filter(|t| t.tier == first_tier && t.cluster != "-").collect();
+        let pods: u32 = targets.iter().map(|t| t.ready.max(1)).sum();
+        for t in targets {
+            let part = share * f64::from(t.ready.max(1)) / f64::from(pods.max(1));
+            match out.iter_mut().find(|(c, v, _)| *c == t.cluster && *v == t.version) {
+                Some(entry) => entry.2 += part,
+                None => out.push((t.cluster.clone(), t.version.clone(), part)),
+            }
+        }
+    }
+    out
+}
+
+/// The 99.9% Wilson score interval of k successes in n, as fractions.
+pub fn wilson(k: f64, n: f64) -> (f64, f64) {
+    if n <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let p = k / n;
+    let z2 = Z_999 * Z_999;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = Z_999 * ((p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt()) / (1.0 + z2 / n);
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+#[derive(Default)]
+struct Tally {
+    requests: f64,
+    failed: f64,
+    buckets: BTreeMap<String, f64>,
+}
+
+impl Tally {
+    fn success(&self) -> Option<f64> {
+        (self.requests > 0.0).then(|| 100.0 * (self.requests - self.failed) / self.requests)
+    }
+    fn p99(&self) -> Option<f64> {
+        quantile(0.99, &self.buckets)
+    }
+}
+
+/// `histogram_quantile` over cumulative buckets keyed by `le`.
+pub fn quantile(q: f64, buckets: &BTreeMap<String, f64>) -> Option<f64> {
+    let mut bs: Vec<(f64, f64)> = buckets
+        .iter()
+        .filter_map(|(le, n)| {
+            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((bound, *n))
+        })
+        .collect();
+    bs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = bs.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for (bound, count) in bs {
+        if count >= rank {
+            if bound.is_infinite() {
+                return Some(lower);
+            }
+            let within = count - below;
+            return Some(if within <= 0.0 { bound } else { lower + (bound - lower) * (rank - below) / within });
+        }
+        (lower, below) = (bound, count);
+    }
+    Some(lower)
+}
+
+/// What the counts say of one route, beside what it intends.
+pub fn observe(route: &EffectiveRoute, window_seconds: u64, requests: &[Sample], durations: &[Sample]) -> ObservedRoute {
+    let fqdn = service_fqdn(&route.service);
+    let mine = |s: &Sample| {
+        s.labels.get("destination_service").is_some_and(|d| *d == fqdn)
+            && s.labels.get("source_cluster").is_some_and(|c| *c == route.from)
+            && s.labels.get("reporter").is_none_or(|r| r == "source")
+    };
+    let key = |s: &Sample| -> Option<(String, String)> {
+        let c = s.labels.get("destination_cluster").filter(|c| *c != "unknown")?;
+        let v = s.labels.get("destination_version").cloned().unwrap_or_else(|| "unknown".into());
+        Some((c.clone(), v))
+    };
+    let mut all = Tally::default();
+    let mut per: BTreeMap<(String, String), Tally> = BTreeMap::new();
+    let mut unreached = 0.0;
+    for s in requests.iter().filter(|s| mine(s)) {
+        let failed = s.labels.get("response_code").is_some_and(|c| c.starts_with('5') || c == "0");
+        all.requests += s.value;
+        if failed {
+            all.failed += s.value;
+        }
+        match key(s) {
+            Some(k) => {
+                let t = per.entry(k).or_default();
+                t.requests += s.value;
+                if failed {
+                    t.failed += s.value;
+                }
+            }
+            None => unreached += s.value,
+        }
+    }
+    for s in durations.iter().filter(|s| mine(s)) {
+        let Some(le) = s.labels.get("le") else { continue };
+        *all.buckets.entry(le.clone()).or_default() += s.value;
+        if let Some(k) = key(s) {
+            *per.entry(k).or_default().buckets.entry(le.clone()).or_default() += s.value;
+        }
+    }
+    let reached: f64 = per.values().map(|t| t.requests).sum();
+    let wanted = intended(route);
+    let mut destinations: Vec<ObservedDestination> = Vec::new();
+    // Each observed (cluster, version) counts for the intended entry that covers it.
+    let mut counted_for: BTreeMap<usize, Vec<&Tally>> = BTreeMap::new();
+    let mut unexpected: Vec<(&(String, String), &Tally)> = Vec::new();
+    for (k, t) in &per {
+        let at = wanted
+            .iter()
+            .position(|(c, v, _)| *c == k.0 && v.as_deref() == Some(k.1.as_str()))
+            .or_else(|| wanted.iter().position(|(c, v, _)| *c == k.0 && v.is_none()));
+        match at {
+            Some(i) => counted_for.entry(i).or_default().push(t),
+            // A series that counted nothing in the window is not a destination.
+            None if t.requests > 0.0 => unexpected.push((k, t)),
+            None => {}
+        }
+    }
+    let row = |cluster: String, version: Option<String>, intended: Option<f64>, tallies: &[&Tally]| {
+        let mut t = Tally::default();
+        for x in tallies {
+            t.requests += x.requests;
+            t.failed += x.failed;
+            for (le, n) in &x.buckets {
+                *t.buckets.entry(le.clone()).or_default() += n;
+            }
+        }
+        let observed = (reached > 0.0).then(|| 100.0 * t.requests / reached);
+        let bound = (reached > 0.0).then(|| {
+            let (lo, hi) = wilson(t.requests, reached);
+            (100.0 * lo, 100.0 * hi)
+        });
+        let drift = match (bound, intended) {
+            (Some((lo, hi)), Some(i)) => i < lo - 1e-9 || i > hi + 1e-9,
+            (Some((lo, _)), None) => lo > 0.0,
+            _ => false,
+        };
+        ObservedDestination {
+            cluster,
+            version,
+            intended,
+            observed,
+            requests: t.requests.round() as u64,
+            bound,
+            success: t.success(),
+            p99_ms: t.p99(),
+            drift,
+        }
+    };
+    for (i, (c, v, share)) in wanted.iter().enumerate() {
+        let tallies = counted_for.get(&i).cloned().unwrap_or_default();
+        destinations.push(row(c.clone(), v.clone(), Some(*share), &tallies));
+    }
+    for (k, t) in unexpected {
+        destinations.push(row(k.0.clone(), Some(k.1.clone()), None, &[t]));
+    }
+    let drift = destinations.iter().any(|d| d.drift);
+    ObservedRoute {
+        service: route.service.clone(),
+        from: route.from.clone(),
+        metrics: Metrics::Ok,
+        error: None,
+        window_seconds,
+        requests: all.requests.round() as u64,
+        rate: if window_seconds == 0 { 0.0 } else { all.requests / window_seconds as f64 },
+        success: all.success(),
+        p99_ms: all.p99(),
+        unreached: unreached.round() as u64,
+        destinations,
+        drift,
+    }
+}
+
+/// A route whose calling cluster has no counts to give.
+pub fn without_metrics(route: &EffectiveRoute, window_seconds: u64, metrics: Metrics, error: String) -> ObservedRoute {
+    ObservedRoute {
+        service: route.service.clone(),
+        from: route.from.clone(),
+        metrics,
+        error: Some(error),
+        window_seconds,
+        requests: 0,
+        rate: 0.0,
+        success: None,
+        p99_ms: None,
+        unreached: 0,
+        destinations: intended(route)
+            .into_iter()
+            .map(|(cluster, version, share)| ObservedDestination {
+                cluster,
+                version,
+                intended: Some(share),
+                observed: None,
+                requests: 0,
+                bound: None,
+                success: None,
+                p99_ms: None,
+                drift: false,
+            })
+            .collect(),
+        drift: false,
+    }
+}
+
+/// `1m`, `30s`, `90s`, `2h`, or plain seconds.
+pub fn parse_window(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: want a duration such as 30s, 1m or 2h"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: the unit is s, m or h")),
+    };
+    if seconds == 0 {
+        return Err(format!("{s:?}: a window of at least 1s"));
+    }
+    Ok(seconds)
+}
+
+/// The PromQL selectors meshdeck asks for: the source reporter, one service or all.
+pub fn selector(metric: &str, service: Option<&str>) -> String {
+    match service {
+        Some(s) => format!("{metric}{{reporter=\"source\",destination_service=\"{}\"}}", service_fqdn(s)),
+        None => format!("{metric}{{reporter=\"source\"}}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(pairs: &[(&str, &str)], value: f64) -> Sample {
+        Sample { labels: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), value }
+    }
+
+    #[test]
+    fn counts_are_differences_series_by_series_with_resets_and_new_series() {
+        let a = sample(&[("x", "a")], 100.0);
+        let b = sample(&[("x", "b")], 50.0);
+        let end = vec![sample(&[("x", "a")], 130.0), sample(&[("x", "b")], 7.0), sample(&[("x", "c")], 9.0)];
+        let got = counted(&[a, b], &end);
+        assert_eq!(got.iter().map(|s| s.value).collect::<Vec<_>>(), vec![30.0, 7.0, 9.0]);
+    }
+
+    #[test]
+    fn wilson_bounds_hold_the_truth_and_tighten_with_n() {
+        let (lo, hi) = wilson(7460.0, 10000.0);
+        assert!(lo < 0.75 && 0.75 < hi, "{lo} {hi}");
+        let (lo2, hi2) = wilson(746.0, 1000.0);
+        assert!(hi2 - lo2 > hi - lo);
+        // 70% observed out of 10,000 is not 75%.
+        let (lo, hi) = wilson(7000.0, 10000.0);
+        assert!(hi < 0.75, "{lo} {hi}");
+        assert_eq!(wilson(0.0, 0.0), (0.0, 1.0));
+    }
+
+    #[test]
+    fn quantile_interpolates_inside_the_bucket_as_prometheus_does() {
+        let b: BTreeMap<String, f64> =
+            [("1", 50.0), ("5", 90.0), ("10", 100.0), ("+Inf", 100.0)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(quantile(0.5, &b), Some(1.0));
+        let p99 = quantile(0.99, &b).unwrap();
+        assert!((p99 - 9.5).abs() < 1e-9, "{p99}");
+        assert_eq!(quantile(0.99, &BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn windows_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_window("1m"), Ok(60));
+        assert_eq!(parse_window("45"), Ok(45));
+        assert_eq!(parse_window("2h"), Ok(7200));
+        assert!(parse_window("1d").unwrap_err().contains("unit"));
+        assert!(parse_window("0s").is_err());
+        assert!(parse_window("m").is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! Traffic that really flows (issue #32): the real test bed's mesh
+//! (`realfleet up --mesh`: Istio's istiod per cluster reading its API server and,
+//! through remote secrets, the others'; proxyless gRPC workloads and callers;
+//! a Prometheus per cluster). Requests go through `xds:///`, so only Istio's and
+//! gRPC's own code decides where each lands; the tests count where they landed.
+//!
+//! Every test here needs that mesh: the mesh pass of tests/realfleet/test.sh
+//! sets MESHDECK_TEST_MESH_KUBECONFIG. On any other run each test says it did
+//! not run; with CI=true and no mesh, it fails.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const REVIEWS: &str = "reviews.default.svc.cluster.local:9080";
+
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct Mesh {
+    kubeconfig: PathBuf,
+    control: String,
+    parts: Value,
+    config: tempfile::TempDir,
+    data: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+/// The mesh, or None (said) where this run has none; a failure under CI=true.
+fn mesh(what: &str) -> Option<Mesh> {
+    let Ok(kc) = std::env::var("MESHDECK_TEST_MESH_KUBECONFIG") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true") || !common::real_fleet_requested(),
+            "CI=true on the real pass and no mesh for {what}: tests/realfleet/test.sh starts it"
+        );
+        eprintln!("needs the real test bed's mesh ({what}): runs in the mesh pass of tests/realfleet/test.sh");
+        return None;
+    };
+    let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let kubeconfig = PathBuf::from(kc);
+    let yaml: Value = serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig).expect("mesh kubeconfig")).expect("kubeconfig");
+    let control = yaml["extensions"]
+        .as_array()
+        .and_then(|e| e.iter().find(|x| x["name"] == "meshdeck.dev/realfleet"))
+        .and_then(|x| x["extension"]["control"].as_str())
+        .expect("the kubeconfig names the test bed's control endpoint")
+        .to_string();
+    let mut m = Mesh {
+        kubeconfig,
+        control: control.clone(),
+        parts: Value::Null,
+        config: tempfile::tempdir().expect("tmp"),
+        data: tempfile::tempdir().expect("tmp"),
+        _turn: turn,
+    };
+    // A test that failed midway: every part running, no faults, no routes of ours.
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        for part in ["istiod", "prometheus", "node"] {
+            m.control("POST", &format!("/clusters/{c}/{part}/start"));
+        }
+    }
+    m.parts = serde_json::from_str(&m.control("GET", "/mesh")).expect("mesh JSON");
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        for w in ["reviews-v1", "reviews-v2", "reviews-v3"] {
+            m.node(c, "DELETE", &format!("/faults?workload={w}"));
+        }
+    }
+    let mut cfg = String::from("clusters:\n");
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        cfg.push_str(&format!(
+            "  - context: {c}\n    prometheus: {}\n    istiod: {}\n",
+            m.parts[c]["prometheus"].as_str().expect("prometheus"),
+            m.parts[c]["istiodMonitoring"].as_str().expect("istiod")
+        ));
+    }
+    std::fs::write(m.config.path().join("config.yaml"), cfg).expect("config");
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        let out = m.kubectl(
+            c,
+            &["delete", "virtualservices,destinationrules,serviceentries", "-l", "app.kubernetes.io/managed-by=meshdeck", "--wait=false"],
+        );
+        assert!(out.status.success(), "{}", common::text(&out));
+    }
+    Some(m)
+}
+
+/// One HTTP/1.0 exchange (no chunking): the body of a 2xx answer.
+fn http(base: &str, method: &str, path: &str) -> String {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(120))).expect("timeout");
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    assert!(head.starts_with("HTTP/1.0 2") || head.starts_with("HTTP/1.1 2"), "{method} {base}{path}: {answer}");
+    body.to_string()
+}
+
+impl Mesh {
+    fn control(&self, method: &str, path: &str) -> String {
+        http(&self.control, method, path)
+    }
+
+    fn node(&self, cluster: &str, method: &str, path: &str) -> String {
+        http(self.parts[cluster]["node"].as_str().expect("node"), method, path)
+    }
+
+    /// `n` requests from the cluster's caller to reviews: where they landed.
+    fn send(&self, cluster: &str, n: usize) -> Sent {
+        let v: Value = serde_json::from_str(&self.node(cluster, "POST", &format!("/send?target={REVIEWS}&n={n}"))).expect("send JSON");
+        let reached =
+            v["reached"].as_object().map(|m| m.iter().map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0))).collect()).unwrap_or_default();
+        Sent { ok: v["ok"].as_u64().unwrap_or(0), reached, raw: v }
+    }
+
+    fn meshdeck(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_meshdeck"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("MESHDECK_CONFIG_DIR", self.config.path())
+            .env("MESHDECK_DATA_DIR", self.data.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("meshdeck runs")
+    }
+
+    fn kubectl(&self, cluster: &str, args: &[&str]) -> std::process::Output {
+        assert!(common::tool_available("kubectl", &["version", "--client"]), "kubectl is needed");
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--context", cluster])
+            .args(args)
+            .output()
+            .expect("kubectl runs")
+    }
+
+    fn plan(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.data.path().join(format!("{name}.yaml"));
+        std::fs::write(&p, text).expect("plan");
+        p
+    }
+
+    fn apply(&self, plan: &Path) -> String {
+        let out = self.meshdeck(&["apply", "-f", plan.to_str().expect("utf8"), "--yes"]);
+        assert!(out.status.success(), "{}", common::text(&out));
+        common::text(&out)
+    }
+
+    /// `meshdeck traffic` as JSON (and its exit status).
+    fn traffic(&self, args: &[&str]) -> (Value, std::process::ExitStatus, String) {
+        let mut all = vec!["traffic", "-o", "json"];
+        all.extend_from_slice(args);
+        let out = self.meshdeck(&all);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+        (v, out.status, common::text(&out))
+    }
+
+    /// Wait for every Prometheus to scrape what was counted so far (1 s interval).
+    fn scraped(&self) {
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+}
+
+struct Sent {
+    ok: u64,
+    reached: BTreeMap<String, u64>,
+    raw: Value,
+}
+
+impl Sent {
+    fn share(&self, at: &str) -> f64 {
+        *self.reached.get(at).unwrap_or(&0) as f64 / self.ok.max(1) as f64
+    }
+}
+
+/// The count is what a binomial(n, p) gives within its 99.9% two-sided bound.
+fn within_binomial(count: u64, n: u64, p: f64) -> bool {
+    let (n, k) = (n as f64, count as f64);
+    let sd = (n * p * (1.0 - p)).sqrt();
+    (k - n * p).abs() <= 3.2905 * sd + 1.0
+}
+
+const CANARY: &str = "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: reviews-canary}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster2, version: v3, weight: 75}\n    - {cluster: cluster1, version: v1, weight: 15}\n    - {cluster: cluster1, version: v2, weight: 10}\n";
+
+/// Send batches until `landed` says the route is in force; the time it took.
+fn until(m: &Mesh, cluster: &str, limit: Duration, landed: impl Fn(&Sent) -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if landed(&m.send(cluster, 200)) {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn mesh_only_the_talks_canary_lands_75_15_10_and_traffic_reports_what_callers_counted() {
+    let Some(m) = mesh("the talk's canary on real requests") else { return };
+    // Istio's default route first: every reviews endpoint of the fleet, about a seventh each.
+    let before = m.send("cluster1", 7000);
+    assert_eq!(before.ok, 7000, "{}", before.raw);
+    assert!(within_binomial(before.reached["reviews-v3@cluster2"], 7000, 1.0 / 7.0), "{}", before.raw);
+
+    let plan = m.plan("reviews-canary", CANARY);
+    let applied_at = Instant::now();
+    let said = m.apply(&plan);
+    assert!(said.contains("push: cluster1: pushed to 1/1 proxies"), "{said}");
+    let canary =
+        |s: &Sent| s.reached.keys().all(|k| ["reviews-v3@cluster2", "reviews-v1@cluster1", "reviews-v2@cluster1"].contains(&k.as_str()));
+    let first = until(&m, "cluster1", Duration::from_secs(10), canary).expect("the canary route in force within 10 s");
+    eprintln!(
+        "apply to the first requests on the new route: {:.2}s (of which after meshdeck exited: {:.2}s)",
+        applied_at.elapsed().as_secs_f64(),
+        first.as_secs_f64()
+    );
+
+    m.scraped();
+    let sent = m.send("cluster1", 10_000);
+    assert_eq!(sent.ok, 10_000, "{}", sent.raw);
+    for (at, p) in [("reviews-v3@cluster2", 0.75), ("reviews-v1@cluster1", 0.15), ("reviews-v2@cluster1", 0.10)] {
+        assert!(
+            within_binomial(sent.reached[at], 10_000, p),
+            "{at}: {} of 10000, not within the 99.9% bound of {p}: {}",
+            sent.reached[at],
+            sent.raw
+        );
+    }
+    m.scraped();
+    // The window covers this batch and nothing older than the canary's own requests.
+    let (v, status, text) = m.traffic(&["reviews", "--from", "cluster1", "--window", "4s"]);
+    assert!(status.success(), "{text}");
+    let route = &v["routes"][0];
+    assert_eq!(route["metrics"], "ok", "{text}");
+    assert_eq!(route["drift"], false, "{text}");
+    let counted: u64 = sent.reached.values().sum();
+    for d in route["destinations"].as_array().expect("destinations") {
+        let at = format!("reviews-{}@{}", d["version"].as_str().unwrap_or("?"), d["cluster"].as_str().unwrap_or("?"));
+        let callers = 100.0 * sent.share(&at);
+        let observed = d["observed"].as_f64().expect("observed");
+        assert!((observed - callers).abs() <= 1.0, "{at}: Prometheus says {observed:.2}%, the callers counted {callers:.2}%: {text}");
+    }
+    assert!(route["requests"].as_u64().expect("requests") >= counted, "{text}");
+    let table = common::text(&m.meshdeck(&["traffic", "reviews", "--from", "cluster1", "--window", "4s"]));
+    eprintln!("{table}");
+    let row = table.lines().find(|l| l.contains("cluster2 v3")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("75.0%") && row.contains("100.0%"), "{table}");
+
+    // Rollback: Istio's default route again, v3 back to about a seventh.
+    let id = String::from_utf8(m.meshdeck(&["history", "-o", "json"]).stdout).expect("utf8");
+    let id = serde_json::from_str::<Value>(&id).expect("history")[0]["id"].as_str().expect("id").to_string();
+    let out = m.meshdeck(&["rollback", &id, "--yes"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let back = until(&m, "cluster1", Duration::from_secs(10), |s| s.reached.len() == 7);
+    assert!(back.is_some(), "after the rollback requests reach every version of every cluster again");
+    let after = m.send("cluster1", 7000);
+    assert!(within_binomial(after.reached["reviews-v3@cluster2"], 7000, 1.0 / 7.0), "{}", after.raw);
+}
+
+#[test]
+fn mesh_only_a_failover_moves_off_a_dead_first_tier_and_comes_back() {
+    let Some(m) = mesh("failover on real requests") else { return };
+    let plan = m.plan(
+        "reviews-failover",
+        "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: reviews-failover}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster1]}\n  failover:\n    - {cluster: cluster1, version: v1}\n    - {cluster: cluster2, version: v1}\n    - {cluster: cluster3, version: v1}\n  outlierDetection: {consecutive5xxErrors: 5, interval: 1s, baseEjectionTime: 30s}\n",
+    );
+    let said = m.apply(&plan);
+    assert!(said.contains("pushed to 1/1"), "{said}");
+    let local = |s: &Sent| s.reached.keys().all(|k| k == "reviews-v1@cluster1") && s.ok > 0;
+    until(&m, "cluster1", Duration::from_secs(10), local).expect("the first tier takes every request");
+
+    // The first tier's pods die: requests move on within one outlier interval and a push.
+    m.node("cluster1", "POST", "/faults?workload=reviews-v1&kill=1");
+    let moved = until(&m, "cluster1", Duration::from_secs(3), |s| s.ok == 200 && !s.reached.contains_key("reviews-v1@cluster1"));
+    let moved = moved.expect("requests left the dead first tier within 3 s");
+    let s = m.send("cluster1", 1000);
+    assert_eq!(s.ok, 1000, "{}", s.raw);
+    // Istio orders the caller's tier first and the rest as one priority (the render says so).
+    assert!(s.reached.keys().all(|k| k == "reviews-v1@cluster2" || k == "reviews-v1@cluster3"), "{}", s.raw);
+    eprintln!("moved off the dead tier in {:.2}s", moved.as_secs_f64());
+
+    // Back: gRPC reconnects with its backoff, then the first tier takes everything again.
+    m.node("cluster1", "DELETE", "/faults?workload=reviews-v1");
+    let back = until(&m, "cluster1", Duration::from_secs(90), local).expect("back to the first tier within gRPC's reconnect backoff");
+    eprintln!("back on the first tier {:.2}s after it was restored", back.as_secs_f64());
+}
+
+#[test]
+fn mesh_only_push_status_names_a_cluster_whose_istiod_is_down_and_it_catches_up_when_back() {
+    let Some(m) = mesh("push status with istiod down") else { return };
+    // The caller's proxy connects at its first request.
+    assert!(m.send("cluster1", 10).ok == 10);
+    let out = m.meshdeck(&["proxy-status"]);
+    let text = common::text(&out);
+    assert!(text.contains("productpage-v1") && text.contains("SYNCED"), "{text}");
+
+    m.control("POST", "/clusters/cluster1/istiod/stop");
+    let plan = m.plan("reviews-canary", CANARY);
+    let said = m.apply(&plan);
+    assert!(said.contains("push: cluster1: not pushed: istiod"), "the write is stored, and said not pushed: {said}");
+    // Stored, not pushed: the caller still follows what it had.
+    let s = m.send("cluster1", 700);
+    assert_eq!(s.reached.len(), 7, "{}", s.raw);
+    let out = m.meshdeck(&["proxy-status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));
+    assert!(common::text(&out).contains("cluster1") && common::text(&out).contains("unknown"), "{}", common::text(&out));
+
+    m.control("POST", "/clusters/cluster1/istiod/start");
+    let canary = |s: &Sent| {
+        s.ok == 200 && s.reached.keys().all(|k| ["reviews-v3@cluster2", "reviews-v1@cluster1", "reviews-v2@cluster1"].contains(&k.as_str()))
+    };
+    let caught = until(&m, "cluster1", Duration::from_secs(60), canary).expect("istiod back: the proxy reconnects and gets the canary");
+    eprintln!("istiod restarted: the canary in force after {:.2}s", caught.as_secs_f64());
+}
+
+#[test]
+fn mesh_only_a_prometheus_down_is_no_metrics_for_its_cluster_while_the_others_keep_counting() {
+    let Some(m) = mesh("a Prometheus down") else { return };
+    m.control("POST", "/clusters/cluster1/prometheus/stop");
+    m.send("cluster1", 500);
+    m.send("cluster2", 500);
+    m.scraped();
+    let started = Instant::now();
+    let (v, status, text) = m.traffic(&["reviews", "--window", "10s"]);
+    assert!(started.elapsed() < Duration::from_secs(8), "a dark Prometheus is an answer, not a stall");
+    assert_eq!(status.code(), Some(1), "{text}");
+    let of = |from: &str| v["routes"].as_array().expect("routes").iter().find(|r| r["from"] == from).cloned().expect(from);
+    assert_eq!(of("cluster1")["metrics"], "unreachable", "{text}");
+    assert!(of("cluster1")["destinations"].as_array().expect("d").iter().all(|d| d["observed"].is_null()), "unknown, not zero: {text}");
+    let c2 = of("cluster2");
+    assert_eq!(c2["metrics"], "ok", "{text}");
+    assert!(c2["requests"].as_u64().expect("requests") >= 500, "{text}");
+    m.control("POST", "/clusters/cluster1/prometheus/start");
+}
