@@ -440,4 +440,8 @@ fn the_service_view_shows_the_observed_split_under_each_route() {
         "{shown}"
     );
     assert!(shown.contains("observed (60s): no metrics: no prometheus in config.yaml"), "{shown}");
+    // The route picture says the same under its arrows.
+    press(&mut a, "m");
+    let picture = screen(&mut a, 160, 45);
+    assert!(picture.contains("observed (60s, 166.7/s, 100.0% ok): cluster1 v1 30.0% ✗drift"), "{picture}");
 }

@@ -38,10 +38,15 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             .collect();
         lines.insert(1, vec![(format!("calling clusters (↑/↓): {}", callers.join(" ")), "dim")]);
     }
-    let text: Vec<Line> = lines
+    let mut text: Vec<Line> = lines
         .into_iter()
         .map(|runs| Line::from(runs.into_iter().map(|(t, style)| Span::styled(t, theme.style(style))).collect::<Vec<_>>()))
         .collect();
+    // What the caller's Prometheus counted, under the weights it should follow.
+    if let Some(seen) = state.traffic.get(&(route.service.clone(), route.from.clone())) {
+        text.push(Line::from(""));
+        text.push(super::service::observed_line(seen, theme));
+    }
     frame.render_widget(Paragraph::new(text), area);
 }
 

@@ -133,7 +133,7 @@ fn effective_lines(state: &AppState, service: &str, theme: &Theme) -> Vec<Line<'
 }
 
 /// What the calling cluster's Prometheus counted, beside the weights above.
-fn observed_line(seen: &crate::observe::traffic::ObservedRoute, theme: &Theme) -> Line<'static> {
+pub(super) fn observed_line(seen: &crate::observe::traffic::ObservedRoute, theme: &Theme) -> Line<'static> {
     use crate::observe::traffic::Metrics;
     let window = format!("{}s", seen.window_seconds);
     if seen.metrics != Metrics::Ok {
