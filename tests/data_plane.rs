@@ -78,6 +78,10 @@ fn mesh(what: &str) -> Option<Mesh> {
         ));
     }
     std::fs::write(m.config.path().join("config.yaml"), cfg).expect("config");
+    // Each caller's proxy connects to its istiod at its first request: have them all connected.
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        m.send(c, 1);
+    }
     for c in ["cluster1", "cluster2", "cluster3"] {
         let out = m.kubectl(
             c,
