@@ -105,6 +105,27 @@ fn http(base: &str, method: &str, path: &str) -> String {
     body.to_string()
 }
 
+/// The body of a 2xx answer, or None where nothing answers.
+fn try_http(base: &str, path: &str) -> Option<String> {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    (head.starts_with("HTTP/1.0 2") || head.starts_with("HTTP/1.1 2")).then(|| body.to_string())
+}
+
+/// What a node's callers counted: the sum of its source-reported request counters.
+fn source_total(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{") && l.contains("reporter=\"source\""))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, n)| n.parse::<f64>().ok()))
+        .sum()
+}
+
 impl Mesh {
     fn control(&self, method: &str, path: &str) -> String {
         http(&self.control, method, path)
@@ -166,9 +187,26 @@ impl Mesh {
         (v, out.status, common::text(&out))
     }
 
-    /// Wait for every Prometheus to scrape what was counted so far (1 s interval).
+    /// Wait until every running Prometheus holds what its cluster's callers
+    /// counted so far (the node's own /metrics), not a guessed scrape delay.
     fn scraped(&self) {
-        std::thread::sleep(Duration::from_millis(2500));
+        for c in ["cluster1", "cluster2", "cluster3"] {
+            let counted = source_total(&self.node(c, "GET", "/metrics"));
+            let prom = self.parts[c]["prometheus"].as_str().expect("prometheus");
+            let query = "/api/v1/query?query=sum(istio_requests_total%7Breporter%3D%22source%22%7D)";
+            let started = Instant::now();
+            // A stopped Prometheus (a test's fault) has nothing to wait for.
+            while let Some(seen) = try_http(prom, query).map(|b| {
+                let v: Value = serde_json::from_str(&b).unwrap_or_default();
+                v["data"]["result"][0]["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0)
+            }) {
+                if seen >= counted {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(30), "{c}: Prometheus has {seen} of {counted} requests after 30 s");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
     }
 }
 
@@ -226,7 +264,8 @@ fn mesh_only_the_talks_canary_lands_75_15_10_and_traffic_reports_what_callers_co
         first.as_secs_f64()
     );
 
-    m.scraped();
+    // The 4 s window below starts after the default route's requests ended.
+    std::thread::sleep(Duration::from_secs(4));
     let sent = m.send("cluster1", 10_000);
     assert_eq!(sent.ok, 10_000, "{}", sent.raw);
     for (at, p) in [("reviews-v3@cluster2", 0.75), ("reviews-v1@cluster1", 0.15), ("reviews-v2@cluster1", 0.10)] {
@@ -239,8 +278,9 @@ fn mesh_only_the_talks_canary_lands_75_15_10_and_traffic_reports_what_callers_co
     }
     m.scraped();
     // The window covers this batch and nothing older than the canary's own requests.
+    let asked = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
     let (v, status, text) = m.traffic(&["reviews", "--from", "cluster1", "--window", "4s"]);
-    assert!(status.success(), "{text}");
+    assert!(status.success(), "asked at {asked:.3}: {text}");
     let route = &v["routes"][0];
     assert_eq!(route["metrics"], "ok", "{text}");
     assert_eq!(route["drift"], false, "{text}");
@@ -328,8 +368,10 @@ fn mesh_only_push_status_names_a_cluster_whose_istiod_is_down_and_it_catches_up_
 fn mesh_only_a_prometheus_down_is_no_metrics_for_its_cluster_while_the_others_keep_counting() {
     let Some(m) = mesh("a Prometheus down") else { return };
     m.control("POST", "/clusters/cluster1/prometheus/stop");
+    let stopped = Instant::now();
     m.send("cluster1", 500);
-    m.send("cluster2", 500);
+    let c2_sent = m.send("cluster2", 500);
+    assert_eq!(c2_sent.ok, 500, "{}", c2_sent.raw);
     m.scraped();
     let started = Instant::now();
     let (v, status, text) = m.traffic(&["reviews", "--window", "10s"]);
@@ -341,5 +383,20 @@ fn mesh_only_a_prometheus_down_is_no_metrics_for_its_cluster_while_the_others_ke
     let c2 = of("cluster2");
     assert_eq!(c2["metrics"], "ok", "{text}");
     assert!(c2["requests"].as_u64().expect("requests") >= 500, "{text}");
+
+    // Back, with a gap at the window's start: the count begins where samples
+    // resume. An instant query's lookback would reach before the gap and count
+    // the 500 sent while it was down (and more) into a window they are not in.
+    std::thread::sleep(Duration::from_secs(3));
     m.control("POST", "/clusters/cluster1/prometheus/start");
+    m.scraped();
+    let after = m.send("cluster1", 300);
+    assert_eq!(after.ok, 300, "{}", after.raw);
+    m.scraped();
+    let window = format!("{}s", stopped.elapsed().as_secs() - 4);
+    let (v, _, text) = m.traffic(&["reviews", "--from", "cluster1", "--window", &window]);
+    let r = &v["routes"][0];
+    assert_eq!(r["metrics"], "ok", "{text}");
+    assert_eq!(r["requests"], 300, "only what was sent after Prometheus resumed: {text}");
+    assert!(r["error"].as_str().is_some_and(|e| e.contains("counted over the last")), "the short count is said: {text}");
 }

@@ -423,6 +423,7 @@ fn the_service_view_shows_the_observed_split_under_each_route() {
     let seen = traffic::observe(
         from1,
         60,
+        60.0,
         &[counted("cluster2", "v3", 6000.0), counted("cluster1", "v1", 3000.0), counted("cluster1", "v2", 1000.0)],
         &[],
     );

@@ -50,12 +50,17 @@ pub fn render_table(observed: &[ObservedRoute]) -> String {
         // The service and caller once, on the route's first row.
         let mut first = true;
         let mut head = || if std::mem::take(&mut first) { (r.service.clone(), r.from.clone()) } else { (String::new(), String::new()) };
-        if r.metrics != Metrics::Ok {
-            let what = if r.metrics == Metrics::None { "no metrics" } else { "metrics unreachable" };
-            let note = format!("{}: {what}: {}", r.from, r.error.as_deref().unwrap_or(""));
-            if !notes.contains(&note) {
-                notes.push(note);
+        // Once per caller: why its numbers are unknown, or cover less than the window.
+        let note = match (&r.metrics, &r.error) {
+            (Metrics::Ok, Some(e)) => Some(format!("{}: {e}", r.from)),
+            (Metrics::Ok, None) => None,
+            (m, e) => {
+                let what = if *m == Metrics::None { "no metrics" } else { "metrics unreachable" };
+                Some(format!("{}: {what}: {}", r.from, e.as_deref().unwrap_or("")))
             }
+        };
+        if let Some(note) = note.filter(|n| !notes.contains(n)) {
+            notes.push(note);
         }
         for d in &r.destinations {
             let (s, f) = head();

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::inventory::routes::EffectiveRoute;
 use crate::registry::Cluster;
 use source::Unavailable;
-use traffic::{Metrics, ObservedRoute, Sample};
+use traffic::{Metrics, ObservedRoute, Sample, Series};
 
 /// Percent-encode a query parameter (RFC 3986 unreserved characters pass).
 fn encode(s: &str) -> String {
@@ -27,28 +27,35 @@ fn encode(s: &str) -> String {
     out
 }
 
-async fn instant(prom: &source::Source, query: &str, at: f64) -> Result<Vec<Sample>, Unavailable> {
-    let body = prom.get(&format!("/api/v1/query?query={}&time={at:.3}", encode(query))).await?;
-    traffic::parse_vector(&body).map_err(|e| Unavailable::Unreachable(format!("{}: {e}", prom.describe())))
+/// The raw samples of `selector` in the `range` seconds before `at`.
+async fn range(prom: &source::Source, selector: &str, range: u64, at: f64) -> Result<Vec<Series>, Unavailable> {
+    let query = format!("{selector}[{range}s]");
+    let body = prom.get(&format!("/api/v1/query?query={}&time={at:.3}", encode(&query))).await?;
+    traffic::parse_matrix(&body).map_err(|e| Unavailable::Unreachable(format!("{}: {e}", prom.describe())))
 }
 
-/// What one calling cluster's Prometheus counted in a window: requests, duration buckets.
-type Counted = (Vec<Sample>, Vec<Sample>);
+/// Samples before the window read to find each series' value at its start:
+/// scrape intervals up to half of this are told from gaps.
+const BEFORE_WINDOW: u64 = 120;
+
+/// What one calling cluster's Prometheus counted in a window: requests,
+/// duration buckets, and the seconds the count is whole for.
+type Counted = (Vec<Sample>, Vec<Sample>, f64);
 
 /// Requests and duration buckets each calling cluster's Prometheus counted in
-/// the `window` seconds before `now` (Unix seconds).
+/// the `window` seconds before `now` (Unix seconds), from raw samples
+/// (`traffic::count_window` says why not from two instant queries).
 async fn counts(cluster: &Cluster, service: Option<&str>, window: u64, now: f64) -> Result<Counted, Unavailable> {
     let prom = source::prometheus(cluster).await?;
     let start = now - window as f64;
     let requests = traffic::selector("istio_requests_total", service);
     let buckets = traffic::selector("istio_request_duration_milliseconds_bucket", service);
-    let (r0, r1, b0, b1) = futures::join!(
-        instant(&prom, &requests, start),
-        instant(&prom, &requests, now),
-        instant(&prom, &buckets, start),
-        instant(&prom, &buckets, now)
-    );
-    Ok((traffic::counted(&r0?, &r1?), traffic::counted(&b0?, &b1?)))
+    let (r, b) = futures::join!(range(&prom, &requests, window + BEFORE_WINDOW, now), range(&prom, &buckets, window + BEFORE_WINDOW, now));
+    let (r, b) = (r?, b?);
+    let (mut counted, covered) = traffic::count_window(&[&r, &b], start, now);
+    let durations = counted.pop().unwrap_or_default();
+    let requests = counted.pop().unwrap_or_default();
+    Ok((requests, durations, covered.map(|from| now - from).unwrap_or(0.0)))
 }
 
 /// The observed split of every route, each calling cluster asked at once.
@@ -67,7 +74,7 @@ pub async fn observed(clusters: &[Cluster], routes: &[EffectiveRoute], service: 
     routes
         .iter()
         .map(|r| match &answers[&r.from] {
-            Ok((requests, buckets)) => traffic::observe(r, window, requests, buckets),
+            Ok((requests, buckets, counted)) => traffic::observe(r, window, *counted, requests, buckets),
             Err(Unavailable::NotFound(m)) => traffic::without_metrics(r, window, Metrics::None, m.clone()),
             Err(Unavailable::Unreachable(m)) => traffic::without_metrics(r, window, Metrics::Unreachable, m.clone()),
         })

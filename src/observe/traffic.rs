@@ -17,15 +17,22 @@ use crate::inventory::routes::EffectiveRoute;
 /// z for a two-sided 99.9% bound: drift is flagged only outside it, not on noise.
 pub const Z_999: f64 = 3.290_526_731_491_926;
 
-/// One series of an instant vector.
+/// What one series counted in a window (a counter's increase).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub labels: BTreeMap<String, String>,
     pub value: f64,
 }
 
-/// Parse Prometheus' `/api/v1/query` answer (an instant vector).
-pub fn parse_vector(body: &[u8]) -> Result<Vec<Sample>, String> {
+/// One series of a range vector: its raw samples `(time, value)`, oldest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub labels: BTreeMap<String, String>,
+    pub samples: Vec<(f64, f64)>,
+}
+
+/// Parse Prometheus' `/api/v1/query` answer to a range selector (a matrix).
+pub fn parse_matrix(body: &[u8]) -> Result<Vec<Series>, String> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not Prometheus' JSON: {e}"))?;
     if v["status"] != "success" {
         return Err(format!("Prometheus: {}", v["error"].as_str().unwrap_or("query failed")));
@@ -36,23 +43,91 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Sample>, String> {
             .as_object()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
             .unwrap_or_default();
-        let value = r["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()).ok_or("a sample without a value")?;
-        out.push(Sample { labels, value });
+        let mut samples = Vec::new();
+        for p in r["values"].as_array().into_iter().flatten() {
+            let t = p[0].as_f64().ok_or("a sample without a time")?;
+            let value = p[1].as_str().and_then(|s| s.parse::<f64>().ok()).ok_or("a sample without a value")?;
+            samples.push((t, value));
+        }
+        samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out.push(Series { labels, samples });
     }
     Ok(out)
 }
 
-/// Per series: what the counter counted between `start` and `end`.
-pub fn counted(start: &[Sample], end: &[Sample]) -> Vec<Sample> {
-    let before: BTreeMap<&BTreeMap<String, String>, f64> = start.iter().map(|s| (&s.labels, s.value)).collect();
-    end.iter()
-        .map(|s| {
-            let was = before.get(&s.labels).copied().unwrap_or(0.0);
-            // A reset (the process restarted): what it counted since.
-            let value = if s.value >= was { s.value - was } else { s.value };
-            Sample { labels: s.labels.clone(), value }
+/// What the counters of each set counted in `(start, end]`, and since when the
+/// count is whole (None: no sample in the window at all).
+///
+/// Read from raw samples, target by target (`job`, `instance`), because an
+/// instant query's lookback hides gaps: after a Prometheus restart the sample
+/// "at the window's start" can be minutes older, and a difference from it would
+/// count requests from before the window. So:
+/// - a target scraped at the start (a sample within two scrape intervals)
+///   counts from there; one not scraped then (Prometheus or the target resumed,
+///   or a fresh Prometheus) counts from its first sample in the window, never
+///   from zero, so nothing from before is counted: the count is whole only
+///   since then, and the answer says so;
+/// - each series counts from its last sample at or before that point; a series
+///   first seen later was born in the window and counts from zero (a first 503).
+///
+/// Resets (a process restarted) count what was counted since, pair by pair.
+pub fn count_window(sets: &[&[Series]], start: f64, end: f64) -> (Vec<Vec<Sample>>, Option<f64>) {
+    let target = |s: &Series| {
+        let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+        (l("job"), l("instance"))
+    };
+    let mut targets: BTreeMap<(String, String), Vec<&Series>> = BTreeMap::new();
+    for set in sets {
+        for s in set.iter() {
+            targets.entry(target(s)).or_default().push(s);
+        }
+    }
+    // Per target: counted from `from` (the start, or where its samples resume).
+    let mut from_of: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    for (key, series) in &targets {
+        let mut gaps: Vec<f64> = series.iter().flat_map(|s| s.samples.windows(2).map(|w| w[1].0 - w[0].0)).filter(|d| *d > 0.0).collect();
+        gaps.sort_by(f64::total_cmp);
+        // Two scrape intervals (their median); a minute where there is no second sample to tell.
+        let bound = gaps.get(gaps.len() / 2).map(|i| 2.0 * i + 0.5).unwrap_or(60.0);
+        let times = || series.iter().flat_map(|s| s.samples.iter().map(|p| p.0));
+        let live = times().any(|t| t <= start && start - t <= bound);
+        let first_inside = times().filter(|t| *t > start && *t <= end).min_by(f64::total_cmp);
+        match (live, first_inside) {
+            (true, _) => {
+                from_of.insert(key.clone(), (start, bound));
+            }
+            (false, Some(t)) => {
+                from_of.insert(key.clone(), (t, bound));
+            }
+            (false, None) => {}
+        }
+    }
+    let covered = from_of.values().map(|(f, _)| *f).max_by(f64::total_cmp);
+    let counted = sets
+        .iter()
+        .map(|set| {
+            set.iter()
+                .filter_map(|s| {
+                    let &(from, bound) = from_of.get(&target(s))?;
+                    let inside: Vec<(f64, f64)> = s.samples.iter().copied().filter(|p| p.0 <= end).collect();
+                    // The baseline: the last sample at `from` or before it, if recent.
+                    let base = inside.iter().rposition(|p| p.0 <= from + 1e-6).filter(|&i| from - inside[i].0 <= bound);
+                    // No sample at `from` while its target was scraped then: the
+                    // series was born later (a first 503) and counts from zero.
+                    let mut value = match base {
+                        Some(_) => 0.0,
+                        None => inside.iter().find(|p| p.0 > from).map(|p| p.1).unwrap_or(0.0),
+                    };
+                    let first = base.unwrap_or_else(|| inside.iter().position(|p| p.0 > from).unwrap_or(inside.len()));
+                    for w in inside.get(first..).unwrap_or_default().windows(2) {
+                        value += if w[1].1 >= w[0].1 { w[1].1 - w[0].1 } else { w[1].1 };
+                    }
+                    Some(Sample { labels: s.labels.clone(), value })
+                })
+                .collect()
         })
-        .collect()
+        .collect();
+    (counted, covered)
 }
 
 /// Istio's `destination_service` for a `name.namespace` service.
@@ -103,8 +178,11 @@ pub struct ObservedRoute {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub window_seconds: u64,
+    /// Of the window, the seconds the count is whole for (`count_window`):
+    /// shorter where Prometheus has no samples at its start.
+    pub counted_seconds: u64,
     pub requests: u64,
-    /// Requests per second over the window.
+    /// Requests per second over the counted seconds.
     pub rate: f64,
     pub success: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -196,7 +274,13 @@ pub fn quantile(q: f64, buckets: &BTreeMap<String, f64>) -> Option<f64> {
 }
 
 /// What the counts say of one route, beside what it intends.
-pub fn observe(route: &EffectiveRoute, window_seconds: u64, requests: &[Sample], durations: &[Sample]) -> ObservedRoute {
+pub fn observe(
+    route: &EffectiveRoute,
+    window_seconds: u64,
+    counted_seconds: f64,
+    requests: &[Sample],
+    durations: &[Sample],
+) -> ObservedRoute {
     let fqdn = service_fqdn(&route.service);
     let mine = |s: &Sample| {
         s.labels.get("destination_service").is_some_and(|d| *d == fqdn)
@@ -296,10 +380,18 @@ pub fn observe(route: &EffectiveRoute, window_seconds: u64, requests: &[Sample],
         service: route.service.clone(),
         from: route.from.clone(),
         metrics: Metrics::Ok,
-        error: None,
+        // Said, not hidden: a count that covers only part of the window.
+        error: (counted_seconds + 2.0 < window_seconds as f64).then(|| {
+            if counted_seconds <= 0.0 {
+                format!("Prometheus has no samples in the last {window_seconds}s: is it scraping?")
+            } else {
+                format!("counted over the last {counted_seconds:.0}s of {window_seconds}s: Prometheus has no samples before")
+            }
+        }),
         window_seconds,
+        counted_seconds: counted_seconds.max(0.0).round() as u64,
         requests: all.requests.round() as u64,
-        rate: if window_seconds == 0 { 0.0 } else { all.requests / window_seconds as f64 },
+        rate: if counted_seconds <= 0.0 { 0.0 } else { all.requests / counted_seconds },
         success: all.success(),
         p99_ms: all.p99(),
         unreached: unreached.round() as u64,
@@ -316,6 +408,7 @@ pub fn without_metrics(route: &EffectiveRoute, window_seconds: u64, metrics: Met
         metrics,
         error: Some(error),
         window_seconds,
+        counted_seconds: 0,
         requests: 0,
         rate: 0.0,
         success: None,
@@ -368,17 +461,48 @@ pub fn selector(metric: &str, service: Option<&str>) -> String {
 mod tests {
     use super::*;
 
-    fn sample(pairs: &[(&str, &str)], value: f64) -> Sample {
-        Sample { labels: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), value }
+    fn series(x: &str, job: &str, samples: &[(f64, f64)]) -> Series {
+        Series {
+            labels: [("x", x), ("job", job), ("instance", "i")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            samples: samples.to_vec(),
+        }
+    }
+
+    fn values(got: &[Sample]) -> Vec<f64> {
+        got.iter().map(|s| s.value).collect()
     }
 
     #[test]
-    fn counts_are_differences_series_by_series_with_resets_and_new_series() {
-        let a = sample(&[("x", "a")], 100.0);
-        let b = sample(&[("x", "b")], 50.0);
-        let end = vec![sample(&[("x", "a")], 130.0), sample(&[("x", "b")], 7.0), sample(&[("x", "c")], 9.0)];
-        let got = counted(&[a, b], &end);
-        assert_eq!(got.iter().map(|s| s.value).collect::<Vec<_>>(), vec![30.0, 7.0, 9.0]);
+    fn a_window_counts_from_the_sample_at_its_start_with_resets_and_born_series() {
+        // Scraped every second; the window is (100, 110].
+        let steady: Vec<(f64, f64)> = (95..=110).map(|t| (t as f64, 10.0 * t as f64)).collect();
+        let reset: Vec<(f64, f64)> = (95..=110).map(|t| (t as f64, if t < 105 { 500.0 + t as f64 } else { (t - 104) as f64 })).collect();
+        let born = vec![(107.0, 3.0), (108.0, 5.0), (109.0, 5.0), (110.0, 6.0)];
+        let set = vec![series("a", "j", &steady), series("b", "j", &reset), series("c", "j", &born)];
+        let (got, covered) = count_window(&[&set], 100.0, 110.0);
+        // a: 1100 - 1000; b: 104 - 100 before the reset, then 6 since; c: a first 503 counts whole.
+        assert_eq!(values(&got[0]), vec![100.0, 10.0, 6.0]);
+        assert_eq!(covered, Some(100.0));
+    }
+
+    #[test]
+    fn a_gap_at_the_windows_start_counts_from_where_samples_resume_never_before() {
+        // Prometheus was down from 92 to 106: the lookback would answer with 91's sample.
+        let mut gap: Vec<(f64, f64)> = (80..=91).map(|t| (t as f64, 10.0 * t as f64)).collect();
+        gap.extend((106..=110).map(|t| (t as f64, 10.0 * t as f64)));
+        let later = vec![(108.0, 1.0), (110.0, 2.0)];
+        let set = vec![series("a", "j", &gap), series("c", "j", &later)];
+        let (got, covered) = count_window(&[&set], 100.0, 110.0);
+        assert_eq!(values(&got[0]), vec![40.0, 2.0], "from 106 on, and a series born after it whole");
+        assert_eq!(covered, Some(106.0));
+        // A fresh Prometheus (nothing before the window): the first sample is the baseline, not zero.
+        let fresh = vec![series("a", "j", &[(104.0, 5000.0), (105.0, 5010.0)])];
+        let (got, covered) = count_window(&[&fresh], 100.0, 110.0);
+        assert_eq!((values(&got[0]), covered), (vec![10.0], Some(104.0)));
+        // Nothing scraped in the window: no count and no coverage.
+        let old = vec![series("a", "j", &[(50.0, 1.0), (51.0, 2.0)])];
+        let (got, covered) = count_window(&[&old], 100.0, 110.0);
+        assert_eq!((got[0].len(), covered), (0, None));
     }
 
     #[test]

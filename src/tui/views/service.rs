@@ -144,8 +144,11 @@ pub(super) fn observed_line(seen: &crate::observe::traffic::ObservedRoute, theme
         ));
     }
     if seen.requests == 0 {
-        return Line::from(Span::styled(format!("    observed ({window}): no requests"), theme.style("dim")));
+        let why = seen.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+        return Line::from(Span::styled(format!("    observed ({window}): no requests{why}"), theme.style("dim")));
     }
+    // A count whole for only part of the window (Prometheus resumed) says so.
+    let window = if seen.error.is_some() { format!("last {}s of {window}", seen.counted_seconds) } else { window };
     let shares: Vec<String> = seen
         .destinations
         .iter()
