@@ -69,15 +69,7 @@ fn mesh(what: &str) -> Option<Mesh> {
             m.node(c, "DELETE", &format!("/faults?workload={w}"));
         }
     }
-    let mut cfg = String::from("clusters:\n");
-    for c in ["cluster1", "cluster2", "cluster3"] {
-        cfg.push_str(&format!(
-            "  - context: {c}\n    prometheus: {}\n    istiod: {}\n",
-            m.parts[c]["prometheus"].as_str().expect("prometheus"),
-            m.parts[c]["istiodMonitoring"].as_str().expect("istiod")
-        ));
-    }
-    std::fs::write(m.config.path().join("config.yaml"), cfg).expect("config");
+    m.configure(&[]);
     // Each caller's proxy connects to its istiod at its first request: have them all connected.
     for c in ["cluster1", "cluster2", "cluster3"] {
         m.send(c, 1);
@@ -127,6 +119,19 @@ fn source_total(metrics: &str) -> f64 {
 }
 
 impl Mesh {
+    /// config.yaml: every cluster's Prometheus and istiod by URL, but for the
+    /// clusters in `found`, whose Prometheus meshdeck finds in the cluster.
+    fn configure(&self, found: &[&str]) {
+        let mut cfg = String::from("clusters:\n");
+        for c in ["cluster1", "cluster2", "cluster3"] {
+            cfg.push_str(&format!("  - context: {c}\n    istiod: {}\n", self.parts[c]["istiodMonitoring"].as_str().expect("istiod")));
+            if !found.contains(&c) {
+                cfg.push_str(&format!("    prometheus: {}\n", self.parts[c]["prometheus"].as_str().expect("prometheus")));
+            }
+        }
+        std::fs::write(self.config.path().join("config.yaml"), cfg).expect("config");
+    }
+
     fn control(&self, method: &str, path: &str) -> String {
         http(&self.control, method, path)
     }
@@ -399,4 +404,58 @@ fn mesh_only_a_prometheus_down_is_no_metrics_for_its_cluster_while_the_others_ke
     assert_eq!(r["metrics"], "ok", "{text}");
     assert_eq!(r["requests"], 300, "only what was sent after Prometheus resumed: {text}");
     assert!(r["error"].as_str().is_some_and(|e| e.contains("counted over the last")), "the short count is said: {text}");
+}
+
+#[test]
+fn mesh_only_a_fresh_callers_first_requests_count_whole() {
+    let Some(m) = mesh("a fresh caller's first requests") else { return };
+    // A restarted node: every series its caller exports is born from here on,
+    // most of them at one scrape, while Prometheus scraped the target all along.
+    m.control("POST", "/clusters/cluster2/node/stop");
+    m.control("POST", "/clusters/cluster2/node/start");
+    // The window starts after the old process's last samples are out of reach
+    // (a counter that restarts below its old value is no reset to tell) and
+    // before the first request: between restart + 6 s and the marker at + 10 s,
+    // with 2 s for meshdeck to start.
+    std::thread::sleep(Duration::from_secs(10));
+    let marker = Instant::now();
+    let first = m.send("cluster2", 1);
+    let burst = m.send("cluster2", 500);
+    assert_eq!((first.ok, burst.ok), (1, 500), "{} {}", first.raw, burst.raw);
+    m.scraped();
+    let window = format!("{}s", marker.elapsed().as_secs_f64().ceil() as u64 + 3);
+    let (v, _, text) = m.traffic(&["reviews", "--from", "cluster2", "--window", &window]);
+    let r = &v["routes"][0];
+    assert_eq!(r["metrics"], "ok", "{text}");
+    assert_eq!(r["requests"], 501, "series born in the window count from zero: {text}");
+    assert!(r["error"].is_null(), "Prometheus scraped the whole window: {text}");
+}
+
+#[test]
+fn mesh_only_a_prometheus_found_in_the_cluster_is_read_through_the_api_servers_service_proxy() {
+    let Some(m) = mesh("Prometheus through the service proxy") else { return };
+    // cluster2's Prometheus is not in config.yaml: meshdeck finds Service
+    // monitoring/prometheus and reads it through the API server, with the
+    // cluster's own credentials (the bed's API server reaches the pod through
+    // its pod network stand-in, as a real one reaches a pod).
+    m.configure(&["cluster2"]);
+    // A window that starts after the setup's first request was scraped and
+    // before these (2 s for meshdeck to start): exactly what is sent here.
+    std::thread::sleep(Duration::from_secs(5));
+    let marker = Instant::now();
+    let sent = m.send("cluster2", 400);
+    assert_eq!(sent.ok, 400, "{}", sent.raw);
+    m.scraped();
+    let window = format!("{}s", marker.elapsed().as_secs_f64().ceil() as u64 + 2);
+    let (v, _, text) = m.traffic(&["reviews", "--from", "cluster2", "--window", &window]);
+    let r = &v["routes"][0];
+    assert_eq!(r["metrics"], "ok", "{text}");
+    assert_eq!(r["source"], "service monitoring/prometheus:9090 (through the API server)", "{text}");
+    assert_eq!(r["requests"], 400, "what the caller counted, through the proxy: {text}");
+    // Stopped: the API server's proxy answers an error, which is "unreachable", not zero.
+    m.control("POST", "/clusters/cluster2/prometheus/stop");
+    let (v, status, text) = m.traffic(&["reviews", "--from", "cluster2", "--window", "10s"]);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert_eq!(v["routes"][0]["metrics"], "unreachable", "{text}");
+    assert!(v["routes"][0]["error"].as_str().is_some_and(|e| e.contains("through the API server")), "{text}");
 }

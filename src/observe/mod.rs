@@ -39,8 +39,8 @@ async fn range(prom: &source::Source, selector: &str, range: u64, at: f64) -> Re
 const BEFORE_WINDOW: u64 = 120;
 
 /// What one calling cluster's Prometheus counted in a window: requests,
-/// duration buckets, and the seconds the count is whole for.
-type Counted = (Vec<Sample>, Vec<Sample>, f64);
+/// duration buckets, the seconds the count is whole for, and which Prometheus.
+type Counted = (Vec<Sample>, Vec<Sample>, f64, String);
 
 /// Requests and duration buckets each calling cluster's Prometheus counted in
 /// the `window` seconds before `now` (Unix seconds), from raw samples
@@ -50,12 +50,16 @@ async fn counts(cluster: &Cluster, service: Option<&str>, window: u64, now: f64)
     let start = now - window as f64;
     let requests = traffic::selector("istio_requests_total", service);
     let buckets = traffic::selector("istio_request_duration_milliseconds_bucket", service);
-    let (r, b) = futures::join!(range(&prom, &requests, window + BEFORE_WINDOW, now), range(&prom, &buckets, window + BEFORE_WINDOW, now));
-    let (r, b) = (r?, b?);
-    let (mut counted, covered) = traffic::count_window(&[&r, &b], start, now);
+    let lookback = window + BEFORE_WINDOW;
+    // `up`: when each target was scraped, which the counters alone cannot tell
+    // from a series born in the window.
+    let (r, b, up) =
+        futures::join!(range(&prom, &requests, lookback, now), range(&prom, &buckets, lookback, now), range(&prom, "up", lookback, now));
+    let (r, b, up) = (r?, b?, up?);
+    let (mut counted, covered) = traffic::count_window(&[&r, &b], &up, start, now);
     let durations = counted.pop().unwrap_or_default();
     let requests = counted.pop().unwrap_or_default();
-    Ok((requests, durations, covered.map(|from| now - from).unwrap_or(0.0)))
+    Ok((requests, durations, covered.map(|from| now - from).unwrap_or(0.0), prom.describe()))
 }
 
 /// The observed split of every route, each calling cluster asked at once.
@@ -74,7 +78,9 @@ pub async fn observed(clusters: &[Cluster], routes: &[EffectiveRoute], service: 
     routes
         .iter()
         .map(|r| match &answers[&r.from] {
-            Ok((requests, buckets, counted)) => traffic::observe(r, window, *counted, requests, buckets),
+            Ok((requests, buckets, counted, source)) => {
+                ObservedRoute { source: Some(source.clone()), ..traffic::observe(r, window, *counted, requests, buckets) }
+            }
             Err(Unavailable::NotFound(m)) => traffic::without_metrics(r, window, Metrics::None, m.clone()),
             Err(Unavailable::Unreachable(m)) => traffic::without_metrics(r, window, Metrics::Unreachable, m.clone()),
         })

@@ -2,10 +2,10 @@
 //!
 //! Counts come from the calling cluster's own Prometheus, from the source
 //! reporter only (the caller's sidecar), so no request is counted twice.
-//! Requests in a window are counter differences between two instant queries
-//! (the window's end and its start), series by series: exact where `increase()`
-//! extrapolates, a series born in the window counts from zero, and a counter
-//! reset counts what was counted since. The intended weights are those of the
+//! Requests in a window are counter differences read from raw samples, series
+//! by series ([`count_window`]): exact where `increase()` extrapolates, a series
+//! born in the window counts from zero, a counter reset counts what was counted
+//! since, and a gap in scraping is said, never filled. The intended weights are those of the
 //! route in force (`inventory::routes`), its catch-all rule.
 
 use std::collections::BTreeMap;
@@ -61,17 +61,20 @@ pub fn parse_matrix(body: &[u8]) -> Result<Vec<Series>, String> {
 /// Read from raw samples, target by target (`job`, `instance`), because an
 /// instant query's lookback hides gaps: after a Prometheus restart the sample
 /// "at the window's start" can be minutes older, and a difference from it would
-/// count requests from before the window. So:
-/// - a target scraped at the start (a sample within two scrape intervals)
+/// count requests from before the window. When a target was scraped is read
+/// from its `up` series (Prometheus writes one at every scrape, whatever the
+/// target exports), else from the counters' own samples. So:
+/// - a target scraped at the start (a scrape within two scrape intervals)
 ///   counts from there; one not scraped then (Prometheus or the target resumed,
-///   or a fresh Prometheus) counts from its first sample in the window, never
+///   or a fresh Prometheus) counts from its first scrape in the window, never
 ///   from zero, so nothing from before is counted: the count is whole only
 ///   since then, and the answer says so;
 /// - each series counts from its last sample at or before that point; a series
-///   first seen later was born in the window and counts from zero (a first 503).
+///   first seen later was born in the window and counts from zero (a first 503,
+///   a fresh caller's first requests to a destination).
 ///
 /// Resets (a process restarted) count what was counted since, pair by pair.
-pub fn count_window(sets: &[&[Series]], start: f64, end: f64) -> (Vec<Vec<Sample>>, Option<f64>) {
+pub fn count_window(sets: &[&[Series]], up: &[Series], start: f64, end: f64) -> (Vec<Vec<Sample>>, Option<f64>) {
     let target = |s: &Series| {
         let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
         (l("job"), l("instance"))
@@ -82,14 +85,28 @@ pub fn count_window(sets: &[&[Series]], start: f64, end: f64) -> (Vec<Vec<Sample
             targets.entry(target(s)).or_default().push(s);
         }
     }
-    // Per target: counted from `from` (the start, or where its samples resume).
+    let mut scrapes: BTreeMap<(String, String), Vec<&Series>> = BTreeMap::new();
+    for s in up {
+        scrapes.entry(target(s)).or_default().push(s);
+    }
+    // Per target: counted from `from` (the start, or where its scrapes resume).
     let mut from_of: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
     for (key, series) in &targets {
-        let mut gaps: Vec<f64> = series.iter().flat_map(|s| s.samples.windows(2).map(|w| w[1].0 - w[0].0)).filter(|d| *d > 0.0).collect();
+        // Its scrapes that succeeded: `up` == 1 where Prometheus gave it (a failed
+        // scrape, such as a first one timing out after a restart, writes `up` 0 and
+        // no counter sample), else the counters' own samples.
+        let seen: Vec<f64> = match scrapes.get(key) {
+            Some(up) => up.iter().flat_map(|s| s.samples.iter().filter(|p| p.1 > 0.0).map(|p| p.0)).collect(),
+            None => series.iter().flat_map(|s| s.samples.iter().map(|p| p.0)).collect(),
+        };
+        let mut sorted = seen.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted.dedup();
+        let mut gaps: Vec<f64> = sorted.windows(2).map(|w| w[1] - w[0]).collect();
         gaps.sort_by(f64::total_cmp);
         // Two scrape intervals (their median); a minute where there is no second sample to tell.
         let bound = gaps.get(gaps.len() / 2).map(|i| 2.0 * i + 0.5).unwrap_or(60.0);
-        let times = || series.iter().flat_map(|s| s.samples.iter().map(|p| p.0));
+        let times = || seen.iter().copied();
         let live = times().any(|t| t <= start && start - t <= bound);
         let first_inside = times().filter(|t| *t > start && *t <= end).min_by(f64::total_cmp);
         match (live, first_inside) {
@@ -175,6 +192,10 @@ pub struct ObservedRoute {
     pub service: String,
     pub from: String,
     pub metrics: Metrics,
+    /// The Prometheus that answered: a URL from config.yaml, or the Service
+    /// found in the cluster (through the API server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub window_seconds: u64,
@@ -380,6 +401,7 @@ pub fn observe(
         service: route.service.clone(),
         from: route.from.clone(),
         metrics: Metrics::Ok,
+        source: None,
         // Said, not hidden: a count that covers only part of the window.
         error: (counted_seconds + 2.0 < window_seconds as f64).then(|| {
             if counted_seconds <= 0.0 {
@@ -406,6 +428,7 @@ pub fn without_metrics(route: &EffectiveRoute, window_seconds: u64, metrics: Met
         service: route.service.clone(),
         from: route.from.clone(),
         metrics,
+        source: None,
         error: Some(error),
         window_seconds,
         counted_seconds: 0,
@@ -479,7 +502,7 @@ mod tests {
         let reset: Vec<(f64, f64)> = (95..=110).map(|t| (t as f64, if t < 105 { 500.0 + t as f64 } else { (t - 104) as f64 })).collect();
         let born = vec![(107.0, 3.0), (108.0, 5.0), (109.0, 5.0), (110.0, 6.0)];
         let set = vec![series("a", "j", &steady), series("b", "j", &reset), series("c", "j", &born)];
-        let (got, covered) = count_window(&[&set], 100.0, 110.0);
+        let (got, covered) = count_window(&[&set], &[], 100.0, 110.0);
         // a: 1100 - 1000; b: 104 - 100 before the reset, then 6 since; c: a first 503 counts whole.
         assert_eq!(values(&got[0]), vec![100.0, 10.0, 6.0]);
         assert_eq!(covered, Some(100.0));
@@ -492,17 +515,55 @@ mod tests {
         gap.extend((106..=110).map(|t| (t as f64, 10.0 * t as f64)));
         let later = vec![(108.0, 1.0), (110.0, 2.0)];
         let set = vec![series("a", "j", &gap), series("c", "j", &later)];
-        let (got, covered) = count_window(&[&set], 100.0, 110.0);
+        let (got, covered) = count_window(&[&set], &[], 100.0, 110.0);
         assert_eq!(values(&got[0]), vec![40.0, 2.0], "from 106 on, and a series born after it whole");
         assert_eq!(covered, Some(106.0));
         // A fresh Prometheus (nothing before the window): the first sample is the baseline, not zero.
         let fresh = vec![series("a", "j", &[(104.0, 5000.0), (105.0, 5010.0)])];
-        let (got, covered) = count_window(&[&fresh], 100.0, 110.0);
+        let (got, covered) = count_window(&[&fresh], &[], 100.0, 110.0);
         assert_eq!((values(&got[0]), covered), (vec![10.0], Some(104.0)));
         // Nothing scraped in the window: no count and no coverage.
         let old = vec![series("a", "j", &[(50.0, 1.0), (51.0, 2.0)])];
-        let (got, covered) = count_window(&[&old], 100.0, 110.0);
+        let (got, covered) = count_window(&[&old], &[], 100.0, 110.0);
         assert_eq!((got[0].len(), covered), (0, None));
+    }
+
+    fn up(job: &str, times: impl Iterator<Item = u32>) -> Series {
+        series("up", job, &times.map(|t| (f64::from(t), 1.0)).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn series_born_in_the_window_count_whole_while_their_target_was_scraped_throughout() {
+        // A fresh caller: its first request's series was born at 103, the next
+        // 500 requests' series at 106. Prometheus scraped the target all along
+        // (`up`), so nothing here existed at the window's start: all counts.
+        let first = vec![(103.0, 1.0), (104.0, 1.0), (105.0, 1.0), (106.0, 1.0)];
+        let burst = vec![(106.0, 71.0), (107.0, 300.0), (108.0, 429.0)];
+        let set = vec![series("a", "j", &first), series("b", "j", &burst)];
+        let (got, covered) = count_window(&[&set], &[up("j", 80..=110)], 100.0, 110.0);
+        assert_eq!(values(&got[0]), vec![1.0, 429.0]);
+        assert_eq!(covered, Some(100.0), "the whole window counted");
+        // The same samples after a gap in `up` (Prometheus down until 103): the
+        // count starts where scraping resumed, and the series there is its baseline.
+        let gapped: Vec<u32> = (80..=91).chain(103..=110).collect();
+        let (got, covered) = count_window(&[&set], &[up("j", gapped.into_iter())], 100.0, 110.0);
+        assert_eq!(values(&got[0]), vec![0.0, 429.0]);
+        assert_eq!(covered, Some(103.0));
+    }
+
+    #[test]
+    fn a_failed_first_scrape_after_a_restart_is_no_baseline() {
+        // Prometheus down from 92; its first scrape back (104) failed: `up` 0 and
+        // no counter sample. The count starts at the first scrape that read the
+        // counters (105), never from zero over what was counted before the gap.
+        let mut counter: Vec<(f64, f64)> = (80..=91).map(|t| (t as f64, 10.0 * t as f64)).collect();
+        counter.extend((105..=110).map(|t| (t as f64, 2000.0 + t as f64)));
+        let mut ups: Vec<(f64, f64)> = (80..=91).map(|t| (t as f64, 1.0)).collect();
+        ups.push((104.0, 0.0));
+        ups.extend((105..=110).map(|t| (t as f64, 1.0)));
+        let set = vec![series("a", "j", &counter)];
+        let (got, covered) = count_window(&[&set], &[series("up", "j", &ups)], 100.0, 110.0);
+        assert_eq!((values(&got[0]), covered), (vec![5.0], Some(105.0)));
     }
 
     #[test]

@@ -290,7 +290,12 @@ func (c *cluster) startAPIServer(etcdURL, prefix string) error {
 		return err
 	}
 	f := func(name string) string { return filepath.Join(c.dir, name) }
+	egress, err := servePodNetwork(c.dir)
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
 	c.apiArgs = []string{
+		"--egress-selector-config-file=" + egress,
 		"--etcd-servers=" + etcdURL,
 		"--etcd-prefix=" + prefix,
 		"--bind-address=127.0.0.1",

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,8 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // The data plane of `up --mesh`, per cluster: Istio's own istiod reading the
@@ -82,8 +86,13 @@ func startMesh(ctx context.Context, clusters []*cluster) error {
 			}
 		}
 		addr := func(p int) string { return fmt.Sprintf("127.0.0.1:%d", p) }
+		// Prometheus runs as a pod behind Service monitoring/prometheus, on its pod address.
+		promAddr, err := prometheusPod(ctx, c)
+		if err != nil {
+			return fmt.Errorf("%s prometheus pod: %w", c.name, err)
+		}
 		m.istiodHTTP, m.xds, m.monitoring = "http://"+addr(ports[0]), addr(ports[1]), "http://"+addr(ports[2])
-		m.node, m.prometheus = "http://"+addr(ports[3]), "http://"+addr(ports[4])
+		m.node, m.prometheus = "http://"+addr(ports[3]), "http://"+promAddr
 		kc := filepath.Join(c.dir, "admin.kubeconfig")
 		meshFile := filepath.Join(c.dir, "mesh-config-absent") // istiod then reads the `istio` ConfigMap, as in a cluster
 		m.parts["istiod"] = &meshPart{
@@ -117,7 +126,7 @@ func startMesh(ctx context.Context, clusters []*cluster) error {
 		m.parts["prometheus"] = &meshPart{
 			name: "prometheus", bin: prom, logName: "prometheus",
 			args: []string{"--config.file=" + filepath.Join(promDir, "prometheus.yml"), "--storage.tsdb.path=" + filepath.Join(promDir, "data"),
-				"--web.listen-address=" + addr(ports[4]), "--storage.tsdb.retention.time=2h", "--log.level=warn"},
+				"--web.listen-address=" + promAddr, "--storage.tsdb.retention.time=2h", "--log.level=warn"},
 			ready: m.prometheus + "/-/ready",
 		}
 	}
@@ -288,4 +297,65 @@ func meshAction(ctx context.Context, c *cluster, part, action string) (string, e
 		return fmt.Sprintf("%s: %s ready\n", c.name, part), nil
 	}
 	return "", fmt.Errorf("stop or start, not %q", strings.TrimSpace(action))
+}
+
+// prometheusPod registers the cluster's Prometheus as a cluster runs it: pod
+// monitoring/prometheus-0 behind Service monitoring/prometheus (port 9090, web),
+// so meshdeck can find it and reach it through the API server's service proxy.
+// The answer is where it listens: its pod IP's loopback twin (the pod network).
+func prometheusPod(ctx context.Context, c *cluster) (string, error) {
+	_, kube, err := clients(c, "mesh/realfleet")
+	if err != nil {
+		return "", err
+	}
+	created := func(err error) error {
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		return err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "monitoring"}}
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); created(err) != nil {
+		return "", err
+	}
+	labels := map[string]string{"app": "prometheus"}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "prometheus-0", Namespace: "monitoring", Labels: labels},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "prometheus", Image: "prom/prometheus:v2.42.0",
+			Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: 9090}}}}},
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "prometheus", Namespace: "monitoring", Labels: labels},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "web", Port: 9090, TargetPort: intstr.FromInt32(9090)}}},
+	}
+	if _, err := kube.CoreV1().Services("monitoring").Create(ctx, svc, metav1.CreateOptions{}); created(err) != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		// The namespace's default ServiceAccount comes from the controller manager a moment later.
+		_, err := kube.CoreV1().Pods("monitoring").Create(ctx, pod, metav1.CreateOptions{})
+		if created(err) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for {
+		p, err := kube.CoreV1().Pods("monitoring").Get(ctx, "prometheus-0", metav1.GetOptions{})
+		if err == nil && p.Status.PodIP != "" {
+			ip := net.ParseIP(p.Status.PodIP).To4()
+			if ip == nil {
+				return "", fmt.Errorf("pod IP %q", p.Status.PodIP)
+			}
+			ip[0] = 127
+			return net.JoinHostPort(ip.String(), "9090"), nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("prometheus-0 has no pod IP after 2 minutes: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
