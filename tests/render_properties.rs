@@ -59,6 +59,13 @@ fn fleet(versions: &[Vec<u8>], topo: Topology) -> FleetSnapshot {
                 remote_secrets: discovered_by(topo, &names, n),
                 istio_crds: true,
                 // Federated meshes accept one another's trust domains, as they must.
+                trust_domain_aliases: names
+                    .iter()
+                    .filter(|o| domain(o) != domain(n))
+                    .map(|o| domain(o))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
                 accepted_trust_domains: {
                     let mut others: Vec<String> = names.iter().filter(|o| domain(o) != domain(n)).map(|o| domain(o)).collect();
                     others.dedup();

@@ -98,6 +98,10 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Planned, C
     }
     let persona = persona(&clusters, args.as_persona.as_deref())?;
     let rendered = render_plan(&plan, &inv)?;
+    // What Istio will make of it that the plan does not say: said before the diff.
+    for n in &rendered.notes {
+        eprintln!("note: {n}");
+    }
     let pipeline = pipeline(&clusters, persona, args.force_conflicts, args.timeout)?;
     let prepared = pipeline.plan(&plan, &rendered, &args.replace).await.map_err(err)?;
     Ok(Planned { clusters, pipeline, prepared })

@@ -166,6 +166,7 @@ impl ClusterModel {
             .or_else(|| self.mesh_config.live.values().find(|m| m.trust_domain.is_some()));
         let trust_domain = mesh_config.and_then(|m| m.trust_domain.clone());
         let accepted_trust_domains = mesh_config.map(|m| m.accepted_trust_domains.clone()).unwrap_or_default();
+        let trust_domain_aliases = mesh_config.map(|m| m.trust_domain_aliases.clone()).unwrap_or_default();
         let root = self.mesh_config.live.values().find_map(|m| m.root_cert_fingerprint.clone());
         let east_west = self.services.live.iter().filter(|(k, _)| k.0 == "istio-system").find_map(|(_, s)| s.east_west_address.clone());
         MeshFacts {
@@ -179,6 +180,7 @@ impl ClusterModel {
             remote_secrets: self.remote_secrets.live.values().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
             istio_crds: self.istio_absent.is_empty(),
             accepted_trust_domains,
+            trust_domain_aliases,
             skip_trust_domain_validation: istiod.skip_validate_trust_domain,
         }
     }

@@ -186,6 +186,8 @@ pub struct MeshConfigFacts {
     /// Other trust domains this mesh's sidecars accept as peers: `trustDomainAliases`
     /// and the trust domains of `caCertificates` entries.
     pub accepted_trust_domains: Vec<String>,
+    /// `trustDomainAliases` alone: what Istio's authorization takes as one identity.
+    pub trust_domain_aliases: Vec<String>,
 }
 
 pub fn mesh_config_facts(cm: &ConfigMap) -> MeshConfigFacts {
@@ -207,7 +209,10 @@ fn mesh_facts(mesh: &str, revision: &str) -> MeshConfigFacts {
     let strings = |v: Option<&serde_json::Value>| -> Vec<String> {
         v.and_then(|a| a.as_array()).into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect()
     };
-    let mut accepted = strings(v.get("trustDomainAliases"));
+    let mut aliases = strings(v.get("trustDomainAliases"));
+    aliases.sort();
+    aliases.dedup();
+    let mut accepted = aliases.clone();
     for ca in v.get("caCertificates").and_then(|c| c.as_array()).into_iter().flatten() {
         accepted.extend(strings(ca.get("trustDomains")));
     }
@@ -218,6 +223,7 @@ fn mesh_facts(mesh: &str, revision: &str) -> MeshConfigFacts {
         root_cert_fingerprint: None,
         revision: Some(revision.to_string()),
         accepted_trust_domains: accepted,
+        trust_domain_aliases: aliases,
     }
 }
 
@@ -353,6 +359,7 @@ mod tests {
         assert_eq!(f.trust_domain.as_deref(), Some("east.local"));
         assert_eq!(f.revision.as_deref(), Some("1-27"));
         assert_eq!(f.accepted_trust_domains, ["north.local", "west.local"]);
+        assert_eq!(f.trust_domain_aliases, ["west.local"], "the caCertificates' domains are accepted, not aliases");
         assert_eq!(mesh_config_facts(&cm("istio", "{}")).revision.as_deref(), Some("default"));
         let injector: ConfigMap = serde_json::from_value(
             serde_json::json!({"metadata": {"name": "istio-sidecar-injector"}, "data": {"config": "policy: enabled"}}),

@@ -179,6 +179,10 @@ pub struct MeshFacts {
     /// `trustDomainAliases` and `caCertificates[].trustDomains`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_trust_domains: Vec<String>,
+    /// `trustDomainAliases`: trust domains Istio's authorization takes as this
+    /// one, so `<any of them>/ns/N/sa/S` is one identity to an AuthorizationPolicy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_domain_aliases: Vec<String>,
     /// istiod runs with `PILOT_SKIP_VALIDATE_TRUST_DOMAIN=true`: peers of any trust domain.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_trust_domain_validation: bool,

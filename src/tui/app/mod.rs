@@ -417,8 +417,11 @@ impl AppState {
         let mut ed = EditorState::new(&plan.to_yaml());
         match crate::render::render(plan, &self.snapshot) {
             Ok(out) => {
+                // What Istio will make of it that the plan does not say, above the objects.
+                let notes: String = out.notes.iter().map(|n| format!("# note: {n}\n")).collect();
                 for (cluster, objs) in &out.clusters {
-                    let text: String = objs.iter().map(|o| format!("---\n{}", crate::yaml::to_yaml(o))).collect();
+                    let text: String =
+                        std::iter::once(notes.clone()).chain(objs.iter().map(|o| format!("---\n{}", crate::yaml::to_yaml(o)))).collect();
                     ed.tabs.push((cluster.clone(), text));
                 }
             }

@@ -13,6 +13,14 @@
 // its pods get addresses of their own range (10.2.x.x for the first, and so on). Each Deployment becomes its ready pods and
 // each Service its EndpointSlice, as a kubelet and the endpoint controller would.
 // Prints one JSON document: the outbound clusters with their endpoints.
+//
+//	eds --inbound --cluster-id cluster2 --labels app=reviews,version=v3 FILE...
+//
+// With --inbound the sidecar is the first pod whose labels hold --labels, on its
+// own address, and the answer is what Istio's authorization builder made of the
+// AuthorizationPolicies for it: each RBAC filter of its inbound listeners (action,
+// policy, the SPIFFE identities it matches), as Envoy would enforce them. The
+// mesh config (trust domain, aliases) is the world's ConfigMap istio-system/istio.
 package main
 
 import (
@@ -23,6 +31,14 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbac "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rbactcp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"istio.io/istio/pkg/config/mesh"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -82,6 +98,7 @@ func main() {
 	net := flag.String("network", "", "the caller's network")
 	proxyLabels := flag.String("labels", "app=caller", "the calling sidecar's labels, k=v,...")
 	namespace := flag.String("namespace", "default", "the calling sidecar's namespace")
+	inbound := flag.Bool("inbound", false, "print the inbound RBAC of the first pod with --labels instead of outbound endpoints")
 	var remotes remoteFlags
 	flag.Var(&remotes, "remote", "another cluster this istiod reads: ID=FILE[,FILE...] (repeatable)")
 	flag.Parse()
@@ -92,12 +109,13 @@ func main() {
 	must(log.Configure(logs))
 
 	podIndex := 0
-	kube, istio := readFiles(flag.Args(), 1, &podIndex)
+	var meshConfig *meshconfig.MeshConfig
+	kube, istio := readFiles(flag.Args(), 1, &podIndex, &meshConfig)
 	kube = append(kube, slices(kube)...)
 	byCluster := map[cluster.ID][]runtime.Object{}
 	for i, r := range remotes {
 		// A remote cluster's Istio config is its own istiod's, not read here.
-		objects, _ := readFiles(r.files, 2+i, &podIndex)
+		objects, _ := readFiles(r.files, 2+i, &podIndex, nil)
 		byCluster[cluster.ID(r.id)] = append(objects, slices(objects)...)
 	}
 
@@ -118,6 +136,7 @@ func main() {
 		KubernetesObjects:          kube,
 		KubernetesObjectsByCluster: byCluster,
 		ConfigString:               strings.Join(istio, "\n---\n"),
+		MeshConfig:                 meshConfig,
 	})
 	labels := map[string]string{}
 	for _, kv := range strings.Split(*proxyLabels, ",") {
@@ -125,13 +144,21 @@ func main() {
 			labels[k] = v
 		}
 	}
+	ip := "10.99.0.1"
+	if *inbound {
+		pod := podWith(kube, labels)
+		if pod == nil {
+			fail("no pod has the labels %v", labels)
+		}
+		ip, *namespace, labels = pod.Status.PodIP, pod.Namespace, pod.Labels
+	}
 	// As istiod does for a connecting sidecar: its cluster and network join its labels
 	// (failoverPriority compares endpoints' labels with these).
 	labels = labelutil.AugmentLabels(labels, cluster.ID(*clusterID), "", "", network.ID(*net))
 	proxy := s.SetupProxy(&model.Proxy{
 		Labels:          labels,
 		ConfigNamespace: *namespace,
-		IPAddresses:     []string{"10.99.0.1"},
+		IPAddresses:     []string{ip},
 		Metadata: &model.NodeMetadata{
 			ClusterID: cluster.ID(*clusterID),
 			Network:   network.ID(*net),
@@ -139,6 +166,10 @@ func main() {
 			Namespace: *namespace,
 		},
 	})
+	if *inbound {
+		printJSON(inboundRBAC(s.Listeners(proxy)))
+		os.Exit(0)
+	}
 	// EDS clusters get their endpoints from the endpoint builder; DNS and static
 	// ones (a ServiceEntry with DNS resolution) carry them inline.
 	var out []Cluster
@@ -157,11 +188,78 @@ func main() {
 		out = append(out, describe(c.Name, c.OutlierDetection != nil, c.GetType().String(), cla))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	must(enc.Encode(out))
+	printJSON(out)
 	// The harness's cleanups wait on informers a test would stop; a process just ends.
 	os.Exit(0)
+}
+
+func printJSON(v any) {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	must(enc.Encode(v))
+}
+
+// podWith is the first pod whose labels hold every one of want.
+func podWith(objects []runtime.Object, want map[string]string) *corev1.Pod {
+	for _, o := range objects {
+		if p, ok := o.(*corev1.Pod); ok && klabels.SelectorFromSet(want).Matches(klabels.Set(p.Labels)) {
+			return p
+		}
+	}
+	return nil
+}
+
+// Rule is one RBAC policy of an inbound listener as Envoy enforces it.
+type Rule struct {
+	Filter     string   `json:"filter"`
+	Action     string   `json:"action"`
+	Policy     string   `json:"policy"`
+	Principals []string `json:"principals"`
+}
+
+// inboundRBAC collects every RBAC filter of the inbound listeners (HTTP and
+// network), each policy once, with the SPIFFE identities its principals match.
+func inboundRBAC(listeners []*listener.Listener) []Rule {
+	seen := map[string]Rule{}
+	for _, l := range listeners {
+		if l.GetTrafficDirection().String() != "INBOUND" && l.GetName() != "virtualInbound" {
+			continue
+		}
+		for _, chain := range l.GetFilterChains() {
+			for _, f := range chain.GetFilters() {
+				switch f.GetName() {
+				case "envoy.filters.network.rbac":
+					var r rbactcp.RBAC
+					if f.GetTypedConfig().UnmarshalTo(&r) == nil && r.GetRules() != nil {
+						collect(seen, "network", r.GetRules().GetAction().String(), r.GetRules().GetPolicies())
+					}
+				case "envoy.filters.network.http_connection_manager":
+					var h hcm.HttpConnectionManager
+					if f.GetTypedConfig().UnmarshalTo(&h) != nil {
+						continue
+					}
+					for _, hf := range h.GetHttpFilters() {
+						if hf.GetName() != "envoy.filters.http.rbac" {
+							continue
+						}
+						var r rbachttp.RBAC
+						if hf.GetTypedConfig().UnmarshalTo(&r) == nil && r.GetRules() != nil {
+							collect(seen, "http", r.GetRules().GetAction().String(), r.GetRules().GetPolicies())
+						}
+					}
+				}
+			}
+		}
+	}
+	out := make([]Rule, 0, len(seen))
+	for _, r := range seen {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.Filter+a.Action+a.Policy < b.Filter+b.Action+b.Policy
+	})
+	return out
 }
 
 // remoteFlags are the --remote clusters, in the order given.
@@ -186,7 +284,7 @@ func (r *remoteFlags) Set(v string) error {
 
 // readFiles reads a cluster's YAML files: its Kubernetes objects (each Deployment
 // as its ready pods, addressed in 10.<subnet>.x.x) and its Istio objects.
-func readFiles(paths []string, subnet int, podIndex *int) ([]runtime.Object, []string) {
+func readFiles(paths []string, subnet int, podIndex *int, meshConfig **meshconfig.MeshConfig) ([]runtime.Object, []string) {
 	var kube []runtime.Object
 	var istio []string
 	for _, path := range paths {
@@ -206,6 +304,12 @@ func readFiles(paths []string, subnet int, podIndex *int) ([]runtime.Object, []s
 			switch {
 			case strings.Contains(d.APIVersion, "istio.io"):
 				istio = append(istio, string(part))
+			case d.Kind == "ConfigMap" && d.Metadata.Name == "istio" && d.Metadata.Namespace == "istio-system" && meshConfig != nil:
+				var o corev1.ConfigMap
+				must(yaml.Unmarshal(part, &o))
+				m, err := mesh.ApplyMeshConfigDefaults(o.Data["mesh"])
+				must(err)
+				*meshConfig = m
 			case d.Kind == "Namespace":
 				var o corev1.Namespace
 				must(yaml.Unmarshal(part, &o))
@@ -336,4 +440,45 @@ func must(err error) {
 func fail(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "eds: "+format+"\n", a...)
 	os.Exit(2)
+}
+
+// collect adds each policy's identities: every string its principals match that
+// is a SPIFFE id (exact or prefix, wherever Istio nests it), "*" for any.
+func collect(seen map[string]Rule, filter, action string, policies map[string]*rbac.Policy) {
+	for name, p := range policies {
+		ids := map[string]bool{}
+		for _, pr := range p.GetPrincipals() {
+			raw, err := protojson.Marshal(pr)
+			must(err)
+			var v any
+			must(json.Unmarshal(raw, &v))
+			spiffeIDs(v, ids)
+		}
+		r := Rule{Filter: filter, Action: action, Policy: name, Principals: []string{}}
+		for id := range ids {
+			r.Principals = append(r.Principals, id)
+		}
+		sort.Strings(r.Principals)
+		seen[filter+"|"+action+"|"+name] = r
+	}
+}
+
+func spiffeIDs(v any, into map[string]bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		if x["any"] == true {
+			into["*"] = true
+		}
+		for _, e := range x {
+			spiffeIDs(e, into)
+		}
+	case []any:
+		for _, e := range x {
+			spiffeIDs(e, into)
+		}
+	case string:
+		if strings.HasPrefix(x, "spiffe://") {
+			into[x] = true
+		}
+	}
 }
