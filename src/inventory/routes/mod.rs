@@ -378,6 +378,24 @@ mod tests {
         assert_eq!(route.summary(), "hand-written");
     }
 
+    #[test]
+    fn a_subset_with_no_pods_meshdeck_sees_is_unknown_while_the_callers_istiod_reads_an_unwatched_cluster() {
+        // c1's DestinationRule pins v3 to cluster c9, which c1's istiod reads and
+        // meshdeck does not watch: its pods are unknown, so no "requests get 503".
+        let mut snap = fleet(vec![vs("canary", 100, "v3", &[])]);
+        if let Some(dr) = snap.istio_objects.iter_mut().find(|o| o.kind == "DestinationRule") {
+            dr.subsets
+                .insert("v3".into(), [("version".to_string(), "v3".to_string()), (CLUSTER_LABEL.to_string(), "c9".to_string())].into());
+        }
+        snap.clusters[0].mesh.remote_secrets = vec!["c9".into()];
+        let route = effective_routes(&snap, Some("reviews.default"), Some("c1")).remove(0);
+        assert!(codes(&route).is_empty(), "{:?}", route.problems);
+        // Without that remote secret, c1 sees c1 alone: no pods there is a finding.
+        snap.clusters[0].mesh.remote_secrets.clear();
+        let route = effective_routes(&snap, Some("reviews.default"), Some("c1")).remove(0);
+        assert_eq!(codes(&route), ["SUBSET_NO_PODS"]);
+    }
+
     fn object(cluster: &str, kind: &str, hosts: &[&str], spec: Value) -> IstioObject {
         IstioObject {
             cluster: cluster.into(),

@@ -295,7 +295,14 @@ pub(super) fn resolve_destination(
             return d;
         };
         let mut scores = Vec::new();
-        let mut judged = true;
+        // Clusters the caller's istiod reads that meshdeck does not watch: their pods
+        // are unknown, so "no pods" cannot be said.
+        let unwatched = caller
+            .mesh
+            .remote_secrets
+            .iter()
+            .any(|r| !snap.clusters.iter().any(|v| v.name == *r || v.mesh.cluster_id.as_deref() == Some(r.as_str())));
+        let mut judged = !unwatched;
         for (cluster, _) in row.clusters.iter().filter(|(c, _)| snap.shares_discovery(&caller.name, c)) {
             let Some(view) = snap.cluster(cluster) else { continue };
             let id = snap.cluster_id_from(&caller.name, cluster);
