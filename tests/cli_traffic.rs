@@ -92,3 +92,63 @@ async fn without_istiod_s_monitoring_port_push_status_is_unknown_never_pushed() 
     assert!(said.contains("push: cluster1: push unknown:"), "{said}");
     assert!(!said.contains("pushed to"), "{said}");
 }
+
+/// The sim's Prometheus stand-in (`meshdeck sim --traffic`, the demo): each
+/// cluster's productpage calls reviews as the route in force there says, so
+/// `meshdeck traffic` shows an applied canary's split, and a destination
+/// cluster gone dark as failed requests. Simulated arithmetic, said so in
+/// docs/sim.md; routed requests are the real bed's (data_plane.rs).
+#[tokio::test(flavor = "multi_thread")]
+async fn sim_only_the_stand_in_prometheus_follows_the_route_in_force_and_a_dark_cluster_fails_requests() {
+    let fleet = common::fleet(meshdeck_sim::SimConfig { traffic: true, ..Default::default() }).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = dir.path().join("kubeconfig");
+    fleet.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let cli = MeshdeckCli::new(kubeconfig);
+    let mut cfg = String::from("clusters:\n");
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        cfg.push_str(&format!("  - context: {c}\n    prometheus: {}\n", fleet.prometheus_url(c)));
+    }
+    std::fs::write(cli.config.path().join("config.yaml"), cfg).expect("config");
+    let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reviews-canary.yaml");
+    let out = cli.run(&["apply", "-f", plan.to_str().expect("utf8"), "--yes"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    // Within a few ticks the last 3 s are all on the canary: 75/15/10.
+    let observed = |v: &Value, dest: &str| -> Option<f64> {
+        v["routes"][0]["destinations"]
+            .as_array()?
+            .iter()
+            .find(|d| format!("{} {}", d["cluster"].as_str().unwrap_or(""), d["version"].as_str().unwrap_or("")) == dest)?["observed"]
+            .as_f64()
+    };
+    let started = Instant::now();
+    let v = loop {
+        let out = cli.run(&["traffic", "reviews", "--from", "cluster1", "--window", "3s", "-o", "json"]).await;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let on_canary = [("cluster2 v3", 75.0), ("cluster1 v1", 15.0), ("cluster1 v2", 10.0)]
+            .iter()
+            .all(|(d, want)| observed(&v, d).is_some_and(|o| (o - want).abs() < 1.0));
+        if on_canary && v["routes"][0]["countedSeconds"] == 3 {
+            assert!(out.status.success(), "no drift: {}", text(&out));
+            break v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the stand-in follows the canary: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(v["routes"][0]["source"], format!("{}", fleet.prometheus_url("cluster1")), "{v}");
+    assert!(v["routes"][0]["requests"].as_u64().is_some_and(|n| n >= 100), "{v}");
+    // cluster2 goes dark: its share of cluster1's requests fails, the rest is served.
+    fleet.cluster("cluster2").expect("cluster2").set_fault(meshdeck_sim::faults::Fault::Down);
+    let started = Instant::now();
+    loop {
+        let out = cli.run(&["traffic", "reviews", "--from", "cluster1", "--window", "3s", "-o", "json"]).await;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let r = &v["routes"][0];
+        if r["success"].as_f64().is_some_and(|s| (s - 25.0).abs() < 1.0) {
+            assert!(r["unreached"].as_u64().is_some_and(|n| n > 0), "{v}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "75% of requests fail with cluster2 down: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

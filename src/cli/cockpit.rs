@@ -91,7 +91,13 @@ fn look(args: &LookArgs, cfg: &MeshdeckConfig) -> Result<(Keymap, Theme, Vec<Str
 }
 
 pub async fn cockpit(global: &GlobalArgs, look_args: &LookArgs) -> Result<(), CliError> {
-    let (clusters, cfg) = fleet::registry(global).await?;
+    cockpit_with(global, look_args, |_| {}).await
+}
+
+/// The cockpit with config.yaml as loaded, then changed by `adjust` (the demo
+/// names its own clusters and their Prometheus stand-ins).
+async fn cockpit_with(global: &GlobalArgs, look_args: &LookArgs, adjust: impl FnOnce(&mut MeshdeckConfig)) -> Result<(), CliError> {
+    let (clusters, cfg) = fleet::registry_with(global, adjust).await?;
     let (keymap, theme, warnings) = look(look_args, &cfg)?;
     let read_only = global.read_only || cfg.read_only;
     let kubeconfig = crate::kubeconfig::KubeconfigSource::from_environment(global.kubeconfig.clone()).load().ok();
@@ -116,6 +122,7 @@ pub async fn demo(global: &GlobalArgs, look_args: &LookArgs, args: DemoArgs) -> 
         services: args.services,
         live: !args.still,
         chaos: args.chaos,
+        traffic: !args.still,
         ..Default::default()
     })
     .await
@@ -126,7 +133,17 @@ pub async fn demo(global: &GlobalArgs, look_args: &LookArgs, args: DemoArgs) -> 
     fleet.write_kubeconfig(&kubeconfig).map_err(|e| CliError::failed(e.to_string()))?;
     let contexts = fleet.clusters.iter().map(|c| c.name.clone()).collect();
     let demo_global = GlobalArgs { kubeconfig: Some(kubeconfig), contexts, read_only: global.read_only, verbose: global.verbose };
-    let result = cockpit(&demo_global, look_args).await;
+    // The demo's clusters, each with its Prometheus stand-in (simulated traffic).
+    let entries: Vec<crate::config::ClusterEntry> = fleet
+        .clusters
+        .iter()
+        .map(|c| crate::config::ClusterEntry {
+            context: c.name.clone(),
+            prometheus: (!args.still).then(|| crate::config::HttpUrl(fleet.prometheus_url(&c.name))),
+            ..Default::default()
+        })
+        .collect();
+    let result = cockpit_with(&demo_global, look_args, |cfg| cfg.clusters = Some(entries)).await;
     drop(dir);
     result
 }

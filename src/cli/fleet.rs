@@ -10,7 +10,16 @@ use crate::kubeconfig::KubeconfigSource;
 use crate::registry::{self, Cluster};
 
 pub async fn registry(global: &GlobalArgs) -> Result<(Vec<Cluster>, MeshdeckConfig), CliError> {
-    let cfg = MeshdeckConfig::load(config_dir().as_deref()).map_err(|e| CliError::bad_input(e.to_string()))?;
+    registry_with(global, |_| {}).await
+}
+
+/// The registry with config.yaml as loaded, then changed by `adjust`.
+pub async fn registry_with(
+    global: &GlobalArgs,
+    adjust: impl FnOnce(&mut MeshdeckConfig),
+) -> Result<(Vec<Cluster>, MeshdeckConfig), CliError> {
+    let mut cfg = MeshdeckConfig::load(config_dir().as_deref()).map_err(|e| CliError::bad_input(e.to_string()))?;
+    adjust(&mut cfg);
     let kc = KubeconfigSource::from_environment(global.kubeconfig.clone()).load().map_err(|e| CliError::bad_input(e.to_string()))?;
     let clusters =
         registry::connect(&kc, &global.contexts, &cfg, global.read_only).await.map_err(|e| CliError::bad_input(e.to_string()))?;

@@ -30,6 +30,11 @@ pub struct SimArgs {
     /// Take a cluster down now and then (every 20 s, for 20 s).
     #[arg(long)]
     pub chaos: bool,
+    /// Each cluster's productpage calls reviews as its route says, counted for a
+    /// Prometheus stand-in per cluster on the admin endpoint (simulated, for
+    /// `meshdeck traffic` and the cockpit's observed split).
+    #[arg(long)]
+    pub traffic: bool,
     /// Port of the plain-HTTP admin endpoint on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub admin_port: u16,
@@ -53,6 +58,7 @@ pub async fn run(args: SimArgs) -> Result<(), CliError> {
         topology: topology(args.topology),
         live: !args.still,
         chaos: args.chaos,
+        traffic: args.traffic,
         admin_port: args.admin_port,
     };
     let fleet = SimFleet::start(cfg).await.map_err(|e| match e {
@@ -71,6 +77,12 @@ pub async fn run(args: SimArgs) -> Result<(), CliError> {
     );
     for c in &fleet.clusters {
         println!("  {:<12} {}", c.name, c.server_url().unwrap_or_default());
+    }
+    if args.traffic {
+        println!("Prometheus stand-ins (config.yaml, per cluster: `prometheus: URL`):");
+        for c in &fleet.clusters {
+            println!("  {:<12} {}", c.name, fleet.prometheus_url(&c.name));
+        }
     }
     println!("Ctrl-C to stop.");
     tokio::signal::ctrl_c().await.map_err(|e| CliError::failed(e.to_string()))?;

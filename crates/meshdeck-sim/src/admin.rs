@@ -1,7 +1,9 @@
 //! The sim's admin endpoint (plain HTTP on loopback, no auth: it only exists on
 //! 127.0.0.1): `GET /` lists clusters and faults; `POST /clusters/<name>/fault/<fault>`
 //! sets one (`down`, `slow:300ms`, `500`, `401`, `writes-fail-after:2`, `healthy`); `POST /clusters/<name>/compact`
-//! expires watch history so watches from older versions get 410 Gone.
+//! expires watch history so watches from older versions get 410 Gone;
+//! `GET /clusters/<name>/prometheus/api/v1/query` is that cluster's Prometheus
+//! stand-in (`metrics`), when the fleet runs traffic.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -61,6 +63,17 @@ fn handle(clusters: &[Arc<SimCluster>], req: Request<Incoming>) -> Response<Body
                 Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
             }
         }
+        // The cluster's Prometheus stand-in (`metrics`): what meshdeck traffic asks.
+        (&Method::GET, ["clusters", name, "prometheus", "api", "v1", "query"]) => {
+            let Some(c) = clusters.iter().find(|c| c.name == *name) else {
+                return reply(StatusCode::NOT_FOUND, json!({"error": format!("no cluster {name}")}));
+            };
+            let q = super::server::Query::parse(req.uri().query());
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+            let time = q.get("time").and_then(|t| t.parse::<f64>().ok());
+            let (code, body) = super::metrics::query(c, q.get("query").unwrap_or_default(), time, now);
+            reply(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), body)
+        }
         (&Method::POST, ["clusters", name, "compact"]) => {
             let Some(c) = clusters.iter().find(|c| c.name == *name) else {
                 return reply(StatusCode::NOT_FOUND, json!({"error": format!("no cluster {name}")}));
@@ -70,7 +83,7 @@ fn handle(clusters: &[Arc<SimCluster>], req: Request<Incoming>) -> Response<Body
         }
         _ => reply(
             StatusCode::NOT_FOUND,
-            json!({"error": "see GET / ; POST /clusters/<name>/fault/<down|slow:300ms|500|401|healthy> ; POST /clusters/<name>/compact"}),
+            json!({"error": "see GET / ; POST /clusters/<name>/fault/<down|slow:300ms|500|401|healthy> ; POST /clusters/<name>/compact ; GET /clusters/<name>/prometheus/api/v1/query?query=METRIC{...}[60s]"}),
         ),
     }
 }

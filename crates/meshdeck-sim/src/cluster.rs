@@ -20,6 +20,8 @@ pub struct SimCluster {
     pub addr: Mutex<Option<std::net::SocketAddr>>,
     /// Writes refused by an injected fault so far (tests wait on it, not on time).
     pub injected_write_failures: watch::Sender<u64>,
+    /// The Prometheus stand-in's counters (`metrics`), when the fleet runs traffic.
+    pub traffic: Mutex<super::metrics::Traffic>,
 }
 
 impl SimCluster {
@@ -32,6 +34,7 @@ impl SimCluster {
             fault: watch::Sender::new(Fault::Healthy),
             addr: Mutex::new(None),
             injected_write_failures: watch::Sender::new(0),
+            traffic: Mutex::new(Default::default()),
         })
     }
 

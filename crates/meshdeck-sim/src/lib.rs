@@ -10,6 +10,7 @@ pub mod faults;
 pub mod fleet;
 pub mod istio_kinds;
 mod kubeconfig_out;
+pub mod metrics;
 pub use kubeconfig_out::write_private;
 pub mod openapi;
 pub mod protobuf;
@@ -53,12 +54,24 @@ pub struct SimConfig {
     pub live: bool,
     /// A cluster goes down now and then.
     pub chaos: bool,
+    /// Each cluster's productpage calls reviews, counted for the Prometheus
+    /// stand-in on the admin endpoint (`metrics`).
+    pub traffic: bool,
     pub admin_port: u16,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self { clusters: 3, services: 0, crds_dir: None, topology: MeshTopology::Federation, live: false, chaos: false, admin_port: 0 }
+        Self {
+            clusters: 3,
+            services: 0,
+            crds_dir: None,
+            topology: MeshTopology::Federation,
+            live: false,
+            chaos: false,
+            traffic: false,
+            admin_port: 0,
+        }
     }
 }
 
@@ -234,6 +247,17 @@ impl SimFleet {
                 }
             }));
         }
+        if cfg.traffic {
+            let cs = clusters.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                    metrics::tick(&cs, now);
+                }
+            }));
+        }
         if cfg.chaos {
             let cs = clusters.clone();
             tasks.push(tokio::spawn(async move {
@@ -247,6 +271,11 @@ impl SimFleet {
             }));
         }
         Ok(SimFleet { clusters, ca_pem: tls.ca_pem, admin_url, tasks })
+    }
+
+    /// The cluster's Prometheus stand-in (`metrics`), as config.yaml's `prometheus:` takes it.
+    pub fn prometheus_url(&self, cluster: &str) -> String {
+        format!("{}/clusters/{cluster}/prometheus", self.admin_url)
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Arc<SimCluster>> {

@@ -81,10 +81,10 @@ fn error_response(e: &ApiError) -> Response<Body> {
 }
 
 /// The parsed query string, percent-decoded.
-struct Query(HashMap<String, String>);
+pub(crate) struct Query(HashMap<String, String>);
 
 impl Query {
-    fn parse(q: Option<&str>) -> Self {
+    pub(crate) fn parse(q: Option<&str>) -> Self {
         let mut m = HashMap::new();
         for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -92,7 +92,7 @@ impl Query {
         }
         Query(m)
     }
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str)
     }
     fn flag(&self, k: &str) -> bool {

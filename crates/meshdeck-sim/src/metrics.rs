@@ -1,0 +1,261 @@
+//! A stand-in for each simulated cluster's Prometheus, so the demo shows an
+//! observed split: every second the cluster's `productpage` calls `reviews`
+//! [`RATE`] times, shared out as the route in force in that cluster says (its
+//! oldest VirtualService's catch-all rule, subsets from its DestinationRule,
+//! federated `<version>.<svc>.<ns>.svc.<cluster>.global` hosts; without one,
+//! its own pods by count), and counted as Istio's source reporter counts
+//! (`istio_requests_total`, `istio_request_duration_milliseconds`). A
+//! destination with no ready pod, or in a cluster that is down, answers 503.
+//!
+//! Simulated arithmetic, not routed requests: where requests are really routed
+//! (by istiod and gRPC's xDS client) is the real test bed's mesh. The admin
+//! endpoint answers Prometheus' `/api/v1/query` for range selectors of these
+//! series and `up` (what meshdeck asks); nothing else of PromQL.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde_json::{Value, json};
+
+use super::cluster::SimCluster;
+use super::faults::Fault;
+
+/// Requests per second from each cluster's caller.
+pub const RATE: f64 = 50.0;
+/// Seconds of samples kept.
+const KEEP: f64 = 900.0;
+const BUCKETS: [&str; 9] = ["1", "5", "10", "25", "50", "100", "250", "500", "+Inf"];
+const SERVICE: &str = "reviews";
+const NAMESPACE: &str = "default";
+const JOB: &str = "sim-mesh";
+
+type Labels = BTreeMap<String, String>;
+
+/// One cluster's counters and their samples, one per tick.
+#[derive(Default)]
+pub struct Traffic {
+    counters: BTreeMap<Labels, f64>,
+    /// Requests owed to each destination between ticks (fractions carried over).
+    carry: BTreeMap<(String, String), f64>,
+    samples: BTreeMap<Labels, VecDeque<(f64, f64)>>,
+    last: Option<f64>,
+}
+
+/// Where a caller's requests go: (cluster, version, share of 1).
+fn shares(caller: &SimCluster) -> Vec<(String, String, f64)> {
+    let store = caller.store();
+    let objects = |group: &str, plural: &str| -> Vec<Value> {
+        ["v1", "v1beta1", "v1alpha3"]
+            .iter()
+            .find_map(|v| store.registry.get(group, v, plural).cloned())
+            .map(|rt| store.all_of(&rt).iter().map(|s| s.value()).collect())
+            .unwrap_or_default()
+    };
+    let local = |h: &str| {
+        [SERVICE.to_string(), format!("{SERVICE}.{NAMESPACE}"), format!("{SERVICE}.{NAMESPACE}.svc.cluster.local")].contains(&h.to_string())
+    };
+    let pods = objects("", "pods");
+    // Endpoints are ready pods: one restarting takes no requests.
+    let ready_versions = |cluster_pods: &[Value]| -> BTreeMap<String, u32> {
+        let mut out = BTreeMap::new();
+        for p in cluster_pods {
+            let labels = &p["metadata"]["labels"];
+            if p["metadata"]["namespace"] == NAMESPACE && labels["app"] == SERVICE && ready(p) {
+                *out.entry(labels["version"].as_str().unwrap_or("unknown").to_string()).or_insert(0) += 1;
+            }
+        }
+        out
+    };
+    let mut vss: Vec<Value> = objects("networking.istio.io", "virtualservices")
+        .into_iter()
+        .filter(|v| v["metadata"]["namespace"] == NAMESPACE)
+        .filter(|v| v["spec"]["hosts"].as_array().is_some_and(|h| h.iter().any(|h| h.as_str().is_some_and(local))))
+        .filter(|v| v["spec"]["gateways"].as_array().is_none_or(|g| g.is_empty()))
+        .collect();
+    // Istio keeps the oldest VirtualService for a host.
+    vss.sort_by_key(|v| v["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string());
+    let by_pods = |cluster: &str| -> Vec<(String, String, f64)> {
+        let versions = ready_versions(&pods);
+        let total: u32 = versions.values().sum();
+        versions.into_iter().map(|(v, n)| (cluster.to_string(), v, f64::from(n) / f64::from(total.max(1)))).collect()
+    };
+    let Some(vs) = vss.first() else { return by_pods(&caller.name) };
+    let Some(rule) = vs["spec"]["http"].as_array().and_then(|rules| rules.iter().find(|r| r.get("match").is_none())) else {
+        return by_pods(&caller.name);
+    };
+    let subsets: BTreeMap<String, Labels> = objects("networking.istio.io", "destinationrules")
+        .iter()
+        .filter(|d| d["metadata"]["namespace"] == NAMESPACE && d["spec"]["host"].as_str().is_some_and(local))
+        .flat_map(|d| d["spec"]["subsets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| Some((s["name"].as_str()?.to_string(), serde_json::from_value(s["labels"].clone()).ok()?)))
+        .collect();
+    let routes = rule["route"].as_array().cloned().unwrap_or_default();
+    let weights: Vec<f64> = routes.iter().map(|r| r["weight"].as_f64().unwrap_or(if routes.len() == 1 { 100.0 } else { 0.0 })).collect();
+    let total: f64 = weights.iter().sum();
+    let mut out = Vec::new();
+    for (r, w) in routes.iter().zip(weights) {
+        let share = if total > 0.0 { w / total } else { 0.0 };
+        let host = r["destination"]["host"].as_str().unwrap_or_default();
+        let subset = r["destination"]["subset"].as_str();
+        if local(host) {
+            match subset.and_then(|s| subsets.get(s)) {
+                Some(labels) => {
+                    let cluster = labels.get("topology.istio.io/cluster").cloned().unwrap_or_else(|| caller.name.clone());
+                    let version = labels.get("version").cloned().unwrap_or_else(|| "unknown".into());
+                    out.push((cluster, version, share));
+                }
+                None if subset.is_some() => out.push(("unknown".into(), "unknown".into(), share)),
+                None => out.extend(by_pods(&caller.name).into_iter().map(|(c, v, s)| (c, v, s * share))),
+            }
+        } else if let Some(rest) = host.strip_suffix(".global") {
+            // `<version>.<svc>.<ns>.svc.<cluster>.global`; a failover host's first tier is taken as local.
+            let parts: Vec<&str> = rest.split('.').collect();
+            match parts.as_slice() {
+                [v, svc, ns, "svc", cluster] if *svc == SERVICE && *ns == NAMESPACE => {
+                    out.push((cluster.to_string(), v.to_string(), share))
+                }
+                _ => out.extend(by_pods(&caller.name).into_iter().map(|(c, v, s)| (c, v, s * share))),
+            }
+        } else {
+            out.push(("unknown".into(), "unknown".into(), share));
+        }
+    }
+    out
+}
+
+/// Does `cluster` run a ready `reviews` pod of `version`, and answer?
+fn serves(fleet: &[std::sync::Arc<SimCluster>], cluster: &str, version: &str) -> bool {
+    let Some(c) = fleet.iter().find(|c| c.name == cluster) else { return false };
+    if c.fault() == Fault::Down {
+        return false;
+    }
+    let pods = {
+        let store = c.store();
+        let Some(rt) = store.registry.get("", "v1", "pods").cloned() else { return false };
+        store.all_of(&rt)
+    };
+    pods.iter().map(|p| p.value()).any(|p| {
+        let labels = &p["metadata"]["labels"];
+        p["metadata"]["namespace"] == NAMESPACE && labels["app"] == SERVICE && labels["version"] == version && ready(&p)
+    })
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// One second (or however long since the last tick) of every cluster's calls, then a scrape.
+pub fn tick(fleet: &[std::sync::Arc<SimCluster>], now: f64) {
+    for c in fleet {
+        let routes = shares(c);
+        let answers: Vec<bool> = routes.iter().map(|(dc, v, _)| serves(fleet, dc, v)).collect();
+        let mut t = c.traffic.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = t.last.map(|l| (now - l).clamp(0.0, 5.0)).unwrap_or(0.0);
+        t.last = Some(now);
+        for ((dc, v, share), ok) in routes.iter().zip(answers) {
+            let owed = t.carry.get(&(dc.clone(), v.clone())).copied().unwrap_or(0.0) + RATE * elapsed * share;
+            let whole = owed.floor();
+            t.carry.insert((dc.clone(), v.clone()), owed - whole);
+            if whole < 1.0 {
+                continue;
+            }
+            let mut labels: Labels = [
+                ("reporter", "source"),
+                ("source_workload", "productpage-v1"),
+                ("source_workload_namespace", NAMESPACE),
+                ("source_cluster", c.name.as_str()),
+                ("destination_service", "reviews.default.svc.cluster.local"),
+                ("destination_service_namespace", NAMESPACE),
+                ("job", JOB),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            labels.insert("instance".into(), format!("{}-productpage", c.name));
+            let (code, workload, cluster, version) = if ok {
+                ("200", format!("{SERVICE}-{v}"), dc.clone(), v.clone())
+            } else {
+                ("503", "unknown".into(), "unknown".into(), "unknown".into())
+            };
+            labels.insert("response_code".into(), code.into());
+            labels.insert("response_flags".into(), if ok { "-" } else { "UH" }.into());
+            labels.insert("destination_workload".into(), workload);
+            labels.insert("destination_version".into(), version);
+            labels.insert("destination_cluster".into(), cluster);
+            let mut requests = labels.clone();
+            requests.insert("__name__".into(), "istio_requests_total".into());
+            *t.counters.entry(requests).or_default() += whole;
+            // A hop to another cluster takes longer than one within.
+            let latency = if *dc == c.name { 4.0 } else { 12.0 };
+            for le in BUCKETS {
+                let bound: f64 = le.parse().unwrap_or(f64::INFINITY);
+                let mut bucket = labels.clone();
+                bucket.insert("__name__".into(), "istio_request_duration_milliseconds_bucket".into());
+                bucket.insert("le".into(), le.into());
+                *t.counters.entry(bucket).or_default() += if latency <= bound { whole } else { 0.0 };
+            }
+        }
+        let mut up: Labels = [("__name__", "up"), ("job", JOB)].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        up.insert("instance".into(), format!("{}-productpage", c.name));
+        let scrape: Vec<(Labels, f64)> = t.counters.iter().map(|(l, v)| (l.clone(), *v)).chain([(up, 1.0)]).collect();
+        for (labels, value) in scrape {
+            let series = t.samples.entry(labels).or_default();
+            series.push_back((now, value));
+            while series.front().is_some_and(|(at, _)| now - at > KEEP) {
+                series.pop_front();
+            }
+        }
+    }
+}
+
+/// Prometheus' answer to `/api/v1/query?query=SELECTOR[Ns]&time=T` for one cluster.
+pub fn query(c: &SimCluster, query: &str, time: Option<f64>, now: f64) -> (u16, Value) {
+    let bad = |why: String| (400, json!({"status": "error", "errorType": "bad_data", "error": why}));
+    let Some((selector, range)) = query.trim().strip_suffix(']').and_then(|q| q.rsplit_once('[')) else {
+        return bad(format!("the sim's Prometheus stand-in answers range selectors only (METRIC{{...}}[Ns]), not {query:?}"));
+    };
+    let Some(seconds) = range.strip_suffix('s').and_then(|s| s.parse::<f64>().ok()) else {
+        return bad(format!("a range in seconds, such as [60s], not [{range}]"));
+    };
+    let (name, matchers) = match selector.split_once('{') {
+        Some((n, m)) => (n.trim(), m.trim_end_matches('}')),
+        None => (selector.trim(), ""),
+    };
+    let mut want: Labels = [("__name__".to_string(), name.to_string())].into();
+    for m in matchers.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let Some((k, v)) = m.split_once('=') else { return bad(format!("a matcher k=\"v\", not {m:?}")) };
+        if k.ends_with('!') || v.starts_with('~') {
+            return bad(format!("only equality matchers, not {m:?}"));
+        }
+        want.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
+    }
+    let at = time.unwrap_or(now);
+    let t = c.traffic.lock().unwrap_or_else(|p| p.into_inner());
+    let result: Vec<Value> = t
+        .samples
+        .iter()
+        .filter(|(labels, _)| want.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        .filter_map(|(labels, samples)| {
+            let values: Vec<Value> =
+                samples.iter().filter(|(s, _)| *s > at - seconds && *s <= at).map(|(s, v)| json!([s, format!("{v}")])).collect();
+            (!values.is_empty()).then(|| json!({"metric": labels, "values": values}))
+        })
+        .collect();
+    (200, json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn selectors_that_are_not_a_range_are_refused_with_why() {
+        let c = crate::cluster::SimCluster::new(
+            "c1",
+            crate::store::ClusterStore::new(crate::resources::ResourceRegistry::default(), 1),
+            vec![],
+        );
+        let (code, v) = super::query(&c, "sum(up)", None, 100.0);
+        assert_eq!(code, 400, "{v}");
+        assert!(v["error"].as_str().unwrap_or_default().contains("range selectors only"));
+        let (code, v) = super::query(&c, "up[60s]", None, 100.0);
+        assert_eq!((code, v["data"]["result"].as_array().map(Vec::len)), (200, Some(0)));
+    }
+}
