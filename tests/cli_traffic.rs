@@ -110,6 +110,8 @@ async fn sim_only_the_stand_in_prometheus_follows_the_route_in_force_and_a_dark_
         cfg.push_str(&format!("  - context: {c}\n    prometheus: {}\n", fleet.prometheus_url(c)));
     }
     std::fs::write(cli.config.path().join("config.yaml"), cfg).expect("config");
+    // Some seconds of Istio's default route (cluster1's v1 and v2) first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reviews-canary.yaml");
     let out = cli.run(&["apply", "-f", plan.to_str().expect("utf8"), "--yes"]).await;
     assert!(out.status.success(), "{}", text(&out));
@@ -137,6 +139,13 @@ async fn sim_only_the_stand_in_prometheus_follows_the_route_in_force_and_a_dark_
     };
     assert_eq!(v["routes"][0]["source"], format!("{}", fleet.prometheus_url("cluster1")), "{v}");
     assert!(v["routes"][0]["requests"].as_u64().is_some_and(|n| n >= 100), "{v}");
+    // A minute's window also holds the default route's 50/50 before the apply:
+    // the count starts when the canary was written, so its split shows, no drift.
+    let out = cli.run(&["traffic", "reviews", "--from", "cluster1", "--window", "60s", "-o", "json"]).await;
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(out.status.success(), "no drift: {}", text(&out));
+    assert!(v["routes"][0]["error"].as_str().is_some_and(|e| e.contains("counted since the route in force was written")), "{v}");
+    assert!(observed(&v, "cluster2 v3").is_some_and(|o| (o - 75.0).abs() < 1.0), "{v}");
     // cluster2 goes dark: its share of cluster1's requests fails, the rest is served.
     fleet.cluster("cluster2").expect("cluster2").set_fault(meshdeck_sim::faults::Fault::Down);
     let started = Instant::now();

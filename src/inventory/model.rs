@@ -311,6 +311,10 @@ pub struct IstioObject {
     /// one host, Istio's sidecars use the oldest.
     #[serde(skip)]
     pub created: Option<i64>,
+    /// When it was last written, in Unix seconds: the newest `managedFields` time
+    /// (else its creation). What traffic observed before then was another route.
+    #[serde(skip)]
+    pub written: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::inventory::routes::EffectiveRoute;
 use crate::registry::Cluster;
 use source::Unavailable;
-use traffic::{Metrics, ObservedRoute, Sample, Series};
+use traffic::{Metrics, ObservedRoute, Series};
 
 /// Percent-encode a query parameter (RFC 3986 unreserved characters pass).
 fn encode(s: &str) -> String {
@@ -38,16 +38,19 @@ async fn range(prom: &source::Source, selector: &str, range: u64, at: f64) -> Re
 /// scrape intervals up to half of this are told from gaps.
 const BEFORE_WINDOW: u64 = 120;
 
-/// What one calling cluster's Prometheus counted in a window: requests,
-/// duration buckets, the seconds the count is whole for, and which Prometheus.
-type Counted = (Vec<Sample>, Vec<Sample>, f64, String);
+/// One calling cluster's raw samples of the window and the time before it
+/// (requests, duration buckets, `up`), and which Prometheus gave them.
+struct Read {
+    requests: Vec<Series>,
+    buckets: Vec<Series>,
+    up: Vec<Series>,
+    source: String,
+}
 
-/// Requests and duration buckets each calling cluster's Prometheus counted in
-/// the `window` seconds before `now` (Unix seconds), from raw samples
-/// (`traffic::count_window` says why not from two instant queries).
-async fn counts(cluster: &Cluster, service: Option<&str>, window: u64, now: f64) -> Result<Counted, Unavailable> {
+/// What each calling cluster's Prometheus holds for the `window` seconds before
+/// `now` (Unix seconds), as raw samples (`traffic::count_window` says why).
+async fn read(cluster: &Cluster, service: Option<&str>, window: u64, now: f64) -> Result<Read, Unavailable> {
     let prom = source::prometheus(cluster).await?;
-    let start = now - window as f64;
     let requests = traffic::selector("istio_requests_total", service);
     let buckets = traffic::selector("istio_request_duration_milliseconds_bucket", service);
     let lookback = window + BEFORE_WINDOW;
@@ -55,11 +58,31 @@ async fn counts(cluster: &Cluster, service: Option<&str>, window: u64, now: f64)
     // from a series born in the window.
     let (r, b, up) =
         futures::join!(range(&prom, &requests, lookback, now), range(&prom, &buckets, lookback, now), range(&prom, "up", lookback, now));
-    let (r, b, up) = (r?, b?, up?);
-    let (mut counted, covered) = traffic::count_window(&[&r, &b], &up, start, now);
+    Ok(Read { requests: r?, buckets: b?, up: up?, source: prom.describe() })
+}
+
+/// Seconds after a route's objects were written before its proxies follow it
+/// (istiod's debounce and push): requests before then count for the old route.
+const PUSH_SECONDS: f64 = 2.0;
+
+/// One route's split from its caller's samples: counted from the window's start,
+/// or from when the route in force was written, if that is later.
+fn observe_route(r: &EffectiveRoute, read: &Read, window: u64, now: f64) -> ObservedRoute {
+    let start = now - window as f64;
+    let since = r.written.map(|w| w as f64 + PUSH_SECONDS).filter(|w| *w > start && *w < now);
+    let (mut counted, covered) = traffic::count_window(&[&read.requests, &read.buckets], &read.up, since.unwrap_or(start), now);
     let durations = counted.pop().unwrap_or_default();
     let requests = counted.pop().unwrap_or_default();
-    Ok((requests, durations, covered.map(|from| now - from).unwrap_or(0.0), prom.describe()))
+    let counted_seconds = covered.map(|from| now - from).unwrap_or(0.0);
+    let mut o = traffic::observe(r, window, counted_seconds, &requests, &durations);
+    o.source = Some(read.source.clone());
+    // A count that starts at the route's write is whole for the route: say why it is short.
+    if let (Some(since), Some(from)) = (since, covered)
+        && from <= since + 1e-6
+    {
+        o.error = Some(format!("counted since the route in force was written, {:.0}s ago", now - since + PUSH_SECONDS));
+    }
+    o
 }
 
 /// The observed split of every route, each calling cluster asked at once.
@@ -69,18 +92,16 @@ pub async fn observed(clusters: &[Cluster], routes: &[EffectiveRoute], service: 
     callers.dedup();
     let asked = callers.iter().map(|from| async move {
         let answer = match clusters.iter().find(|c| c.name == *from) {
-            Some(c) => counts(c, service, window, now).await,
+            Some(c) => read(c, service, window, now).await,
             None => Err(Unavailable::NotFound(format!("{from} is not registered"))),
         };
         (from.to_string(), answer)
     });
-    let answers: BTreeMap<String, Result<Counted, Unavailable>> = futures::future::join_all(asked).await.into_iter().collect();
+    let answers: BTreeMap<String, Result<Read, Unavailable>> = futures::future::join_all(asked).await.into_iter().collect();
     routes
         .iter()
         .map(|r| match &answers[&r.from] {
-            Ok((requests, buckets, counted, source)) => {
-                ObservedRoute { source: Some(source.clone()), ..traffic::observe(r, window, *counted, requests, buckets) }
-            }
+            Ok(read) => observe_route(r, read, window, now),
             Err(Unavailable::NotFound(m)) => traffic::without_metrics(r, window, Metrics::None, m.clone()),
             Err(Unavailable::Unreachable(m)) => traffic::without_metrics(r, window, Metrics::Unreachable, m.clone()),
         })

@@ -48,6 +48,10 @@ pub struct EffectiveRoute {
     pub ignored: Vec<String>,
     pub rules: Vec<Rule>,
     pub problems: Vec<Problem>,
+    /// When the objects that make this route (the VirtualService in force and the
+    /// caller's DestinationRules for its hosts) were last written, in Unix seconds.
+    #[serde(skip)]
+    pub written: Option<i64>,
 }
 
 /// One rule of the VirtualService, in the order Istio tries them.

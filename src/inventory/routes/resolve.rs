@@ -27,6 +27,7 @@ pub(super) fn route(snap: &FleetSnapshot, row: &ServiceRow, caller: &ClusterView
         ignored: vss.iter().skip(1).map(|v| object_name(v)).collect(),
         rules: vec![],
         problems: vec![],
+        written: None,
     };
     if !r.ignored.is_empty() {
         problems.push(Problem {
@@ -68,6 +69,10 @@ pub(super) fn route(snap: &FleetSnapshot, row: &ServiceRow, caller: &ClusterView
     problems.sort();
     problems.dedup();
     r.problems = problems;
+    let hosts: Vec<&str> = r.rules.iter().flat_map(|rule| &rule.destinations).map(|d| d.host.as_str()).collect();
+    let rules =
+        objects(snap, &caller.name, "DestinationRule").into_iter().filter(|dr| dr.hosts.iter().any(|h| hosts.contains(&h.as_str())));
+    r.written = vss.first().copied().into_iter().chain(rules).filter_map(|o| o.written).max();
     r
 }
 
