@@ -441,6 +441,11 @@ fn the_service_view_shows_the_observed_split_under_each_route() {
         "{shown}"
     );
     assert!(shown.contains("observed (60s): no metrics: no prometheus in config.yaml"), "{shown}");
+    // At 80 columns the shares wrap whole onto the next lines, none cut.
+    let narrow = screen(&mut a, 80, 45);
+    for share in ["cluster1 v1 30.0% ✗drift", "cluster1 v2 10.0%", "cluster2 v3 60.0% ✗drift"] {
+        assert!(narrow.contains(share), "{share} whole at 80 columns:\n{narrow}");
+    }
     // The route picture says the same under its arrows.
     press(&mut a, "m");
     let picture = screen(&mut a, 160, 45);

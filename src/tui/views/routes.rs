@@ -45,7 +45,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     // What the caller's Prometheus counted, under the weights it should follow.
     if let Some(seen) = state.traffic.get(&(route.service.clone(), route.from.clone())) {
         text.push(Line::from(""));
-        text.push(super::service::observed_line(seen, theme));
+        text.extend(super::service::observed_lines(seen, theme, area.width));
     }
     frame.render_widget(Paragraph::new(text), area);
 }

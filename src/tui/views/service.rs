@@ -65,7 +65,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 && o.hosts.iter().any(|h| *h == s.name || *h == fqdn || format!(".{h}").contains(&format!(".{}.{}.", s.name, s.namespace)))
         })
         .collect();
-    let mut lines = effective_lines(state, &s.key(), theme);
+    let mut lines = effective_lines(state, &s.key(), theme, bottom.width);
     lines.push(Line::from(Span::styled("Istio objects routing it", theme.style("table.header"))));
     if routing.is_empty() {
         lines.push(Line::from(Span::styled("  none: plain Kubernetes load balancing", theme.style("dim"))));
@@ -89,7 +89,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
 }
 
 /// Where calls go from each calling cluster, as `meshdeck routes` resolves them.
-fn effective_lines(state: &AppState, service: &str, theme: &Theme) -> Vec<Line<'static>> {
+fn effective_lines(state: &AppState, service: &str, theme: &Theme, width: u16) -> Vec<Line<'static>> {
     let routes = crate::inventory::routes::effective_routes(&state.snapshot, Some(service), None);
     let mut lines =
         vec![Line::from(Span::styled("Effective routes (calling cluster → clusters, versions, pods)", theme.style("table.header")))];
@@ -126,29 +126,37 @@ fn effective_lines(state: &AppState, service: &str, theme: &Theme) -> Vec<Line<'
             lines.push(Line::from(Span::styled(format!("    ✗ {} {}", p.code, p.message), theme.style("error"))));
         }
         if let Some(seen) = state.traffic.get(&(r.service.clone(), r.from.clone())) {
-            lines.push(observed_line(seen, theme));
+            lines.extend(observed_lines(seen, theme, width));
         }
     }
     lines
 }
 
-/// What the calling cluster's Prometheus counted, beside the weights above.
-pub(super) fn observed_line(seen: &crate::observe::traffic::ObservedRoute, theme: &Theme) -> Line<'static> {
+/// What the calling cluster's Prometheus counted, beside the weights above:
+/// its shares wrapped whole (never cut) to `width` columns.
+pub(super) fn observed_lines(seen: &crate::observe::traffic::ObservedRoute, theme: &Theme, width: u16) -> Vec<Line<'static>> {
     use crate::observe::traffic::Metrics;
     let window = format!("{}s", seen.window_seconds);
     if seen.metrics != Metrics::Ok {
         let what = if seen.metrics == Metrics::None { "no metrics" } else { "metrics unreachable" };
-        return Line::from(Span::styled(
+        return vec![Line::from(Span::styled(
             format!("    observed ({window}): {what}: {}", seen.error.as_deref().unwrap_or("")),
             theme.style("dim"),
-        ));
+        ))];
     }
     if seen.requests == 0 {
         let why = seen.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
-        return Line::from(Span::styled(format!("    observed ({window}): no requests{why}"), theme.style("dim")));
+        return vec![Line::from(Span::styled(format!("    observed ({window}): no requests{why}"), theme.style("dim")))];
     }
-    // A count whole for only part of the window (Prometheus resumed) says so.
-    let window = if seen.error.is_some() { format!("last {}s of {window}", seen.counted_seconds) } else { window };
+    // A count whole for only part of the window says so, and why: the route was
+    // written since, or Prometheus resumed.
+    let window = match seen.error.as_deref() {
+        Some(e) if e.starts_with("counted since the route") => {
+            format!("last {}s of {window}, since the route was written", seen.counted_seconds)
+        }
+        Some(_) => format!("last {}s of {window}", seen.counted_seconds),
+        None => window,
+    };
     let shares: Vec<String> = seen
         .destinations
         .iter()
@@ -164,6 +172,16 @@ pub(super) fn observed_line(seen: &crate::observe::traffic::ObservedRoute, theme
         .collect();
     let ok = seen.success.map(|s| format!("{s:.1}% ok")).unwrap_or_default();
     let p99 = seen.p99_ms.map(|p| format!(", p99 {p:.1}ms")).unwrap_or_default();
-    let text = format!("    observed ({window}, {:.1}/s, {ok}{p99}): {}", seen.rate, shares.join(" · "));
-    Line::from(Span::styled(text, if seen.drift { theme.style("error") } else { theme.style("route.weight") }))
+    let style = if seen.drift { theme.style("error") } else { theme.style("route.weight") };
+    let mut rows = vec![format!("    observed ({window}, {:.1}/s, {ok}{p99}):", seen.rate)];
+    for (i, share) in shares.iter().enumerate() {
+        let last = rows.last_mut().expect("a first row");
+        let piece = if i == 0 { format!(" {share}") } else { format!(" · {share}") };
+        if i > 0 && last.chars().count() + piece.chars().count() > usize::from(width) {
+            rows.push(format!("      {share}"));
+        } else {
+            last.push_str(&piece);
+        }
+    }
+    rows.into_iter().map(|r| Line::from(Span::styled(r, style))).collect()
 }
