@@ -320,7 +320,9 @@ func prometheusPod(ctx context.Context, c *cluster) (string, error) {
 	}
 	labels := map[string]string{"app": "prometheus"}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "prometheus-0", Namespace: "monitoring", Labels: labels},
+		// The node process plays every other pod on its address; this one Prometheus serves.
+		ObjectMeta: metav1.ObjectMeta{Name: "prometheus-0", Namespace: "monitoring", Labels: labels,
+			Annotations: map[string]string{"realfleet.meshdeck.dev/served-by": "prometheus"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "prometheus", Image: "prom/prometheus:v2.42.0",
 			Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: 9090}}}}},
 	}

@@ -63,6 +63,10 @@ import (
 	istionetwork "istio.io/istio/pkg/network"
 )
 
+// servedBy marks a pod that a process of the test bed serves on its address
+// (the cluster's Prometheus): the node does not play it.
+const servedBy = "realfleet.meshdeck.dev/served-by"
+
 // The one method every workload serves: the request names the caller, the
 // reply names the workload.
 const method = "/meshdeck.testbed.Echo/Call"
@@ -204,6 +208,11 @@ func (n *node) sync(o any) {
 		if ok && p.DeletionTimestamp != nil {
 			n.gone(p)
 		}
+		return
+	}
+	// A pod a real process of the bed serves itself (its Prometheus) is not played here:
+	// both would listen on its address.
+	if p.Annotations[servedBy] != "" {
 		return
 	}
 	n.mu.Lock()
