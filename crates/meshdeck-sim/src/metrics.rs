@@ -122,21 +122,24 @@ fn shares(caller: &SimCluster) -> Vec<(String, String, f64)> {
     out
 }
 
-/// Does `cluster` run a ready `reviews` pod of `version`, and answer?
-fn serves(fleet: &[std::sync::Arc<SimCluster>], cluster: &str, version: &str) -> bool {
-    let Some(c) = fleet.iter().find(|c| c.name == cluster) else { return false };
-    if c.fault() == Fault::Down {
-        return false;
+/// Every (cluster, version) that answers: a ready `reviews` pod of that version
+/// in a cluster that is not down. Read once per tick for every caller.
+fn serving(fleet: &[std::sync::Arc<SimCluster>]) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for c in fleet.iter().filter(|c| c.fault() != Fault::Down) {
+        let pods = {
+            let store = c.store();
+            let Some(rt) = store.registry.get("", "v1", "pods").cloned() else { continue };
+            store.all_of(&rt)
+        };
+        for p in pods.iter().map(|p| p.value()) {
+            let labels = &p["metadata"]["labels"];
+            if p["metadata"]["namespace"] == NAMESPACE && labels["app"] == SERVICE && ready(&p) {
+                out.insert((c.name.clone(), labels["version"].as_str().unwrap_or("unknown").to_string()));
+            }
+        }
     }
-    let pods = {
-        let store = c.store();
-        let Some(rt) = store.registry.get("", "v1", "pods").cloned() else { return false };
-        store.all_of(&rt)
-    };
-    pods.iter().map(|p| p.value()).any(|p| {
-        let labels = &p["metadata"]["labels"];
-        p["metadata"]["namespace"] == NAMESPACE && labels["app"] == SERVICE && labels["version"] == version && ready(&p)
-    })
+    out
 }
 
 fn ready(pod: &Value) -> bool {
@@ -145,9 +148,10 @@ fn ready(pod: &Value) -> bool {
 
 /// One second (or however long since the last tick) of every cluster's calls, then a scrape.
 pub fn tick(fleet: &[std::sync::Arc<SimCluster>], now: f64) {
+    let serving = serving(fleet);
     for c in fleet {
         let routes = shares(c);
-        let answers: Vec<bool> = routes.iter().map(|(dc, v, _)| serves(fleet, dc, v)).collect();
+        let answers: Vec<bool> = routes.iter().map(|(dc, v, _)| serving.contains(&(dc.clone(), v.clone()))).collect();
         let mut t = c.traffic.lock().unwrap_or_else(|p| p.into_inner());
         let elapsed = t.last.map(|l| (now - l).clamp(0.0, 5.0)).unwrap_or(0.0);
         t.last = Some(now);

@@ -173,15 +173,16 @@ pub(super) fn observed_lines(seen: &crate::observe::traffic::ObservedRoute, them
     let ok = seen.success.map(|s| format!("{s:.1}% ok")).unwrap_or_default();
     let p99 = seen.p99_ms.map(|p| format!(", p99 {p:.1}ms")).unwrap_or_default();
     let style = if seen.drift { theme.style("error") } else { theme.style("route.weight") };
-    let mut rows = vec![format!("    observed ({window}, {:.1}/s, {ok}{p99}):", seen.rate)];
+    let mut rows: Vec<String> = Vec::new();
+    let mut row = format!("    observed ({window}, {:.1}/s, {ok}{p99}):", seen.rate);
     for (i, share) in shares.iter().enumerate() {
-        let last = rows.last_mut().expect("a first row");
         let piece = if i == 0 { format!(" {share}") } else { format!(" · {share}") };
-        if i > 0 && last.chars().count() + piece.chars().count() > usize::from(width) {
-            rows.push(format!("      {share}"));
+        if i > 0 && row.chars().count() + piece.chars().count() > usize::from(width) {
+            rows.push(std::mem::replace(&mut row, format!("      {share}")));
         } else {
-            last.push_str(&piece);
+            row.push_str(&piece);
         }
     }
+    rows.push(row);
     rows.into_iter().map(|r| Line::from(Span::styled(r, style))).collect()
 }
