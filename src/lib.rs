@@ -13,6 +13,7 @@
 //! | [`policy`] | personas: who may route from where to what |
 //! | [`apply`] | preflight, dry run, diff, all-or-nothing server-side apply, rollback, history |
 //! | [`observe`] | what traffic does: observed split from each cluster's Prometheus, istiod's push status |
+//! | [`canary`] | a route stepped in by its metrics: steps through the apply pipeline, gates from `observe`, durable state |
 //! | [`tui`] | the cockpit: app state and update, views, keymaps, themes, the terminal loop |
 //! | [`cli`] | the subcommands wiring the stages together |
 //! | [`yaml`] | YAML parsing and emitting, one place (the `meshdeck-files` crate) |
@@ -21,6 +22,7 @@
 //! and `bench` commands start it.
 
 pub mod apply;
+pub mod canary;
 pub mod cli;
 pub mod config;
 pub mod inventory;

@@ -269,6 +269,7 @@ mod tests {
                 topology: TopologyChoice::Auto,
                 port: None,
                 trust_accepted_by: Vec::new(),
+                canary: None,
             }],
             notes: vec![],
             unseen: Default::default(),

@@ -234,6 +234,7 @@ async fn sim_only_a_cluster_failing_mid_apply_leaves_every_cluster_as_before() {
         after: Default::default(),
         unpruned: Vec::new(),
         swept: Vec::new(),
+        canary: None,
     };
     history.record(&rec).expect("recorded");
     let back = history.get(&rec.id).expect("read back");
@@ -286,6 +287,7 @@ async fn rollback_restores_and_prune_touches_only_this_plan() {
         after: Default::default(),
         unpruned: Vec::new(),
         swept: Vec::new(),
+        canary: None,
     };
     let undo = prepare(&env.clusters, desired_for_rollback(&record), &opts(true)).await.expect("rollback prepared");
     let report = execute_confirmed(&env.clusters, &undo, &opts(true)).await.expect("rolled back");

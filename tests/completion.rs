@@ -56,7 +56,7 @@ async fn bash_completes_contexts_commands_and_plan_files() {
     let kc = fleet.kubeconfig_path();
     let plans =
         tokio::task::spawn_blocking(move || complete(&kc, &["meshdeck", "apply", "-f", "examples/reviews-c"])).await.expect("joined");
-    assert_eq!(plans, ["examples/reviews-callers.yaml", "examples/reviews-canary.yaml"]);
+    assert_eq!(plans, ["examples/reviews-callers.yaml", "examples/reviews-canary-steps.yaml", "examples/reviews-canary.yaml"]);
 }
 
 #[test]

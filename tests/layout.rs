@@ -1,5 +1,5 @@
 //! The layout shows the architecture (issue #31): the product's modules import only
-//! downwards (cli and tui on top; apply, policy, render, plan, inventory, registry,
+//! downwards (cli and tui on top; canary, apply, policy, render, plan, inventory, registry,
 //! kubeconfig and config below, in that order), no two files of the product import
 //! each other round a circle, and the product imports the simulator only where the
 //! `sim`, `demo` and `bench` commands start it. Read from the sources as written.
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["tui"],
+    &["canary"],
     &["apply"],
     &["observe"],
     &["policy"],

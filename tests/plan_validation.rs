@@ -105,3 +105,57 @@ fn a_syntax_error_has_a_position() {
     assert_eq!(es.len(), 1);
     assert!(es[0].starts_with("plan.yaml:5:"), "{es:?}");
 }
+
+const SPLIT: &str = "  split:\n    - {cluster: cluster2, version: v3, weight: 75}\n    - {cluster: cluster1, version: v1, weight: 15}\n    - {cluster: cluster1, version: v2, weight: 10}\n";
+
+/// A canary section: its destination in the split, rising steps that end at its
+/// weight, gates that can fail, durations and enums spelled right; each at its line.
+#[test]
+fn a_canary_names_a_destination_of_the_split_and_rising_steps_to_its_weight() {
+    let es = errors(&format!(
+        "{HEAD}{SPLIT}  canary:\n    destination: {{cluster: cluster3, version: v3}}\n    steps: [5, 50]\n    gates: {{successRate: 99}}\n"
+    ));
+    assert_eq!(es, ["plan.yaml:14:18: v3@cluster3 is not a destination of the split (v3@cluster2, v1@cluster1, v2@cluster1)"]);
+    let es = errors(&format!(
+        "{HEAD}{SPLIT}  canary:\n    destination: {{cluster: cluster2, version: v3}}\n    steps: [5, 50, 25, 80]\n    interval: 2s\n    gates: {{p99: fast, per: everyone}}\n    rollbackTo: yesterday\n"
+    ));
+    assert_eq!(
+        es,
+        [
+            "plan.yaml:15:20: steps must rise: 25 comes after 50",
+            "plan.yaml:15:24: step 80 is above v3@cluster2's weight in the split (75)",
+            "plan.yaml:15:24: the last step must be v3@cluster2's weight in the split (75): where the canary ends",
+            "plan.yaml:16:15: interval must be at least 5s: a step is judged on what its interval counted",
+            "plan.yaml:17:18: p99 \"fast\" is not a duration like 250ms, 10s or 1m",
+            "plan.yaml:17:29: gates.per \"everyone\" must be callingCluster or all",
+            "plan.yaml:17:12: gates need successRate or p99: a canary nothing can fail is promoted blind",
+            "plan.yaml:18:17: rollbackTo \"yesterday\" must be start or lastGoodStep",
+        ],
+        "{es:#?}"
+    );
+    let es = errors(&format!(
+        "{HEAD}  failover:\n    - {{cluster: cluster1}}\n    - {{cluster: cluster2}}\n  outlierDetection: {{consecutive5xxErrors: 1}}\n  canary:\n    steps: [50]\n"
+    ));
+    assert_eq!(es, ["plan.yaml:14:5: a canary steps a split in; a failover has no weights to step"]);
+}
+
+/// Step weights keep the other destinations' proportions and sum to 100.
+#[test]
+fn a_canary_plan_round_trips_and_its_steps_keep_the_rest_in_proportion() {
+    let text = format!(
+        "{HEAD}{SPLIT}  canary:\n    destination: {{cluster: cluster2, version: v3}}\n    steps: [5, 25, 50, 75]\n    gates: {{successRate: 99.5, p99: 250ms}}\n"
+    );
+    let inv = common::inventory_fixture("federation");
+    let plan = meshdeck::plan::load("plan.yaml", &text, &inv).expect("valid");
+    let route = &plan.routes[0];
+    let canary = route.canary.as_ref().expect("canary");
+    assert_eq!((canary.interval, canary.decide_within, canary.gates.min_requests, canary.rollback_after), (60, 180, 50, 1));
+    assert_eq!(canary.gates.p99_ms, Some(250.0));
+    assert_eq!(meshdeck::plan::load("plan.yaml", &plan.to_yaml(), &inv).expect("round trip"), plan);
+    let meshdeck::plan::RouteAction::Split(split) = &route.action else { panic!("split") };
+    let weights = |step| canary.split_at(split, step).iter().map(|d| d.weight).collect::<Vec<_>>();
+    assert_eq!(weights(1), [5, 57, 38]);
+    assert_eq!(weights(2), [25, 45, 30]);
+    assert_eq!(weights(4), [75, 15, 10]);
+    assert_eq!(weights(0), [0, 60, 40]);
+}

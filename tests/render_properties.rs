@@ -184,6 +184,7 @@ fn plan_for(versions: &[Vec<u8>], shared: bool, picks: &[(usize, usize)], cuts: 
         topology: TopologyChoice::Auto,
         port: None,
         trust_accepted_by: Vec::new(),
+        canary: None,
     };
     Plan { routes: vec![route], ..Default::default() }
 }
@@ -285,5 +286,63 @@ proptest! {
             .map_err(|e| TestCaseError::fail(format!("imported plan invalid: {e:?}\n{}", plan2.to_yaml())))?;
         let (after, _) = routing(&applied(&inv, &reloaded)?, &from);
         prop_assert_eq!(before, after);
+    }
+}
+
+/// A canary's step weights: the canary exactly at its step, the others within one
+/// point of their share of the rest, 100 in all; the last step is the plan's split.
+fn canary_for(weight: u32, mut steps: Vec<u32>) -> meshdeck::plan::Canary {
+    steps.retain(|w| *w < weight);
+    steps.push(weight);
+    meshdeck::plan::Canary {
+        cluster: "c0".into(),
+        version: "canary".into(),
+        steps,
+        interval: 60,
+        gates: meshdeck::plan::Gates {
+            success_rate: Some(99.0),
+            p99_ms: None,
+            min_requests: 50,
+            per: meshdeck::plan::GatePer::CallingCluster,
+        },
+        rollback_after: 1,
+        rollback_to: meshdeck::plan::RollbackTo::Start,
+        decide_within: 180,
+    }
+}
+
+proptest! {
+    #[test]
+    fn canary_steps_keep_the_rest_in_proportion(
+        weight in 1u32..=99,
+        others in proptest::collection::vec(0u32..=50, 1..5),
+        raw_steps in proptest::collection::btree_set(1u32..=99, 0..5),
+    ) {
+        // Scale the others to the rest of 100 (largest remainder keeps it exact).
+        let rest = 100 - weight;
+        let total: u32 = others.iter().sum::<u32>().max(1);
+        let mut split = vec![Destination { cluster: "c0".into(), version: "canary".into(), weight }];
+        let mut given = 0;
+        for (i, o) in others.iter().enumerate() {
+            let w = if i + 1 == others.len() { rest - given } else { (rest * o / total).min(rest - given) };
+            given += w;
+            split.push(Destination { cluster: format!("c{}", i + 1), version: "v1".into(), weight: w });
+        }
+        let canary = canary_for(weight, raw_steps.into_iter().collect());
+        let others_total: u32 = split[1..].iter().map(|d| d.weight).sum();
+        for (i, w) in canary.steps.iter().enumerate() {
+            let at = canary.split_at(&split, i + 1);
+            prop_assert_eq!(at.iter().map(|d| d.weight).sum::<u32>(), 100);
+            prop_assert_eq!(at[0].weight, *w);
+            for (d, was) in at[1..].iter().zip(&split[1..]) {
+                let exact = if others_total == 0 {
+                    f64::from(100 - w) / (split.len() - 1) as f64
+                } else {
+                    f64::from(100 - w) * f64::from(was.weight) / f64::from(others_total)
+                };
+                prop_assert!((f64::from(d.weight) - exact).abs() < 1.0, "{} for {exact}", d.weight);
+            }
+        }
+        prop_assert_eq!(canary.split_at(&split, canary.steps.len()), split);
     }
 }

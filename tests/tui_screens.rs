@@ -220,6 +220,7 @@ both_sizes!(history, |a| {
         after: Default::default(),
         unpruned: Vec::new(),
         swept: Vec::new(),
+        canary: None,
     };
     update(a, Msg::History(vec![rec]));
     press(a, "esc esc g h");
@@ -451,3 +452,43 @@ fn the_service_view_shows_the_observed_split_under_each_route() {
     let picture = screen(&mut a, 160, 45);
     assert!(picture.contains("observed (60s, 166.7/s, 100.0% ok): cluster1 v1 30.0% ✗drift"), "{picture}");
 }
+
+/// A canary at step 2 of 4 on a fixed clock: the last check's gate values per
+/// calling cluster (one passing, one not yet decided), the time to the next check.
+fn canary_at_step_2() -> meshdeck::tui::app::CanaryRow {
+    let gate = |gate: &str, value: f64, threshold: f64, verdict: &str, why: &str| serde_json::json!({"gate": gate, "value": value, "threshold": threshold, "verdict": verdict, "why": why});
+    let state = serde_json::json!({
+        "name": "reviews-canary", "run": "20261124-115900-0001", "planYaml": "", "file": "examples/reviews-canary-steps.yaml",
+        "persona": "unrestricted", "started": "2026-11-24T11:59:00Z", "service": "reviews.default", "from": ["cluster1", "cluster3"],
+        "destination": "v3@cluster2", "steps": [5, 25, 50, 75], "intervalSeconds": 10, "status": "running", "step": 2,
+        "stepWritten": 1_795_521_595.0, "lastGood": 1, "failedChecks": 0, "nextCheck": 1_795_521_612.0,
+        "countingFrom": 1_795_521_595.0, "waiting": "not yet: successRate: 12 of the 20 requests to v3@cluster2 a check needs from cluster3",
+        "checks": [{"time": "2026-11-24T12:00:02Z", "step": 2, "windowSeconds": 10, "verdict": "notYet", "callers": [
+            {"from": "cluster1", "requests": 120, "observed": 24.6, "intended": 25.0, "countedSeconds": 8, "verdict": "passed",
+             "gates": [gate("successRate", 100.0, 99.0, "passed", "100.0% ≥ 99%"), gate("p99", 24.9, 500.0, "passed", "24.9ms ≤ 500ms"),
+                       gate("split", 24.6, 25.0, "passed", "every destination within its 99.9% bound")]},
+            {"from": "cluster3", "requests": 12, "observed": 26.1, "intended": 25.0, "countedSeconds": 8, "verdict": "notYet",
+             "gates": [gate("successRate", 100.0, 99.0, "notYet", "12 of the 20 requests to v3@cluster2 a check needs"),
+                       gate("p99", 12.0, 500.0, "notYet", "12 of the 20 requests to v3@cluster2 a check needs"),
+                       gate("split", 26.1, 25.0, "notYet", "46 of the 20 requests a check needs")]}]}],
+        "events": [{"time": "2026-11-24T11:59:00Z", "text": "started by unrestricted: v3@cluster2 in 4 steps"},
+                   {"time": "2026-11-24T11:59:00Z", "text": "step 1/4: v3@cluster2 5%, v1@cluster1 57%, v2@cluster1 38% (recorded as 20261124-115900-aaaa)"},
+                   {"time": "2026-11-24T11:59:50Z", "text": "step 1 passed: every gate passed on cluster1, cluster3"},
+                   {"time": "2026-11-24T11:59:50Z", "text": "step 2/4: v3@cluster2 25%, v1@cluster1 45%, v2@cluster1 30% (recorded as 20261124-115950-bbbb)"}],
+        "records": ["20261124-115900-aaaa", "20261124-115950-bbbb"]
+    });
+    meshdeck::tui::app::CanaryRow {
+        state: serde_json::from_value(state).expect("a canary's state"),
+        driver: Some("pid 4242 (ops) since 11:59:00".into()),
+    }
+}
+
+both_sizes!(canary_view, |a| {
+    update(a, Msg::Canaries(vec![canary_at_step_2()]));
+    press(a, "g k");
+});
+
+both_sizes!(canary_abort_asks_first, |a| {
+    update(a, Msg::Canaries(vec![canary_at_step_2()]));
+    press(a, "g k A");
+});

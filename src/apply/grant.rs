@@ -21,6 +21,9 @@ pub enum Confirmation {
     Cockpit,
     /// A benchmark writing to the fleet it started itself.
     Benchmark,
+    /// A canary's step or rollback: the operator started (or resumed) the canary,
+    /// whose steps and first diff were shown then.
+    Canary,
     /// Nothing to write: the change only records what was checked (an interrupted
     /// change found already undone).
     NothingToWrite,

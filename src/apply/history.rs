@@ -49,6 +49,22 @@ pub struct HistoryRecord {
     /// this change's own, so its rollback leaves them removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub swept: Vec<super::ObjRef>,
+    /// Written by a canary: its step, or its rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryMark>,
+}
+
+/// Which canary wrote a record, and as what: `step` N (1-based), or 0 for going back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryMark {
+    pub name: String,
+    /// The canary run (its start's id): a plan's canaries are told apart by it.
+    pub run: String,
+    pub step: usize,
+    /// Why it went back: the gate that failed, on which calling cluster, with its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Objects of a plan left on a cluster a change could not reach, and why.
@@ -121,6 +137,7 @@ impl HistoryRecord {
             after: BTreeMap::new(),
             unpruned: Vec::new(),
             swept: Vec::new(),
+            canary: None,
         }
     }
 }
@@ -180,6 +197,24 @@ impl HistoryRecord {
     }
 }
 
+/// Replace a file whole or not at all (a hidden temp file beside it, fsync, rename,
+/// then the directory synced so the rename itself is durable); readable by the user only.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), ApplyError> {
+    let err = |e: std::io::Error| ApplyError::History(format!("{}: {e}", path.display()));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    {
+        let mut f = crate::config::private_file(&tmp, crate::config::Open::Truncate).map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path).map_err(err)?;
+    if let Some(d) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// Held while a change is written: an OS advisory lock on `apply.lock`, released
 /// when this is dropped or the process ends however it ends (kill -9 included). The
 /// file stays; its text names the holder for the next one to see.
@@ -221,18 +256,7 @@ impl History {
         // A Secret's data never reaches the disk: its rollback restores from the kept copy.
         let rec = &HistoryRecord { changes: super::secret::redact_changes(&rec.changes), ..rec.clone() };
         let err = |e: std::io::Error| ApplyError::History(format!("{}: {e}", self.dir.display()));
-        let path = self.dir.join(format!("{}.json", rec.id));
-        let tmp = self.dir.join(format!(".{}.json.tmp", rec.id));
-        {
-            let mut f = crate::config::private_file(&tmp, crate::config::Open::Truncate).map_err(err)?;
-            f.write_all(serde_json::to_string_pretty(rec).unwrap_or_default().as_bytes()).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(err)?;
-        // The rename itself is durable once the directory is synced.
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
+        write_atomic(&self.dir.join(format!("{}.json", rec.id)), &serde_json::to_string_pretty(rec).unwrap_or_default())?;
         let audit = serde_json::json!({
             "time": rec.time, "id": rec.id, "action": rec.action, "persona": rec.persona,
             "plans": rec.plans, "clusters": rec.clusters, "outcome": rec.report.outcome, "rollbackOf": rec.rollback_of,
@@ -359,6 +383,11 @@ impl History {
     pub fn scope_of(&self, plans: &[String]) -> Result<super::PruneScope, ApplyError> {
         let records = self.list()?;
         Ok(super::PruneScope::of_changes(records.iter().filter(|r| r.plans.iter().any(|p| plans.contains(p))).map(|r| &r.changes)))
+    }
+
+    /// The history directory (canaries keep their state beside the records).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn get(&self, id: &str) -> Result<HistoryRecord, ApplyError> {

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod dry_run;
 pub mod grant;
 pub mod history;
+pub mod lease;
 pub mod pipeline;
 pub mod preflight;
 pub mod rollback;

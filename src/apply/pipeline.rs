@@ -36,15 +36,24 @@ pub struct Intent {
     pub rollback_of: Option<String>,
     /// How a refusal names it: `reviews-canary`, `rollback of ID`, `trust-plan`.
     pub what: String,
+    /// A canary's step or rollback: which canary, which step.
+    pub canary: Option<super::history::CanaryMark>,
 }
 
 impl Intent {
     pub fn apply(plans: Vec<String>, plan_yaml: String) -> Intent {
-        Intent { action: "apply".into(), what: plans.join(","), plans, plan_yaml, rollback_of: None }
+        Intent { action: "apply".into(), what: plans.join(","), plans, plan_yaml, rollback_of: None, canary: None }
     }
 
     pub fn trust(step: &str, description: String) -> Intent {
-        Intent { action: "trust".into(), what: step.into(), plans: vec![step.into()], plan_yaml: description, rollback_of: None }
+        Intent {
+            action: "trust".into(),
+            what: step.into(),
+            plans: vec![step.into()],
+            plan_yaml: description,
+            rollback_of: None,
+            canary: None,
+        }
     }
 }
 
@@ -125,7 +134,22 @@ impl Pipeline {
         rendered: &crate::render::RenderedObjects,
         replaces: &[String],
     ) -> Result<Prepared, ApplyError> {
+        self.plan_for(plan, rendered, replaces, None).await
+    }
+
+    /// The same, as a canary's step (`canary`): a route a running canary steps is
+    /// that canary's alone to write.
+    pub async fn plan_for(
+        &self,
+        plan: &crate::plan::Plan,
+        rendered: &crate::render::RenderedObjects,
+        replaces: &[String],
+        canary: Option<&super::history::CanaryMark>,
+    ) -> Result<Prepared, ApplyError> {
         self.persona.check(plan)?;
+        if let Some(refusal) = self.canary_owns(plan, canary) {
+            return Err(refusal);
+        }
         let records = self.history.list()?;
         let mut names = plan.names();
         names.extend(replaces.iter().cloned());
@@ -154,8 +178,30 @@ impl Pipeline {
         let desired = super::desired_for_plan(&self.clusters, plan, rendered, &before).await?;
         let mut plans = plan.names();
         plans.extend(replaces.iter().cloned());
-        let intent = Intent { what: plan.names().join(","), ..Intent::apply(plans, plan.to_yaml()) };
+        let intent = Intent { what: plan.names().join(","), canary: canary.cloned(), ..Intent::apply(plans, plan.to_yaml()) };
         self.examine(intent, desired, unpruned, &records, true).await
+    }
+
+    /// A refusal when a lease other than `mine` (a canary's) holds one of the plan's
+    /// routes (the same service from a shared calling cluster) or its name.
+    fn canary_owns(&self, plan: &crate::plan::Plan, mine: Option<&super::history::CanaryMark>) -> Option<ApplyError> {
+        let routes: Vec<(String, Vec<String>)> = plan.routes.iter().map(|r| (r.service.key(), r.from_clusters.clone())).collect();
+        super::lease::owner(&self.history, &plan.names(), &routes, mine.map(|m| m.run.as_str())).map(|l| super::lease::refusal(&l))
+    }
+
+    /// The named clusters that do not answer now (registered or not), each once.
+    pub async fn unreachable(&self, names: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in names {
+            let answers = match self.clusters.iter().find(|c| &c.name == name) {
+                Some(c) => self.reach(c).await.is_ok(),
+                None => false,
+            };
+            if !answers && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        out
     }
 
     /// Undoing a recorded change: its plan's whole before-state, on the clusters it was
@@ -167,6 +213,14 @@ impl Pipeline {
             .iter()
             .find(|r| r.id == id)
             .ok_or_else(|| ApplyError::History(format!("no history record {id:?} (see `meshdeck history`)")))?;
+        if let Some(mark) = &original.canary
+            && let Some(lease) = super::lease::held(&self.history).into_iter().find(|l| l.run == mark.run)
+        {
+            return Err(ApplyError::History(format!(
+                "{id} is a step of {}: {} to go back; nothing was written",
+                lease.holder, lease.release
+            )));
+        }
         let mut dark = BTreeSet::new();
         for name in original.changes.clusters_touched() {
             if let Some(c) = self.clusters.iter().find(|c| c.name == name)
@@ -188,6 +242,7 @@ impl Pipeline {
             plan_yaml: if original.action == "trust" { String::new() } else { plan_yaml },
             rollback_of: Some(id.to_string()),
             what: format!("rollback of {id}"),
+            canary: None,
         };
         let prepared = self.examine(intent, desired, Vec::new(), &records, original.action != "trust").await?;
         Ok((original, prepared))
@@ -291,6 +346,7 @@ impl Pipeline {
             HistoryRecord::pending(&intent.action, persona, intent.plans, intent.plan_yaml, changes.clone(), intent.rollback_of);
         record.unpruned = unpruned;
         record.swept = swept;
+        record.canary = intent.canary;
         if changes.is_noop() {
             // Nothing to write (an interrupted change whose writes are all undone): the
             // record says what was checked, and finishes what it undoes.

@@ -80,9 +80,20 @@ pub struct RollbackArgs {
 }
 
 struct Planned {
+    /// The name of a route with a canary section (apply refuses it).
+    plan_canary: Option<String>,
     clusters: Vec<Cluster>,
     pipeline: Pipeline,
     prepared: Prepared,
+}
+
+/// A plan with a canary section is stepped in by `meshdeck canary`, not applied whole.
+fn canary_refusal(file: &std::path::Path, route: &str) -> CliError {
+    CliError::bad_input(format!(
+        "{}: {route} has a canary section: `meshdeck canary start {}` steps it in by its metrics (apply would write its whole split at once); nothing was written",
+        file.display(),
+        file.display()
+    ))
 }
 
 async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Planned, CliError> {
@@ -104,7 +115,8 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Planned, C
     }
     let pipeline = pipeline(&clusters, persona, args.force_conflicts, args.timeout)?;
     let prepared = pipeline.plan(&plan, &rendered, &args.replace).await.map_err(err)?;
-    Ok(Planned { clusters, pipeline, prepared })
+    let plan_canary = plan.routes.iter().find(|r| r.canary.is_some()).map(|r| r.name.clone());
+    Ok(Planned { plan_canary, clusters, pipeline, prepared })
 }
 
 pub async fn diff(global: &GlobalArgs, args: DiffArgs) -> Result<(), CliError> {
@@ -115,7 +127,18 @@ pub async fn diff(global: &GlobalArgs, args: DiffArgs) -> Result<(), CliError> {
 }
 
 pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError> {
+    // Said before any cluster is asked: the file alone shows it.
+    if !args.dry_run
+        && let Ok(text) = std::fs::read_to_string(&args.diff.file)
+        && let Ok(docs) = crate::plan::parse::parse(&args.diff.file.display().to_string(), &text)
+        && let Some(d) = docs.iter().find(|d| d.spec.value.canary.is_some())
+    {
+        return Err(canary_refusal(&args.diff.file, &d.metadata.name.value));
+    }
     let mut p = prepare_plan(global, &args.diff).await?;
+    if let Some(r) = p.plan_canary.as_ref().filter(|_| !args.dry_run) {
+        return Err(canary_refusal(&args.diff.file, r));
+    }
     announce_interrupted(p.pipeline.history());
     show(&p.prepared);
     if args.dry_run {
@@ -187,7 +210,11 @@ pub fn list(args: HistoryArgs) -> Result<(), CliError> {
                     vec![
                         r.id.clone(),
                         r.time.chars().take(19).collect(),
-                        r.action.clone(),
+                        match &r.canary {
+                            Some(m) if m.step > 0 => format!("canary step {}", m.step),
+                            Some(_) => "canary back".into(),
+                            None => r.action.clone(),
+                        },
                         r.persona.clone(),
                         r.plans.join(","),
                         r.clusters.join(","),

@@ -35,6 +35,18 @@ pub struct DemoArgs {
     /// Keep the fleet still (no pod restarts).
     #[arg(long)]
     pub still: bool,
+    /// Start the talk's canary at once (examples/reviews-canary-steps.yaml) and show it
+    /// stepping, judged on the simulated traffic.
+    #[arg(long, conflicts_with = "still")]
+    pub canary: bool,
+}
+
+/// What the demo starts with besides its fleet.
+#[derive(Default)]
+struct Extras {
+    /// Its own history (the demo's fleet is gone when it ends, and so are its records).
+    data_dir: Option<std::path::PathBuf>,
+    start_canary: Option<(String, String)>,
 }
 
 /// Keymap and theme: a name given on the command line must load (exit 2 if not);
@@ -91,12 +103,17 @@ fn look(args: &LookArgs, cfg: &MeshdeckConfig) -> Result<(Keymap, Theme, Vec<Str
 }
 
 pub async fn cockpit(global: &GlobalArgs, look_args: &LookArgs) -> Result<(), CliError> {
-    cockpit_with(global, look_args, |_| {}).await
+    cockpit_with(global, look_args, |_| {}, Extras::default()).await
 }
 
 /// The cockpit with config.yaml as loaded, then changed by `adjust` (the demo
 /// names its own clusters and their Prometheus stand-ins).
-async fn cockpit_with(global: &GlobalArgs, look_args: &LookArgs, adjust: impl FnOnce(&mut MeshdeckConfig)) -> Result<(), CliError> {
+async fn cockpit_with(
+    global: &GlobalArgs,
+    look_args: &LookArgs,
+    adjust: impl FnOnce(&mut MeshdeckConfig),
+    extras: Extras,
+) -> Result<(), CliError> {
     let (clusters, cfg) = fleet::registry_with(global, adjust).await?;
     let (keymap, theme, warnings) = look(look_args, &cfg)?;
     let read_only = global.read_only || cfg.read_only;
@@ -109,9 +126,10 @@ async fn cockpit_with(global: &GlobalArgs, look_args: &LookArgs, adjust: impl Fn
         theme,
         read_only,
         warnings,
-        data_dir: data_dir(),
+        data_dir: extras.data_dir.or_else(data_dir),
         config_dir: config_dir(),
         persona: look_args.persona.clone(),
+        start_canary: extras.start_canary,
     };
     run(config).await.map_err(CliError::failed)
 }
@@ -143,7 +161,13 @@ pub async fn demo(global: &GlobalArgs, look_args: &LookArgs, args: DemoArgs) -> 
             ..Default::default()
         })
         .collect();
-    let result = cockpit_with(&demo_global, look_args, |cfg| cfg.clusters = Some(entries)).await;
+    let extras = Extras {
+        data_dir: Some(dir.path().join("data")),
+        start_canary: args.canary.then(|| {
+            ("examples/reviews-canary-steps.yaml".to_string(), include_str!("../../examples/reviews-canary-steps.yaml").to_string())
+        }),
+    };
+    let result = cockpit_with(&demo_global, look_args, |cfg| cfg.clusters = Some(entries), extras).await;
     drop(dir);
     result
 }

@@ -4,6 +4,7 @@
 mod analyze;
 mod apply;
 mod bench;
+mod canary;
 mod clusters;
 mod cockpit;
 mod completion;
@@ -85,6 +86,8 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Past applies and rollbacks.
     History(apply::HistoryArgs),
+    /// Step a route in by its metrics across the fleet: start, status, pause, resume, promote, abort.
+    Canary(canary::CanaryArgs),
     /// Restore the fleet to the state before an apply (through the same pipeline).
     Rollback(apply::RollbackArgs),
     /// Print the shell completion script: `source <(meshdeck completion bash)`.
@@ -184,6 +187,7 @@ pub fn main() -> ExitCode {
             Some(Command::Diff(args)) => apply::diff(&cli.global, args).await,
             Some(Command::Apply(args)) => apply::apply(&cli.global, args).await,
             Some(Command::History(args)) => apply::list(args),
+            Some(Command::Canary(args)) => canary::run(&cli.global, args).await,
             Some(Command::Rollback(args)) => apply::rollback(&cli.global, args).await,
             Some(Command::Completion(args)) => completion::run(args),
             Some(Command::Bench(args)) => bench::run(&cli.global, args).await,

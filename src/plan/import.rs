@@ -74,6 +74,7 @@ pub fn import(route: &EffectiveRoute, name: &str) -> Result<TrafficRoute, Vec<St
         topology: TopologyChoice::Auto,
         port: None,
         trust_accepted_by: vec![],
+        canary: None,
     })
 }
 

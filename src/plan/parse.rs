@@ -50,6 +50,29 @@ pub struct RawSpec {
     pub trust_accepted_by: Option<S<Vec<S<String>>>>,
     /// How the route lives beside other routing of its host (`delegate`).
     pub coexist: Option<S<String>>,
+    /// Step the split in by its metrics (`meshdeck canary`).
+    pub canary: Option<S<RawCanary>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawCanary {
+    pub destination: Option<S<RawTarget>>,
+    pub steps: Option<S<Vec<S<serde_json::Value>>>>,
+    pub interval: Option<S<String>>,
+    pub gates: Option<S<RawGates>>,
+    pub rollback_after: Option<S<serde_json::Value>>,
+    pub rollback_to: Option<S<String>>,
+    pub decide_within: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawGates {
+    pub success_rate: Option<S<serde_json::Value>>,
+    pub p99: Option<S<String>>,
+    pub min_requests: Option<S<serde_json::Value>>,
+    pub per: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

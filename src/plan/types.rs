@@ -90,6 +90,112 @@ pub struct TrafficRoute {
     /// cannot see it (mesh config delivered another way, or a change rolling out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trust_accepted_by: Vec<String>,
+    /// Step the split in by its metrics (`meshdeck canary`); `apply` refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+/// How a canary steps a split in: one destination's weight raised step by step
+/// (the others keep their proportions), each step held for `interval` and
+/// judged by its gates on every calling cluster before the next is written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Canary {
+    /// The split's destination being stepped in.
+    pub cluster: String,
+    pub version: String,
+    /// Its weight at each step, ascending; the last is its weight in the split.
+    pub steps: Vec<u32>,
+    /// How long each step is held before it is judged (seconds).
+    pub interval: u64,
+    pub gates: Gates,
+    /// Failed checks that roll the route back (Flagger's threshold).
+    pub rollback_after: u32,
+    pub rollback_to: RollbackTo,
+    /// A step not judged within this long (no metrics, too few requests) aborts
+    /// the canary back to the start (seconds).
+    pub decide_within: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gates {
+    /// Least share of the canary's requests answered without a 5xx, in percent.
+    pub success_rate: Option<f64>,
+    /// Most the canary's p99 latency may be (milliseconds).
+    pub p99_ms: Option<f64>,
+    /// Requests to the canary a calling cluster must have made in a check before
+    /// its gates say anything ("not yet" below it, never "passed").
+    pub min_requests: u64,
+    /// Judged per calling cluster (each must pass), or over all of them summed.
+    pub per: GatePer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GatePer {
+    CallingCluster,
+    All,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RollbackTo {
+    /// The route as it was before the canary's first step.
+    Start,
+    /// The route as the last step that passed its gates left it.
+    LastGoodStep,
+}
+
+impl Canary {
+    /// The split at step `step` (1-based; 0: none): the canary at its step weight,
+    /// the rest shared as the plan's other destinations share it (largest
+    /// remainder, so the weights sum to 100).
+    pub fn split_at(&self, split: &[Destination], step: usize) -> Vec<Destination> {
+        let w = match step {
+            0 => 0,
+            n => self.steps.get(n - 1).copied().unwrap_or_else(|| self.steps.last().copied().unwrap_or(0)),
+        };
+        let is_canary = |d: &Destination| d.cluster == self.cluster && d.version == self.version;
+        let others: Vec<&Destination> = split.iter().filter(|d| !is_canary(d)).collect();
+        let total: u32 = others.iter().map(|d| d.weight).sum();
+        let rest = 100u32.saturating_sub(w);
+        // Exact shares, then the leftover units to the largest remainders (ties: plan order).
+        let exact: Vec<f64> = others
+            .iter()
+            .map(|d| {
+                if total == 0 {
+                    f64::from(rest) / others.len().max(1) as f64
+                } else {
+                    f64::from(rest) * f64::from(d.weight) / f64::from(total)
+                }
+            })
+            .collect();
+        let mut given: Vec<u32> = exact.iter().map(|e| e.floor() as u32).collect();
+        let mut left = rest.saturating_sub(given.iter().sum());
+        let mut order: Vec<usize> = (0..exact.len()).collect();
+        order.sort_by(|a, b| (exact[*b] - exact[*b].floor()).total_cmp(&(exact[*a] - exact[*a].floor())).then(a.cmp(b)));
+        for i in order {
+            if left == 0 {
+                break;
+            }
+            given[i] += 1;
+            left -= 1;
+        }
+        let mut k = 0;
+        split
+            .iter()
+            .map(|d| {
+                let weight = if is_canary(d) {
+                    w
+                } else {
+                    k += 1;
+                    given[k - 1]
+                };
+                Destination { weight, ..d.clone() }
+            })
+            .collect()
+    }
 }
 
 impl TrafficRoute {

@@ -245,6 +245,9 @@ fn resolve_aliases(file: &str, docs: &mut [RawDoc], inv: &FleetSnapshot) -> Vec<
         if let Some(clusters) = spec.trust_accepted_by.as_mut() {
             clusters.value.iter_mut().for_each(&mut resolve);
         }
+        if let Some(d) = spec.canary.as_mut().and_then(|c| c.value.destination.as_mut()) {
+            resolve(&mut d.value.cluster);
+        }
     }
     notes
 }
@@ -525,9 +528,138 @@ fn traffic_route(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<T
         topology,
         port,
         trust_accepted_by,
+        canary: None,
     };
     check_reachability(ck, &route, spec);
-    Some(route)
+    let canary = spec.canary.as_ref().and_then(|c| canary(ck, &route, c));
+    Some(TrafficRoute { canary, ..route })
+}
+
+/// Seconds in a duration `duration` accepted (`250ms`, `10s`, `1m`, `1h`).
+fn seconds(d: &str) -> f64 {
+    let unit_at = d.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(d.len());
+    let n: f64 = d[..unit_at].parse().unwrap_or(0.0);
+    match &d[unit_at..] {
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => n,
+    }
+}
+
+/// A canary section: a destination of the split, ascending steps ending at its
+/// weight there, and gates that can fail.
+fn canary(ck: &mut Checker, route: &TrafficRoute, at: &S<super::parse::RawCanary>) -> Option<Canary> {
+    let raw = &at.value;
+    let RouteAction::Split(split) = &route.action else {
+        ck.err(at, "a canary steps a split in; a failover has no weights to step");
+        return None;
+    };
+    let Some(dest) = &raw.destination else {
+        ck.err(at, "canary.destination is required: the split's destination stepped in ({cluster, version})");
+        return None;
+    };
+    let Some(version) = &dest.value.version else {
+        ck.err(dest, "canary.destination needs a version: the subset stepped in");
+        return None;
+    };
+    let (cluster, version_name) = (dest.value.cluster.value.clone(), version.value.clone());
+    let Some(target) = split.iter().find(|d| d.cluster == cluster && d.version == version_name) else {
+        let listed: Vec<String> = split.iter().map(|d| format!("{}@{}", d.version, d.cluster)).collect();
+        ck.err(dest, format!("{version_name}@{cluster} is not a destination of the split ({})", listed.join(", ")));
+        return None;
+    };
+    if split.len() < 2 {
+        ck.err(dest, "a canary needs another destination in the split to take the rest of the traffic while it steps");
+    }
+    let mut steps = Vec::new();
+    match &raw.steps {
+        None => ck.err(at, format!("canary.steps is required: the canary's weight at each step, e.g. [5, 25, 50, {}]", target.weight)),
+        Some(list) if list.value.is_empty() => ck.err(list, "canary.steps must list at least one weight"),
+        Some(list) => {
+            for s in &list.value {
+                let Some(w) = ck.whole(s, "a step", 1, 100) else { continue };
+                if steps.last().is_some_and(|prev| *prev >= w) {
+                    ck.err(s, format!("steps must rise: {w} comes after {}", steps.last().copied().unwrap_or(0)));
+                } else if w > target.weight {
+                    ck.err(s, format!("step {w} is above {version_name}@{cluster}'s weight in the split ({})", target.weight));
+                }
+                steps.push(w);
+            }
+            if steps.last().is_some_and(|last| *last != target.weight)
+                && let Some(s) = list.value.last()
+            {
+                ck.err(
+                    s,
+                    format!(
+                        "the last step must be {version_name}@{cluster}'s weight in the split ({}): where the canary ends",
+                        target.weight
+                    ),
+                );
+            }
+        }
+    }
+    let secs = |ck: &mut Checker, d: &Option<S<String>>, what: &str, default: f64| -> f64 {
+        d.as_ref().and_then(|d| ck.duration(d, what)).map(|d| seconds(&d)).unwrap_or(default)
+    };
+    let interval = secs(ck, &raw.interval, "interval", 60.0);
+    if interval < 5.0
+        && let Some(i) = &raw.interval
+    {
+        ck.err(i, "interval must be at least 5s: a step is judged on what its interval counted");
+    }
+    let decide_within = secs(ck, &raw.decide_within, "decideWithin", 3.0 * interval);
+    if decide_within < interval
+        && let Some(d) = &raw.decide_within
+    {
+        ck.err(d, format!("decideWithin must be at least the interval ({interval:.0}s)"));
+    }
+    let gates = raw.gates.as_ref();
+    let g = gates.map(|g| &g.value);
+    let success_rate = g.and_then(|g| g.success_rate.as_ref()).and_then(|v| match v.value.as_f64().filter(|p| *p > 0.0 && *p <= 100.0) {
+        Some(p) => Some(p),
+        None => {
+            ck.err(v, format!("successRate must be a percent above 0 and at most 100, not {}", v.value));
+            None
+        }
+    });
+    let p99_ms = g.and_then(|g| g.p99.as_ref()).and_then(|d| ck.duration(d, "p99")).map(|d| seconds(&d) * 1000.0);
+    let min_requests = g.and_then(|g| g.min_requests.as_ref()).and_then(|v| ck.whole(v, "minRequests", 1, 1_000_000)).unwrap_or(50);
+    let per = match g.and_then(|g| g.per.as_ref()) {
+        None => GatePer::CallingCluster,
+        Some(p) if p.value == "callingCluster" => GatePer::CallingCluster,
+        Some(p) if p.value == "all" => GatePer::All,
+        Some(p) => {
+            ck.err(p, format!("gates.per {:?} must be callingCluster or all", p.value));
+            GatePer::CallingCluster
+        }
+    };
+    if success_rate.is_none() && p99_ms.is_none() {
+        match gates {
+            Some(g) => ck.err(g, "gates need successRate or p99: a canary nothing can fail is promoted blind"),
+            None => ck.err(at, "canary.gates is required (successRate, p99): a canary nothing can fail is promoted blind"),
+        }
+    }
+    let rollback_after = raw.rollback_after.as_ref().and_then(|v| ck.whole(v, "rollbackAfter", 1, 100)).unwrap_or(1);
+    let rollback_to = match raw.rollback_to.as_ref() {
+        None => RollbackTo::Start,
+        Some(r) if r.value == "start" => RollbackTo::Start,
+        Some(r) if r.value == "lastGoodStep" => RollbackTo::LastGoodStep,
+        Some(r) => {
+            ck.err(r, format!("rollbackTo {:?} must be start or lastGoodStep", r.value));
+            RollbackTo::Start
+        }
+    };
+    Some(Canary {
+        cluster,
+        version: version_name,
+        steps,
+        interval: interval.round() as u64,
+        gates: Gates { success_rate, p99_ms, min_requests: u64::from(min_requests), per },
+        rollback_after,
+        rollback_to,
+        decide_within: decide_within.round() as u64,
+    })
 }
 
 fn split_action(ck: &mut Checker, svc: Option<&ServiceRef>, split: &S<Vec<S<RawDestination>>>) -> Option<RouteAction> {

@@ -69,7 +69,31 @@ fn route_doc(r: &TrafficRoute) -> Value {
     if !r.trust_accepted_by.is_empty() {
         spec.insert("trustAcceptedBy".into(), json!(r.trust_accepted_by));
     }
+    if let Some(c) = &r.canary {
+        spec.insert("canary".into(), canary_doc(c));
+    }
     json!({"apiVersion": API_VERSION, "kind": "TrafficRoute", "metadata": {"name": r.name}, "spec": spec})
+}
+
+fn canary_doc(c: &Canary) -> Value {
+    let mut gates = Map::new();
+    if let Some(s) = c.gates.success_rate {
+        gates.insert("successRate".into(), json!(s));
+    }
+    if let Some(p) = c.gates.p99_ms {
+        gates.insert("p99".into(), json!(format!("{p}ms")));
+    }
+    gates.insert("minRequests".into(), json!(c.gates.min_requests));
+    gates.insert("per".into(), json!(if c.gates.per == GatePer::All { "all" } else { "callingCluster" }));
+    json!({
+        "destination": {"cluster": c.cluster, "version": c.version},
+        "steps": c.steps,
+        "interval": format!("{}s", c.interval),
+        "gates": gates,
+        "rollbackAfter": c.rollback_after,
+        "rollbackTo": if c.rollback_to == RollbackTo::LastGoodStep { "lastGoodStep" } else { "start" },
+        "decideWithin": format!("{}s", c.decide_within),
+    })
 }
 
 fn access_doc(a: &AccessPolicy) -> Value {

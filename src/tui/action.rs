@@ -47,6 +47,11 @@ pub enum Action {
     Rollback,
     ToggleCluster,
     SwitchContext,
+    GotoCanaries,
+    CanaryPause,
+    CanaryResume,
+    CanaryPromote,
+    CanaryAbort,
 }
 
 impl Action {
@@ -96,6 +101,11 @@ impl Action {
         Action::Rollback,
         Action::ToggleCluster,
         Action::SwitchContext,
+        Action::GotoCanaries,
+        Action::CanaryPause,
+        Action::CanaryResume,
+        Action::CanaryPromote,
+        Action::CanaryAbort,
     ];
 
     /// The name keymap files use.
@@ -146,6 +156,11 @@ impl Action {
             Action::Rollback => "rollback",
             Action::ToggleCluster => "toggle_cluster",
             Action::SwitchContext => "switch_context",
+            Action::GotoCanaries => "goto_canaries",
+            Action::CanaryPause => "canary_pause",
+            Action::CanaryResume => "canary_resume",
+            Action::CanaryPromote => "canary_promote",
+            Action::CanaryAbort => "canary_abort",
         }
     }
 
@@ -158,7 +173,7 @@ impl Action {
             Action::Quit => "quit",
             Action::Help => "show the key bindings",
             Action::Back => "go back / cancel",
-            Action::Command => "command mode (:fleet :clusters :history :log :problems :routes :ns NAME :q)",
+            Action::Command => "command mode (:fleet :clusters :history :log :problems :routes :canary :ns NAME :q)",
             Action::Filter => "filter rows",
             Action::Up => "select up",
             Action::Down => "select down",
@@ -200,11 +215,19 @@ impl Action {
             Action::Rollback => "roll back the selected history entry",
             Action::ToggleCluster => "show or hide the cluster's column",
             Action::SwitchContext => "act for the cluster as its next alias (kubeconfig context)",
+            Action::GotoCanaries => "canaries: each step, the live gate values per calling cluster, the time to the next check",
+            Action::CanaryPause => "pause the selected canary at its step",
+            Action::CanaryResume => "resume the selected canary (the cockpit drives it if no process does)",
+            Action::CanaryPromote => "promote now: write the next step without this one's verdict (y confirms)",
+            Action::CanaryAbort => "abort the selected canary: back to the route before it (y confirms)",
         }
     }
 
     /// Writes to clusters: absent in --read-only.
     pub fn dangerous(self) -> bool {
-        matches!(self, Action::Apply | Action::Confirm | Action::Rollback)
+        matches!(
+            self,
+            Action::Apply | Action::Confirm | Action::Rollback | Action::CanaryResume | Action::CanaryPromote | Action::CanaryAbort
+        )
     }
 }

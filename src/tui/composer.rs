@@ -147,6 +147,7 @@ impl Composer {
             topology: kept.map(|k| k.topology).unwrap_or(TopologyChoice::Auto),
             port: kept.and_then(|k| k.port),
             trust_accepted_by: kept.map(|k| k.trust_accepted_by.clone()).unwrap_or_default(),
+            canary: None,
         };
         let access = if self.callers.is_empty() {
             vec![]

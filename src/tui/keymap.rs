@@ -16,7 +16,7 @@ pub const BUILTIN: &[(&str, &str)] =
     &[("default", include_str!("../../keymaps/default.yaml")), ("vim", include_str!("../../keymaps/vim.yaml"))];
 
 pub const VIEWS: &[&str] =
-    &["global", "fleet", "service", "composer", "editor", "diff", "history", "clusters", "help", "log", "problems", "routes"];
+    &["global", "fleet", "service", "composer", "editor", "diff", "history", "clusters", "help", "log", "problems", "routes", "canary"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {

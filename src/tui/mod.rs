@@ -43,6 +43,8 @@ pub struct CockpitConfig {
     pub config_dir: Option<PathBuf>,
     /// The persona to act as (`--as-persona`); None: matched by context or user.
     pub persona: Option<String>,
+    /// A canary plan to start at once (`meshdeck demo --canary`): its name and text.
+    pub start_canary: Option<(String, String)>,
 }
 
 /// Everything background work needs; cheap to clone into tasks.
@@ -73,6 +75,61 @@ impl Runner {
             crate::policy::persona_for(&self.clusters, self.persona.as_deref(), self.config_dir.as_deref()).map_err(|e| e.to_string())?;
         let opts = ApplyOptions { force_conflicts: force, concurrency: 8, progress, ..Default::default() };
         Ok(crate::apply::Pipeline::new(&self.clusters, dir, persona, opts).map_err(|e| e.to_string())?.quiet_signals())
+    }
+
+    /// A canary asked to pause, resume, promote or abort: its driver asked, or, with
+    /// none, the cockpit drives it from here until it ends (or the cockpit quits).
+    async fn canary(&self, name: &str, request: crate::canary::Request) -> Result<(), String> {
+        use crate::canary::control::{Handled, handle};
+        let store = crate::canary::Store::open(&self.history()?).map_err(|e| e.to_string())?;
+        match handle(&store, name, request).map_err(|e| e.to_string())? {
+            Handled::Asked(driver) => {
+                let _ = self.tx.send(Msg::Log(format!("canary {name}: asked its driver ({driver})")));
+                Ok(())
+            }
+            Handled::Done(said) => {
+                let _ = self.tx.send(Msg::Log(said));
+                Ok(())
+            }
+            Handled::Drive => self.drive_canary(name).await,
+        }
+    }
+
+    /// A driver's lines, for the log view.
+    fn say(&self) -> Box<dyn Fn(&str) + Send + Sync> {
+        let tx = self.tx.clone();
+        Box::new(move |line: &str| {
+            let _ = tx.send(Msg::Log(line.to_string()));
+        })
+    }
+
+    /// Drive a canary here: its lines go to the log view.
+    async fn drive_canary(&self, name: &str) -> Result<(), String> {
+        let mut inventory = Inventory::start(&self.clusters);
+        inventory.settled(Duration::from_secs(10)).await;
+        let mut driver =
+            crate::canary::Driver::resume(self.pipeline(false)?, inventory, name, self.say()).await.map_err(|e| e.to_string())?;
+        let _ = self.tx.send(Msg::Log(format!("canary {name}: driven by the cockpit from step {}", driver.state.step)));
+        self.drive(&mut driver).await
+    }
+
+    async fn drive(&self, driver: &mut crate::canary::Driver) -> Result<(), String> {
+        let ended = driver.run().await.map_err(|e| e.to_string())?;
+        let _ = self.tx.send(Msg::Log(format!("canary {}: {}", driver.state.name, ended.as_str())));
+        Ok(())
+    }
+
+    /// Start a canary from a plan's text (the demo's `--canary`: the flag is the operator's yes).
+    async fn start_canary(&self, file: &str, text: &str) -> Result<(), String> {
+        let mut inventory = Inventory::start(&self.clusters);
+        let snap = inventory.settled(Duration::from_secs(10)).await;
+        let plan =
+            crate::plan::load(file, text, &snap).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+        let pipeline = self.pipeline(false)?;
+        let first = crate::canary::Driver::prepare_start(&pipeline, &inventory, &plan).await.map_err(|e| e.to_string())?;
+        let mut driver =
+            crate::canary::Driver::start(pipeline, inventory, &plan, file, first, self.say()).await.map_err(|e| e.to_string())?;
+        self.drive(&mut driver).await
     }
 
     fn spawn(&self, effect: Effect, snapshot: Arc<crate::inventory::FleetSnapshot>) {
@@ -122,6 +179,13 @@ impl Runner {
                     .await;
                     let _ = pump.await;
                     let _ = r.tx.send(Msg::Applied { generation, result });
+                });
+            }
+            Effect::Canary { name, request } => {
+                tokio::spawn(async move {
+                    if let Err(e) = r.canary(&name, request).await {
+                        let _ = r.tx.send(Msg::Log(format!("canary {name}: {e}")));
+                    }
                 });
             }
             Effect::ExternalEdit(text) => {
@@ -181,6 +245,18 @@ async fn read_traffic(
             }
         }
         tokio::time::sleep(TRAFFIC_EVERY).await;
+    }
+}
+
+/// Every canary in history and who drives it, every second (a file each: cheap).
+async fn read_canaries(runner: Runner) {
+    let Ok(store) = runner.history().and_then(|h| crate::canary::Store::open(&h).map_err(|e| e.to_string())) else { return };
+    loop {
+        let rows = store.list().0.into_iter().map(|state| app::CanaryRow { driver: store.driver(&state.name), state }).collect();
+        if runner.tx.send(Msg::Canaries(rows)).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -402,6 +478,15 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
         tx: tx.clone(),
         paused: paused.clone(),
     };
+    let canaries = tokio::spawn(read_canaries(runner.clone()));
+    if let Some((file, text)) = cfg.start_canary.clone() {
+        let r = runner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = r.start_canary(&file, &text).await {
+                let _ = r.tx.send(Msg::Log(format!("canary {file} not started: {e}")));
+            }
+        });
+    }
     let initial = watching.inventory.snapshots.borrow().clone();
     let mut state = AppState::new(initial, cfg.keymap, cfg.read_only, chrono::Utc::now());
     state.warnings = cfg.warnings;
@@ -427,6 +512,9 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
         state.warnings.extend(h.unreadable().unwrap_or_default());
     }
     state.available = available;
+    if cfg.start_canary.is_some() {
+        state.view = app::View::Canary;
+    }
     if let Some(p) = log_file {
         state.log(format!("logging to {}", p.display()));
     }
@@ -503,6 +591,7 @@ pub async fn run(cfg: CockpitConfig) -> Result<(), String> {
     };
     stop.store(true, Ordering::SeqCst);
     ticker.abort();
+    canaries.abort();
     terminal::restore();
     drop(watching);
     result

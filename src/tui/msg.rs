@@ -13,6 +13,13 @@ use crate::apply::write::ApplyReport;
 use crate::inventory::FleetSnapshot;
 use crate::plan::Plan;
 
+/// A canary as the cockpit shows it: its state and the process driving it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanaryRow {
+    pub state: crate::canary::CanaryState,
+    pub driver: Option<String>,
+}
+
 #[derive(Debug)]
 pub enum Msg {
     Key(KeyEvent),
@@ -42,6 +49,10 @@ pub enum Msg {
         rows: u16,
     },
     EditedExternally(Result<String, String>),
+    /// Every canary's state and who drives it, read every second.
+    Canaries(Vec<CanaryRow>),
+    /// A line for the log view (a canary the cockpit drives).
+    Log(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +81,11 @@ pub enum Effect {
     SwitchContext {
         cluster: String,
         context: String,
+    },
+    /// Pause, resume, promote or abort a canary (the cockpit drives it if no process does).
+    Canary {
+        name: String,
+        request: crate::canary::Request,
     },
     Quit,
 }

@@ -1,6 +1,7 @@
 //! Shared test setup: a simulated fleet in-process on 127.0.0.1 and kube clients for it.
 #![allow(dead_code)]
 
+pub mod mesh;
 pub mod tmux;
 
 use std::time::Duration;

@@ -2,7 +2,7 @@
 # The integration tests on real Kubernetes control planes: builds the test bed
 # and meshdeck, writes the sim's world, starts 3 real clusters, runs every test
 # that runs on both fleets plus the real-only ones, then the mesh pass (a data
-# plane on the shared-discovery world: tests/data_plane.rs), and stops the clusters.
+# plane on the shared-discovery world: tests/data_plane.rs, tests/canary.rs), and stops the clusters.
 # Needs the machine's Go and Rust toolchains, Debian's prometheus (installed here
 # when missing), and kubectl, tmux as the sim run.
 set -euo pipefail
@@ -45,7 +45,7 @@ for pid in $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["mesh"]
   echo "realfleet: RSS ${pid%%=*}: $(awk '/VmRSS/ {print $2 " kB"}' /proc/${pid##*=}/status 2>/dev/null)"
 done
 set +e
-MESHDECK_TEST_MESH_KUBECONFIG="$root/target/realfleet/mesh.kubeconfig" cargo test --no-fail-fast --test data_plane 2>&1 | tee -a target/realfleet/test.log
+MESHDECK_TEST_MESH_KUBECONFIG="$root/target/realfleet/mesh.kubeconfig" cargo test --no-fail-fast --test data_plane --test canary -- --skip sim_only 2>&1 | tee -a target/realfleet/test.log
 mesh_status=${PIPESTATUS[0]}
 set -e
 [ "$status" -ne 0 ] || status=$mesh_status

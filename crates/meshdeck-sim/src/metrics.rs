@@ -38,6 +38,25 @@ pub struct Traffic {
     carry: BTreeMap<(String, String), f64>,
     samples: BTreeMap<Labels, VecDeque<(f64, f64)>>,
     last: Option<f64>,
+    /// Workloads of this cluster answering a share of requests with 500 (`reviews-v3` → 0.2).
+    failing: BTreeMap<String, f64>,
+    /// Failures owed to each destination between ticks.
+    fail_carry: BTreeMap<(String, String), f64>,
+    /// The stand-in Prometheus is stopped: queries fail (the callers still count).
+    pub stopped: bool,
+}
+
+impl Traffic {
+    /// Make one of this cluster's `reviews` workloads (`reviews-v3`) answer `fraction`
+    /// of its requests with 500, as a bad build would (a 500 is not retried by
+    /// Istio's default retry policy, so its callers see it); 0 heals it.
+    pub fn fail(&mut self, workload: &str, fraction: f64) {
+        if fraction <= 0.0 {
+            self.failing.remove(workload);
+        } else {
+            self.failing.insert(workload.to_string(), fraction.min(1.0));
+        }
+    }
 }
 
 /// Where a caller's requests go: (cluster, version, share of 1).
@@ -149,6 +168,9 @@ fn ready(pod: &Value) -> bool {
 /// One second (or however long since the last tick) of every cluster's calls, then a scrape.
 pub fn tick(fleet: &[std::sync::Arc<SimCluster>], now: f64) {
     let serving = serving(fleet);
+    // What each cluster's workloads fail, read once per tick.
+    let failing: BTreeMap<String, BTreeMap<String, f64>> =
+        fleet.iter().map(|c| (c.name.clone(), c.traffic.lock().unwrap_or_else(|p| p.into_inner()).failing.clone())).collect();
     for c in fleet {
         let routes = shares(c);
         let answers: Vec<bool> = routes.iter().map(|(dc, v, _)| serving.contains(&(dc.clone(), v.clone()))).collect();
@@ -162,51 +184,79 @@ pub fn tick(fleet: &[std::sync::Arc<SimCluster>], now: f64) {
             if whole < 1.0 {
                 continue;
             }
-            let mut labels: Labels = [
-                ("reporter", "source"),
-                ("source_workload", "productpage-v1"),
-                ("source_workload_namespace", NAMESPACE),
-                ("source_cluster", c.name.as_str()),
-                ("destination_service", "reviews.default.svc.cluster.local"),
-                ("destination_service_namespace", NAMESPACE),
-                ("job", JOB),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-            labels.insert("instance".into(), format!("{}-productpage", c.name));
-            let (code, workload, cluster, version) = if ok {
-                ("200", format!("{SERVICE}-{v}"), dc.clone(), v.clone())
-            } else {
-                ("503", "unknown".into(), "unknown".into(), "unknown".into())
-            };
-            labels.insert("response_code".into(), code.into());
-            labels.insert("response_flags".into(), if ok { "-" } else { "UH" }.into());
-            labels.insert("destination_workload".into(), workload);
-            labels.insert("destination_version".into(), version);
-            labels.insert("destination_cluster".into(), cluster);
-            let mut requests = labels.clone();
-            requests.insert("__name__".into(), "istio_requests_total".into());
-            *t.counters.entry(requests).or_default() += whole;
-            // A hop to another cluster takes longer than one within.
-            let latency = if *dc == c.name { 4.0 } else { 12.0 };
-            for le in BUCKETS {
-                let bound: f64 = le.parse().unwrap_or(f64::INFINITY);
-                let mut bucket = labels.clone();
-                bucket.insert("__name__".into(), "istio_request_duration_milliseconds_bucket".into());
-                bucket.insert("le".into(), le.into());
-                *t.counters.entry(bucket).or_default() += if latency <= bound { whole } else { 0.0 };
+            // A workload that answers but fails some: 500s naming it, as its sidecar reports them.
+            let fraction = failing.get(dc).and_then(|f| f.get(&format!("{SERVICE}-{v}"))).copied().unwrap_or(0.0);
+            let owed_failures = t.fail_carry.get(&(dc.clone(), v.clone())).copied().unwrap_or(0.0) + whole * fraction;
+            let failed = if ok { owed_failures.floor().min(whole) } else { 0.0 };
+            t.fail_carry.insert((dc.clone(), v.clone()), owed_failures - failed);
+            let answered = [(whole - failed, true), (failed, false)];
+            for (count, good) in answered {
+                if count < 1.0 {
+                    continue;
+                }
+                count_requests(&mut t, c, dc, v, ok, good, count);
             }
         }
-        let mut up: Labels = [("__name__", "up"), ("job", JOB)].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        up.insert("instance".into(), format!("{}-productpage", c.name));
-        let scrape: Vec<(Labels, f64)> = t.counters.iter().map(|(l, v)| (l.clone(), *v)).chain([(up, 1.0)]).collect();
-        for (labels, value) in scrape {
-            let series = t.samples.entry(labels).or_default();
-            series.push_back((now, value));
-            while series.front().is_some_and(|(at, _)| now - at > KEEP) {
-                series.pop_front();
-            }
+        scrape(&mut t, c, now);
+    }
+}
+
+/// `whole` requests from `c`'s caller to `v` in `dc`: reached a workload
+/// (`reached`), which answered well (`good`) or with a 500 naming itself; not
+/// reached: a 503 with no workload (UH).
+fn count_requests(t: &mut Traffic, c: &SimCluster, dc: &str, v: &str, reached: bool, good: bool, whole: f64) {
+    let mut labels: Labels = [
+        ("reporter", "source"),
+        ("source_workload", "productpage-v1"),
+        ("source_workload_namespace", NAMESPACE),
+        ("source_cluster", c.name.as_str()),
+        ("destination_service", "reviews.default.svc.cluster.local"),
+        ("destination_service_namespace", NAMESPACE),
+        ("job", JOB),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    labels.insert("instance".into(), format!("{}-productpage", c.name));
+    let (workload, cluster, version) = if reached {
+        (format!("{SERVICE}-{v}"), dc.to_string(), v.to_string())
+    } else {
+        ("unknown".into(), "unknown".into(), "unknown".into())
+    };
+    let code = match (reached, good) {
+        (true, true) => "200",
+        (true, false) => "500",
+        (false, _) => "503",
+    };
+    labels.insert("response_code".into(), code.into());
+    labels.insert("response_flags".into(), if reached { "-" } else { "UH" }.into());
+    labels.insert("destination_workload".into(), workload);
+    labels.insert("destination_version".into(), version);
+    labels.insert("destination_cluster".into(), cluster);
+    let mut requests = labels.clone();
+    requests.insert("__name__".into(), "istio_requests_total".into());
+    *t.counters.entry(requests).or_default() += whole;
+    // A hop to another cluster takes longer than one within.
+    let latency = if dc == c.name { 4.0 } else { 12.0 };
+    for le in BUCKETS {
+        let bound: f64 = le.parse().unwrap_or(f64::INFINITY);
+        let mut bucket = labels.clone();
+        bucket.insert("__name__".into(), "istio_request_duration_milliseconds_bucket".into());
+        bucket.insert("le".into(), le.into());
+        *t.counters.entry(bucket).or_default() += if latency <= bound { whole } else { 0.0 };
+    }
+}
+
+/// One scrape of `c`'s caller: every counter's value now, and `up`.
+fn scrape(t: &mut Traffic, c: &SimCluster, now: f64) {
+    let mut up: Labels = [("__name__", "up"), ("job", JOB)].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    up.insert("instance".into(), format!("{}-productpage", c.name));
+    let scrape: Vec<(Labels, f64)> = t.counters.iter().map(|(l, v)| (l.clone(), *v)).chain([(up, 1.0)]).collect();
+    for (labels, value) in scrape {
+        let series = t.samples.entry(labels).or_default();
+        series.push_back((now, value));
+        while series.front().is_some_and(|(at, _)| now - at > KEEP) {
+            series.pop_front();
         }
     }
 }

@@ -70,6 +70,7 @@ pub(super) fn bench_render(size: &RenderSize) -> Result<(), CliError> {
                 topology: TopologyChoice::Auto,
                 port: None,
                 trust_accepted_by: Vec::new(),
+                canary: None,
             };
             Plan { routes: vec![route], ..Default::default() }
         })

@@ -12,6 +12,14 @@ impl AppState {
     }
 
     pub fn act(&mut self, a: Action) -> Vec<Effect> {
+        // An armed promote or abort waits for its `y`: any other key lets it go.
+        if let Some((name, request)) = self.canary_armed.take() {
+            if a == Action::Confirm && self.view == View::Canary {
+                self.log(format!("canary {name}: {}", format!("{request:?}").to_lowercase()));
+                return vec![Effect::Canary { name, request }];
+            }
+            self.status = Some(format!("canary {name}: not {}", format!("{request:?}").to_lowercase()));
+        }
         if a.dangerous() && self.refuse_write() {
             return vec![];
         }
@@ -194,6 +202,11 @@ impl AppState {
                     None => vec![],
                 }
             }
+            Action::GotoCanaries => {
+                self.go(View::Canary);
+                vec![]
+            }
+            Action::CanaryPause | Action::CanaryResume | Action::CanaryPromote | Action::CanaryAbort => self.canary_request(a),
             Action::Confirm => {
                 let Some(d) = self.diff.as_mut() else { return vec![] };
                 let DiffPhase::Ready(prepared) = &d.phase else { return vec![] };
@@ -238,6 +251,34 @@ impl AppState {
         }
     }
 
+    /// The selected canary asked to pause or resume at once; promote and abort armed for `y`.
+    fn canary_request(&mut self, a: Action) -> Vec<Effect> {
+        use crate::canary::Request;
+        let Some(row) = self.canaries.get(self.canary_selected) else {
+            self.status = Some("no canary selected (meshdeck canary start PLAN starts one)".into());
+            return vec![];
+        };
+        let name = row.state.name.clone();
+        let request = match a {
+            Action::CanaryPause => Request::Pause,
+            Action::CanaryResume => Request::Resume,
+            Action::CanaryPromote => Request::Promote,
+            _ => Request::Abort,
+        };
+        if matches!(request, Request::Promote | Request::Abort) {
+            let what = if request == Request::Abort {
+                format!("abort canary {name}: back to the route before its first step")
+            } else {
+                format!("promote canary {name} now: write step {} without step {}'s verdict", row.state.step + 1, row.state.step)
+            };
+            self.status = Some(format!("{what}? y confirms, any other key cancels"));
+            self.canary_armed = Some((name, request));
+            return vec![];
+        }
+        self.log(format!("canary {name}: {}", format!("{request:?}").to_lowercase()));
+        vec![Effect::Canary { name, request }]
+    }
+
     pub(super) fn step(&mut self, delta: i64) -> Vec<Effect> {
         self.move_cursor(delta);
         vec![]
@@ -280,6 +321,7 @@ impl AppState {
             (Some("log"), _) => self.act(Action::GotoLog),
             (Some("problems" | "analyze"), _) => self.act(Action::GotoProblems),
             (Some("routes" | "route"), _) => self.act(Action::RoutePicture),
+            (Some("canary" | "canaries"), _) => self.act(Action::GotoCanaries),
             (Some("help"), _) => self.act(Action::Help),
             (Some("ns" | "namespace"), arg) => {
                 self.namespace = arg.filter(|a| *a != "all").map(String::from);

@@ -38,6 +38,7 @@ pub enum View {
     Log,
     Problems,
     Routes,
+    Canary,
 }
 
 impl View {
@@ -54,6 +55,7 @@ impl View {
             View::Log => "log",
             View::Problems => "problems",
             View::Routes => "routes",
+            View::Canary => "canary",
         }
     }
 }
@@ -135,7 +137,14 @@ pub struct AppState {
     pub quit: bool,
     /// Quit was asked while an apply wrote: leave once its report is recorded.
     pub quit_after_apply: bool,
+    /// Every canary (newest first), read from history every second.
+    pub canaries: Vec<CanaryRow>,
+    pub canary_selected: usize,
+    /// A promote or abort waiting for its `y`.
+    pub canary_armed: Option<(String, crate::canary::Request)>,
 }
+
+pub use super::msg::CanaryRow;
 
 impl AppState {
     pub fn new(snapshot: Arc<FleetSnapshot>, keymap: Keymap, read_only: bool, now: DateTime<Utc>) -> Self {
@@ -176,6 +185,9 @@ impl AppState {
             pending_since: None,
             quit: false,
             quit_after_apply: false,
+            canaries: vec![],
+            canary_selected: 0,
+            canary_armed: None,
         };
         s.recompute_rows();
         s.refresh_routes();
@@ -315,6 +327,7 @@ impl AppState {
             View::Problems => self.findings().len(),
             View::Routes => self.service_routes().len(),
             View::Clusters => self.snapshot.clusters.len() + self.available.len(),
+            View::Canary => self.canaries.len(),
             _ => 0,
         }
     }
@@ -327,6 +340,7 @@ impl AppState {
             View::Problems => Some(&mut self.problems_selected),
             View::Routes => Some(&mut self.routes_selected),
             View::Clusters => Some(&mut self.clusters_selected),
+            View::Canary => Some(&mut self.canary_selected),
             View::Diff => self.diff.as_mut().map(|d| &mut d.scroll),
             View::Editor => self.editor.as_mut().map(|e| &mut e.scroll),
             _ => None,
@@ -448,6 +462,15 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
         }
         Msg::Trust(statuses) => {
             state.trust = statuses.into_iter().map(|s| (s.cluster.clone(), s)).collect();
+            vec![]
+        }
+        Msg::Canaries(rows) => {
+            state.canaries = rows;
+            state.canary_selected = state.canary_selected.min(state.canaries.len().saturating_sub(1));
+            vec![]
+        }
+        Msg::Log(line) => {
+            state.log(line);
             vec![]
         }
         Msg::Traffic(observed) => {

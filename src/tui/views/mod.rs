@@ -1,6 +1,7 @@
 //! Drawing: functions of state, never mutating it, never calling a cluster.
 //! Colours come from the theme by meaning, never as literals.
 
+mod canary;
 mod clusters;
 mod composer;
 mod diff;
@@ -40,6 +41,7 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) {
         View::Log => help::draw_log(frame, body, state, theme),
         View::Problems => problems::draw(frame, body, state, theme),
         View::Routes => routes::draw(frame, body, state, theme),
+        View::Canary => canary::draw(frame, body, state, theme),
     }
     draw_bottom(frame, bottom, state, theme);
 }
@@ -114,6 +116,7 @@ fn hints(state: &AppState) -> Vec<(String, &'static str)> {
         View::History => &[Action::Rollback, Action::Back],
         View::Clusters => &[Action::ToggleCluster, Action::SwitchContext, Action::Back],
         View::Problems => &[Action::OpenService, Action::Back],
+        View::Canary => &[Action::CanaryPause, Action::CanaryResume, Action::CanaryPromote, Action::CanaryAbort, Action::Back],
         View::Help | View::Log => &[Action::Back],
     };
     wanted
@@ -148,6 +151,10 @@ fn short(a: Action) -> &'static str {
         Action::ToggleCluster => "show/hide",
         Action::SwitchContext => "act as alias",
         Action::RoutePicture => "picture",
+        Action::CanaryPause => "pause",
+        Action::CanaryResume => "resume",
+        Action::CanaryPromote => "promote now",
+        Action::CanaryAbort => "abort",
         _ => a.name(),
     }
 }

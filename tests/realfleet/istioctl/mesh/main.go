@@ -18,7 +18,9 @@
 //	GET  /metrics                          Prometheus exposition
 //	POST /send?target=HOST:PORT&n=N        N requests from the caller; the counts per workload it reached
 //	POST /faults?workload=W&kill=1         stop W's servers (connections refused), as if its pods died
-//	POST /faults?workload=W&fail=0.3       W answers 30% of requests with UNAVAILABLE
+//	POST /faults?workload=W&fail=0.3       W answers 30% of requests with UNAVAILABLE (a 503, which
+//	                                       Istio's default retry policy retries)
+//	POST /faults?workload=W&fail=0.3&code=internal   ... with INTERNAL (a 500: not retried)
 //	DELETE /faults?workload=W              W healthy again
 //	GET  /workloads                        the servers and their addresses
 package main
@@ -88,6 +90,7 @@ type workload struct {
 type fault struct {
 	kill bool
 	fail float64
+	code codes.Code
 }
 
 type node struct {
@@ -299,16 +302,22 @@ func (n *node) handler(w *workload) grpc.StreamHandler {
 		f := n.faults[w.me.Workload]
 		n.mu.Unlock()
 		var err error
+		out, _ := json.Marshal(w.me)
 		if f.fail > 0 && rand.Float64() < f.fail {
-			err = status.Error(codes.Unavailable, "fault injected by the test bed")
+			// The workload answered, badly: its reply still names it, as a sidecar's
+			// metadata exchange does on a 503 (only a request that reached no one is "unknown").
+			stream.SetTrailer(metadata.Pairs(peerTrailer, string(out)))
+			err = status.Error(f.code, "fault injected by the test bed")
 		} else {
-			out, _ := json.Marshal(w.me)
 			err = stream.SendMsg(&wrapperspb.StringValue{Value: string(out)})
 		}
 		n.observe("destination", from, service, w.me, err, "-", time.Since(started))
 		return err
 	}
 }
+
+// peerTrailer carries the answering workload's identity on an error reply.
+const peerTrailer = "x-realfleet-peer"
 
 // observe counts one request as Istio's stats filter would on that side.
 func (n *node) observe(reporter string, from peer, service string, to peer, err error, flags string, took time.Duration) {
@@ -319,6 +328,8 @@ func (n *node) observe(reporter string, from peer, service string, to peer, err 
 		code = "504"
 	case codes.PermissionDenied, codes.Unauthenticated:
 		code = "403"
+	case codes.Internal, codes.Unknown:
+		code = "500"
 	default:
 		code = "503"
 	}
@@ -349,6 +360,15 @@ func (n *node) setFault(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.fail = v
+		f.code = codes.Unavailable
+		switch r.URL.Query().Get("code") {
+		case "", "unavailable":
+		case "internal":
+			f.code = codes.Internal
+		default:
+			http.Error(w, "code: unavailable or internal", http.StatusBadRequest)
+			return
+		}
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -540,12 +560,15 @@ func (n *node) send(w http.ResponseWriter, r *http.Request) {
 				t0 := time.Now()
 				ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 				out := &wrapperspb.StringValue{}
-				err := cc.Invoke(ctx, method, &wrapperspb.StringValue{Value: string(from)}, out)
+				var trailer metadata.MD
+				err := cc.Invoke(ctx, method, &wrapperspb.StringValue{Value: string(from)}, out, grpc.Trailer(&trailer))
 				cancel()
 				var to peer
 				flags := "-"
 				if err == nil {
 					_ = json.Unmarshal([]byte(out.Value), &to)
+				} else if named := trailer.Get(peerTrailer); len(named) > 0 {
+					_ = json.Unmarshal([]byte(named[0]), &to)
 				} else if status.Code(err) == codes.Unavailable {
 					flags = "UF"
 				}
