@@ -140,7 +140,8 @@ impl Driver {
         };
         store.save(&state)?;
         drop(starting);
-        let mut d = Driver { pipeline, store, inventory, state, route: route.clone(), canary: canary.clone(), say, _lock: lock, unfinished: None };
+        let mut d =
+            Driver { pipeline, store, inventory, state, route: route.clone(), canary: canary.clone(), say, _lock: lock, unfinished: None };
         d.event(format!("started by {} from {file}: {} in {} steps", d.state.persona, d.state.destination, d.canary.steps.len()));
         d.write_step(1, Some(first)).await?;
         Ok(d)
