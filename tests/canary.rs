@@ -579,3 +579,18 @@ fn sim_only_sigkill_while_a_step_is_written_finishes_that_step_on_resume() {
     let applied: Vec<u64> = records.iter().filter(|r| r.1 == "applied").map(|r| r.0).collect();
     assert_eq!(applied, [1, 2, 3, 4], "each step applied once: {records:?}");
 }
+
+/// `meshdeck demo --canary`: the talk's canary steps on the sim's simulated
+/// traffic in the cockpit's canary view, judged passed step by step.
+#[test]
+fn sim_only_the_demo_shows_a_canary_stepping() {
+    if !common::tool_available("tmux", &["-V"]) {
+        return;
+    }
+    let root = tempfile::tempdir().expect("tmp");
+    let t = common::tmux::start_cockpit("demo-canary", root.path(), &root.path().join("unused-kubeconfig"), "demo --canary", 140, 40);
+    t.wait_for(&["canary reviews-canary  running  step 1/4", "v3@cluster2 at 5%"], 60);
+    t.wait_for(&["step 1 passed: every gate passed on cluster1", "canary reviews-canary  running  step 2/4"], 60);
+    // The demo's history is its own: nothing was written to the data directory it was given.
+    assert!(!root.path().join("data/history/canaries/reviews-canary.json").exists(), "the demo keeps its history with its fleet");
+}

@@ -173,6 +173,16 @@ impl HistoryRecord {
         matches!(self.report.outcome, super::write::Outcome::Applied | super::write::Outcome::NoChanges)
     }
 
+    /// What it was, as history lists it: `apply`, `rollback`, `trust`, or a canary's
+    /// `canary step 2` / `canary back`.
+    pub fn action_label(&self) -> String {
+        match &self.canary {
+            Some(m) if m.step > 0 => format!("canary step {}", m.step),
+            Some(_) => "canary back".into(),
+            None => self.action.clone(),
+        }
+    }
+
     /// The intent, written before the first write: every previous state is in `changes`.
     pub fn pending(
         action: &str,

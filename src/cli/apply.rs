@@ -210,11 +210,7 @@ pub fn list(args: HistoryArgs) -> Result<(), CliError> {
                     vec![
                         r.id.clone(),
                         r.time.chars().take(19).collect(),
-                        match &r.canary {
-                            Some(m) if m.step > 0 => format!("canary step {}", m.step),
-                            Some(_) => "canary back".into(),
-                            None => r.action.clone(),
-                        },
+                        r.action_label(),
                         r.persona.clone(),
                         r.plans.join(","),
                         r.clusters.join(","),

@@ -21,7 +21,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             let outcome_style = if r.finished_well() { theme.style("health") } else { theme.style("health.degraded") };
             let mut cells = vec![
                 Cell::from(r.id.clone()),
-                Cell::from(r.action.clone()),
+                Cell::from(r.action_label()),
                 Cell::from(r.plans.join(",")),
                 Cell::from(r.clusters.join(",")),
                 Cell::from(Span::styled(format!("{:?}", r.report.outcome), outcome_style)),
@@ -36,7 +36,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let empty = state.history.is_empty();
     let title = if empty { " history: nothing applied yet " } else { " history (newest first) " };
     // An id is 20 characters (20261124-120000-abcd), an outcome at most 18 (RollbackIncomplete).
-    let mut widths = vec![Constraint::Length(20), Constraint::Length(8), Constraint::Fill(1), Constraint::Fill(1), Constraint::Length(18)];
+    // As wide as the longest action shown (`canary step 2`), at least `rollback`.
+    let action = state.history.iter().map(|r| r.action_label().chars().count()).max().unwrap_or(0).clamp(8, 14) as u16;
+    let mut widths =
+        vec![Constraint::Length(20), Constraint::Length(action), Constraint::Fill(1), Constraint::Fill(1), Constraint::Length(18)];
     let mut header = vec!["ID", "ACTION", "PLANS", "CLUSTERS", "OUTCOME"];
     if wide {
         widths.extend([Constraint::Length(24), Constraint::Length(20)]);
