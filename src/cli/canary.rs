@@ -157,7 +157,8 @@ fn conclude(ended: driver::Ended, state: &crate::canary::CanaryState) -> Result<
             eprintln!("canary {} promoted in {} steps ({} records: meshdeck history)", state.name, state.step, state.records.len());
             Ok(())
         }
-        s => Err(CliError::failed(format!("canary {} {}: {why}", state.name, s.as_str()))),
+        // The last event says how it ended and why (`rolled back (recorded as …): step 2 failed: …`).
+        _ => Err(CliError::failed(format!("canary {}: {why}", state.name))),
     }
 }
 
