@@ -65,7 +65,11 @@ async fn ctrl_c_during_a_slow_apply_restores_every_cluster_and_records_it() {
     let child = cli.command(&["apply", "-f", CANARY, "--yes"]).stderr(std::process::Stdio::piped()).spawn().expect("spawns");
     let pid = child.id();
     common::cluster1_written(&fleet).await;
+    // cluster2's writes wait at the proxy, so the signal comes while they are under way.
+    proxy.stall.store(true, std::sync::atomic::Ordering::SeqCst);
     signal(pid, "-INT");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.stall.store(false, std::sync::atomic::Ordering::SeqCst);
     let (code, stderr) = exit_code(child, 120).await;
     assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("interrupted: no more writes"), "{stderr}");
@@ -87,6 +91,7 @@ async fn kill_9_during_an_apply_leaves_a_pending_record_that_rollback_finishes()
     let child = cli.command(&["apply", "-f", CANARY, "--yes"]).spawn().expect("spawns");
     let pid = child.id();
     common::cluster1_written(&fleet).await;
+    proxy.stall.store(true, std::sync::atomic::Ordering::SeqCst);
     signal(pid, "-KILL");
     let (code, _) = exit_code(child, 30).await;
     assert_eq!(code, None, "killed by a signal");

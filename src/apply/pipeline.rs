@@ -376,6 +376,7 @@ impl Pipeline {
                 return Err(e);
             }
         };
+        signals.landed();
         let mut record = record.finished(report);
         record.after = super::rollback::after_state(&self.clusters, &changes).await;
         let interrupted = cancel.load(std::sync::atomic::Ordering::SeqCst);

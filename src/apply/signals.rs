@@ -14,6 +14,8 @@ struct Current {
     id: String,
     announce: bool,
     signals: u32,
+    /// Every write has landed and been verified: a first signal no longer undoes it.
+    landed: bool,
 }
 
 static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
@@ -28,6 +30,17 @@ pub fn on_exit(clean_up: fn()) {
 /// Held while a change is written; dropped, signals end the process again.
 pub struct Writing(());
 
+impl Writing {
+    /// Every write has landed and been verified; what is left is recording it.
+    pub fn landed(&self) {
+        if let Ok(mut c) = CURRENT.lock()
+            && let Some(c) = c.as_mut()
+        {
+            c.landed = true;
+        }
+    }
+}
+
 impl Drop for Writing {
     fn drop(&mut self) {
         if let Ok(mut c) = CURRENT.lock() {
@@ -40,7 +53,7 @@ impl Drop for Writing {
 /// guard is dropped. `announce`: say what happened on stderr.
 pub fn writing(cancel: Arc<AtomicBool>, id: &str, announce: bool) -> Writing {
     if let Ok(mut c) = CURRENT.lock() {
-        *c = Some(Current { cancel, id: id.to_string(), announce, signals: 0 });
+        *c = Some(Current { cancel, id: id.to_string(), announce, signals: 0, landed: false });
     }
     LISTENING.get_or_init(|| {
         tokio::spawn(listen());
@@ -68,7 +81,11 @@ fn received() {
         Some(c) if c.signals == 0 => {
             c.signals = 1;
             c.cancel.store(true, Ordering::SeqCst);
-            if c.announce {
+            if c.announce && c.landed {
+                eprintln!(
+                    "\ninterrupted after every write had landed: it stays applied and is being recorded (interrupt again to leave now)"
+                );
+            } else if c.announce {
                 eprintln!("\ninterrupted: no more writes; restoring what was written (interrupt again to leave now)");
             }
         }

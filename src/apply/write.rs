@@ -473,7 +473,10 @@ pub async fn execute(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions,
         .map(|(cluster, steps)| write_cluster(clusters, cluster, steps, abort.clone(), opts, grant, deadline))
         .collect();
     let results: Vec<ClusterWrite> = futures::stream::iter(futures).buffer_unordered(opts.concurrency.max(1)).collect().await;
-    let failed = results.iter().any(|(_, _, r)| r.is_err());
+    // An interrupt that came while the last writes were verified still undoes them:
+    // until `execute` returns, the change is not done.
+    let interrupted = opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+    let failed = interrupted || results.iter().any(|(_, _, r)| r.is_err());
     let mut report = ApplyReport { outcome: Outcome::Applied, clusters: BTreeMap::new() };
     for (cluster, written, result) in &results {
         let entry = report.clusters.entry(cluster.clone()).or_default();

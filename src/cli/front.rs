@@ -120,6 +120,10 @@ pub fn conclude(written: &Written) -> Result<(), CliError> {
         Outcome::RolledBack if written.interrupted => {
             Err(CliError { code: 130, message: "interrupted: every cluster was restored to what it was before".into() })
         }
+        Outcome::Applied if written.interrupted => Err(CliError {
+            code: 130,
+            message: format!("interrupted after every write had landed: the change is applied (undo: meshdeck rollback {})", record.id),
+        }),
         Outcome::Applied | Outcome::NoChanges => Ok(()),
         Outcome::RolledBack => Err(CliError::failed("a write failed; every cluster was restored to what it was before")),
         Outcome::Refused | Outcome::Stale => Err(CliError::failed("nothing was written")),
