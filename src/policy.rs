@@ -267,6 +267,7 @@ mod tests {
                 timeout: None,
                 matches: vec![],
                 topology: TopologyChoice::Auto,
+                routing: Default::default(),
                 port: None,
                 trust_accepted_by: Vec::new(),
                 canary: None,

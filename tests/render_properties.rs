@@ -182,6 +182,7 @@ fn plan_for(versions: &[Vec<u8>], shared: bool, picks: &[(usize, usize)], cuts: 
         timeout: None,
         matches: vec![],
         topology: TopologyChoice::Auto,
+        routing: Default::default(),
         port: None,
         trust_accepted_by: Vec::new(),
         canary: None,

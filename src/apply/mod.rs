@@ -331,7 +331,7 @@ pub async fn desired_for_plan(
     for (c, served) in in_scope.into_iter().zip(discovered) {
         let served = served.map_err(|message| ApplyError::Cluster { cluster: c.name.clone(), message })?;
         width += served.in_flight();
-        for (_, kind, _) in crate::inventory::watch::ISTIO_KINDS {
+        for (_, kind, _) in target::rendered_kinds() {
             for ns in &scope.namespaces {
                 lists.push(list_labelled(c, kind, ns, &selector));
             }

@@ -48,7 +48,9 @@ impl ObjRef {
             "Gateway" => 0,
             "ServiceEntry" => 1,
             "DestinationRule" => 2,
-            "VirtualService" => 3,
+            "VirtualService" | "HTTPRoute" => 3,
+            // A route's backend Service before the route.
+            "Service" => 1,
             _ => 4,
         }
     }
@@ -71,8 +73,19 @@ fn resource_at(kind: &str, version: &str) -> Option<(ApiResource, &'static str)>
     }
     ISTIO_KINDS
         .iter()
+        .chain(GATEWAY_API_KINDS)
         .find(|(_, k, _)| *k == kind)
         .map(|(group, k, plural)| (ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, k), plural), *group))
+}
+
+/// What the Gateway API path renders besides Istio's kinds: the route, and the
+/// per-version Services it sends to (`render::gateway_api`). Written at `v1`.
+pub const GATEWAY_API_KINDS: &[(&str, &str, &str)] =
+    &[("gateway.networking.k8s.io", "HTTPRoute", "httproutes"), ("", "Service", "services")];
+
+/// Every kind a plan renders, so every kind a plan's objects are looked for in.
+pub fn rendered_kinds() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    ISTIO_KINDS.iter().chain(GATEWAY_API_KINDS)
 }
 
 pub use crate::registry::Served;

@@ -96,7 +96,7 @@ struct ClusterModel {
     services: Mirror<ServiceFacts>,
     mesh_config: Mirror<MeshConfigFacts>,
     istiod: Mirror<IstiodFacts>,
-    network: Mirror<Option<String>>,
+    network: Mirror<super::facts::NamespaceFacts>,
     remote_secrets: Mirror<Option<String>>,
     istio: HashMap<&'static str, Mirror<IstioObject>>,
     /// Errors of the watches that make a cluster's state (pods, services), per scope.
@@ -136,6 +136,10 @@ impl ClusterModel {
             selector: svc.selector.clone(),
             ..Default::default()
         };
+        let ns = self.network.live.get(&(String::new(), key.0.clone()));
+        p.dataplane_mode = ns.and_then(|n| n.dataplane_mode.clone());
+        p.waypoint = svc.use_waypoint.clone().or_else(|| ns.and_then(|n| n.use_waypoint.clone()));
+        p.global = svc.global;
         let mut accounts = BTreeSet::new();
         for (_, pod) in self.pods.in_namespace(&key.0) {
             if !svc.selects(&pod.labels) {
@@ -174,11 +178,14 @@ impl ClusterModel {
             revision: istiod.revision,
             trust_domain,
             cluster_id: istiod.cluster_id,
-            network: self.network.live.values().next().cloned().flatten(),
+            network: self.network.live.get(&(String::new(), "istio-system".to_string())).and_then(|n| n.network.clone()),
             root_cert_fingerprint: root,
             east_west_gateway: east_west,
             remote_secrets: self.remote_secrets.live.values().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
-            istio_crds: self.istio_absent.is_empty(),
+            istio_crds: crate::inventory::watch::ISTIO_KINDS.iter().all(|(_, k, _)| !self.istio_absent.contains(k)),
+            gateway_api: crate::inventory::watch::GATEWAY_API_WATCHED
+                .iter()
+                .all(|(_, k, _)| !self.istio_absent.contains(k) && self.istio.get(k).is_some_and(|m| m.synced())),
             accepted_trust_domains,
             trust_domain_aliases,
             skip_trust_domain_validation: istiod.skip_validate_trust_domain,
@@ -192,7 +199,7 @@ impl ClusterModel {
             && done(self.istiod.synced(), WatchKind::Istiod)
             && done(self.network.synced(), WatchKind::Network)
             && done(self.remote_secrets.synced(), WatchKind::RemoteSecrets)
-            && crate::inventory::watch::ISTIO_KINDS.iter().all(|(_, kind, _)| {
+            && crate::inventory::watch::watched_kinds().all(|(_, kind, _)| {
                 self.istio_absent.contains(kind) || done(self.istio.get(kind).is_some_and(|m| m.synced()), WatchKind::Istio(kind))
             })
     }
@@ -220,7 +227,7 @@ fn fact_name(k: WatchKind) -> String {
     match k {
         WatchKind::MeshConfig => "mesh config (istio-system ConfigMaps)".into(),
         WatchKind::Istiod => "istiod (istio-system Deployments)".into(),
-        WatchKind::Network => "network (the istio-system Namespace)".into(),
+        WatchKind::Network => "namespaces (network, mesh mode)".into(),
         WatchKind::RemoteSecrets => "remote secrets (istio-system Secrets)".into(),
         WatchKind::Istio(kind) => format!("{kind} objects"),
         WatchKind::Pods | WatchKind::Services => format!("{k:?}"),
@@ -336,7 +343,13 @@ impl FleetInventory {
                 cm.istiod.apply(d, &ev.scope);
             }
             Change::Network(d) => {
-                cm.network.apply(d, &ev.scope);
+                // A namespace's mesh mode is a fact of every service in it.
+                let keys: Vec<ObjKey> = match cm.network.apply(d, &ev.scope) {
+                    Touched::Nothing => vec![],
+                    Touched::All => cm.services.live.keys().cloned().collect(),
+                    Touched::One { key, .. } => cm.services.in_namespace(&key.1).map(|(k, _)| k.clone()).collect(),
+                };
+                self.refresh(ev.cluster, keys, false);
             }
             Change::RemoteSecrets(d) => {
                 cm.remote_secrets.apply(d, &ev.scope);

@@ -204,6 +204,30 @@ pub const CATALOGUE: &[Check] = &[
         fix: "label the pods with their version (the cluster's version label) so routes can pick them",
     },
     Check {
+        code: "MIXED_ROUTING",
+        severity: Severity::Warning,
+        istio_code: None,
+        fix: "route the service in one API: remove one of them, or render the plan with `routing: istio` or `routing: gateway-api`",
+    },
+    Check {
+        code: "WAYPOINT_MISMATCH",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "deploy a waypoint of one name in every cluster (istioctl waypoint apply --for service) and label the service istio.io/use-waypoint with it",
+    },
+    Check {
+        code: "AMBIENT_REMOTE",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "run istiod in every cluster (multi-primary), or keep the service out of ambient mode there",
+    },
+    Check {
+        code: "ROUTE_STATUS_LOCAL",
+        severity: Severity::Info,
+        istio_code: None,
+        fix: "nothing to fix in the route: create the backend Service (no pods needed) in the route's cluster if the status must read Accepted",
+    },
+    Check {
         code: "PARTIAL_SERVICE",
         severity: Severity::Info,
         istio_code: None,
@@ -349,6 +373,7 @@ mod tests {
         let mut codes: Vec<&str> = Vec::new();
         for source in [
             include_str!("warnings.rs"),
+            include_str!("ambient.rs"),
             include_str!("routes/mod.rs"),
             include_str!("routes/resolve.rs"),
             include_str!("routes/security.rs"),

@@ -93,6 +93,10 @@ pub struct ServiceFacts {
     pub port_details: Vec<super::model::ServicePort>,
     /// The east-west gateway's address, when this is one.
     pub east_west_address: Option<String>,
+    /// `istio.io/use-waypoint` on the Service (over its namespace's).
+    pub use_waypoint: Option<String>,
+    /// `istio.io/global=true`: one service across the clusters (ambient multicluster).
+    pub global: bool,
 }
 
 impl From<&Service> for ServiceFacts {
@@ -138,6 +142,8 @@ impl From<&Service> for ServiceFacts {
                 })
                 .unwrap_or_default(),
             east_west_address,
+            use_waypoint: s.metadata.labels.as_ref().and_then(|l| l.get(USE_WAYPOINT_LABEL).cloned()),
+            global: s.metadata.labels.as_ref().and_then(|l| l.get(crate::render::gateway_api::GLOBAL_LABEL)).is_some_and(|v| v == "true"),
         }
     }
 }
@@ -242,8 +248,55 @@ pub fn pem_fingerprint(pem: &str) -> Option<String> {
     Some(format!("sha256:{hex}"))
 }
 
-pub fn network_of(ns: &Namespace) -> Option<String> {
-    ns.metadata.labels.as_ref()?.get("topology.istio.io/network").cloned()
+/// What a Namespace says to Istio: the network (on `istio-system`), and how its
+/// workloads join the mesh.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceFacts {
+    pub network: Option<String>,
+    /// `ambient` (`istio.io/dataplane-mode=ambient`), `sidecar` (injection on), or none.
+    pub dataplane_mode: Option<String>,
+    /// `istio.io/use-waypoint`: the waypoint its services' traffic goes through.
+    pub use_waypoint: Option<String>,
+}
+
+pub fn namespace_facts(ns: &Namespace) -> NamespaceFacts {
+    let labels = ns.metadata.labels.clone().unwrap_or_default();
+    let get = |k: &str| labels.get(k).cloned();
+    // Injected pods keep their sidecar, which takes precedence over ztunnel: a
+    // namespace labelled for both (mid-migration) still routes as sidecars do.
+    let dataplane_mode = if get("istio-injection").as_deref() == Some("enabled") || labels.contains_key("istio.io/rev") {
+        Some("sidecar".to_string())
+    } else if get(DATAPLANE_MODE_LABEL).as_deref() == Some("ambient") {
+        Some("ambient".to_string())
+    } else {
+        None
+    };
+    NamespaceFacts { network: get("topology.istio.io/network"), dataplane_mode, use_waypoint: get(USE_WAYPOINT_LABEL) }
+}
+
+pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
+pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
+
+/// The Services among Gateway API references (`parentRefs`, `backendRefs`) as hosts:
+/// `name.namespace.svc.cluster.local` (a reference's namespace defaults to the route's;
+/// its kind to `Service` in backendRefs, to `Gateway` in parentRefs).
+pub fn service_refs(refs: Option<&serde_json::Value>, namespace: &str, default_kind: &str) -> Vec<String> {
+    let mut hosts: Vec<String> = refs
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r.get("group").and_then(|g| g.as_str()).unwrap_or("").is_empty()
+                && r.get("kind").and_then(|k| k.as_str()).unwrap_or(default_kind) == "Service"
+        })
+        .filter_map(|r| {
+            let ns = r.get("namespace").and_then(|n| n.as_str()).unwrap_or(namespace);
+            Some(format!("{}.{ns}.svc.cluster.local", r.get("name")?.as_str()?))
+        })
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 /// The summary of an Istio object kept for the service view and drift.
@@ -267,6 +320,8 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
             hs.dedup();
             hs
         }
+        // A mesh route's host is its parent Service's.
+        ("HTTPRoute", _) => service_refs(o.data.pointer("/spec/parentRefs"), &o.metadata.namespace.clone().unwrap_or_default(), "Gateway"),
         (_, Some(h)) => strings(Some(h)),
         (_, None) => o.data.pointer("/spec/host").and_then(|h| h.as_str()).map(|h| vec![h.to_string()]).unwrap_or_default(),
     };
@@ -286,6 +341,15 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         _ => Default::default(),
     };
     let mut destinations: Vec<RouteDestination> = match kind {
+        "HTTPRoute" => o
+            .data
+            .pointer("/spec/rules")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+            .flat_map(|rule| service_refs(rule.get("backendRefs"), &o.metadata.namespace.clone().unwrap_or_default(), "Service"))
+            .map(|host| RouteDestination { host, subset: None })
+            .collect(),
         "VirtualService" => ["http", "tls", "tcp"]
             .iter()
             .filter_map(|k| o.data.pointer(&format!("/spec/{k}")).and_then(|r| r.as_array()))
@@ -314,6 +378,11 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         plan: labels.get("meshdeck.dev/plan").cloned(),
         subsets,
         destinations,
+        unresolved: if kind == "HTTPRoute" {
+            super::ambient::unresolved_backends(&o.data, &o.metadata.namespace.clone().unwrap_or_default())
+        } else {
+            Vec::new()
+        },
         spec: o.data.get("spec").map(|s| s.to_string()).unwrap_or_default().into(),
         created: o.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()),
         written: o.metadata.managed_fields.iter().flatten().filter_map(|m| m.time.as_ref().map(|t| t.0.as_second())).max().or(o

@@ -3,6 +3,7 @@
 //! `Arc<FleetSnapshot>`s; nothing here knows about terminals.
 
 pub mod aggregate;
+pub mod ambient;
 pub mod analyze;
 pub mod facts;
 pub mod model;

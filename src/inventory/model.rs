@@ -175,6 +175,9 @@ pub struct MeshFacts {
     /// Whether Istio's networking CRDs are served.
     #[serde(default)]
     pub istio_crds: bool,
+    /// Whether Gateway API's HTTPRoute is served (and listed): routes in Gateway API can be written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gateway_api: bool,
     /// Other trust domains its sidecars accept as mTLS peers (meshConfig
     /// `trustDomainAliases` and `caCertificates[].trustDomains`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -230,6 +233,16 @@ pub struct ServicePresence {
     /// Service accounts the pods run as (for access policies).
     #[serde(default)]
     pub service_accounts: Vec<String>,
+    /// How its namespace joins the mesh: `sidecar` (injection on, even beside the ambient
+    /// label: a sidecar takes precedence over ztunnel), `ambient`, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane_mode: Option<String>,
+    /// The waypoint its traffic goes through (`istio.io/use-waypoint`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waypoint: Option<String>,
+    /// Labelled `istio.io/global=true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub global: bool,
 }
 
 /// One port of a Service, with what Istio needs to route it.
@@ -303,6 +316,9 @@ pub struct IstioObject {
     /// A VirtualService's route destinations (http, tls and tcp), each once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<RouteDestination>,
+    /// An HTTPRoute's backends its status says are not found (`BackendNotFound`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unresolved: Vec<String>,
     /// The object's `spec` as JSON text, for effective routes (`inventory::routes`):
     /// weights, matches, endpoints and policies. Not in the inventory's output.
     #[serde(skip)]

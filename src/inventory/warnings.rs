@@ -150,6 +150,7 @@ pub fn compute(snap: &FleetSnapshot) -> Vec<FleetWarning> {
         }
     }
     out.extend(gateways_without_pods(snap));
+    out.extend(super::ambient::compute(snap));
     // Route checks look services up by the hosts of VirtualServices and DestinationRules.
     if snap.istio_objects.iter().any(|o| o.kind == "VirtualService" || o.kind == "DestinationRule") {
         let services: HashMap<String, &ServiceRow> = snap.services.iter().map(|s| (s.key(), s.as_ref())).collect();

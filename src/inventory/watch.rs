@@ -16,7 +16,9 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use super::facts::{IstiodFacts, LabelSets, MeshConfigFacts, PodFacts, ServiceFacts, istio_object, mesh_config_facts, network_of};
+use super::facts::{
+    IstiodFacts, LabelSets, MeshConfigFacts, NamespaceFacts, PodFacts, ServiceFacts, istio_object, mesh_config_facts, namespace_facts,
+};
 use super::model::IstioObject;
 use super::slim::SlimPod;
 use crate::registry::{ClusterError, Probe, health};
@@ -54,7 +56,7 @@ pub enum Change {
     Services(Delta<ServiceFacts>),
     MeshConfig(Delta<MeshConfigFacts>),
     Istiod(Delta<IstiodFacts>),
-    Network(Delta<Option<String>>),
+    Network(Delta<NamespaceFacts>),
     RemoteSecrets(Delta<Option<String>>),
     Istio(&'static str, Delta<IstioObject>),
     /// The Istio CRDs are not served (404 on the kind).
@@ -108,6 +110,15 @@ pub const ISTIO_KINDS: &[(&str, &str, &str)] = &[
     ("security.istio.io", "PeerAuthentication", "peerauthentications"),
 ];
 
+/// Gateway API's mesh route kind, watched beside Istio's: an HTTPRoute whose parent
+/// is a Service routes that Service as a VirtualService would (`render::gateway_api`).
+pub const GATEWAY_API_WATCHED: &[(&str, &str, &str)] = &[("gateway.networking.k8s.io", "HTTPRoute", "httproutes")];
+
+/// Every routing kind the inventory watches: Istio's, then Gateway API's.
+pub fn watched_kinds() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    ISTIO_KINDS.iter().chain(GATEWAY_API_WATCHED)
+}
+
 /// After a failed call: doubling from 200 ms, capped at 3 s, with jitter so a
 /// fleet of watchers does not retry in step; a cluster that comes back is resumed
 /// within seconds. A refusal (401/403) will not change by asking again soon:
@@ -158,7 +169,7 @@ pub async fn served_versions(
     client: &Client,
     group: Option<&str>,
 ) -> Result<std::collections::BTreeMap<&'static str, &'static str>, kube::Error> {
-    let mut groups: Vec<&str> = ISTIO_KINDS.iter().map(|(g, _, _)| *g).filter(|g| group.is_none_or(|only| only == *g)).collect();
+    let mut groups: Vec<&str> = watched_kinds().map(|(g, _, _)| *g).filter(|g| group.is_none_or(|only| only == *g)).collect();
     groups.dedup();
     let asks = groups.iter().flat_map(|g| ISTIO_VERSIONS.iter().map(move |v| (*g, *v)));
     let answers = futures::future::join_all(asks.map(|(g, v)| async move {
@@ -173,7 +184,7 @@ pub async fn served_versions(
     // Answers come in ISTIO_VERSIONS order per group: the first served version is the newest.
     for answer in answers {
         let (group, version, plurals) = answer?;
-        for (g, kind, plural) in ISTIO_KINDS {
+        for (g, kind, plural) in watched_kinds() {
             if *g == group && plurals.iter().any(|p| p == plural) {
                 by_kind.entry(*kind).or_insert(version);
             }
@@ -430,13 +441,14 @@ pub fn spawn_cluster(
     )));
     let namespaces_api: Api<Namespace> = Api::all(client.clone());
     tasks.push(tokio::spawn(pump(
-        typed(namespaces_api, watcher::Config::default().fields("metadata.name=istio-system")),
+        // Every Namespace: istio-system's network, and each one's mesh mode.
+        typed(namespaces_api, watcher::Config::default()),
         cluster,
         name.clone(),
         WatchKind::Network,
         None,
         tx.clone(),
-        |n: &Namespace| network_of(n),
+        |n: &Namespace| namespace_facts(n),
         Change::Network,
         false,
     )));
@@ -453,7 +465,7 @@ pub fn spawn_cluster(
         Change::RemoteSecrets,
         false,
     )));
-    for &(group, kind, plural) in ISTIO_KINDS {
+    for &(group, kind, plural) in watched_kinds() {
         // Each (re)start asks which version the cluster serves: an older Istio serves
         // v1beta1 only, and CRDs may be installed (or upgraded) while meshdeck runs.
         let client = client.clone();

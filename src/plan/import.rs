@@ -72,6 +72,7 @@ pub fn import(route: &EffectiveRoute, name: &str) -> Result<TrafficRoute, Vec<St
         timeout: main.timeout.clone(),
         matches,
         topology: TopologyChoice::Auto,
+        routing: Default::default(),
         port: None,
         trust_accepted_by: vec![],
         canary: None,

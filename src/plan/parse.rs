@@ -45,6 +45,8 @@ pub struct RawSpec {
     #[serde(rename = "match")]
     pub matches: Option<S<Vec<S<RawMatch>>>>,
     pub topology: Option<S<String>>,
+    /// `istio` or `gateway-api` (default: from the calling clusters' mesh mode).
+    pub routing: Option<S<String>>,
     pub allow_from: Option<S<Vec<S<RawCaller>>>>,
     /// Clusters that accept the callers' trust domains though meshdeck cannot see it.
     pub trust_accepted_by: Option<S<Vec<S<String>>>>,

@@ -71,6 +71,28 @@ pub enum TopologyChoice {
     Federation,
 }
 
+/// Which API the route is written in: Istio's (VirtualService, DestinationRule,
+/// ServiceEntry) or Gateway API's (HTTPRoute with the Service as its parent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Routing {
+    /// Istio's, unless every calling cluster's namespace runs in ambient mode.
+    #[default]
+    Auto,
+    Istio,
+    GatewayApi,
+}
+
+impl Routing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::Auto => "auto",
+            Routing::Istio => "istio",
+            Routing::GatewayApi => "gateway-api",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrafficRoute {
     pub name: String,
@@ -83,6 +105,8 @@ pub struct TrafficRoute {
     /// Empty: every request. Otherwise the route applies to matching requests only.
     pub matches: Vec<RouteMatch>,
     pub topology: TopologyChoice,
+    #[serde(default, skip_serializing_if = "is_auto")]
+    pub routing: Routing,
     /// The one Service port routed; None: every port a VirtualService's http routes can carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
@@ -198,7 +222,27 @@ impl Canary {
     }
 }
 
+fn is_auto(r: &Routing) -> bool {
+    *r == Routing::Auto
+}
+
 impl TrafficRoute {
+    /// The API this route is rendered in: the plan's choice, else Gateway API where
+    /// every calling cluster runs the service's namespace in ambient mode.
+    pub fn routing_in(&self, inv: &crate::inventory::FleetSnapshot) -> Routing {
+        match self.routing {
+            Routing::Auto => {
+                let ambient = |c: &String| {
+                    inv.service(&self.service.key())
+                        .and_then(|row| row.clusters.get(c))
+                        .is_some_and(|p| p.dataplane_mode.as_deref() == Some("ambient"))
+                };
+                if !self.from_clusters.is_empty() && self.from_clusters.iter().all(ambient) { Routing::GatewayApi } else { Routing::Istio }
+            }
+            chosen => chosen,
+        }
+    }
+
     /// Whether callers in `from` reach `to` through shared discovery (else federation).
     pub fn shared_discovery(&self, inv: &crate::inventory::FleetSnapshot, from: &str, to: &str) -> bool {
         match self.topology {

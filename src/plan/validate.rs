@@ -516,8 +516,21 @@ fn traffic_route(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<T
             }
         },
     };
+    let routing = match spec.routing.as_ref() {
+        None => Routing::Auto,
+        Some(r) => match r.value.as_str() {
+            "auto" => Routing::Auto,
+            "istio" => Routing::Istio,
+            "gateway-api" => Routing::GatewayApi,
+            other => {
+                ck.err(r, format!("routing {other:?} must be auto, istio or gateway-api"));
+                Routing::Auto
+            }
+        },
+    };
     let route = TrafficRoute {
         name: name.into(),
+        routing,
         service: service?,
         from_clusters,
         action: action?,
@@ -839,6 +852,7 @@ fn access_policy(ck: &mut Checker, name: &str, spec_at: &S<RawSpec>) -> Option<A
         (spec.matches.is_some(), "match"),
         (spec.retries.is_some(), "retries"),
         (spec.coexist.is_some(), "coexist"),
+        (spec.routing.is_some(), "routing"),
     ] {
         if present {
             ck.err(spec_at, format!("{field} belongs in a TrafficRoute, not an AccessPolicy"));

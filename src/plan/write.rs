@@ -66,6 +66,9 @@ fn route_doc(r: &TrafficRoute) -> Value {
             spec.insert("topology".into(), json!("federation"));
         }
     }
+    if r.routing != Routing::Auto {
+        spec.insert("routing".into(), json!(r.routing.as_str()));
+    }
     if !r.trust_accepted_by.is_empty() {
         spec.insert("trustAcceptedBy".into(), json!(r.trust_accepted_by));
     }

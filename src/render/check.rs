@@ -2,7 +2,8 @@
 //! route's host resolves (a ServiceEntry rendered there, or a Service the
 //! inventory sees there), every subset is defined by a DestinationRule for that
 //! host, weights sum to 100, every Gateway's hosts are served and its gateway
-//! exists, and every object carries meshdeck's labels.
+//! exists, every HTTPRoute's parent and backends are Services there, and every
+//! object carries meshdeck's labels.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,6 +30,10 @@ pub fn cross_references(out: &RenderedObjects, inv: &FleetSnapshot) -> Result<()
             let spec = o.get("spec");
             match o.get("kind").and_then(Value::as_str) {
                 Some("ServiceEntry") => hosts.extend(strings(spec.and_then(|s| s.get("hosts")))),
+                Some("Service") => {
+                    let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+                    hosts.insert(format!("{}.{}.svc.cluster.local", s("/metadata/name"), s("/metadata/namespace")));
+                }
                 Some("DestinationRule") => {
                     let host = spec.and_then(|s| s.get("host")).and_then(Value::as_str).unwrap_or("").to_string();
                     let names = spec
@@ -93,6 +98,30 @@ pub fn cross_references(out: &RenderedObjects, inv: &FleetSnapshot) -> Result<()
                             if !hosts.contains(&h) {
                                 problems.push(format!("{cluster}: Gateway {name} serves {h}, which no ServiceEntry there defines"));
                             }
+                        }
+                    }
+                }
+                "HTTPRoute" => {
+                    let ns = o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+                    let fqdn = |r: &Value| format!("{}.{ns}.svc.cluster.local", r.get("name").and_then(Value::as_str).unwrap_or(""));
+                    for parent in spec.get("parentRefs").and_then(Value::as_array).into_iter().flatten() {
+                        if !hosts.contains(&fqdn(parent)) {
+                            problems.push(format!("{cluster}: HTTPRoute {name}'s parent {} is no Service there", fqdn(parent)));
+                        }
+                    }
+                    for rule in spec.get("rules").and_then(Value::as_array).into_iter().flatten() {
+                        let refs = rule.get("backendRefs").and_then(Value::as_array).cloned().unwrap_or_default();
+                        for r in &refs {
+                            if !hosts.contains(&fqdn(r)) {
+                                problems.push(format!("{cluster}: HTTPRoute {name} sends to {}, which is no Service there", fqdn(r)));
+                            }
+                            if r.get("port").is_none() {
+                                problems.push(format!("{cluster}: HTTPRoute {name}'s backend {} has no port", fqdn(r)));
+                            }
+                        }
+                        let sum: u64 = refs.iter().map(|r| r.get("weight").and_then(Value::as_u64).unwrap_or(1)).sum();
+                        if refs.len() > 1 && sum != 100 {
+                            problems.push(format!("{cluster}: HTTPRoute {name} weights sum to {sum}"));
                         }
                     }
                 }

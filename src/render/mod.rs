@@ -6,6 +6,7 @@
 pub mod access;
 pub mod check;
 pub mod federation;
+pub mod gateway_api;
 pub mod shared_discovery;
 pub mod trust;
 
@@ -86,6 +87,8 @@ impl RenderedObjects {
 pub fn api_version(kind: &str) -> &'static str {
     match kind {
         "AuthorizationPolicy" | "PeerAuthentication" => "security.istio.io/v1",
+        "HTTPRoute" => gateway_api::HTTP_ROUTE_API_VERSION,
+        "Service" => "v1",
         _ => "networking.istio.io/v1",
     }
 }
@@ -104,7 +107,9 @@ pub fn object(kind: &str, namespace: &str, name: &str, plan: &str, spec: Value) 
 pub fn render(plan: &Plan, inv: &FleetSnapshot) -> Result<RenderedObjects, RenderError> {
     let mut out = RenderedObjects::default();
     for route in &plan.routes {
-        if route.uses_shared_discovery(inv) {
+        if route.routing_in(inv) == crate::plan::Routing::GatewayApi {
+            gateway_api::render_route(route, inv, &mut out)?;
+        } else if route.uses_shared_discovery(inv) {
             shared_discovery::render_route(route, inv, &mut out)?;
         } else {
             federation::render_route(route, inv, &mut out)?;
@@ -126,10 +131,10 @@ pub fn render(plan: &Plan, inv: &FleetSnapshot) -> Result<RenderedObjects, Rende
 fn sort_key(o: &Value) -> (u8, String, String) {
     let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
     let order = match kind {
-        "Gateway" => 0,
+        "Gateway" | "Service" => 0,
         "ServiceEntry" => 1,
         "DestinationRule" => 2,
-        "VirtualService" => 3,
+        "VirtualService" | "HTTPRoute" => 3,
         "AuthorizationPolicy" => 4,
         _ => 5,
     };

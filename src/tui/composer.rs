@@ -145,6 +145,7 @@ impl Composer {
             timeout: kept.and_then(|k| k.timeout.clone()),
             matches: kept.map(|k| k.matches.clone()).unwrap_or_default(),
             topology: kept.map(|k| k.topology).unwrap_or(TopologyChoice::Auto),
+            routing: kept.map(|k| k.routing).unwrap_or_default(),
             port: kept.and_then(|k| k.port),
             trust_accepted_by: kept.map(|k| k.trust_accepted_by.clone()).unwrap_or_default(),
             canary: None,

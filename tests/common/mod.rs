@@ -168,8 +168,7 @@ impl TestFleet {
                     crds.replace("destinationrules.networking.istio.io", &Default::default(), &crd).await.expect("CRD served again");
                 }
             }
-            let mut kinds: Vec<(ApiResource, bool)> = meshdeck::inventory::watch::ISTIO_KINDS
-                .iter()
+            let mut kinds: Vec<(ApiResource, bool)> = meshdeck::inventory::watch::watched_kinds()
                 .map(|(g, k, p)| (ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, "v1", k), p), false))
                 .collect();
             for (g, v, k, p) in [
@@ -205,7 +204,62 @@ impl TestFleet {
             if policies_removed {
                 admission_open(&client).await;
             }
+            forget_mesh_mode(&client, context).await;
             restore_trust(&client, context).await;
+        }
+    }
+}
+
+/// Labels a test gave: ambient mode and waypoints on namespaces and Services, and
+/// the per-version Services meshdeck rendered for Gateway API routes.
+async fn forget_mesh_mode(client: &Client, context: &str) {
+    use k8s_openapi::api::core::v1::{Namespace, Service};
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+    const LABELS: [&str; 3] = ["istio.io/dataplane-mode", "istio.io/use-waypoint", "istio.io/global"];
+    let services: Api<Service> = Api::all(client.clone());
+    let ours = ListParams::default().labels("app.kubernetes.io/managed-by=meshdeck");
+    for s in services.list(&ours).await.unwrap_or_else(|e| panic!("{context}: listing services: {e}")).items {
+        let ns = s.metadata.namespace.clone().unwrap_or_default();
+        let name = s.metadata.name.clone().unwrap_or_default();
+        match Api::<Service>::namespaced(client.clone(), &ns).delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => panic!("{context}: deleting service {ns}/{name}: {e}"),
+        }
+    }
+    let unlabel = serde_json::json!({"metadata": {"labels": LABELS.iter().map(|l| (l.to_string(), serde_json::Value::Null)).collect::<serde_json::Map<_, _>>()}});
+    let labelled = |l: Option<&std::collections::BTreeMap<String, String>>| l.is_some_and(|l| LABELS.iter().any(|k| l.contains_key(*k)));
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for n in namespaces.list(&ListParams::default()).await.unwrap_or_else(|e| panic!("{context}: listing namespaces: {e}")).items {
+        if labelled(n.metadata.labels.as_ref()) {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            namespaces
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel))
+                .await
+                .unwrap_or_else(|e| panic!("{context}: {name}: {e}"));
+        }
+    }
+    // The world's own namespace labels (sidecar injection) back as seeded.
+    let world = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/realfleet/world/{context}.yaml"));
+    let text = std::fs::read_to_string(&world).unwrap_or_else(|e| panic!("{}: {e}", world.display()));
+    for doc in meshdeck::yaml::parse_documents(&text).expect("world YAML") {
+        if doc["kind"] == "Namespace" && doc.pointer("/metadata/labels").is_some() {
+            let name = doc["metadata"]["name"].as_str().unwrap_or("");
+            let labels = serde_json::json!({"metadata": {"labels": doc["metadata"]["labels"]}});
+            namespaces
+                .patch(name, &PatchParams::default(), &Patch::Merge(&labels))
+                .await
+                .unwrap_or_else(|e| panic!("{context}: {name}: {e}"));
+        }
+    }
+    for s in services.list(&ListParams::default()).await.unwrap_or_else(|e| panic!("{context}: listing services: {e}")).items {
+        if labelled(s.metadata.labels.as_ref()) {
+            let ns = s.metadata.namespace.clone().unwrap_or_default();
+            let name = s.metadata.name.clone().unwrap_or_default();
+            Api::<Service>::namespaced(client.clone(), &ns)
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel))
+                .await
+                .unwrap_or_else(|e| panic!("{context}: service {ns}/{name}: {e}"));
         }
     }
 }

@@ -40,7 +40,7 @@ func parseOptions(name string, args []string) (*options, error) {
 	o := &options{}
 	fs.IntVar(&o.clusters, "clusters", 3, "number of clusters (cluster1..N)")
 	fs.StringVar(&o.world, "world", "", "directory of <cluster>.yaml world files (meshdeck world --out-dir)")
-	fs.StringVar(&o.crds, "crds", "", "directory of CRD YAML files to install (Istio's)")
+	fs.StringVar(&o.crds, "crds", "", "directories of CRD YAML files to install, separated as in PATH (Istio's, Gateway API's)")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "where certificates, etcd data and logs go")
 	fs.StringVar(&o.kubeconfig, "kubeconfig-out", "", "where to write the kubeconfig")
 	fs.StringVar(&o.etcdMode, "etcd", "shared", "shared: one etcd, a key prefix per cluster; per-cluster: one etcd each")

@@ -196,11 +196,19 @@ func seedCRDs(ctx context.Context, cfg *rest.Config, dir string) error {
 	if err != nil {
 		return err
 	}
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil {
-		return err
+	// Several directories, as a PATH is written: Istio's CRDs, then Gateway API's.
+	var files []string
+	for _, d := range filepath.SplitList(dir) {
+		found, err := filepath.Glob(filepath.Join(d, "*.yaml"))
+		if err != nil {
+			return err
+		}
+		if len(found) == 0 {
+			return fmt.Errorf("%s: no CRD files", d)
+		}
+		sort.Strings(found)
+		files = append(files, found...)
 	}
-	sort.Strings(files)
 	var names []string
 	for _, f := range files {
 		docs, err := readDocuments(f)

@@ -15,6 +15,10 @@ command -v prometheus >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=nonin
 command -v prometheus >/dev/null || { echo "prometheus could not be installed: the mesh pass cannot run" >&2; exit 1; }
 bash tests/realfleet/build.sh
 echo "realfleet: built in $(( $(date +%s) - started ))s"
+# Gateway API's standard CRDs (with their CEL rules) from the module Istio builds against.
+gateway_api="$(cd tests/realfleet/istioctl && go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)/config/crd/standard"
+[ -d "$gateway_api" ] || { echo "Gateway API CRDs not found at $gateway_api" >&2; exit 1; }
+crds="$crds:$gateway_api"
 cargo build --quiet
 target/debug/meshdeck world --clusters 3 --out-dir target/realfleet/world
 # A fleet left running by hand is replaced: every run starts from the seeded world.
@@ -29,7 +33,7 @@ cargo test --no-fail-fast --test dry_run --test apply_pipeline --test cli_apply 
   --test real_fleet --test differential --test istio_analyze --test python_client \
   --test cluster_aliases --test completion --test apply_safety --test rollback_fleet --test route_owner --test cli_manners \
   --test outage --test secrets --test istio_runtime --test cli_analyze --test cli_routes --test trust --test transport --test bad_day --test pipeline_persona \
-  --test cli_traffic -- --skip sim_only 2>&1 | tee target/realfleet/test.log
+  --test cli_traffic --test gateway_api -- --skip sim_only 2>&1 | tee target/realfleet/test.log
 status=${PIPESTATUS[0]}
 set -e
 # The mesh pass: the shared-discovery world (multi-primary, one network) with the

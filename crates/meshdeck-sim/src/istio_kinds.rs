@@ -1,6 +1,8 @@
-//! Minimal CustomResourceDefinitions for the Istio kinds, used when the sim is
-//! started without `--crds`. Written for the sim: they type the fields meshdeck
-//! renders and keep the rest open; Istio's real CRDs (`--crds`) are stricter.
+//! Minimal CustomResourceDefinitions for the Istio kinds and Gateway API's route
+//! kinds, used when the sim is started without `--crds` (Gateway API's also when
+//! the directory given has none). Written for the sim: they type the fields
+//! meshdeck renders and keep the rest open; Istio's real CRDs (`--crds`) and
+//! Gateway API's (with their CEL rules, in the real test bed) are stricter.
 
 use serde_json::{Value, json};
 
@@ -55,6 +57,12 @@ fn subsets() -> Value {
 }
 
 pub fn minimal_crds() -> Vec<Value> {
+    let mut crds = istio_crds();
+    crds.extend(gateway_api_crds());
+    crds
+}
+
+fn istio_crds() -> Vec<Value> {
     let route = json!({"type": "array", "items": {"type": "object", "required": ["destination"], "properties": {
         "destination": destination(),
         "weight": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100},
@@ -136,5 +144,52 @@ pub fn minimal_crds() -> Vec<Value> {
             json!([{"name": "Action", "type": "string", "jsonPath": ".spec.action"}, age()]),
         ),
         crd("security.istio.io", "PeerAuthentication", "peerauthentications", &["pa"], open(), json!([age()])),
+    ]
+}
+
+/// A Gateway API kind at `v1` (standard channel), in the `gateway-api` category.
+fn gateway_api_crd(kind: &str, plural: &str, short: &[&str], spec: Value, columns: Value) -> Value {
+    let mut c = crd(GATEWAY_API_GROUP, kind, plural, short, spec, columns);
+    c["spec"]["names"]["categories"] = json!(["gateway-api"]);
+    c
+}
+
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
+
+/// Gateway API's `Gateway`, `HTTPRoute` and `GRPCRoute`: what mesh routing (a route
+/// whose parent is a Service) and waypoints need.
+pub fn gateway_api_crds() -> Vec<Value> {
+    let parent_refs = json!({"type": "array", "maxItems": 32, "items": {"type": "object", "required": ["name"], "properties": {
+        "group": {"type": "string"}, "kind": {"type": "string"}, "namespace": {"type": "string"}, "name": {"type": "string", "minLength": 1},
+        "sectionName": {"type": "string"}, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}});
+    let backend_refs = json!({"type": "array", "maxItems": 16, "items": {"type": "object", "required": ["name"], "properties": {
+        "group": {"type": "string"}, "kind": {"type": "string"}, "namespace": {"type": "string"}, "name": {"type": "string", "minLength": 1},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535}, "weight": {"type": "integer", "minimum": 0, "maximum": 1000000},
+        "filters": {"type": "array", "items": open()}}}});
+    let route_spec = |rules: Value| json!({"type": "object", "properties": {"parentRefs": parent_refs, "hostnames": strings(), "rules": {"type": "array", "maxItems": 16, "items": rules}}});
+    let http_rule = json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "matches": {"type": "array", "maxItems": 64, "items": open()}, "filters": {"type": "array", "items": open()},
+        "backendRefs": backend_refs, "timeouts": {"type": "object", "properties": {"request": {"type": "string"}, "backendRequest": {"type": "string"}}},
+        "retry": open(), "sessionPersistence": open()}});
+    let grpc_rule = json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "matches": {"type": "array", "items": open()}, "filters": {"type": "array", "items": open()}, "backendRefs": backend_refs}});
+    let hostnames = json!({"name": "Hostnames", "type": "string", "jsonPath": ".spec.hostnames"});
+    vec![
+        gateway_api_crd(
+            "Gateway",
+            "gateways",
+            &["gtw"],
+            json!({"type": "object", "required": ["gatewayClassName", "listeners"], "properties": {
+                "gatewayClassName": {"type": "string", "minLength": 1},
+                "listeners": {"type": "array", "minItems": 1, "maxItems": 64, "items": {"type": "object", "required": ["name", "port", "protocol"], "properties": {
+                    "name": {"type": "string"}, "hostname": {"type": "string"}, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                    "protocol": {"type": "string"}, "tls": open(), "allowedRoutes": open()}}},
+                "addresses": {"type": "array", "items": open()}, "infrastructure": open()}}),
+            json!([{"name": "Class", "type": "string", "jsonPath": ".spec.gatewayClassName"},
+                   {"name": "Address", "type": "string", "jsonPath": ".status.addresses[*].value"},
+                   {"name": "Programmed", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Programmed\")].status"}, age()]),
+        ),
+        gateway_api_crd("HTTPRoute", "httproutes", &[], route_spec(http_rule), json!([hostnames.clone(), age()])),
+        gateway_api_crd("GRPCRoute", "grpcroutes", &[], route_spec(grpc_rule), json!([hostnames, age()])),
     ]
 }

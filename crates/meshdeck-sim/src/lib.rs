@@ -129,7 +129,15 @@ impl SimFleet {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let tls = tls::FleetTls::generate().map_err(|e| SimError::Tls(e.to_string()))?;
         let crds = match &cfg.crds_dir {
-            Some(dir) => load_crds(dir)?,
+            Some(dir) => {
+                let mut crds = load_crds(dir)?;
+                // Istio's CRD directory carries no Gateway API: the sim's own stand in.
+                let group = |c: &Value| c.pointer("/spec/group").and_then(Value::as_str) == Some(istio_kinds::GATEWAY_API_GROUP);
+                if !crds.iter().any(group) {
+                    crds.extend(istio_kinds::gateway_api_crds());
+                }
+                crds
+            }
             None => istio_kinds::minimal_crds(),
         };
         // Compile each CRD once; every cluster shares the compiled schemas.

@@ -68,6 +68,7 @@ pub(super) fn bench_render(size: &RenderSize) -> Result<(), CliError> {
                 timeout: None,
                 matches: vec![],
                 topology: TopologyChoice::Auto,
+                routing: Default::default(),
                 port: None,
                 trust_accepted_by: Vec::new(),
                 canary: None,

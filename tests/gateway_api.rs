@@ -1,0 +1,350 @@
+//! The Gateway API path (`routing: gateway-api`, issue #34): what it renders on an
+//! ambient fleet and on a sidecar one, what it refuses and why, and that what it
+//! renders passes a real API server's Gateway API CRDs (their CEL rules) and
+//! istioctl analyze, as it passes the sim's.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use meshdeck::inventory::FleetSnapshot;
+use serde_json::Value;
+
+fn fixture(name: &str) -> FleetSnapshot {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("inventory")
+}
+
+/// The shared-discovery fixture with reviews' namespace in ambient mode, behind a waypoint.
+fn ambient_fleet(waypoint: Option<&str>) -> FleetSnapshot {
+    let mut inv = fixture("inventory-shared.json");
+    for row in &mut inv.services {
+        for p in std::sync::Arc::make_mut(row).clusters.values_mut() {
+            p.dataplane_mode = Some("ambient".into());
+            p.waypoint = waypoint.map(String::from);
+        }
+    }
+    inv
+}
+
+const CANARY: &str = "apiVersion: meshdeck.dev/v1alpha1
+kind: TrafficRoute
+metadata: {name: reviews-canary}
+spec:
+  service: reviews.default
+  from: {clusters: [cluster1]}
+  split:
+    - {cluster: cluster2, version: v3, weight: 75}
+    - {cluster: cluster1, version: v1, weight: 15}
+    - {cluster: cluster1, version: v2, weight: 10}
+";
+
+fn render(plan: &str, inv: &FleetSnapshot) -> Result<meshdeck::render::RenderedObjects, String> {
+    let plan = meshdeck::plan::load("plan.yaml", plan, inv).map_err(|e| format!("{e:?}"))?;
+    meshdeck::render::render(&plan, inv).map_err(|e| e.to_string())
+}
+
+fn named<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objs.iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} not rendered: {objs:#?}"))
+}
+
+#[test]
+fn the_talks_canary_on_an_ambient_fleet_is_an_httproute_over_per_version_services() {
+    let inv = ambient_fleet(Some("waypoint"));
+    let out = render(CANARY, &inv).expect("renders");
+    let c1 = &out.clusters["cluster1"];
+    let kinds: Vec<&str> = c1.iter().map(|o| o["kind"].as_str().unwrap_or("")).collect();
+    assert_eq!(kinds, ["Service", "Service", "Service", "HTTPRoute"], "ambient routes in Gateway API, no Istio kinds: {c1:#?}");
+    let route = named(c1, "HTTPRoute", "reviews-canary");
+    assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(route["spec"]["parentRefs"], serde_json::json!([{"group": "", "kind": "Service", "name": "reviews", "port": 9080}]));
+    let refs: Vec<(String, u64)> = route["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap_or("").to_string(), r["weight"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(refs, [("reviews-v3".to_string(), 75), ("reviews-v1".to_string(), 15), ("reviews-v2".to_string(), 10)]);
+    // Only the version reached in another cluster is global; the local ones stay cluster1's.
+    let global = |o: &Value| o["metadata"]["labels"]["istio.io/global"] == "true";
+    assert!(global(named(c1, "Service", "reviews-v3")));
+    assert!(!global(named(c1, "Service", "reviews-v1")) && !global(named(c1, "Service", "reviews-v2")));
+    assert_eq!(named(c1, "Service", "reviews-v3")["spec"]["selector"], serde_json::json!({"app": "reviews", "version": "v3"}));
+    let c2 = &out.clusters["cluster2"];
+    assert_eq!(c2.len(), 1, "cluster2 needs only v3's global Service: {c2:#?}");
+    assert_eq!(named(c2, "Service", "reviews-v3"), named(c1, "Service", "reviews-v3"), "one global Service, the same in each cluster");
+    assert!(!out.clusters.contains_key("cluster3"));
+    // Pure: the same plan and inventory, the same bytes.
+    assert_eq!(render(CANARY, &inv).expect("renders").to_yaml(), out.to_yaml());
+}
+
+#[test]
+fn an_explicit_choice_overrides_the_fleets_mode_both_ways() {
+    let ambient = ambient_fleet(Some("waypoint"));
+    let istio = render(&format!("{CANARY}  routing: istio\n"), &ambient).expect("renders");
+    assert!(istio.iter().any(|(_, o)| o["kind"] == "VirtualService"), "routing: istio on an ambient fleet renders Istio's kinds");
+    let sidecars = fixture("inventory-shared.json");
+    let auto = render(CANARY, &sidecars).expect("renders");
+    assert!(auto.iter().all(|(_, o)| o["kind"] != "HTTPRoute"), "a sidecar fleet defaults to Istio's kinds");
+}
+
+#[test]
+fn with_sidecars_a_version_that_runs_in_other_clusters_cannot_be_pinned() {
+    let inv = fixture("inventory-shared.json");
+    let err = render(&format!("{CANARY}  routing: gateway-api\n"), &inv).expect_err("refused");
+    assert_eq!(
+        err,
+        "reviews-canary: routing gateway-api: cannot pin reviews.default v1 to cluster1 for callers in cluster1: cluster2, cluster3 run v1 too, and with sidecars cluster1's istiod gives their endpoints to the same backend reviews-v1; use routing: istio (a subset on topology.istio.io/cluster)"
+    );
+    // What only cluster2 runs can be pinned there.
+    let v3 = CANARY
+        .replace("    - {cluster: cluster1, version: v1, weight: 15}\n    - {cluster: cluster1, version: v2, weight: 10}\n", "")
+        .replace("weight: 75", "weight: 100")
+        + "  routing: gateway-api\n";
+    let out = render(&v3, &inv).expect("v3 runs in cluster2 only");
+    assert_eq!(named(&out.clusters["cluster1"], "HTTPRoute", "reviews-canary")["spec"]["rules"][0]["backendRefs"][0]["name"], "reviews-v3");
+}
+
+#[test]
+fn what_gateway_api_cannot_say_is_refused_with_what_would_work() {
+    let federation = fixture("inventory-federation.json");
+    let err = render(&format!("{CANARY}  routing: gateway-api\n"), &federation).expect_err("refused");
+    assert!(err.contains("cluster1's istiod does not read cluster2's endpoints") && err.contains("use routing: istio"), "{err}");
+    let no_waypoint = ambient_fleet(None);
+    let err = render(CANARY, &no_waypoint).expect_err("refused");
+    assert!(err.contains("ambient mode in cluster1 without a waypoint") && err.contains("istio.io/use-waypoint"), "{err}");
+    let inv = ambient_fleet(Some("waypoint"));
+    let prefix = format!("{CANARY}  match:\n    - headers: {{end-user: {{prefix: jas}}}}\n");
+    let err = render(&prefix, &inv).expect_err("refused");
+    assert!(err.contains("header \"end-user\" is matched by prefix, which HTTPRoute cannot say"), "{err}");
+    let retries = format!("{CANARY}  retries: {{attempts: 3}}\n");
+    let err = render(&retries, &inv).expect_err("refused");
+    assert!(err.contains("retries are not in Gateway API's standard channel"), "{err}");
+}
+
+#[test]
+fn a_matched_route_keeps_other_requests_on_the_service_and_says_its_timeout() {
+    let inv = ambient_fleet(Some("waypoint"));
+    let plan = format!("{CANARY}  timeout: 5s\n  match:\n    - headers: {{end-user: {{exact: jason}}}}\n      pathPrefix: /reviews\n");
+    let out = render(&plan, &inv).expect("renders");
+    let rules = &named(&out.clusters["cluster1"], "HTTPRoute", "reviews-canary")["spec"]["rules"];
+    assert_eq!(
+        rules[0]["matches"],
+        serde_json::json!([{"headers": [{"name": "end-user", "type": "Exact", "value": "jason"}], "path": {"type": "PathPrefix", "value": "/reviews"}}])
+    );
+    assert_eq!(rules[0]["timeouts"], serde_json::json!({"request": "5s"}));
+    assert_eq!(rules[1], serde_json::json!({"backendRefs": [{"name": "reviews", "port": 9080}]}));
+}
+
+#[test]
+fn routing_round_trips_and_a_wrong_value_is_named_at_its_line() {
+    let inv = ambient_fleet(Some("waypoint"));
+    let plan = meshdeck::plan::load("p.yaml", &format!("{CANARY}  routing: gateway-api\n"), &inv).expect("valid");
+    assert_eq!(plan.routes[0].routing, meshdeck::plan::Routing::GatewayApi);
+    assert_eq!(meshdeck::plan::load("again.yaml", &plan.to_yaml(), &inv).expect("valid"), plan);
+    let errs = meshdeck::plan::load("p.yaml", &format!("{CANARY}  routing: gatewayapi\n"), &inv).expect_err("invalid");
+    let text = format!("{}", errs[0]);
+    assert!(text.starts_with("p.yaml:11:") && text.contains("routing \"gatewayapi\" must be auto, istio or gateway-api"), "{text}");
+}
+
+/// `meshdeck render` of the ambient canary (and a failover) into `out/<cluster>/`.
+fn render_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let inventory = dir.join("ambient.json");
+    std::fs::write(&inventory, serde_json::to_string(&ambient_fleet(Some("waypoint"))).expect("json")).expect("inventory");
+    let failover = "apiVersion: meshdeck.dev/v1alpha1
+kind: TrafficRoute
+metadata: {name: ratings-failover}
+spec:
+  service: ratings.default
+  from: {clusters: [cluster2]}
+  failover: [{cluster: cluster2}, {cluster: cluster1}]
+  outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}
+";
+    let plan = dir.join("plan.yaml");
+    std::fs::write(&plan, format!("{CANARY}---\n{failover}")).expect("plan");
+    let out = dir.join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_meshdeck"))
+        .args(["render", "-f"])
+        .arg(&plan)
+        .arg("--inventory")
+        .arg(&inventory)
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .expect("meshdeck runs");
+    assert!(run.status.success(), "{}", common::text(&run));
+    let mut clusters: Vec<(String, PathBuf)> = std::fs::read_dir(&out)
+        .expect("rendered")
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    clusters.sort();
+    clusters
+}
+
+/// Each cluster's rendered objects, sent to that cluster's API server as a
+/// server-side dry run: the real test bed serves Gateway API's standard CRDs with
+/// their CEL rules, the sim its own schemas. Nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendered_objects_pass_each_clusters_api_server() {
+    if !common::tool_available("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let fleet = common::TestFleet::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let clusters = render_files(dir.path());
+    assert_eq!(clusters.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["cluster1", "cluster2"]);
+    for (name, path) in &clusters {
+        let dry = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(fleet.kubeconfig_path())
+            .args(["--context", name, "apply", "--server-side", "--dry-run=server", "--field-manager", "meshdeck-test", "-f"])
+            .arg(path)
+            .output()
+            .expect("kubectl runs");
+        assert!(dry.status.success(), "{} fleet, {name}: {}", fleet.kind(), common::text(&dry));
+        let said = String::from_utf8_lossy(&dry.stdout);
+        assert!(said.contains("httproute.gateway.networking.k8s.io/") || name != "cluster1", "{said}");
+    }
+    // A backend without a port is what Gateway API's CEL rules refuse for a Service.
+    let broken = dir.path().join("broken.json");
+    let route = std::fs::read_to_string(clusters[0].1.join("httproute-default-reviews-canary.yaml")).expect("rendered route");
+    let mut value: Value = serde_saphyr::from_str(&route).expect("yaml");
+    value["spec"]["rules"][0]["backendRefs"][0].as_object_mut().expect("backend").remove("port");
+    std::fs::write(&broken, value.to_string()).expect("broken");
+    let dry = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(fleet.kubeconfig_path())
+        .args(["--context", "cluster1", "apply", "--server-side", "--dry-run=server", "--field-manager", "meshdeck-test", "-f"])
+        .arg(&broken)
+        .output()
+        .expect("kubectl runs");
+    if fleet.is_real() {
+        assert!(!dry.status.success(), "Gateway API's CEL rules refuse a Service backend without a port:\n{route}");
+        assert!(common::text(&dry).contains("Must have port for Service reference"), "{}", common::text(&dry));
+    }
+}
+
+/// istioctl analyze, offline, on each cluster's rendered objects beside that
+/// cluster's shared-discovery world: no Error or Warning.
+#[test]
+fn real_only_istioctl_analyze_finds_nothing_in_the_gateway_api_render() {
+    if !common::real_fleet_requested() {
+        eprintln!("needs istioctl from the real test bed's build: runs with MESHDECK_TEST_FLEET=real (tests/realfleet/test.sh)");
+        return;
+    }
+    let istioctl = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/realfleet/istioctl");
+    assert!(istioctl.is_file(), "{} is missing: tests/realfleet/build.sh builds it", istioctl.display());
+    let dir = tempfile::tempdir().expect("tmp");
+    let world = dir.path().join("world");
+    let made = Command::new(env!("CARGO_BIN_EXE_meshdeck"))
+        .args(["world", "--clusters", "3", "--topology", "shared", "--out-dir"])
+        .arg(&world)
+        .output()
+        .expect("meshdeck runs");
+    assert!(made.status.success(), "{}", common::text(&made));
+    for (name, path) in render_files(dir.path()) {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&path).expect("files").flatten().map(|e| e.path()).collect();
+        files.sort();
+        files.push(world.join(format!("{name}.yaml")));
+        let result = Command::new(&istioctl).args(["analyze", "--use-kube=false"]).args(&files).output().expect("istioctl runs");
+        let text = common::text(&result);
+        let findings: Vec<&str> = text.lines().filter(|l| l.starts_with("Error [") || l.starts_with("Warning [")).collect();
+        assert!(findings.is_empty(), "{name}:\n{text}");
+    }
+}
+
+fn kubectl(fleet: &common::TestFleet, context: &str, args: &[&str], stdin: Option<&str>) {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(fleet.kubeconfig_path())
+        .args(["--context", context])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    if let Some(text) = stdin {
+        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("written");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("kubectl ends");
+    assert!(out.status.success(), "kubectl {args:?} on {context}: {}", common::text(&out));
+}
+
+fn finding(findings: &Value, code: &str) -> Value {
+    findings["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["code"] == code)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {code}: {findings:#}"))
+}
+
+/// On the live fleet (both): a hand-written HTTPRoute beside the talk's canary's
+/// VirtualService is MIXED_ROUTING; reviews made global in ambient mode with
+/// waypoints of two names is WAYPOINT_MISMATCH (an error: analyze exits 1); the
+/// inventory shows each cluster's mesh mode, waypoint and Gateway API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_apis_and_mismatched_waypoints_are_found_with_exact_messages() {
+    if !common::tool_available("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let fleet = common::TestFleet::start().await;
+    let cli = common::MeshdeckCli::new(fleet.kubeconfig_path());
+    let out = cli.run(&["apply", "-f", "examples/reviews-canary.yaml", "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    let route = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: hand-written, namespace: default, labels: {{{}: x}}}}
+spec:
+  parentRefs: [{{group: \"\", kind: Service, name: reviews, port: 9080}}]
+  rules: [{{backendRefs: [{{name: reviews, port: 9080}}]}}]
+",
+        common::TEST_LABEL
+    );
+    kubectl(&fleet, "cluster1", &["apply", "-f", "-"], Some(&route));
+    for (cluster, waypoint) in [("cluster1", "waypoint"), ("cluster2", "waypoint-b")] {
+        kubectl(&fleet, cluster, &["label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"], None);
+        kubectl(&fleet, cluster, &["label", "service", "reviews", &format!("istio.io/use-waypoint={waypoint}")], None);
+    }
+    kubectl(&fleet, "cluster1", &["label", "service", "reviews", "istio.io/global=true"], None);
+
+    let out = cli.run(&["analyze", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(1), "a waypoint mismatch is an error: {}", common::text(&out));
+    let findings: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mixed = finding(&findings, "MIXED_ROUTING");
+    assert_eq!(
+        mixed["message"],
+        "reviews.default in cluster1 is routed by both VirtualService/default/reviews-canary and HTTPRoute/default/hand-written: Istio does not define which applies when both APIs route one service"
+    );
+    assert_eq!(mixed["clusters"], serde_json::json!(["cluster1"]));
+    let waypoints = finding(&findings, "WAYPOINT_MISMATCH");
+    assert_eq!(
+        waypoints["message"],
+        "reviews.default is global but its waypoint is waypoint in cluster1, waypoint-b in cluster2: ambient multicluster needs a waypoint of the same name in every cluster"
+    );
+    assert_eq!(waypoints["severity"], "error");
+
+    let out = cli.run(&["inventory", "-o", "json"]).await;
+    let inv: Value = serde_json::from_slice(&out.stdout).expect("inventory json");
+    let reviews = inv["services"].as_array().expect("services").iter().find(|s| s["name"] == "reviews").expect("reviews").clone();
+    assert_eq!(reviews["clusters"]["cluster1"]["dataplaneMode"], "ambient");
+    assert_eq!(reviews["clusters"]["cluster1"]["waypoint"], "waypoint");
+    assert_eq!(reviews["clusters"]["cluster1"]["global"], true);
+    assert_eq!(reviews["clusters"]["cluster3"]["dataplaneMode"], "sidecar", "cluster3 injects sidecars");
+    for c in inv["clusters"].as_array().expect("clusters") {
+        assert_eq!(c["mesh"]["gatewayApi"], true, "{} serves HTTPRoute ({} fleet)", c["name"], fleet.kind());
+    }
+    let objects = inv["istioObjects"].as_array().expect("objects");
+    let hand = objects.iter().find(|o| o["kind"] == "HTTPRoute" && o["name"] == "hand-written").expect("the HTTPRoute is in the inventory");
+    assert_eq!(hand["hosts"], serde_json::json!(["reviews.default.svc.cluster.local"]));
+}
