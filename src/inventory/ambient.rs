@@ -144,28 +144,3 @@ fn route_status(snap: &FleetSnapshot) -> Vec<FleetWarning> {
     }
     out
 }
-
-/// The backends an HTTPRoute's status says are not resolved (`ResolvedRefs` false,
-/// `BackendNotFound`), as hosts: read from `status.parents[].conditions[]`, whose
-/// message names the Service.
-pub fn unresolved_backends(o: &serde_json::Value, namespace: &str) -> Vec<String> {
-    let not_found = o
-        .pointer("/status/parents")
-        .and_then(|p| p.as_array())
-        .into_iter()
-        .flatten()
-        .flat_map(|p| p.get("conditions").and_then(|c| c.as_array()).cloned().unwrap_or_default())
-        .any(|c| c["type"] == "ResolvedRefs" && c["status"] == "False" && c["reason"] == "BackendNotFound");
-    if !not_found {
-        return Vec::new();
-    }
-    // The condition names no backend by field: every backend that is a Service is a candidate.
-    o.pointer("/spec/rules")
-        .and_then(|r| r.as_array())
-        .into_iter()
-        .flatten()
-        .flat_map(|rule| super::facts::service_refs(rule.get("backendRefs"), namespace, "Service"))
-        .collect::<BTreeSet<String>>()
-        .into_iter()
-        .collect()
-}

@@ -143,7 +143,7 @@ impl From<&Service> for ServiceFacts {
                 .unwrap_or_default(),
             east_west_address,
             use_waypoint: s.metadata.labels.as_ref().and_then(|l| l.get(USE_WAYPOINT_LABEL).cloned()),
-            global: s.metadata.labels.as_ref().and_then(|l| l.get(crate::render::gateway_api::GLOBAL_LABEL)).is_some_and(|v| v == "true"),
+            global: s.metadata.labels.as_ref().and_then(|l| l.get(GLOBAL_LABEL)).is_some_and(|v| v == "true"),
         }
     }
 }
@@ -276,6 +276,10 @@ pub fn namespace_facts(ns: &Namespace) -> NamespaceFacts {
 
 pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
 pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
+/// Istio's label that makes a Service global in ambient multicluster: its
+/// endpoints in every cluster are one service (sidecar multi-primary merges
+/// every Service's endpoints anyway).
+pub const GLOBAL_LABEL: &str = "istio.io/global";
 
 /// The Services among Gateway API references (`parentRefs`, `backendRefs`) as hosts:
 /// `name.namespace.svc.cluster.local` (a reference's namespace defaults to the route's;
@@ -297,6 +301,31 @@ pub fn service_refs(refs: Option<&serde_json::Value>, namespace: &str, default_k
     hosts.sort();
     hosts.dedup();
     hosts
+}
+
+/// The backends an HTTPRoute's status says are not resolved (`ResolvedRefs` false,
+/// `BackendNotFound`), as hosts: read from `status.parents[].conditions[]`, whose
+/// message names the Service.
+pub fn unresolved_backends(o: &serde_json::Value, namespace: &str) -> Vec<String> {
+    let not_found = o
+        .pointer("/status/parents")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p.get("conditions").and_then(|c| c.as_array()).cloned().unwrap_or_default())
+        .any(|c| c["type"] == "ResolvedRefs" && c["status"] == "False" && c["reason"] == "BackendNotFound");
+    if !not_found {
+        return Vec::new();
+    }
+    // The condition names no backend by field: every backend that is a Service is a candidate.
+    o.pointer("/spec/rules")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| service_refs(rule.get("backendRefs"), namespace, "Service"))
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
+        .collect()
 }
 
 /// The summary of an Istio object kept for the service view and drift.
@@ -379,7 +408,7 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         subsets,
         destinations,
         unresolved: if kind == "HTTPRoute" {
-            super::ambient::unresolved_backends(&o.data, &o.metadata.namespace.clone().unwrap_or_default())
+            unresolved_backends(&o.data, &o.metadata.namespace.clone().unwrap_or_default())
         } else {
             Vec::new()
         },

@@ -16,10 +16,7 @@ use super::{RenderError, RenderedObjects, RoutedService, cluster_id, object, out
 use crate::inventory::{FleetSnapshot, ServicePort};
 use crate::plan::{RouteAction, RouteMatch, StringMatch, TrafficRoute};
 
-/// Istio's label that makes a Service global in ambient multicluster: its
-/// endpoints in every cluster are one service (sidecar multi-primary merges
-/// every Service's endpoints anyway).
-pub const GLOBAL_LABEL: &str = "istio.io/global";
+pub use crate::inventory::facts::GLOBAL_LABEL;
 
 pub const HTTP_ROUTE_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 
