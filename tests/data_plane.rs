@@ -238,3 +238,106 @@ fn mesh_only_a_prometheus_found_in_the_cluster_is_read_through_the_api_servers_s
     assert_eq!(v["routes"][0]["metrics"], "unreachable", "{text}");
     assert!(v["routes"][0]["error"].as_str().is_some_and(|e| e.contains("through the API server")), "{text}");
 }
+
+/// Gateway API on real requests (issue #34): `routing: gateway-api` writes an
+/// HTTPRoute on reviews in cluster1 over a per-version Service; the real istiod
+/// turns it into the callers' routes (and marks it Accepted), every request lands
+/// on v3 in cluster2, and the rollback (past istiod's status writes) gives the
+/// default route back. Then a hand-written route to a Service that only cluster2
+/// declares: istiod's status says BackendNotFound while the requests arrive, and
+/// `analyze` explains it.
+#[test]
+fn mesh_only_a_gateway_api_route_moves_real_requests_and_rolls_back() {
+    let Some(m) = mesh("a Gateway API route on real requests") else { return };
+    let before = m.send("cluster1", 700);
+    assert_eq!(before.reached.len(), 7, "Istio's default route: every reviews endpoint: {}", before.raw);
+    let plan = m.plan(
+        "reviews-gamma",
+        "apiVersion: meshdeck.dev/v1alpha1
+kind: TrafficRoute
+metadata: {name: reviews-gamma}
+spec:
+  service: reviews.default
+  from: {clusters: [cluster1]}
+  routing: gateway-api
+  split:
+    - {cluster: cluster2, version: v3, weight: 100}
+",
+    );
+    m.apply(&plan);
+    let only_v3 = |s: &Sent| s.reached.keys().all(|k| k == "reviews-v3@cluster2");
+    until(&m, "cluster1", Duration::from_secs(15), only_v3).expect("the HTTPRoute in force within 15 s");
+    let sent = m.send("cluster1", 2000);
+    assert_eq!(sent.reached.get("reviews-v3@cluster2"), Some(&2000), "{}", sent.raw);
+    let conditions = |name: &str| -> Vec<(String, String, String)> {
+        let out = m.kubectl("cluster1", &["get", "httproute", name, "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+        v["status"]["parents"][0]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["type"].as_str().unwrap_or("").into(),
+                    c["status"].as_str().unwrap_or("").into(),
+                    c["reason"].as_str().unwrap_or("").into(),
+                )
+            })
+            .collect()
+    };
+    let mut status = Vec::new();
+    for _ in 0..100 {
+        status = conditions("reviews-gamma");
+        if !status.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(status.contains(&("Accepted".into(), "True".into(), "Accepted".into())), "{status:?}");
+    assert!(
+        status.contains(&("ResolvedRefs".into(), "True".into(), "ResolvedRefs".into())),
+        "the backend is declared in cluster1 too: {status:?}"
+    );
+
+    let out = m.meshdeck(&["history", "-o", "json"]);
+    let records: Value = serde_json::from_slice(&out.stdout).expect("history");
+    let id = records[0]["id"].as_str().expect("id").to_string();
+    let out = m.meshdeck(&["rollback", &id, "--yes"]);
+    assert!(out.status.success(), "istiod's status write is no change of ours: {}", common::text(&out));
+    until(&m, "cluster1", Duration::from_secs(15), |s| s.reached.len() == 7).expect("the default route back within 15 s");
+
+    // A route whose backend only cluster2 declares.
+    let label = common::TEST_LABEL;
+    let only_there = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: reviews-only-there, namespace: default, labels: {{{label}: x}}}}\nspec:\n  selector: {{app: reviews, version: v3}}\n  ports: [{{name: http, port: 9080, targetPort: 9080}}]\n"
+    );
+    let by_hand = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: by-hand, namespace: default, labels: {{{label}: x}}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: reviews, port: 9080}}]\n  rules: [{{backendRefs: [{{name: reviews-only-there, port: 9080}}]}}]\n"
+    );
+    for (cluster, text) in [("cluster2", &only_there), ("cluster1", &by_hand)] {
+        let file = m.plan(&format!("by-hand-{cluster}"), text);
+        let out = m.kubectl(cluster, &["apply", "-f", file.to_str().expect("utf8")]);
+        assert!(out.status.success(), "{}", common::text(&out));
+    }
+    until(&m, "cluster1", Duration::from_secs(15), only_v3).expect("the hand-written route in force");
+    let mut status = Vec::new();
+    for _ in 0..100 {
+        status = conditions("by-hand");
+        if status.iter().any(|c| c.0 == "ResolvedRefs") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(status.contains(&("ResolvedRefs".into(), "False".into(), "BackendNotFound".into())), "istio#60971: {status:?}");
+    let out = m.meshdeck(&["analyze", "-o", "json"]);
+    let findings: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+    let local = findings["findings"].as_array().into_iter().flatten().find(|f| f["code"] == "ROUTE_STATUS_LOCAL").expect("explained");
+    assert_eq!(
+        local["message"],
+        "HTTPRoute default/by-hand in cluster1 says backend reviews-only-there.default is not found, but it runs in cluster2, whose endpoints cluster1's istiod reads: the status judges one cluster only; traffic reaches it"
+    );
+    for (cluster, kind, name) in [("cluster1", "httproute", "by-hand"), ("cluster2", "service", "reviews-only-there")] {
+        let out = m.kubectl(cluster, &["delete", kind, name]);
+        assert!(out.status.success(), "{}", common::text(&out));
+    }
+}

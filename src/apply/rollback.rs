@@ -6,8 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::history::{ClusterIdentity, HistoryRecord};
 use super::{ApplyError, ChangeSet, Desired, ObjRef, target};
 use crate::registry::Cluster;
@@ -26,9 +24,7 @@ pub async fn identities(clusters: &[Cluster], names: Vec<String>) -> BTreeMap<St
     out
 }
 
-fn rv(o: Option<&Value>) -> Option<String> {
-    o.and_then(|o| o.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(String::from)
-}
+use target::resource_version as rv;
 
 /// What every object of a change set is now (resourceVersion, None: absent); objects
 /// that cannot be read are left out.
@@ -98,7 +94,7 @@ pub async fn changed_since(
                 || (later.is_empty() && live.as_ref().map(target::normalized) == s.expected.as_ref().map(target::normalized))
         } else {
             let Some(left) = record.after.get(&s.target.to_string()) else { continue };
-            rv(live.as_ref()) == *left
+            target::still_as_left(live.as_ref(), left.as_deref(), s.expected.as_ref())
         };
         if as_left {
             continue;

@@ -214,6 +214,25 @@ const CONTROLLER_ANNOTATIONS: &[&str] = &["deployment.kubernetes.io/revision"];
 /// The object as the user sees it: apiVersion, kind, name, namespace, labels,
 /// annotations and spec (a Secret's type and data). What the server maintains is
 /// left out. A Secret's data is here as it is: diffs show it through `secret::redacted`.
+/// An object's resourceVersion (None: absent).
+pub fn resource_version(o: Option<&Value>) -> Option<String> {
+    o.and_then(|o| o.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(String::from)
+}
+
+/// Is `live` still as a write left it (`left`: its resourceVersion then, `wrote`: the
+/// object as written)? A controller writing the object's status (istiod does for
+/// every HTTPRoute) moves the resourceVersion and leaves what meshdeck wrote.
+pub fn still_as_left(live: Option<&Value>, left: Option<&str>, wrote: Option<&Value>) -> bool {
+    resource_version(live).as_deref() == left
+        || match (live, wrote) {
+            (Some(l), Some(w)) => normalized(l) == normalized(w),
+            _ => false,
+        }
+}
+
+/// What the API server allocates in a Service's spec, differently on each create.
+const SERVICE_ALLOCATED: &[&str] = &["clusterIP", "clusterIPs"];
+
 pub fn normalized(o: &Value) -> Value {
     let meta = o.get("metadata").cloned().unwrap_or_default();
     let mut m = json!({"name": meta.get("name"), "namespace": meta.get("namespace")});
@@ -229,6 +248,14 @@ pub fn normalized(o: &Value) -> Value {
     let mut out = json!({"apiVersion": o.get("apiVersion"), "kind": o.get("kind"), "metadata": m});
     if let Some(spec) = o.get("spec") {
         out["spec"] = spec.clone();
+    }
+    // A Service's cluster IPs are the server's to allocate (a dry run allocates others).
+    if o.get("kind").and_then(Value::as_str) == Some("Service")
+        && let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut)
+    {
+        for k in SERVICE_ALLOCATED {
+            spec.remove(*k);
+        }
     }
     for k in ["type", "data"] {
         if let Some(v) = o.get(k).filter(|_| o.get("kind").and_then(Value::as_str) == Some("Secret")) {

@@ -439,7 +439,6 @@ pub const APPLY_DEADLINE: Duration = Duration::from_secs(300);
 /// first write; a change or a cluster that cannot answer stops the apply with
 /// nothing written.
 async fn fresh(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions) -> Result<(), ApplyError> {
-    let rv = |o: Option<&Value>| o.and_then(|o| o.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(String::from);
     let mut changed = Vec::new();
     let pending: Vec<&Step> = set.pending().collect();
     let targets: Vec<&ObjRef> = pending.iter().map(|s| &s.target).collect();
@@ -447,7 +446,8 @@ async fn fresh(clusters: &[Cluster], set: &ChangeSet, opts: &ApplyOptions) -> Re
     for (step, live) in pending.into_iter().zip(lives) {
         let live =
             live.map_err(|e| ApplyError::Cluster { cluster: step.target.cluster.clone(), message: format!("{e} (nothing was written)") })?;
-        if rv(live.as_ref()) != rv(step.previous.as_ref()) {
+        let seen = target::resource_version(step.previous.as_ref());
+        if !target::still_as_left(live.as_ref(), seen.as_deref(), step.previous.as_ref()) {
             changed.push(format!("{}: {}", step.target, if live.is_some() { "changed" } else { "deleted" }));
         }
     }

@@ -12,8 +12,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::judge::{self, Verdict};
 use super::store::{CanaryState, DriverLock, Request, Status, Store};
 use crate::apply::history::{CanaryMark, HistoryRecord};
@@ -557,8 +555,7 @@ impl Driver {
             let Ok(c) = crate::apply::cluster(self.pipeline.clusters(), &s.target.cluster) else { continue };
             match crate::apply::target::get(c, &s.target).await {
                 Ok(live) => {
-                    let rv = live.as_ref().and_then(|o| o.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(String::from);
-                    if rv != *left {
+                    if !crate::apply::target::still_as_left(live.as_ref(), left.as_deref(), s.expected.as_ref()) {
                         changed.push(format!("{} changed since the canary wrote it", s.target));
                     }
                 }

@@ -317,7 +317,20 @@ pub fn unresolved_backends(o: &serde_json::Value, namespace: &str) -> Vec<String
     if !not_found {
         return Vec::new();
     }
-    // The condition names no backend by field: every backend that is a Service is a candidate.
+    // Istio names the host in the message (`backend(reviews-v3.default.svc.cluster.local) not found`).
+    let named: std::collections::BTreeSet<String> = o
+        .pointer("/status/parents")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p.get("conditions").and_then(|c| c.as_array()).cloned().unwrap_or_default())
+        .filter_map(|c| c["message"].as_str().map(String::from))
+        .flat_map(|m| m.split("backend(").skip(1).filter_map(|rest| rest.split_once(')').map(|(h, _)| h.to_string())).collect::<Vec<_>>())
+        .collect();
+    if !named.is_empty() {
+        return named.into_iter().collect();
+    }
+    // Otherwise every backend that is a Service is a candidate.
     o.pointer("/spec/rules")
         .and_then(|r| r.as_array())
         .into_iter()

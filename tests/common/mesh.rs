@@ -71,8 +71,17 @@ pub fn mesh(what: &str) -> Option<Mesh> {
     for c in ["cluster1", "cluster2", "cluster3"] {
         let out = m.kubectl(
             c,
-            &["delete", "virtualservices,destinationrules,serviceentries", "-l", "app.kubernetes.io/managed-by=meshdeck", "--wait=false"],
+            &[
+                "delete",
+                "virtualservices,destinationrules,serviceentries,httproutes,services",
+                "-l",
+                "app.kubernetes.io/managed-by=meshdeck",
+                "--wait=false",
+            ],
         );
+        assert!(out.status.success(), "{}", common::text(&out));
+        // What a test wrote by hand (Gateway API routes and their backends).
+        let out = m.kubectl(c, &["delete", "httproutes,services", "-l", common::TEST_LABEL, "--wait=false"]);
         assert!(out.status.success(), "{}", common::text(&out));
     }
     Some(m)

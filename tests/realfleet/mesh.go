@@ -103,7 +103,9 @@ func startMesh(ctx context.Context, clusters []*cluster) error {
 				"--domain", "cluster.local", "--keepaliveMaxServerConnectionAge", "30m"},
 			env: []string{"POD_NAMESPACE=istio-system", "POD_NAME=istiod-" + c.name, "REVISION=default",
 				"CLUSTER_ID=" + c.name, "ENABLE_CA_SERVER=false", "PILOT_ENABLE_ANALYSIS=false",
-				"INJECT_ENABLED=false", "PILOT_ENABLE_GATEWAY_API=false", "ISTIOD_CUSTOM_HOST=istiod." + c.name,
+				"INJECT_ENABLED=false", "ISTIOD_CUSTOM_HOST=istiod." + c.name,
+				// Gateway API's mesh routes (HTTPRoute on a Service) become its routes; it deploys no gateways.
+				"PILOT_ENABLE_GATEWAY_API=true", "PILOT_ENABLE_GATEWAY_API_DEPLOYMENT_CONTROLLER=false",
 				"PILOT_REMOTE_CLUSTER_TIMEOUT=30s", "PILOT_DEBOUNCE_AFTER=50ms", "PILOT_DEBOUNCE_MAX=1s",
 				"VALIDATION_WEBHOOK_CONFIG_NAME=", "INJECTION_WEBHOOK_CONFIG_NAME=", "PILOT_ENABLE_CONFIG_DISTRIBUTION_TRACKING=false"},
 			ready: m.istiodHTTP + "/ready",
