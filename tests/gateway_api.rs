@@ -77,8 +77,38 @@ fn the_talks_canary_on_an_ambient_fleet_is_an_httproute_over_per_version_service
     assert_eq!(c2.len(), 1, "cluster2 needs only v3's global Service: {c2:#?}");
     assert_eq!(named(c2, "Service", "reviews-v3"), named(c1, "Service", "reviews-v3"), "one global Service, the same in each cluster");
     assert!(!out.clusters.contains_key("cluster3"));
+    assert_eq!(out.routing["reviews-canary"], "gateway-api (auto: ambient in cluster1)", "the choice is always said");
     // Pure: the same plan and inventory, the same bytes.
     assert_eq!(render(CANARY, &inv).expect("renders").to_yaml(), out.to_yaml());
+}
+
+const CALLERS: &str = "apiVersion: meshdeck.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: reviews-callers}
+spec:
+  service: reviews.default
+  allowFrom:
+    - {cluster: cluster1, namespace: default, serviceAccount: bookinfo-productpage}
+";
+
+#[test]
+fn an_access_policy_behind_a_waypoint_is_the_waypoints_and_on_pods_otherwise() {
+    let mut inv = ambient_fleet(Some("waypoint"));
+    // cluster3 keeps sidecars: its policy stays on the pods.
+    for row in &mut inv.services {
+        if let Some(p) = std::sync::Arc::make_mut(row).clusters.get_mut("cluster3") {
+            p.dataplane_mode = Some("sidecar".into());
+        }
+    }
+    let out = render(CALLERS, &inv).expect("renders");
+    let ap = |c: &str| named(&out.clusters[c], "AuthorizationPolicy", "reviews-callers")["spec"].clone();
+    assert_eq!(ap("cluster1")["targetRefs"], serde_json::json!([{"group": "", "kind": "Service", "name": "reviews"}]));
+    assert!(ap("cluster1").get("selector").is_none(), "a waypoint's policy selects no pods: {}", ap("cluster1"));
+    assert_eq!(
+        ap("cluster1")["rules"][0]["from"][0]["source"]["principals"],
+        serde_json::json!(["cluster.local/ns/default/sa/bookinfo-productpage"])
+    );
+    assert_eq!(ap("cluster3")["selector"], serde_json::json!({"matchLabels": {"app": "reviews"}}));
 }
 
 #[test]
@@ -89,6 +119,8 @@ fn an_explicit_choice_overrides_the_fleets_mode_both_ways() {
     let sidecars = fixture("inventory-shared.json");
     let auto = render(CANARY, &sidecars).expect("renders");
     assert!(auto.iter().all(|(_, o)| o["kind"] != "HTTPRoute"), "a sidecar fleet defaults to Istio's kinds");
+    assert_eq!(auto.routing["reviews-canary"], "istio (auto: not ambient in cluster1)");
+    assert_eq!(istio.routing["reviews-canary"], "istio (the plan's choice)");
 }
 
 #[test]
@@ -164,7 +196,7 @@ spec:
   outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}
 ";
     let plan = dir.join("plan.yaml");
-    std::fs::write(&plan, format!("{CANARY}---\n{failover}")).expect("plan");
+    std::fs::write(&plan, format!("{CANARY}---\n{failover}---\n{CALLERS}")).expect("plan");
     let out = dir.join("out");
     let run = Command::new(env!("CARGO_BIN_EXE_meshdeck"))
         .args(["render", "-f"])
@@ -197,7 +229,7 @@ async fn the_rendered_objects_pass_each_clusters_api_server() {
     let fleet = common::TestFleet::start().await;
     let dir = tempfile::tempdir().expect("tmp");
     let clusters = render_files(dir.path());
-    assert_eq!(clusters.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["cluster1", "cluster2"]);
+    assert_eq!(clusters.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["cluster1", "cluster2", "cluster3"]);
     for (name, path) in &clusters {
         let dry = Command::new("kubectl")
             .arg("--kubeconfig")

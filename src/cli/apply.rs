@@ -110,6 +110,9 @@ async fn prepare_plan(global: &GlobalArgs, args: &DiffArgs) -> Result<Planned, C
     let persona = persona(&clusters, args.as_persona.as_deref())?;
     let rendered = render_plan(&plan, &inv)?;
     // What Istio will make of it that the plan does not say: said before the diff.
+    for (route, line) in &rendered.routing {
+        eprintln!("routing: {route}: {line}");
+    }
     for n in &rendered.notes {
         eprintln!("note: {n}");
     }

@@ -178,6 +178,9 @@ pub async fn run(global: &GlobalArgs, args: RenderArgs) -> Result<(), CliError> 
     if !plan.unseen.is_empty() {
         eprintln!("warning: {}; rendered from what was last seen of it", plan.unseen_line());
     }
+    for (route, line) in &out.routing {
+        eprintln!("routing: {route}: {line}");
+    }
     for n in &out.notes {
         eprintln!("note: {n}");
     }

@@ -1,4 +1,6 @@
-//! AccessPolicy → AuthorizationPolicy in every cluster where the service runs.
+//! AccessPolicy → AuthorizationPolicy in every cluster where the service runs: on
+//! its pods (`selector`), or where it is ambient behind a waypoint, on the waypoint
+//! for its Service (`targetRefs`).
 //! Principals carry each caller cluster's own trust domain
 //! (`<trust-domain>/ns/<namespace>/sa/<service-account>`); federation's SNI
 //! passthrough keeps the caller's identity across the east-west gateway.
@@ -104,21 +106,20 @@ pub fn render_policy(policy: &AccessPolicy, inv: &FleetSnapshot, out: &mut Rende
         ));
     }
     for (cluster, presence) in &row.clusters {
-        let selector = if presence.selector.is_empty() {
-            [("app".to_string(), policy.service.name.clone())].into()
+        let rules = json!([{"from": [{"source": {"principals": principals}}]}]);
+        // Behind a waypoint (ambient) the pods see the waypoint's identity, not the
+        // caller's: the policy is the waypoint's, bound to the Service it serves.
+        let spec = if presence.dataplane_mode.as_deref() == Some("ambient") && presence.waypoint.is_some() {
+            json!({"targetRefs": [{"group": "", "kind": "Service", "name": policy.service.name}], "action": "ALLOW", "rules": rules})
         } else {
-            presence.selector.clone()
+            let selector = if presence.selector.is_empty() {
+                [("app".to_string(), policy.service.name.clone())].into()
+            } else {
+                presence.selector.clone()
+            };
+            json!({"selector": {"matchLabels": selector}, "action": "ALLOW", "rules": rules})
         };
-        out.add(
-            cluster,
-            object(
-                "AuthorizationPolicy",
-                &policy.service.namespace,
-                &policy.name,
-                &policy.name,
-                json!({"selector": {"matchLabels": selector}, "action": "ALLOW", "rules": [{"from": [{"source": {"principals": principals}}]}]}),
-            ),
-        );
+        out.add(cluster, object("AuthorizationPolicy", &policy.service.namespace, &policy.name, &policy.name, spec));
     }
     Ok(())
 }

@@ -37,6 +37,9 @@ pub struct RenderedObjects {
     pub clusters: BTreeMap<String, Vec<Value>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Per route, the API it is written in and why: always said beside the objects.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub routing: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -107,6 +110,7 @@ pub fn object(kind: &str, namespace: &str, name: &str, plan: &str, spec: Value) 
 pub fn render(plan: &Plan, inv: &FleetSnapshot) -> Result<RenderedObjects, RenderError> {
     let mut out = RenderedObjects::default();
     for route in &plan.routes {
+        out.routing.insert(route.name.clone(), routing_line(route, inv));
         if route.routing_in(inv) == crate::plan::Routing::GatewayApi {
             gateway_api::render_route(route, inv, &mut out)?;
         } else if route.uses_shared_discovery(inv) {
@@ -126,6 +130,26 @@ pub fn render(plan: &Plan, inv: &FleetSnapshot) -> Result<RenderedObjects, Rende
     }
     check::cross_references(&out, inv).map_err(RenderError::CrossReference)?;
     Ok(out)
+}
+
+/// `gateway-api (auto: reviews.default is ambient in every calling cluster)`.
+fn routing_line(route: &TrafficRoute, inv: &FleetSnapshot) -> String {
+    use crate::plan::Routing;
+    let chosen = route.routing_in(inv);
+    let ambient = |c: &String| {
+        inv.service(&route.service.key())
+            .and_then(|row| row.clusters.get(c))
+            .is_some_and(|p| p.dataplane_mode.as_deref() == Some("ambient"))
+    };
+    let why = match (route.routing, chosen) {
+        (Routing::Auto, Routing::GatewayApi) => format!("auto: ambient in {}", route.from_clusters.join(", ")),
+        (Routing::Auto, _) => match route.from_clusters.iter().find(|c| !ambient(c)) {
+            Some(c) => format!("auto: not ambient in {c}"),
+            None => "auto".to_string(),
+        },
+        _ => "the plan's choice".to_string(),
+    };
+    format!("{} ({why})", chosen.as_str())
 }
 
 fn sort_key(o: &Value) -> (u8, String, String) {

@@ -52,7 +52,7 @@ pub(super) async fn bench_apply(size: &FleetSize, latency: Option<&str>) -> Resu
         // Only cluster2's part: the round trips a far cluster costs.
         let far = crate::render::RenderedObjects {
             clusters: rendered.clusters.iter().filter(|(c, _)| *c == "cluster2").map(|(c, o)| (c.clone(), o.clone())).collect(),
-            notes: Vec::new(),
+            ..Default::default()
         };
         let started = Instant::now();
         let desired = desired_for_plan(&clusters, &plan, &far, &Default::default()).await.map_err(|e| CliError::failed(e.to_string()))?;

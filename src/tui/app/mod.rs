@@ -432,7 +432,12 @@ impl AppState {
         match crate::render::render(plan, &self.snapshot) {
             Ok(out) => {
                 // What Istio will make of it that the plan does not say, above the objects.
-                let notes: String = out.notes.iter().map(|n| format!("# note: {n}\n")).collect();
+                let notes: String = out
+                    .routing
+                    .iter()
+                    .map(|(r, line)| format!("# routing: {r}: {line}\n"))
+                    .chain(out.notes.iter().map(|n| format!("# note: {n}\n")))
+                    .collect();
                 for (cluster, objs) in &out.clusters {
                     let text: String =
                         std::iter::once(notes.clone()).chain(objs.iter().map(|o| format!("---\n{}", crate::yaml::to_yaml(o)))).collect();
