@@ -114,6 +114,19 @@ both_sizes!(service_routed, |a| {
     press(a, "down down down enter");
 });
 both_sizes!(service_detail, |a| press(a, "down down down enter"));
+both_sizes!(service_ambient, |a| {
+    // reviews ambient behind a waypoint in cluster1 and cluster2 (global in cluster2), sidecars in cluster3.
+    let mut snap = (*a.snapshot).clone();
+    let reviews = snap.services.iter_mut().find(|s| s.name == "reviews").expect("reviews");
+    for (cluster, p) in std::sync::Arc::make_mut(reviews).clusters.iter_mut() {
+        let ambient = cluster != "cluster3";
+        p.dataplane_mode = Some(if ambient { "ambient" } else { "sidecar" }.into());
+        p.waypoint = ambient.then(|| "waypoint".into());
+        p.global = cluster == "cluster2";
+    }
+    update(a, Msg::Fleet(std::sync::Arc::new(snap)));
+    press(a, "down down down enter");
+});
 both_sizes!(composer_split, canary);
 both_sizes!(composer_failover, |a| press(a, "down down down f down J"));
 both_sizes!(editor_plan, |a| {

@@ -11,7 +11,7 @@ use crate::tui::app::AppState;
 use crate::tui::theme::Theme;
 
 /// Every column: header and width.
-const COLUMNS: [(&str, Constraint); 15] = [
+const COLUMNS: [(&str, Constraint); 16] = [
     ("NAME", Constraint::Length(12)),
     ("CONTEXT", Constraint::Length(20)),
     ("ALIASES", Constraint::Length(20)),
@@ -20,6 +20,7 @@ const COLUMNS: [(&str, Constraint); 15] = [
     ("LATENCY", Constraint::Length(7)),
     ("SEEN", Constraint::Length(6)),
     ("ISTIO", Constraint::Length(7)),
+    ("GW-API", Constraint::Length(6)),
     ("TRUST-DOMAIN", Constraint::Length(15)),
     ("CLUSTER-ID", Constraint::Length(10)),
     ("ROOT", Constraint::Length(11)),
@@ -33,11 +34,11 @@ const COLUMNS: [(&str, Constraint); 15] = [
 const WIDE: u16 = 190;
 const MEDIUM: u16 = 110;
 
-/// All but K8S, LATENCY and CLUSTER-ID.
-const MEDIUM_COLUMNS: [usize; 12] = [0, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14];
+/// All but K8S, LATENCY, GW-API and CLUSTER-ID.
+const MEDIUM_COLUMNS: [usize; 12] = [0, 1, 2, 3, 6, 7, 9, 11, 12, 13, 14, 15];
 
 /// NAME, CONTEXT, STATE, ROOT, CA, EXPIRES, ERROR: about 80 columns.
-const NARROW_COLUMNS: [usize; 7] = [0, 1, 3, 10, 11, 12, 14];
+const NARROW_COLUMNS: [usize; 7] = [0, 1, 3, 11, 12, 13, 15];
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let available = state.available.iter().map(|ctx| {
@@ -47,7 +48,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             Cell::from(""),
             Cell::from(Span::styled("available", theme.style("dim"))),
         ];
-        cells.extend((0..10).map(|_| Cell::from("")));
+        cells.extend((0..11).map(|_| Cell::from("")));
         cells.push(Cell::from(Span::styled("not registered: space adds it", theme.style("dim"))));
         cells
     });
@@ -75,6 +76,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 Cell::from(c.latency_ms.map(|l| format!("{l}ms")).unwrap_or_else(|| "-".into())),
                 Cell::from(ago(state, c)),
                 Cell::from(d(&c.mesh.istio_version)),
+                // Gateway API's HTTPRoute served: routes can be written in it there.
+                Cell::from(if c.mesh.gateway_api { "yes" } else { "-" }),
                 Cell::from(d(&c.mesh.trust_domain)),
                 Cell::from(d(&c.mesh.cluster_id)),
                 root_cell(state, theme, c),

@@ -29,9 +29,18 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             continue;
         };
         let ports = p.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        // How it joins the mesh there: `ambient via waypoint global`.
+        // (Said only where the namespace says it: pods may be injected one by one.)
+        let mut mode = p.dataplane_mode.as_ref().map(|m| format!(" {m}")).unwrap_or_default();
+        if let Some(w) = &p.waypoint {
+            mode.push_str(&format!(" via {w}"));
+        }
+        if p.global {
+            mode.push_str(" global");
+        }
         lines.push(Line::from(vec![
             Span::styled(format!("  {:<10}", c.name), super::cluster_style(state, theme, &c.name)),
-            Span::styled(format!(" ports {ports}  accounts {}", p.service_accounts.join(",")), theme.style("dim")),
+            Span::styled(format!("{mode} ports {ports}  accounts {}", p.service_accounts.join(",")), theme.style("dim")),
         ]));
         for (v, n) in &p.versions {
             let style = if n.ready == n.total { theme.style("health") } else { theme.style("health.degraded") };
