@@ -138,7 +138,9 @@ async fn sim_only_the_stand_in_prometheus_follows_the_route_in_force_and_a_dark_
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert_eq!(v["routes"][0]["source"], format!("{}", fleet.prometheus_url("cluster1")), "{v}");
-    assert!(v["routes"][0]["requests"].as_u64().is_some_and(|n| n >= 100), "{v}");
+    // At least half of what the stand-in sends in the 3 s window (scrapes lag on a busy machine).
+    let least = meshdeck_sim::metrics::RATE * 3.0 / 2.0;
+    assert!(v["routes"][0]["requests"].as_u64().is_some_and(|n| n as f64 >= least), "{v}");
     // A minute's window also holds the default route's 50/50 before the apply:
     // the count starts when the canary was written, so its split shows, no drift.
     let out = cli.run(&["traffic", "reviews", "--from", "cluster1", "--window", "60s", "-o", "json"]).await;

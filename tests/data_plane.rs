@@ -312,14 +312,36 @@ spec:
         "apiVersion: v1\nkind: Service\nmetadata: {{name: reviews-only-there, namespace: default, labels: {{{label}: x}}}}\nspec:\n  selector: {{app: reviews, version: v3}}\n  ports: [{{name: http, port: 9080, targetPort: 9080}}]\n"
     );
     let by_hand = format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: by-hand, namespace: default, labels: {{{label}: x}}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: reviews, port: 9080}}]\n  rules: [{{backendRefs: [{{name: reviews-only-there, port: 9080}}]}}]\n"
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: by-hand, namespace: default, labels: {{{label}: x}}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: reviews, port: 9080}}]\n  rules: [{{backendRefs: [{{name: reviews-only-there, port: 9080, weight: 50}}, {{name: reviews, port: 9080, weight: 50}}]}}]\n"
     );
     for (cluster, text) in [("cluster2", &only_there), ("cluster1", &by_hand)] {
         let file = m.plan(&format!("by-hand-{cluster}"), text);
         let out = m.kubectl(cluster, &["apply", "-f", file.to_str().expect("utf8")]);
         assert!(out.status.success(), "{}", common::text(&out));
     }
-    until(&m, "cluster1", Duration::from_secs(15), only_v3).expect("the hand-written route in force");
+    // Half to what only cluster2 declares (v3 there), half to reviews everywhere.
+    until(&m, "cluster1", Duration::from_secs(15), |s| s.share("reviews-v3@cluster2") > 0.5).expect("the hand-written route in force");
+    // What meshdeck says the route does, as Istio would read it, against where real requests land:
+    // each destination's weight shared by its ready pods.
+    let out = m.meshdeck(&["routes", "reviews", "--from", "cluster1", "-o", "json"]);
+    let routes: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+    let route = &routes["routes"][0];
+    assert_eq!(route["virtualService"], "HTTPRoute default/by-hand", "{route:#}");
+    let mut predicted: std::collections::BTreeMap<String, f64> = Default::default();
+    for d in route["rules"][0]["destinations"].as_array().expect("destinations") {
+        let targets = d["targets"].as_array().expect("targets");
+        let ready: f64 = targets.iter().map(|t| t["ready"].as_f64().unwrap_or(0.0)).sum();
+        for t in targets {
+            let at = format!("reviews-{}@{}", t["version"].as_str().unwrap_or("?"), t["cluster"].as_str().unwrap_or("?"));
+            *predicted.entry(at).or_default() += d["weight"].as_f64().unwrap_or(0.0) / 100.0 * t["ready"].as_f64().unwrap_or(0.0) / ready;
+        }
+    }
+    let sent = m.send("cluster1", 7000);
+    assert_eq!(sent.ok, 7000, "{}", sent.raw);
+    assert_eq!(predicted.keys().collect::<Vec<_>>(), sent.reached.keys().collect::<Vec<_>>(), "{predicted:?} {}", sent.raw);
+    for (at, p) in &predicted {
+        assert!(within_binomial(sent.reached[at], 7000, *p), "{at}: {} of 7000, meshdeck says {p:.3}: {}", sent.reached[at], sent.raw);
+    }
     let mut status = Vec::new();
     for _ in 0..100 {
         status = conditions("by-hand");

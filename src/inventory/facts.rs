@@ -425,6 +425,7 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         } else {
             Vec::new()
         },
+        read_from: None,
         spec: o.data.get("spec").map(|s| s.to_string()).unwrap_or_default().into(),
         created: o.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()),
         written: o.metadata.managed_fields.iter().flatten().filter_map(|m| m.time.as_ref().map(|t| t.0.as_second())).max().or(o

@@ -319,6 +319,10 @@ pub struct IstioObject {
     /// An HTTPRoute's backends its status says are not found (`BackendNotFound`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unresolved: Vec<String>,
+    /// The kind this route was read from when it is not a VirtualService: Istio makes a
+    /// VirtualService of each HTTPRoute on a Service, and effective routes read it so.
+    #[serde(skip)]
+    pub read_from: Option<String>,
     /// The object's `spec` as JSON text, for effective routes (`inventory::routes`):
     /// weights, matches, endpoints and policies. Not in the inventory's output.
     #[serde(skip)]

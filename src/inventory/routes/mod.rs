@@ -11,6 +11,7 @@
 //! pods by version).
 
 mod failover;
+mod mesh_routes;
 mod resolve;
 mod security;
 
@@ -181,7 +182,10 @@ fn spec(o: &IstioObject) -> Value {
 }
 
 fn object_name(o: &IstioObject) -> String {
-    format!("{}/{}", o.namespace, o.name)
+    match &o.read_from {
+        Some(kind) => format!("{kind} {}/{}", o.namespace, o.name),
+        None => format!("{}/{}", o.namespace, o.name),
+    }
 }
 
 /// Objects of one kind in one cluster, oldest first (Istio's order when several conflict).
@@ -221,6 +225,7 @@ fn version_label(c: &ClusterView) -> &str {
 /// each calling cluster (or the one named) with Istio, where calls to it resolve to
 /// something or a VirtualService names it.
 pub fn effective_routes(snap: &FleetSnapshot, service: Option<&str>, from: Option<&str>) -> Vec<EffectiveRoute> {
+    let snap = &*mesh_routes::with_mesh_routes(snap);
     let callers: Vec<&ClusterView> = snap
         .clusters
         .iter()
@@ -250,6 +255,7 @@ pub fn effective_routes(snap: &FleetSnapshot, service: Option<&str>, from: Optio
 /// report beside the fleet warnings (which already name conflicting owners and
 /// subsets, so those are left out here).
 pub fn route_problems(snap: &FleetSnapshot) -> Vec<(String, Problem)> {
+    let snap = &*mesh_routes::with_mesh_routes(snap);
     let mut out = Vec::new();
     for (svc, caller) in routed_pairs(snap) {
         let (Some(row), Some(c)) = (snap.service(&svc), snap.cluster(&caller)) else { continue };
@@ -269,6 +275,7 @@ pub fn route_problems(snap: &FleetSnapshot) -> Vec<(String, Problem)> {
 /// (`75/15/10 → cluster2`; with the calling cluster when several route it), or the
 /// count of problems across its routes.
 pub fn route_cells(snap: &FleetSnapshot) -> BTreeMap<String, String> {
+    let snap = &*mesh_routes::with_mesh_routes(snap);
     let mut by_service: BTreeMap<String, Vec<EffectiveRoute>> = BTreeMap::new();
     for (svc, caller) in routed_pairs(snap) {
         let (Some(row), Some(c)) = (snap.service(&svc), snap.cluster(&caller)) else { continue };
