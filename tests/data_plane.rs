@@ -299,6 +299,20 @@ spec:
         "the backend is declared in cluster1 too: {status:?}"
     );
 
+    // Imported back, the route is the plan in the API it is written in.
+    let out = m.meshdeck(&["import", "reviews", "--from", "cluster1"]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let imported = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in ["name: reviews-gamma", "routing: gateway-api", "cluster: cluster2", "version: v3", "weight: 100"] {
+        assert!(imported.contains(line), "{line}: {imported}");
+    }
+    let out = m.meshdeck(&["apply", "-f", m.plan("imported", &imported).to_str().expect("utf8"), "--dry-run"]);
+    let said = common::text(&out);
+    assert!(
+        said.contains("HTTPRoute/default/reviews-gamma unchanged") && !said.contains(" create") && !said.contains(" update"),
+        "the imported plan renders what is there: {said}"
+    );
+
     let out = m.meshdeck(&["history", "-o", "json"]);
     let records: Value = serde_json::from_slice(&out.stdout).expect("history");
     let id = records[0]["id"].as_str().expect("id").to_string();

@@ -72,7 +72,8 @@ pub fn import(route: &EffectiveRoute, name: &str) -> Result<TrafficRoute, Vec<St
         timeout: main.timeout.clone(),
         matches,
         topology: TopologyChoice::Auto,
-        routing: Default::default(),
+        // Taken over in the API it is written in.
+        routing: if vs.starts_with("HTTPRoute ") { Routing::GatewayApi } else { Routing::Auto },
         port: None,
         trust_accepted_by: vec![],
         canary: None,
@@ -130,7 +131,11 @@ fn string_match(v: &Value) -> Option<StringMatch> {
 fn split(vs: &str, destinations: &[RouteDestination], why: &mut Vec<String>) -> RouteAction {
     let mut out: Vec<super::types::Destination> = Vec::new();
     for d in destinations {
-        match d.targets.as_slice() {
+        // A cluster where the host's Service selects no pods gives Istio no endpoints
+        // (a per-version Service declared in the caller for Gateway API, say).
+        let with_pods: Vec<crate::inventory::routes::Target> = d.targets.iter().filter(|t| t.pods > 0).cloned().collect();
+        let targets = if with_pods.is_empty() { d.targets.clone() } else { with_pods };
+        match targets.as_slice() {
             [t] if t.cluster != "-" && t.version.is_some() => {
                 let version = t.version.clone().unwrap_or_default();
                 if out.iter().any(|o| o.cluster == t.cluster && o.version == version) {
