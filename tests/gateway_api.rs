@@ -148,6 +148,14 @@ fn what_gateway_api_cannot_say_is_refused_with_what_would_work() {
     let no_waypoint = ambient_fleet(None);
     let err = render(CANARY, &no_waypoint).expect_err("refused");
     assert!(err.contains("ambient mode in cluster1 without a waypoint") && err.contains("istio.io/use-waypoint"), "{err}");
+    let mut absent = ambient_fleet(Some("waypoint"));
+    for row in &mut absent.services {
+        for p in std::sync::Arc::make_mut(row).clusters.values_mut() {
+            p.waypoint_deployed = Some(false);
+        }
+    }
+    let err = render(CANARY, &absent).expect_err("refused");
+    assert!(err.contains("uses waypoint waypoint, which is not deployed there: deploy it (istioctl waypoint apply -n default --name waypoint --for service)"), "{err}");
     let inv = ambient_fleet(Some("waypoint"));
     let prefix = format!("{CANARY}  match:\n    - headers: {{end-user: {{prefix: jas}}}}\n");
     let err = render(&prefix, &inv).expect_err("refused");
@@ -366,8 +374,49 @@ spec:
     );
     assert_eq!(waypoints["severity"], "error");
 
+    let missing = |findings: &Value| -> Vec<String> {
+        findings["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["code"] == "WAYPOINT_MISSING")
+            .map(|f| f["message"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(
+        missing(&findings),
+        [
+            "reviews.default in cluster1 uses waypoint waypoint, which is not deployed there (no Gateway default/waypoint of class istio-waypoint)",
+            "reviews.default in cluster2 uses waypoint waypoint-b, which is not deployed there (no Gateway default/waypoint-b of class istio-waypoint)"
+        ]
+    );
+    // cluster1's waypoint deployed: only cluster2's is missing.
+    let waypoint = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: waypoint, namespace: default, labels: {{{}: x, istio.io/waypoint-for: service}}}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]
+",
+        common::TEST_LABEL
+    );
+    kubectl(&fleet, "cluster1", &["apply", "-f", "-"], Some(&waypoint));
+    let out = cli.run(&["analyze", "-o", "json"]).await;
+    let findings: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        missing(&findings),
+        [
+            "reviews.default in cluster2 uses waypoint waypoint-b, which is not deployed there (no Gateway default/waypoint-b of class istio-waypoint)"
+        ]
+    );
+
     let out = cli.run(&["inventory", "-o", "json"]).await;
     let inv: Value = serde_json::from_slice(&out.stdout).expect("inventory json");
+    assert_eq!(
+        inv["services"].as_array().expect("services").iter().find(|s| s["name"] == "reviews").expect("reviews")["clusters"]["cluster1"]["waypointDeployed"],
+        true
+    );
     let reviews = inv["services"].as_array().expect("services").iter().find(|s| s["name"] == "reviews").expect("reviews").clone();
     assert_eq!(reviews["clusters"]["cluster1"]["dataplaneMode"], "ambient");
     assert_eq!(reviews["clusters"]["cluster1"]["waypoint"], "waypoint");

@@ -98,6 +98,9 @@ struct ClusterModel {
     istiod: Mirror<IstiodFacts>,
     network: Mirror<super::facts::NamespaceFacts>,
     remote_secrets: Mirror<Option<String>>,
+    /// Gateway API Gateways: whether each is a waypoint. `waypoints_absent`: Gateway API not served.
+    waypoints: Mirror<bool>,
+    waypoints_absent: bool,
     istio: HashMap<&'static str, Mirror<IstioObject>>,
     /// Errors of the watches that make a cluster's state (pods, services), per scope.
     errors: BTreeMap<(WatchKind, Option<String>), ClusterError>,
@@ -119,6 +122,8 @@ impl ClusterModel {
             istiod: Mirror::default(),
             network: Mirror::default(),
             remote_secrets: Mirror::default(),
+            waypoints: Mirror::default(),
+            waypoints_absent: false,
             istio: HashMap::new(),
             errors: BTreeMap::new(),
             fact_errors: BTreeMap::new(),
@@ -140,6 +145,15 @@ impl ClusterModel {
         p.dataplane_mode = ns.and_then(|n| n.dataplane_mode.clone());
         p.waypoint = svc.use_waypoint.clone().or_else(|| ns.and_then(|n| n.use_waypoint.clone()));
         p.global = svc.global;
+        // The waypoint it names is deployed in its namespace (None: not known).
+        p.waypoint_deployed = p
+            .waypoint
+            .as_ref()
+            .filter(|_| !self.waypoints_absent && self.waypoints.synced())
+            .map(|w| self.waypoints.live.get(&(key.0.clone(), w.clone())).copied().unwrap_or(false));
+        if self.waypoints_absent && p.waypoint.is_some() {
+            p.waypoint_deployed = Some(false);
+        }
         let mut accounts = BTreeSet::new();
         for (_, pod) in self.pods.in_namespace(&key.0) {
             if !svc.selects(&pod.labels) {
@@ -199,6 +213,7 @@ impl ClusterModel {
             && done(self.istiod.synced(), WatchKind::Istiod)
             && done(self.network.synced(), WatchKind::Network)
             && done(self.remote_secrets.synced(), WatchKind::RemoteSecrets)
+            && (self.waypoints_absent || done(self.waypoints.synced(), WatchKind::Waypoints))
             && crate::inventory::watch::watched_kinds().all(|(_, kind, _)| {
                 self.istio_absent.contains(kind) || done(self.istio.get(kind).is_some_and(|m| m.synced()), WatchKind::Istio(kind))
             })
@@ -229,6 +244,7 @@ fn fact_name(k: WatchKind) -> String {
         WatchKind::Istiod => "istiod (istio-system Deployments)".into(),
         WatchKind::Network => "namespaces (network, mesh mode)".into(),
         WatchKind::RemoteSecrets => "remote secrets (istio-system Secrets)".into(),
+        WatchKind::Waypoints => "waypoints (Gateway API Gateways)".into(),
         WatchKind::Istio(kind) => format!("{kind} objects"),
         WatchKind::Pods | WatchKind::Services => format!("{k:?}"),
     }
@@ -354,6 +370,16 @@ impl FleetInventory {
             Change::RemoteSecrets(d) => {
                 cm.remote_secrets.apply(d, &ev.scope);
             }
+            Change::Waypoints(d) => {
+                if matches!(d, Delta::Init) {
+                    cm.waypoints_absent = false;
+                }
+                // A service's waypoint may have come or gone: every presence says whether it is there.
+                if !matches!(cm.waypoints.apply(d, &ev.scope), Touched::Nothing) {
+                    let keys = cm.services.live.keys().cloned().collect();
+                    self.refresh(ev.cluster, keys, false);
+                }
+            }
             Change::Istio(kind, d) => {
                 let d = match d {
                     Delta::Upsert { init, key, mut value } => {
@@ -368,6 +394,10 @@ impl FleetInventory {
                 cm.istio.entry(kind).or_default().apply(d, &ev.scope);
             }
             Change::IstioAbsent => {
+                if ev.kind == Some(WatchKind::Waypoints) {
+                    cm.waypoints_absent = true;
+                    cm.waypoints = Mirror::default();
+                }
                 if let Some(WatchKind::Istio(kind)) = ev.kind {
                     cm.istio_absent.insert(kind);
                     // Objects of a kind no longer served are gone with it.

@@ -1,5 +1,6 @@
 //! Fleet checks of Gateway API routes and ambient mode (issue #34): one service
-//! routed in both APIs, a global service whose waypoint differs across clusters,
+//! routed in both APIs, a waypoint named and not deployed, a global service whose
+//! waypoint differs across clusters,
 //! ambient in a topology ambient multicluster does not support, and an HTTPRoute
 //! status that is wrong only because it judges one cluster.
 
@@ -72,6 +73,21 @@ fn waypoints(snap: &FleetSnapshot) -> Vec<FleetWarning> {
     for row in &snap.services {
         let ambient: Vec<(&String, &super::model::ServicePresence)> =
             row.clusters.iter().filter(|(_, p)| p.dataplane_mode.as_deref() == Some("ambient")).collect();
+        for (cluster, p) in &ambient {
+            if let (Some(w), Some(false)) = (&p.waypoint, p.waypoint_deployed) {
+                out.push(warning(
+                    "WAYPOINT_MISSING",
+                    row.key(),
+                    format!(
+                        "{} in {cluster} uses waypoint {w}, which is not deployed there (no Gateway {}/{w} of class {})",
+                        row.key(),
+                        row.namespace,
+                        super::watch::WAYPOINT_CLASS
+                    ),
+                    vec![cluster.to_string()],
+                ));
+            }
+        }
         if ambient.is_empty() || !row.clusters.values().any(|p| p.global) {
             continue;
         }

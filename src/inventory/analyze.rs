@@ -210,6 +210,12 @@ pub const CATALOGUE: &[Check] = &[
         fix: "route the service in one API: remove one of them, or render the plan with `routing: istio` or `routing: gateway-api`",
     },
     Check {
+        code: "WAYPOINT_MISSING",
+        severity: Severity::Error,
+        istio_code: None,
+        fix: "deploy the waypoint in that namespace (istioctl waypoint apply -n NAMESPACE --name WAYPOINT --for service), or label the service with one that is",
+    },
+    Check {
         code: "WAYPOINT_MISMATCH",
         severity: Severity::Error,
         istio_code: None,

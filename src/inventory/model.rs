@@ -243,6 +243,10 @@ pub struct ServicePresence {
     /// Labelled `istio.io/global=true`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub global: bool,
+    /// Whether the waypoint it names is a Gateway of class `istio-waypoint` in its
+    /// namespace there (none: no waypoint named, or not known yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waypoint_deployed: Option<bool>,
 }
 
 /// One port of a Service, with what Istio needs to route it.

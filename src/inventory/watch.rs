@@ -47,6 +47,8 @@ pub enum WatchKind {
     Istiod,
     Network,
     RemoteSecrets,
+    /// Gateway API Gateways of class `istio-waypoint`.
+    Waypoints,
     Istio(&'static str),
 }
 
@@ -58,6 +60,8 @@ pub enum Change {
     Istiod(Delta<IstiodFacts>),
     Network(Delta<NamespaceFacts>),
     RemoteSecrets(Delta<Option<String>>),
+    /// A Gateway API Gateway: whether it is a waypoint (class `istio-waypoint`).
+    Waypoints(Delta<bool>),
     Istio(&'static str, Delta<IstioObject>),
     /// The Istio CRDs are not served (404 on the kind).
     IstioAbsent,
@@ -86,6 +90,7 @@ impl Change {
                 | Change::Istiod(Delta::Init)
                 | Change::Network(Delta::Init)
                 | Change::RemoteSecrets(Delta::Init)
+                | Change::Waypoints(Delta::Init)
                 | Change::Istio(_, Delta::Init)
         )
     }
@@ -113,6 +118,10 @@ pub const ISTIO_KINDS: &[(&str, &str, &str)] = &[
 /// Gateway API's mesh route kind, watched beside Istio's: an HTTPRoute whose parent
 /// is a Service routes that Service as a VirtualService would (`render::gateway_api`).
 pub const GATEWAY_API_WATCHED: &[(&str, &str, &str)] = &[("gateway.networking.k8s.io", "HTTPRoute", "httproutes")];
+
+/// Istio's class of waypoint Gateways, and their API group.
+pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+const WAYPOINT_GROUP: &str = "gateway.networking.k8s.io";
 
 /// Every routing kind the inventory watches: Istio's, then Gateway API's.
 pub fn watched_kinds() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
@@ -464,6 +473,20 @@ pub fn spawn_cluster(
         |m: &PartialObjectMeta<Secret>| m.metadata.annotations.as_ref().and_then(|a| a.get("networking.istio.io/cluster").cloned()),
         Change::RemoteSecrets,
         false,
+    )));
+    // Waypoints (ambient mode's L7 proxies) are Gateway API Gateways of their own class.
+    let gateways = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(WAYPOINT_GROUP, "v1", "Gateway"), "gateways");
+    let gateways_api = Api::<DynamicObject>::all_with(client.clone(), &gateways);
+    tasks.push(tokio::spawn(pump(
+        move || watcher(gateways_api.clone(), watcher::Config::default()).boxed(),
+        cluster,
+        name.clone(),
+        WatchKind::Waypoints,
+        None,
+        tx.clone(),
+        |g: &DynamicObject| g.data.pointer("/spec/gatewayClassName").and_then(|c| c.as_str()) == Some(WAYPOINT_CLASS),
+        Change::Waypoints,
+        true,
     )));
     for &(group, kind, plural) in watched_kinds() {
         // Each (re)start asks which version the cluster serves: an older Istio serves

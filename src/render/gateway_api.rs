@@ -44,6 +44,15 @@ pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut Rendere
                 crate::inventory::facts::USE_WAYPOINT_LABEL
             )));
         }
+        if let Some(p) = row.clusters.get(caller).filter(|p| ambient(route, inv, caller) && p.waypoint_deployed == Some(false)) {
+            return Err(fail(format!(
+                "{} in {caller} uses waypoint {}, which is not deployed there: deploy it (istioctl waypoint apply -n {} --name {} --for service)",
+                route.service.key(),
+                p.waypoint.as_deref().unwrap_or(""),
+                route.service.namespace,
+                p.waypoint.as_deref().unwrap_or("")
+            )));
+        }
         let facts = routed_service(route, inv, caller)?;
         let port = one_port(&facts).map_err(&fail)?;
         for (cluster, version) in pinned(route) {

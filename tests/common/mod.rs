@@ -176,6 +176,7 @@ impl TestFleet {
                 ("", "v1", "Secret", "secrets"),
                 ("", "v1", "Pod", "pods"),
                 ("", "v1", "Service", "services"),
+                ("gateway.networking.k8s.io", "v1", "Gateway", "gateways"),
                 ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings"),
                 ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies"),
             ] {
