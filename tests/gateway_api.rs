@@ -429,3 +429,120 @@ spec:
     let hand = objects.iter().find(|o| o["kind"] == "HTTPRoute" && o["name"] == "hand-written").expect("the HTTPRoute is in the inventory");
     assert_eq!(hand["hosts"], serde_json::json!(["reviews.default.svc.cluster.local"]));
 }
+
+/// What runs where in the seeded world (reviews): cluster2 has v3 too.
+const RUNNING: [(&str, &[&str]); 3] = [("cluster1", &["v1", "v2"]), ("cluster2", &["v1", "v2", "v3"]), ("cluster3", &["v1", "v2"])];
+
+/// A deterministic draw (a fixed seed, so a failure names a plan that can be run again).
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+/// Plan `round`: a split over 1–3 drawn destinations with drawn weights from a drawn
+/// caller, every fourth a failover, sometimes matched (an exact header, a path
+/// prefix) and with a timeout, all on the Gateway API path.
+fn random_plan(draw: &mut Draw, round: usize) -> String {
+    let caller = ["cluster1", "cluster2", "cluster3"][draw.next(3)];
+    let mut text = format!(
+        "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {{name: prop}}\nspec:\n  service: reviews.default\n  routing: gateway-api\n  from: {{clusters: [{caller}]}}\n"
+    );
+    if round % 4 == 3 {
+        let other = ["cluster1", "cluster2", "cluster3"].into_iter().filter(|c| *c != caller).nth(draw.next(2)).unwrap_or("cluster2");
+        text.push_str(&format!("  failover:\n    - {{cluster: {caller}}}\n    - {{cluster: {other}}}\n"));
+        text.push_str("  outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}\n");
+        return text;
+    }
+    let mut all: Vec<(&str, &str)> = RUNNING.iter().flat_map(|(c, vs)| vs.iter().map(move |v| (*c, *v))).collect();
+    let count = 1 + draw.next(3);
+    let mut left = 100;
+    text.push_str("  split:\n");
+    for i in 0..count {
+        let (c, v) = all.remove(draw.next(all.len()));
+        let w = if i + 1 == count { left } else { draw.next(left + 1) };
+        left -= w;
+        text.push_str(&format!("    - {{cluster: {c}, version: {v}, weight: {w}}}\n"));
+    }
+    if draw.next(2) == 1 {
+        text.push_str("  timeout: 10s\n  match:\n    - headers: {end-user: {exact: jason}}\n    - pathPrefix: /reviews\n");
+    }
+    text
+}
+
+/// Random plans on the Gateway API path, for the ambient shared-discovery fleet and the
+/// federated one: each renders, or is refused with what would work; what renders is
+/// sent to each cluster's API server as a server-side dry run (the real test bed:
+/// Gateway API's and Istio's CRDs with their CEL rules) and, on the real pass,
+/// analysed by istioctl beside that cluster's world.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_gateway_api_plans_render_or_say_why_and_pass_the_api_server() {
+    if !common::tool_available("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let fleet = common::TestFleet::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let istioctl = fleet.is_real().then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/realfleet/istioctl"));
+    let world = dir.path().join("world");
+    if istioctl.is_some() {
+        let made = Command::new(env!("CARGO_BIN_EXE_meshdeck"))
+            .args(["world", "--clusters", "3", "--topology", "shared", "--out-dir"])
+            .arg(&world)
+            .output()
+            .expect("meshdeck runs");
+        assert!(made.status.success(), "{}", common::text(&made));
+    }
+    let ambient = ambient_fleet(Some("waypoint"));
+    let federation = fixture("inventory-federation.json");
+    let mut draw = Draw(0x5eed_0034);
+    let (mut rendered, mut refused) = (0, 0);
+    for round in 0..24 {
+        let plan = random_plan(&mut draw, round);
+        // A federated fleet: only what stays in the caller's cluster can be said.
+        for (topology, inv) in [("ambient shared discovery", &ambient), ("federation", &federation)] {
+            let out = match render(&plan, inv) {
+                Ok(out) => out,
+                Err(e) => {
+                    assert!(e.contains("use routing: istio"), "round {round}, {topology}: a refusal says what would work:\n{plan}\n{e}");
+                    refused += 1;
+                    continue;
+                }
+            };
+            rendered += 1;
+            for (cluster, objs) in &out.clusters {
+                let files = dir.path().join(format!("r{round}-{}-{cluster}", topology.len()));
+                std::fs::create_dir_all(&files).expect("dir");
+                for o in objs {
+                    std::fs::write(files.join(meshdeck::render::file_name(o)), meshdeck::yaml::to_yaml(o)).expect("file");
+                }
+                let dry = Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(fleet.kubeconfig_path())
+                    .args(["--context", cluster, "apply", "--server-side", "--dry-run=server", "--field-manager", "meshdeck-test", "-f"])
+                    .arg(&files)
+                    .output()
+                    .expect("kubectl runs");
+                assert!(
+                    dry.status.success(),
+                    "round {round}, {topology}, on {cluster} ({} fleet):\n{plan}\n{}",
+                    fleet.kind(),
+                    common::text(&dry)
+                );
+                if let Some(istioctl) = istioctl.as_ref().filter(|_| topology != "federation") {
+                    let mut paths: Vec<PathBuf> = std::fs::read_dir(&files).expect("files").flatten().map(|e| e.path()).collect();
+                    paths.sort();
+                    paths.push(world.join(format!("{cluster}.yaml")));
+                    let result = Command::new(istioctl).args(["analyze", "--use-kube=false"]).args(&paths).output().expect("istioctl runs");
+                    let text = common::text(&result);
+                    let findings: Vec<&str> = text.lines().filter(|l| l.starts_with("Error [") || l.starts_with("Warning [")).collect();
+                    assert!(findings.is_empty(), "round {round} on {cluster}:\n{plan}\n{text}");
+                }
+            }
+        }
+    }
+    eprintln!("gateway-api corpus: {rendered} rendered, {refused} refused with what would work");
+    assert!(rendered >= 6 && refused >= 3, "the corpus covers both outcomes: {rendered} rendered, {refused} refused");
+}
