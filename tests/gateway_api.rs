@@ -160,6 +160,16 @@ fn what_gateway_api_cannot_say_is_refused_with_what_would_work() {
     let prefix = format!("{CANARY}  match:\n    - headers: {{end-user: {{prefix: jas}}}}\n");
     let err = render(&prefix, &inv).expect_err("refused");
     assert!(err.contains("header \"end-user\" is matched by prefix, which HTTPRoute cannot say"), "{err}");
+    let mut dotted = ambient_fleet(Some("waypoint"));
+    for row in &mut dotted.services {
+        if let Some(p) = std::sync::Arc::make_mut(row).clusters.get_mut("cluster2")
+            && let Some(c) = p.versions.remove("v3")
+        {
+            p.versions.insert("v3.1".into(), c);
+        }
+    }
+    let err = render(&CANARY.replace("version: v3", "version: v3.1"), &dotted).expect_err("refused");
+    assert!(err.contains("version v3.1's backend Service would be named reviews-v3.1, which is no DNS label"), "{err}");
     let retries = format!("{CANARY}  retries: {{attempts: 3}}\n");
     let err = render(&retries, &inv).expect_err("refused");
     assert!(err.contains("retries are not in Gateway API's standard channel"), "{err}");

@@ -62,6 +62,12 @@ pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut Rendere
                 )));
             }
             let Some(version) = version else { continue };
+            let name = version_service(route, &version);
+            if name.len() > 63 || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                return Err(fail(format!(
+                    "version {version}'s backend Service would be named {name}, which is no DNS label (lowercase letters, digits, '-', at most 63); use routing: istio (subsets select by label)"
+                )));
+            }
             // In ambient mode a Service is the caller's own cluster's unless labelled
             // global; with sidecars every cluster's endpoints of a host are one service.
             let is_global = global.get(&version).copied().unwrap_or(false);
