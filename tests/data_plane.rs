@@ -377,3 +377,59 @@ spec:
         assert!(out.status.success(), "{}", common::text(&out));
     }
 }
+
+/// The talk's canary on an ambient fleet (issue #34): reviews' namespace ambient in
+/// every cluster behind a waypoint of one name, the canary rendered on the Gateway API
+/// path by default (HTTPRoute, per-version Services, v3 global), applied to the real
+/// API servers, and `analyze` finds nothing of Gateway API or ambient mode to say.
+/// (The bed runs no ztunnel or waypoint: requests are not asked to follow it.)
+#[test]
+fn mesh_only_the_talks_canary_on_an_ambient_fleet_applies_and_analyzes_clean() {
+    let Some(m) = mesh("the talk's canary on an ambient fleet") else { return };
+    let label = common::TEST_LABEL;
+    let waypoint = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: waypoint, namespace: default, labels: {{{label}: x, istio.io/waypoint-for: service}}}}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]\n"
+    );
+    let file = m.plan("waypoint", &waypoint);
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        for args in [
+            vec!["label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"],
+            vec!["label", "service", "reviews", "istio.io/use-waypoint=waypoint"],
+            vec!["apply", "-f", file.to_str().expect("utf8")],
+        ] {
+            let out = m.kubectl(c, &args);
+            assert!(out.status.success(), "{c} {args:?}: {}", common::text(&out));
+        }
+    }
+    let plan = m.plan("reviews-canary", CANARY);
+    let said = m.apply(&plan);
+    assert!(said.contains("routing: reviews-canary: gateway-api (auto: ambient in cluster1)"), "{said}");
+    for (c, object) in [
+        ("cluster1", "httproute/reviews-canary"),
+        ("cluster1", "service/reviews-v1"),
+        ("cluster1", "service/reviews-v3"),
+        ("cluster2", "service/reviews-v3"),
+    ] {
+        let out = m.kubectl(c, &["get", object, "-o", "json"]);
+        assert!(out.status.success(), "{c} {object}: {}", common::text(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let global = v["metadata"]["labels"]["istio.io/global"] == "true";
+        assert_eq!(global, object.ends_with("reviews-v3"), "{c} {object}: only v3, reached across clusters, is global");
+    }
+    let out = m.meshdeck(&["analyze", "-o", "json"]);
+    let findings: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+    let ours: Vec<&Value> = findings["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["severity"] != "info")
+        .filter(|f| {
+            f["service"] == "reviews.default"
+                || f["code"].as_str().is_some_and(|c| c.contains("WAYPOINT") || c.contains("ROUTING") || c.contains("AMBIENT"))
+        })
+        .collect();
+    assert!(ours.is_empty(), "analyze is clean for reviews: {ours:#?}");
+    let out = m.meshdeck(&["routes", "reviews", "--from", "cluster1", "-o", "json"]);
+    let routes: Value = serde_json::from_slice(&out.stdout).expect("routes");
+    assert_eq!(routes["routes"][0]["virtualService"], "HTTPRoute default/reviews-canary", "{routes:#}");
+}

@@ -64,8 +64,8 @@ fn mixed_routing(snap: &FleetSnapshot) -> Vec<FleetWarning> {
         .collect()
 }
 
-/// `WAYPOINT_MISMATCH`: an ambient service that is global (in any cluster) must use a
-/// waypoint of one name in every cluster that runs it. `AMBIENT_REMOTE`: ambient
+/// `WAYPOINT_MISMATCH`: an ambient service that is global (in any cluster) and uses a
+/// waypoint must use one of the same name in every cluster that runs it. `AMBIENT_REMOTE`: ambient
 /// multicluster runs on multiple primaries only; a cluster without its own istiod
 /// (a remote, read by another's) cannot carry a global ambient service.
 fn waypoints(snap: &FleetSnapshot) -> Vec<FleetWarning> {
@@ -91,8 +91,9 @@ fn waypoints(snap: &FleetSnapshot) -> Vec<FleetWarning> {
         if ambient.is_empty() || !row.clusters.values().any(|p| p.global) {
             continue;
         }
+        // A global service without any waypoint is L4 only (a route's backend, say): nothing to match.
         let names: BTreeSet<Option<&str>> = ambient.iter().map(|(_, p)| p.waypoint.as_deref()).collect();
-        if names.len() > 1 || names.contains(&None) {
+        if names.len() > 1 {
             let each: Vec<String> = ambient.iter().map(|(c, p)| format!("{} in {c}", p.waypoint.as_deref().unwrap_or("none"))).collect();
             out.push(warning(
                 "WAYPOINT_MISMATCH",
