@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{Draw, RUNNING};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -236,6 +238,17 @@ spec:
     clusters
 }
 
+/// `kubectl apply --server-side --dry-run=server` of `path` (a file or directory) to `context`: nothing is stored.
+fn dry_run(fleet: &common::TestFleet, context: &str, path: &Path) -> std::process::Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(fleet.kubeconfig_path())
+        .args(["--context", context, "apply", "--server-side", "--dry-run=server", "--field-manager", "meshdeck-test", "-f"])
+        .arg(path)
+        .output()
+        .expect("kubectl runs")
+}
+
 /// Each cluster's rendered objects, sent to that cluster's API server as a
 /// server-side dry run: the real test bed serves Gateway API's standard CRDs with
 /// their CEL rules, the sim its own schemas. Nothing is stored.
@@ -249,13 +262,7 @@ async fn the_rendered_objects_pass_each_clusters_api_server() {
     let clusters = render_files(dir.path());
     assert_eq!(clusters.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["cluster1", "cluster2", "cluster3"]);
     for (name, path) in &clusters {
-        let dry = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(fleet.kubeconfig_path())
-            .args(["--context", name, "apply", "--server-side", "--dry-run=server", "--field-manager", "meshdeck-test", "-f"])
-            .arg(path)
-            .output()
-            .expect("kubectl runs");
+        let dry = dry_run(&fleet, name, path);
         assert!(dry.status.success(), "{} fleet, {name}: {}", fleet.kind(), common::text(&dry));
         let said = String::from_utf8_lossy(&dry.stdout);
         assert!(said.contains("httproute.gateway.networking.k8s.io/") || name != "cluster1", "{said}");
@@ -266,13 +273,7 @@ async fn the_rendered_objects_pass_each_clusters_api_server() {
     let mut value: Value = serde_saphyr::from_str(&route).expect("yaml");
     value["spec"]["rules"][0]["backendRefs"][0].as_object_mut().expect("backend").remove("port");
     std::fs::write(&broken, value.to_string()).expect("broken");
-    let dry = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(fleet.kubeconfig_path())
-        .args(["--context", "cluster1", "apply", "--server-side", "--dry-run=server", "--field-manager", "meshdeck-test", "-f"])
-        .arg(&broken)
-        .output()
-        .expect("kubectl runs");
+    let dry = dry_run(&fleet, "cluster1", &broken);
     if fleet.is_real() {
         assert!(!dry.status.success(), "Gateway API's CEL rules refuse a Service backend without a port:\n{route}");
         assert!(common::text(&dry).contains("Must have port for Service reference"), "{}", common::text(&dry));
@@ -440,19 +441,6 @@ spec:
     assert_eq!(hand["hosts"], serde_json::json!(["reviews.default.svc.cluster.local"]));
 }
 
-/// What runs where in the seeded world (reviews): cluster2 has v3 too.
-const RUNNING: [(&str, &[&str]); 3] = [("cluster1", &["v1", "v2"]), ("cluster2", &["v1", "v2", "v3"]), ("cluster3", &["v1", "v2"])];
-
-/// A deterministic draw (a fixed seed, so a failure names a plan that can be run again).
-struct Draw(u64);
-
-impl Draw {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
-    }
-}
-
 /// Plan `round`: a split over 1–3 drawn destinations with drawn weights from a drawn
 /// caller, every fourth a failover, sometimes matched (an exact header, a path
 /// prefix) and with a timeout, all on the Gateway API path.
@@ -528,13 +516,7 @@ async fn random_gateway_api_plans_render_or_say_why_and_pass_the_api_server() {
                 for o in objs {
                     std::fs::write(files.join(meshdeck::render::file_name(o)), meshdeck::yaml::to_yaml(o)).expect("file");
                 }
-                let dry = Command::new("kubectl")
-                    .arg("--kubeconfig")
-                    .arg(fleet.kubeconfig_path())
-                    .args(["--context", cluster, "apply", "--server-side", "--dry-run=server", "--field-manager", "meshdeck-test", "-f"])
-                    .arg(&files)
-                    .output()
-                    .expect("kubectl runs");
+                let dry = dry_run(&fleet, cluster, &files);
                 assert!(
                     dry.status.success(),
                     "round {round}, {topology}, on {cluster} ({} fleet):\n{plan}\n{}",

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{Draw, RUNNING};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -116,19 +118,6 @@ async fn real_only_istioctl_analyze_finds_nothing_on_the_live_clusters_after_an_
         let text = analyze_live(&istioctl, &kc, context);
         assert!(findings(&text).is_empty(), "{context}:\n{text}");
         println!("{context}: {}", text.lines().filter(|l| l.starts_with("Info [")).count());
-    }
-}
-
-/// What runs where in the seeded world (reviews): cluster2 has v3 too.
-const RUNNING: [(&str, &[&str]); 3] = [("cluster1", &["v1", "v2"]), ("cluster2", &["v1", "v2", "v3"]), ("cluster3", &["v1", "v2"])];
-
-/// A deterministic draw (a fixed seed, so a failure names a plan that can be run again).
-struct Draw(u64);
-
-impl Draw {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
     }
 }
 

@@ -746,3 +746,16 @@ pub async fn cluster1_written(fleet: &TestFleet) {
     })
     .await;
 }
+
+/// What runs where in the seeded world (reviews): cluster2 has v3 too.
+pub const RUNNING: [(&str, &[&str]); 3] = [("cluster1", &["v1", "v2"]), ("cluster2", &["v1", "v2", "v3"]), ("cluster3", &["v1", "v2"])];
+
+/// A deterministic draw for plan corpora (a fixed seed, so a failure names a plan that can be run again).
+pub struct Draw(pub u64);
+
+impl Draw {
+    pub fn next(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
