@@ -379,31 +379,33 @@ spec:
 }
 
 /// The talk's canary on an ambient fleet (issue #34): reviews' namespace ambient in
-/// every cluster behind a waypoint of one name, the canary rendered on the Gateway API
-/// path by default (HTTPRoute, per-version Services, v3 global), applied to the real
-/// API servers, and `analyze` finds nothing of Gateway API or ambient mode to say.
+/// every cluster and no waypoint, the canary rendered on the Gateway API path by
+/// default (the waypoint of one name in each cluster of the route and reviews
+/// labelled to use it, HTTPRoute, per-version Services, v3 global), applied to the
+/// real API servers, and `analyze` finds nothing of Gateway API or ambient mode to say.
 /// (The bed runs no ztunnel or waypoint: requests are not asked to follow it.)
 #[test]
 fn mesh_only_the_talks_canary_on_an_ambient_fleet_applies_and_analyzes_clean() {
     let Some(m) = mesh("the talk's canary on an ambient fleet") else { return };
-    let label = common::TEST_LABEL;
-    let waypoint = format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: waypoint, namespace: default, labels: {{{label}: x, istio.io/waypoint-for: service}}}}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]\n"
-    );
-    let file = m.plan("waypoint", &waypoint);
     for c in ["cluster1", "cluster2", "cluster3"] {
-        for args in [
-            vec!["label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"],
-            vec!["label", "service", "reviews", "istio.io/use-waypoint=waypoint"],
-            vec!["apply", "-f", file.to_str().expect("utf8")],
-        ] {
-            let out = m.kubectl(c, &args);
-            assert!(out.status.success(), "{c} {args:?}: {}", common::text(&out));
-        }
+        let out = m.kubectl(c, &["label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"]);
+        assert!(out.status.success(), "{c}: {}", common::text(&out));
     }
     let plan = m.plan("reviews-canary", CANARY);
     let said = m.apply(&plan);
     assert!(said.contains("routing: reviews-canary: gateway-api (auto: ambient in cluster1)"), "{said}");
+    // The waypoint, one name in each cluster of the route, global as the route crosses clusters.
+    for c in ["cluster1", "cluster2"] {
+        let out = m.kubectl(c, &["get", "gateways.gateway.networking.k8s.io/waypoint", "-o", "json"]);
+        assert!(out.status.success(), "{c}: {}", common::text(&out));
+        let w: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(w["spec"]["gatewayClassName"], "istio-waypoint");
+        assert_eq!(w["spec"]["infrastructure"]["labels"]["istio.io/global"], "true");
+        let out = m.kubectl(c, &["get", "service/reviews", "-o", "jsonpath={.metadata.labels.istio\\.io/use-waypoint}"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "waypoint", "{c}: {}", common::text(&out));
+    }
+    let out = m.kubectl("cluster3", &["get", "gateways.gateway.networking.k8s.io", "-o", "name"]);
+    assert!(out.stdout.is_empty(), "cluster3 is not in the route: {}", common::text(&out));
     for (c, object) in [
         ("cluster1", "httproute/reviews-canary"),
         ("cluster1", "service/reviews-v1"),

@@ -84,6 +84,73 @@ fn the_talks_canary_on_an_ambient_fleet_is_an_httproute_over_per_version_service
     assert_eq!(render(CANARY, &inv).expect("renders").to_yaml(), out.to_yaml());
 }
 
+/// Ambient without a waypoint: in each cluster of the route the waypoint Istio's docs
+/// deploy (class istio-waypoint, for services, global as the route crosses clusters)
+/// and the Service's `istio.io/use-waypoint` label, neither carrying a plan's labels;
+/// a waypoint named but not deployed is rendered under that name, and one deployed is
+/// left alone.
+#[test]
+fn ambient_without_a_waypoint_gets_one_of_one_name_in_every_cluster_of_the_route() {
+    let out = render(CANARY, &ambient_fleet(None)).expect("renders");
+    for cluster in ["cluster1", "cluster2"] {
+        let objs = &out.clusters[cluster];
+        let waypoint = objs.iter().find(|o| o["kind"] == "Gateway").unwrap_or_else(|| panic!("{cluster} gets the waypoint: {objs:#?}"));
+        assert_eq!(
+            waypoint,
+            &serde_json::json!({
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "Gateway",
+                "metadata": {"name": "waypoint", "namespace": "default", "labels": {
+                    "app.kubernetes.io/managed-by": "meshdeck", "istio.io/waypoint-for": "service"}},
+                "spec": {
+                    "gatewayClassName": "istio-waypoint",
+                    "infrastructure": {"labels": {"istio.io/global": "true"}},
+                    "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
+                }
+            })
+        );
+        let label = objs.iter().find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "reviews").expect("the label patch");
+        assert_eq!(
+            label,
+            &serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "reviews", "namespace": "default", "labels": {"istio.io/use-waypoint": "waypoint"}}}),
+            "only the label: server-side apply owns that field and no other"
+        );
+    }
+    assert!(!out.clusters.contains_key("cluster3"), "cluster3 is not in the route");
+    // An AccessPolicy beside the route is the waypoint's where the route puts reviews
+    // behind one (the pods would see the waypoint's identity), on the pods elsewhere.
+    let out = render(&format!("{CANARY}---\n{CALLERS}"), &ambient_fleet(None)).expect("renders");
+    let ap = |c: &str| named(&out.clusters[c], "AuthorizationPolicy", "reviews-callers")["spec"].clone();
+    assert_eq!(ap("cluster1")["targetRefs"], serde_json::json!([{"group": "", "kind": "Service", "name": "reviews"}]));
+    assert_eq!(ap("cluster2")["targetRefs"], ap("cluster1")["targetRefs"]);
+    assert!(ap("cluster3").get("targetRefs").is_none() && ap("cluster3").get("selector").is_some(), "{}", ap("cluster3"));
+    // A route within cluster1: a cluster-local waypoint.
+    let local = CANARY.replace("cluster: cluster2, version: v3", "cluster: cluster1, version: v3");
+    let mut inv = ambient_fleet(None);
+    for row in &mut inv.services {
+        if let Some(p) = std::sync::Arc::make_mut(row).clusters.get_mut("cluster1").filter(|p| p.versions.contains_key("v1")) {
+            let v3 = p.versions["v1"];
+            p.versions.insert("v3".into(), v3);
+        }
+    }
+    let out = render(&local, &inv).expect("renders");
+    let waypoint = out.clusters["cluster1"].iter().find(|o| o["kind"] == "Gateway").expect("waypoint");
+    assert_eq!(waypoint["spec"]["infrastructure"]["labels"]["istio.io/global"], "false");
+    // Named but not deployed in cluster2: that name, there only; no label where one is.
+    let mut named_only = ambient_fleet(Some("mesh-wp"));
+    for row in &mut named_only.services {
+        for (c, p) in std::sync::Arc::make_mut(row).clusters.iter_mut() {
+            p.waypoint_deployed = Some(c != "cluster2");
+        }
+    }
+    let out = render(CANARY, &named_only).expect("renders");
+    assert!(out.clusters["cluster1"].iter().all(|o| o["kind"] != "Gateway" && o["metadata"]["name"] != "reviews"), "cluster1 has it all");
+    let c2: Vec<(&str, &str)> =
+        out.clusters["cluster2"].iter().map(|o| (o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""))).collect();
+    assert_eq!(c2, [("Gateway", "mesh-wp"), ("Service", "reviews-v3")]);
+}
+
 const CALLERS: &str = "apiVersion: meshdeck.dev/v1alpha1
 kind: AccessPolicy
 metadata: {name: reviews-callers}
@@ -147,17 +214,17 @@ fn what_gateway_api_cannot_say_is_refused_with_what_would_work() {
     let federation = fixture("inventory-federation.json");
     let err = render(&format!("{CANARY}  routing: gateway-api\n"), &federation).expect_err("refused");
     assert!(err.contains("cluster1's istiod does not read cluster2's endpoints") && err.contains("use routing: istio"), "{err}");
-    let no_waypoint = ambient_fleet(None);
-    let err = render(CANARY, &no_waypoint).expect_err("refused");
-    assert!(err.contains("ambient mode in cluster1 without a waypoint") && err.contains("istio.io/use-waypoint"), "{err}");
-    let mut absent = ambient_fleet(Some("waypoint"));
-    for row in &mut absent.services {
-        for p in std::sync::Arc::make_mut(row).clusters.values_mut() {
-            p.waypoint_deployed = Some(false);
+    let mut two_names = ambient_fleet(Some("waypoint"));
+    for row in &mut two_names.services {
+        if let Some(p) = std::sync::Arc::make_mut(row).clusters.get_mut("cluster2") {
+            p.waypoint = Some("waypoint-b".into());
         }
     }
-    let err = render(CANARY, &absent).expect_err("refused");
-    assert!(err.contains("uses waypoint waypoint, which is not deployed there: deploy it (istioctl waypoint apply -n default --name waypoint --for service)"), "{err}");
+    let err = render(CANARY, &two_names).expect_err("refused");
+    assert!(
+        err.contains("reviews.default uses waypoint waypoint in cluster1, waypoint-b in cluster2, waypoint in cluster3; ambient multicluster needs one name in every cluster: label the service istio.io/use-waypoint with one of them everywhere"),
+        "{err}"
+    );
     let inv = ambient_fleet(Some("waypoint"));
     let prefix = format!("{CANARY}  match:\n    - headers: {{end-user: {{prefix: jas}}}}\n");
     let err = render(&prefix, &inv).expect_err("refused");
@@ -435,6 +502,7 @@ spec:
     assert_eq!(reviews["clusters"]["cluster3"]["dataplaneMode"], "sidecar", "cluster3 injects sidecars");
     for c in inv["clusters"].as_array().expect("clusters") {
         assert_eq!(c["mesh"]["gatewayApi"], true, "{} serves HTTPRoute ({} fleet)", c["name"], fleet.kind());
+        assert_eq!(c["mesh"]["gatewayApiVersions"], serde_json::json!(["v1", "v1beta1"]), "{} ({} fleet)", c["name"], fleet.kind());
     }
     let objects = inv["istioObjects"].as_array().expect("objects");
     let hand = objects.iter().find(|o| o["kind"] == "HTTPRoute" && o["name"] == "hand-written").expect("the HTTPRoute is in the inventory");
@@ -471,8 +539,8 @@ fn random_plan(draw: &mut Draw, round: usize) -> String {
     text
 }
 
-/// Random plans on the Gateway API path, for the ambient shared-discovery fleet and the
-/// federated one: each renders, or is refused with what would work; what renders is
+/// Random plans on the Gateway API path, for the ambient shared-discovery fleet (behind
+/// waypoints, and without: the render deploys them) and the federated one: each renders, or is refused with what would work; what renders is
 /// sent to each cluster's API server as a server-side dry run (the real test bed:
 /// Gateway API's and Istio's CRDs with their CEL rules) and, on the real pass,
 /// analysed by istioctl beside that cluster's world.
@@ -494,13 +562,16 @@ async fn random_gateway_api_plans_render_or_say_why_and_pass_the_api_server() {
         assert!(made.status.success(), "{}", common::text(&made));
     }
     let ambient = ambient_fleet(Some("waypoint"));
+    let no_waypoints = ambient_fleet(None);
     let federation = fixture("inventory-federation.json");
     let mut draw = Draw(0x5eed_0034);
     let (mut rendered, mut refused) = (0, 0);
     for round in 0..24 {
         let plan = random_plan(&mut draw, round);
         // A federated fleet: only what stays in the caller's cluster can be said.
-        for (topology, inv) in [("ambient shared discovery", &ambient), ("federation", &federation)] {
+        for (topology, inv) in
+            [("ambient shared discovery", &ambient), ("ambient without waypoints", &no_waypoints), ("federation", &federation)]
+        {
             let out = match render(&plan, inv) {
                 Ok(out) => out,
                 Err(e) => {
@@ -513,8 +584,14 @@ async fn random_gateway_api_plans_render_or_say_why_and_pass_the_api_server() {
             for (cluster, objs) in &out.clusters {
                 let files = dir.path().join(format!("r{round}-{}-{cluster}", topology.len()));
                 std::fs::create_dir_all(&files).expect("dir");
+                let mut patches = Vec::new();
                 for o in objs {
-                    std::fs::write(files.join(meshdeck::render::file_name(o)), meshdeck::yaml::to_yaml(o)).expect("file");
+                    let file = files.join(meshdeck::render::file_name(o));
+                    std::fs::write(&file, meshdeck::yaml::to_yaml(o)).expect("file");
+                    // A Service's use-waypoint label is a patch of the world's Service, not an object of its own.
+                    if o["kind"] == "Service" && o.get("spec").is_none() {
+                        patches.push(file);
+                    }
                 }
                 let dry = dry_run(&fleet, cluster, &files);
                 assert!(
@@ -524,7 +601,8 @@ async fn random_gateway_api_plans_render_or_say_why_and_pass_the_api_server() {
                     common::text(&dry)
                 );
                 if let Some(istioctl) = istioctl.as_ref().filter(|_| topology != "federation") {
-                    let mut paths: Vec<PathBuf> = std::fs::read_dir(&files).expect("files").flatten().map(|e| e.path()).collect();
+                    let mut paths: Vec<PathBuf> =
+                        std::fs::read_dir(&files).expect("files").flatten().map(|e| e.path()).filter(|p| !patches.contains(p)).collect();
                     paths.sort();
                     paths.push(world.join(format!("{cluster}.yaml")));
                     let result = Command::new(istioctl).args(["analyze", "--use-kube=false"]).args(&paths).output().expect("istioctl runs");
@@ -537,4 +615,119 @@ async fn random_gateway_api_plans_render_or_say_why_and_pass_the_api_server() {
     }
     eprintln!("gateway-api corpus: {rendered} rendered, {refused} refused with what would work");
     assert!(rendered >= 6 && refused >= 3, "the corpus covers both outcomes: {rendered} rendered, {refused} refused");
+}
+
+/// The object `kind/name` in `context`'s default namespace, as JSON.
+fn get_json(fleet: &common::TestFleet, context: &str, object: &str) -> Option<Value> {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(fleet.kubeconfig_path())
+        .args(["--context", context, "get", object, "-o", "json", "--ignore-not-found", "--show-managed-fields"])
+        .output()
+        .expect("kubectl runs");
+    assert!(out.status.success(), "{}", common::text(&out));
+    (!out.stdout.is_empty()).then(|| serde_json::from_slice(&out.stdout).expect("json"))
+}
+
+/// Who manages which fields of an object (manager, fields), times left out.
+fn owners(o: &Value) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = o["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (m["manager"].as_str().unwrap_or("").to_string(), m["fieldsV1"].clone()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The id of the newest history record of `plan`.
+async fn record_of(cli: &std::sync::Arc<common::MeshdeckCli>, plan: &str) -> String {
+    let out = cli.run(&["history", "-o", "json"]).await;
+    let records: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+    records
+        .iter()
+        .filter(|r| r["plans"].as_array().is_some_and(|p| p.iter().any(|n| n == plan)) && r["action"] == "apply")
+        .max_by_key(|r| r["started"].as_str().unwrap_or("").to_string())
+        .unwrap_or_else(|| panic!("no record of {plan}: {records:#?}"))["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+/// On the live fleet (both): default ambient in cluster1, no waypoint. A Gateway API
+/// route there deploys the waypoint and labels reviews (meshdeck owns that one
+/// label); a second plan's service comes to use the same waypoint; rolling back the
+/// first is refused while ratings uses it; rolled back newest first, reviews is as
+/// before, to its field owners, and the waypoint is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waypoint_meshdeck_deploys_stays_while_another_service_uses_it() {
+    if !common::tool_available("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let fleet = common::TestFleet::start().await;
+    let cli = common::MeshdeckCli::new(fleet.kubeconfig_path());
+    kubectl(&fleet, "cluster1", &["label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"], None);
+    let before = get_json(&fleet, "cluster1", "service/reviews").expect("reviews");
+    let local = |name: &str, service: &str, split: &str| {
+        format!(
+            "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {{name: {name}}}\nspec:\n  service: {service}.default\n  from: {{clusters: [cluster1]}}\n  split:\n{split}"
+        )
+    };
+    let reviews = common::write_plan(
+        &cli,
+        "reviews.yaml",
+        &local(
+            "reviews-local",
+            "reviews",
+            "    - {cluster: cluster1, version: v1, weight: 90}\n    - {cluster: cluster1, version: v2, weight: 10}\n",
+        ),
+    );
+    let out = cli.run(&["apply", "-f", &reviews, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{} fleet: {}", fleet.kind(), common::text(&out));
+    assert!(common::text(&out).contains("routing: reviews-local: gateway-api (auto: ambient in cluster1)"), "{}", common::text(&out));
+    let waypoint = get_json(&fleet, "cluster1", "gateways.gateway.networking.k8s.io/waypoint").expect("the waypoint is deployed");
+    assert_eq!(waypoint["spec"]["gatewayClassName"], "istio-waypoint");
+    assert_eq!(waypoint["spec"]["infrastructure"]["labels"]["istio.io/global"], "false", "a route within cluster1");
+    let labelled = get_json(&fleet, "cluster1", "service/reviews").expect("reviews");
+    assert_eq!(labelled["metadata"]["labels"]["istio.io/use-waypoint"], "waypoint");
+    assert_eq!(labelled["spec"], before["spec"], "only a label is written");
+    let mine: Vec<Value> = owners(&labelled).into_iter().filter(|(m, _)| m == "meshdeck").map(|(_, f)| f).collect();
+    assert_eq!(mine, [serde_json::json!({"f:metadata": {"f:labels": {"f:istio.io/use-waypoint": {}}}})], "meshdeck owns that label only");
+
+    let ratings = common::write_plan(
+        &cli,
+        "ratings.yaml",
+        &local("ratings-local", "ratings", "    - {cluster: cluster1, version: v1, weight: 100}\n"),
+    );
+    let out = cli.run(&["apply", "-f", &ratings, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    assert_eq!(
+        get_json(&fleet, "cluster1", "service/ratings").expect("ratings")["metadata"]["labels"]["istio.io/use-waypoint"],
+        "waypoint"
+    );
+
+    let first = record_of(&cli, "reviews-local").await;
+    let out = cli.run(&["rollback", &first, "--yes"]).await;
+    assert_ne!(out.status.code(), Some(0), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains(
+            "cluster1: Gateway.gateway.networking.k8s.io/default/waypoint: still the waypoint of Service default/ratings (istio.io/use-waypoint=waypoint)"
+        ),
+        "{}",
+        common::text(&out)
+    );
+    assert!(get_json(&fleet, "cluster1", "gateways.gateway.networking.k8s.io/waypoint").is_some(), "nothing was written");
+
+    let second = record_of(&cli, "ratings-local").await;
+    let out = cli.run(&["rollback", &second, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    assert!(get_json(&fleet, "cluster1", "service/ratings").expect("ratings")["metadata"]["labels"].get("istio.io/use-waypoint").is_none());
+    assert!(get_json(&fleet, "cluster1", "gateways.gateway.networking.k8s.io/waypoint").is_some(), "reviews still uses it");
+    let out = cli.run(&["rollback", &first, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    assert!(get_json(&fleet, "cluster1", "gateways.gateway.networking.k8s.io/waypoint").is_none(), "the waypoint is gone");
+    let after = get_json(&fleet, "cluster1", "service/reviews").expect("reviews");
+    assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+    assert_eq!(owners(&after), owners(&before), "every field back with its owner");
 }

@@ -274,6 +274,24 @@ fn with_trust(a: &mut AppState) {
 }
 
 both_sizes!(clusters_trust, with_trust);
+
+/// The clusters view at full width: Gateway API's versions where it is served
+/// (cluster1), "yes" while they are not known yet (cluster2), "-" where it is not.
+#[test]
+fn clusters_wide_show_the_gateway_api_versions_served() {
+    let mut a = app();
+    let mut snap = (*a.snapshot).clone();
+    for c in &mut snap.clusters {
+        c.mesh.gateway_api = c.name != "cluster3";
+        if c.name == "cluster1" {
+            c.mesh.gateway_api_versions = vec!["v1".into(), "v1beta1".into()];
+        }
+    }
+    update(&mut a, Msg::Fleet(std::sync::Arc::new(snap)));
+    press(&mut a, "g c");
+    let shown = screen(&mut a, 200, 12);
+    insta::assert_snapshot!("clusters_wide_gateway_api", shown);
+}
 both_sizes!(help, |a| press(a, "?"));
 both_sizes!(log, |a| {
     a.log("watching 3 clusters");

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+
 use super::history::{ClusterIdentity, HistoryRecord};
 use super::{ApplyError, ChangeSet, Desired, ObjRef, target};
 use crate::registry::Cluster;
@@ -146,13 +148,14 @@ pub async fn plan(
         return Err(ApplyError::AlreadyRolledBack { id: id.to_string(), by: done.id.clone() });
     }
     check_fleet(clusters, &record).await?;
+    let mut want = desired(&record);
     if !force {
-        let changed = changed_since(clusters, &record, records, dark).await?;
+        let mut changed = changed_since(clusters, &record, records, dark).await?;
+        changed.extend(waypoints_in_use(clusters, &want, dark).await?);
         if !changed.is_empty() {
             return Err(ApplyError::ChangedSince { id: id.to_string(), why: changed });
         }
     }
-    let mut want = desired(&record);
     for (t, d) in want.iter_mut() {
         if let Desired::Restore(prev) = d {
             let c = super::cluster(clusters, &t.cluster)?;
@@ -161,4 +164,54 @@ pub async fn plan(
         }
     }
     Ok((record, want))
+}
+
+/// A waypoint the rollback would remove that a service or namespace still names
+/// (`istio.io/use-waypoint`), other than those the rollback itself unlabels: another
+/// plan, or someone by hand, came to route through it since (`render::gateway_api`).
+async fn waypoints_in_use(
+    clusters: &[Cluster],
+    want: &[(ObjRef, Desired)],
+    dark: &std::collections::BTreeSet<String>,
+) -> Result<Vec<String>, ApplyError> {
+    use crate::inventory::facts::USE_WAYPOINT_LABEL;
+    let label = |o: &Value| {
+        o.pointer(&format!("/metadata/labels/{}", USE_WAYPOINT_LABEL.replace('/', "~1"))).and_then(Value::as_str).map(String::from)
+    };
+    let mut out = Vec::new();
+    for (t, d) in want {
+        if t.kind != target::WAYPOINT_KIND || !matches!(d, Desired::Absent) || dark.contains(&t.cluster) {
+            continue;
+        }
+        let c = super::cluster(clusters, &t.cluster)?;
+        let failed = |e: String| ApplyError::Cluster { cluster: t.cluster.clone(), message: format!("reading who uses {t}: {e}") };
+        let client = c.client.clone().map_err(&failed)?;
+        let selector = format!("{USE_WAYPOINT_LABEL}={}", t.name);
+        let services: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::namespaced(client.clone(), &t.namespace);
+        let listed = services
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| failed(crate::registry::ClusterError::describe(&e)))?;
+        for svc in listed.items {
+            let name = svc.metadata.name.clone().unwrap_or_default();
+            // Unlabelled by this very rollback: restored to a before-state without the label.
+            let unlabelled = want.iter().any(|(o, d)| {
+                o.cluster == t.cluster
+                    && o.kind == "Service"
+                    && o.namespace == t.namespace
+                    && o.name == name
+                    && matches!(d, Desired::Restore(prev) if label(prev).as_deref() != Some(t.name.as_str()))
+            });
+            if !unlabelled {
+                out.push(format!("{t}: still the waypoint of Service {}/{name} ({selector})", t.namespace));
+            }
+        }
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+        if let Some(ns) = namespaces.get_opt(&t.namespace).await.map_err(|e| failed(crate::registry::ClusterError::describe(&e)))?
+            && ns.metadata.labels.as_ref().and_then(|l| l.get(USE_WAYPOINT_LABEL)) == Some(&t.name)
+        {
+            out.push(format!("{t}: still the waypoint of namespace {} ({selector})", t.namespace));
+        }
+    }
+    Ok(out)
 }

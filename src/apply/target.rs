@@ -36,7 +36,12 @@ pub fn is_kept_copy(t: &ObjRef) -> bool {
 impl ObjRef {
     pub fn of(cluster: &str, obj: &Value) -> ObjRef {
         let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-        ObjRef { cluster: cluster.into(), kind: s("/kind"), namespace: s("/metadata/namespace"), name: s("/metadata/name") }
+        let mut kind = s("/kind");
+        // Two kinds are named Gateway: Istio's, and Gateway API's (a waypoint).
+        if kind == "Gateway" && s("/apiVersion").starts_with(GATEWAY_API_GROUP) {
+            kind = WAYPOINT_KIND.into();
+        }
+        ObjRef { cluster: cluster.into(), kind, namespace: s("/metadata/namespace"), name: s("/metadata/name") }
     }
 
     /// Where objects are written, in order: what others refer to comes first.
@@ -45,7 +50,7 @@ impl ObjRef {
             // A CA's kept copy before the CA itself (see `apply::secret`).
             "Secret" if is_kept_copy(self) => 0,
             "Secret" => 1,
-            "Gateway" => 0,
+            "Gateway" | WAYPOINT_KIND => 0,
             "ServiceEntry" => 1,
             "DestinationRule" => 2,
             "VirtualService" | "HTTPRoute" => 3,
@@ -69,6 +74,10 @@ fn resource_at(kind: &str, version: &str) -> Option<(ApiResource, &'static str)>
         "Deployment" => {
             return Some((ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", "Deployment"), "deployments"), "apps"));
         }
+        WAYPOINT_KIND => {
+            let gvk = GroupVersionKind::gvk(GATEWAY_API_GROUP, "v1", "Gateway");
+            return Some((ApiResource::from_gvk_with_plural(&gvk, "gateways"), GATEWAY_API_GROUP));
+        }
         _ => {}
     }
     ISTIO_KINDS
@@ -83,7 +92,15 @@ fn resource_at(kind: &str, version: &str) -> Option<(ApiResource, &'static str)>
 pub const GATEWAY_API_KINDS: &[(&str, &str, &str)] =
     &[("gateway.networking.k8s.io", "HTTPRoute", "httproutes"), ("", "Service", "services")];
 
-/// Every kind a plan renders, so every kind a plan's objects are looked for in.
+/// Gateway API's group.
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
+
+/// Gateway API's Gateway, as meshdeck names it beside Istio's Gateway (kubectl's
+/// `gateways.gateway.networking.k8s.io`). meshdeck renders it only as a waypoint
+/// (`render::waypoint`): namespace infrastructure no plan owns, never pruned.
+pub const WAYPOINT_KIND: &str = "Gateway.gateway.networking.k8s.io";
+
+/// Every kind a plan renders and prunes, so every kind a plan's objects are looked for in.
 pub fn rendered_kinds() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
     ISTIO_KINDS.iter().chain(GATEWAY_API_KINDS)
 }

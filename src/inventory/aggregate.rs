@@ -101,6 +101,8 @@ struct ClusterModel {
     /// Gateway API Gateways: whether each is a waypoint. `waypoints_absent`: Gateway API not served.
     waypoints: Mirror<bool>,
     waypoints_absent: bool,
+    /// Gateway API versions served, newest first (discovery, each minute).
+    gateway_api_versions: Vec<String>,
     istio: HashMap<&'static str, Mirror<IstioObject>>,
     /// Errors of the watches that make a cluster's state (pods, services), per scope.
     errors: BTreeMap<(WatchKind, Option<String>), ClusterError>,
@@ -124,6 +126,7 @@ impl ClusterModel {
             remote_secrets: Mirror::default(),
             waypoints: Mirror::default(),
             waypoints_absent: false,
+            gateway_api_versions: Vec::new(),
             istio: HashMap::new(),
             errors: BTreeMap::new(),
             fact_errors: BTreeMap::new(),
@@ -200,6 +203,7 @@ impl ClusterModel {
             gateway_api: crate::inventory::watch::GATEWAY_API_WATCHED
                 .iter()
                 .all(|(_, k, _)| !self.istio_absent.contains(k) && self.istio.get(k).is_some_and(|m| m.synced())),
+            gateway_api_versions: self.gateway_api_versions.clone(),
             accepted_trust_domains,
             trust_domain_aliases,
             skip_trust_domain_validation: istiod.skip_validate_trust_domain,
@@ -298,6 +302,10 @@ impl FleetInventory {
             }
             Change::Identity(uid) => {
                 cm.view.cluster_uid = Some(uid.clone());
+                return;
+            }
+            Change::GatewayApiVersions(versions) => {
+                cm.gateway_api_versions = versions.clone();
                 return;
             }
             Change::AliasMismatch { alias, uid } => {
@@ -404,7 +412,12 @@ impl FleetInventory {
                     cm.istio.remove(kind);
                 }
             }
-            Change::Error(_) | Change::Probe(_) | Change::Identity(_) | Change::AliasMismatch { .. } | Change::Reset(..) => {}
+            Change::Error(_)
+            | Change::Probe(_)
+            | Change::GatewayApiVersions(_)
+            | Change::Identity(_)
+            | Change::AliasMismatch { .. }
+            | Change::Reset(..) => {}
         }
     }
 

@@ -178,6 +178,9 @@ pub struct MeshFacts {
     /// Whether Gateway API's HTTPRoute is served (and listed): routes in Gateway API can be written.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub gateway_api: bool,
+    /// The Gateway API versions the cluster serves, newest first (its CRDs' served versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_api_versions: Vec<String>,
     /// Other trust domains its sidecars accept as mTLS peers (meshConfig
     /// `trustDomainAliases` and `caCertificates[].trustDomains`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -62,6 +62,8 @@ pub enum Change {
     RemoteSecrets(Delta<Option<String>>),
     /// A Gateway API Gateway: whether it is a waypoint (class `istio-waypoint`).
     Waypoints(Delta<bool>),
+    /// The versions of Gateway API the cluster serves, newest first (none: not served).
+    GatewayApiVersions(Vec<String>),
     Istio(&'static str, Delta<IstioObject>),
     /// The Istio CRDs are not served (404 on the kind).
     IstioAbsent,
@@ -492,9 +494,24 @@ pub fn spawn_cluster(
         // Each (re)start asks which version the cluster serves: an older Istio serves
         // v1beta1 only, and CRDs may be installed (or upgraded) while meshdeck runs.
         let client = client.clone();
+        let versions_tx = tx.clone();
         let dynamic = move || {
             let client = client.clone();
+            let versions_tx = versions_tx.clone();
             futures::stream::once(async move {
+                // Gateway API's versions, said before its routes are listed (so known once they are).
+                if group == WAYPOINT_GROUP
+                    && let Ok(groups) = client.list_api_groups().await
+                {
+                    let versions: Vec<String> = groups
+                        .groups
+                        .iter()
+                        .filter(|g| g.name == group)
+                        .flat_map(|g| g.versions.iter().map(|v| v.version.clone()))
+                        .collect();
+                    let change = Change::GatewayApiVersions(versions);
+                    let _ = versions_tx.send(ClusterEvent { cluster, kind: None, scope: None, change }).await;
+                }
                 match served_versions(&client, Some(group)).await.map(|v| v.get(kind).copied()) {
                     Ok(Some(version)) => {
                         let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);

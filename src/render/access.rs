@@ -108,8 +108,10 @@ pub fn render_policy(policy: &AccessPolicy, inv: &FleetSnapshot, out: &mut Rende
     for (cluster, presence) in &row.clusters {
         let rules = json!([{"from": [{"source": {"principals": principals}}]}]);
         // Behind a waypoint (ambient) the pods see the waypoint's identity, not the
-        // caller's: the policy is the waypoint's, bound to the Service it serves.
-        let spec = if presence.dataplane_mode.as_deref() == Some("ambient") && presence.waypoint.is_some() {
+        // caller's: the policy is the waypoint's, bound to the Service it serves. So
+        // also where this render's route puts the service behind one.
+        let behind = presence.waypoint.is_some() || out.labels_use_waypoint(cluster, &policy.service.namespace, &policy.service.name);
+        let spec = if presence.dataplane_mode.as_deref() == Some("ambient") && behind {
             json!({"targetRefs": [{"group": "", "kind": "Service", "name": policy.service.name}], "action": "ALLOW", "rules": rules})
         } else {
             let selector = if presence.selector.is_empty() {

@@ -3,13 +3,13 @@
 //! inventory sees there), every subset is defined by a DestinationRule for that
 //! host, weights sum to 100, every Gateway's hosts are served and its gateway
 //! exists, every HTTPRoute's parent and backends are Services there, and every
-//! object carries meshdeck's labels.
+//! object carries meshdeck's labels (a waypoint's: no plan's).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::{MANAGED_BY, PLAN_LABEL, RenderedObjects};
+use super::{MANAGED_BY, PLAN_LABEL, RenderedObjects, gateway_api};
 use crate::inventory::FleetSnapshot;
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -48,9 +48,15 @@ pub fn cross_references(out: &RenderedObjects, inv: &FleetSnapshot) -> Result<()
             }
             let labels = o.pointer("/metadata/labels");
             let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
-            if labels.and_then(|l| l.get(MANAGED_BY)).and_then(Value::as_str) != Some("meshdeck")
-                || labels.and_then(|l| l.get(PLAN_LABEL)).is_none()
-            {
+            let managed = labels.and_then(|l| l.get(MANAGED_BY)).and_then(Value::as_str) == Some("meshdeck");
+            let planned = labels.and_then(|l| l.get(PLAN_LABEL)).is_some();
+            if gateway_api::is_waypoint_infra(o) {
+                // No plan's (never pruned); a Service's label patch marks nothing else as meshdeck's.
+                let patch = o.get("kind").and_then(Value::as_str) == Some("Service");
+                if planned || managed == patch {
+                    problems.push(format!("{cluster}: {name} is a waypoint's and must carry no plan's labels"));
+                }
+            } else if !managed || !planned {
                 problems.push(format!("{cluster}: {name} lacks meshdeck's labels"));
             }
         }
@@ -89,7 +95,7 @@ pub fn cross_references(out: &RenderedObjects, inv: &FleetSnapshot) -> Result<()
                         }
                     }
                 }
-                "Gateway" => {
+                "Gateway" if !gateway_api::is_waypoint_infra(o) => {
                     if inv.cluster(cluster).and_then(|c| c.mesh.east_west_gateway.as_ref()).is_none() {
                         problems.push(format!("{cluster}: Gateway {name} selects an east-west gateway the cluster does not have"));
                     }

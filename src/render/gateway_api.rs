@@ -35,24 +35,8 @@ pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut Rendere
             *global.entry(version.clone()).or_default() |= cluster != *caller;
         }
     }
+    waypoints(route, inv, global.values().any(|g| *g), out).map_err(&fail)?;
     for caller in &route.from_clusters {
-        // In ambient mode an HTTPRoute on a Service is applied by its waypoint; ztunnel alone ignores it.
-        if ambient(route, inv, caller) && row.clusters.get(caller).is_some_and(|p| p.waypoint.is_none()) {
-            return Err(fail(format!(
-                "{} runs in ambient mode in {caller} without a waypoint, and only a waypoint applies an HTTPRoute: add one with the same name in every cluster (istioctl waypoint apply --for service) and label the service {}",
-                route.service.key(),
-                crate::inventory::facts::USE_WAYPOINT_LABEL
-            )));
-        }
-        if let Some(p) = row.clusters.get(caller).filter(|p| ambient(route, inv, caller) && p.waypoint_deployed == Some(false)) {
-            return Err(fail(format!(
-                "{} in {caller} uses waypoint {}, which is not deployed there: deploy it (istioctl waypoint apply -n {} --name {} --for service)",
-                route.service.key(),
-                p.waypoint.as_deref().unwrap_or(""),
-                route.service.namespace,
-                p.waypoint.as_deref().unwrap_or("")
-            )));
-        }
         let facts = routed_service(route, inv, caller)?;
         let port = one_port(&facts).map_err(&fail)?;
         for (cluster, version) in pinned(route) {
@@ -171,6 +155,94 @@ pub fn render_route(route: &TrafficRoute, inv: &FleetSnapshot, out: &mut Rendere
         );
     }
     Ok(())
+}
+
+/// The name Istio's docs give a namespace's waypoint (`istioctl waypoint apply`).
+pub const DEFAULT_WAYPOINT: &str = "waypoint";
+
+/// In ambient mode only a waypoint applies an HTTPRoute (ztunnel alone ignores it),
+/// and ambient multicluster needs the service's waypoint under one name in every
+/// cluster. In each cluster of the route where the service runs ambient: the
+/// waypoint (a Gateway of class `istio-waypoint`, global where the route crosses
+/// clusters) where it is not deployed, and `istio.io/use-waypoint` on the Service
+/// where neither it nor its namespace names one. Both are namespace infrastructure
+/// other services may come to use: no plan owns them (`render::check`), a plan that
+/// stops routing never prunes them, and only rolling back the change that made them
+/// removes them (refused while another service uses the waypoint: `apply::rollback`).
+fn waypoints(route: &TrafficRoute, inv: &FleetSnapshot, crosses: bool, out: &mut RenderedObjects) -> Result<(), String> {
+    let Some(row) = inv.service(&route.service.key()) else { return Ok(()) };
+    let ambient_in = |c: &str| row.clusters.get(c).filter(|p| p.dataplane_mode.as_deref() == Some("ambient"));
+    // One name fleet-wide: the one any cluster already uses, else Istio's default.
+    let named: BTreeMap<&str, &str> = row
+        .clusters
+        .iter()
+        .filter_map(|(c, p)| Some((c.as_str(), p.waypoint.as_deref()?)))
+        .filter(|(c, _)| ambient_in(c).is_some())
+        .collect();
+    let names: BTreeSet<&str> = named.values().copied().collect();
+    if names.len() > 1 {
+        let each: Vec<String> = named.iter().map(|(c, w)| format!("{w} in {c}")).collect();
+        return Err(format!(
+            "{} uses waypoint {}; ambient multicluster needs one name in every cluster: label the service {} with one of them everywhere",
+            route.service.key(),
+            each.join(", "),
+            crate::inventory::facts::USE_WAYPOINT_LABEL
+        ));
+    }
+    let name = names.first().copied().unwrap_or(DEFAULT_WAYPOINT);
+    let mut clusters: BTreeSet<String> = route.from_clusters.iter().cloned().collect();
+    clusters.extend(pinned(route).into_iter().map(|(c, _)| c));
+    for cluster in &clusters {
+        let Some(p) = ambient_in(cluster) else { continue };
+        if p.waypoint.is_none() {
+            out.add(cluster, use_waypoint(&route.service.namespace, &route.service.name, name));
+        }
+        // Not known to be missing (the watch not synced yet): left as it is.
+        if p.waypoint.is_none() || p.waypoint_deployed == Some(false) {
+            out.add(cluster, waypoint(&route.service.namespace, name, crosses));
+        }
+    }
+    Ok(())
+}
+
+/// A waypoint for services, as `istioctl waypoint apply --for service` makes it. Its
+/// labels for what Istio deploys for it (`spec.infrastructure`) are given, so the
+/// Gateway's own (meshdeck's) are not copied onto the Deployment and Service.
+pub fn waypoint(namespace: &str, name: &str, global: bool) -> Value {
+    json!({
+        "apiVersion": HTTP_ROUTE_API_VERSION,
+        "kind": "Gateway",
+        "metadata": {"name": name, "namespace": namespace, "labels": {
+            super::MANAGED_BY: "meshdeck",
+            WAYPOINT_FOR_LABEL: "service",
+        }},
+        "spec": {
+            "gatewayClassName": crate::inventory::watch::WAYPOINT_CLASS,
+            "infrastructure": {"labels": {GLOBAL_LABEL: if global { "true" } else { "false" }}},
+            "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+        },
+    })
+}
+
+/// `istio.io/waypoint-for`: which traffic a waypoint takes (services', here).
+pub const WAYPOINT_FOR_LABEL: &str = "istio.io/waypoint-for";
+
+/// The routed Service's one label meshdeck sets: the waypoint its traffic goes
+/// through. Applied server-side, meshdeck owns that label and no other field.
+pub fn use_waypoint(namespace: &str, service: &str, waypoint: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": service, "namespace": namespace, "labels": {crate::inventory::facts::USE_WAYPOINT_LABEL: waypoint}},
+    })
+}
+
+/// Is this rendered object one of the waypoint's (a waypoint, or a Service's
+/// `istio.io/use-waypoint` label), which no plan owns?
+pub fn is_waypoint_infra(o: &Value) -> bool {
+    let kind = o.get("kind").and_then(Value::as_str);
+    let api = o.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    (kind == Some("Gateway") && api.starts_with("gateway.networking.k8s.io/")) || (kind == Some("Service") && o.get("spec").is_none())
 }
 
 /// `(cluster, version)` of every destination the route names.

@@ -59,6 +59,20 @@ impl RenderedObjects {
         }
     }
 
+    /// Does this render label `namespace/service` in `cluster` to use a waypoint
+    /// (`gateway_api::use_waypoint`)? Its traffic then goes through one once applied.
+    pub fn labels_use_waypoint(&self, cluster: &str, namespace: &str, service: &str) -> bool {
+        self.clusters.get(cluster).is_some_and(|objs| {
+            objs.iter().any(|o| {
+                gateway_api::is_waypoint_infra(o)
+                    && o["kind"] == "Service"
+                    && o["metadata"]["namespace"] == namespace
+                    && o["metadata"]["name"] == service
+                    && o.pointer("/metadata/labels").and_then(|l| l.get(crate::inventory::facts::USE_WAYPOINT_LABEL)).is_some()
+            })
+        })
+    }
+
     pub fn object_count(&self) -> usize {
         self.clusters.values().map(Vec::len).sum()
     }
@@ -152,7 +166,7 @@ fn routing_line(route: &TrafficRoute, inv: &FleetSnapshot) -> String {
     format!("{} ({why})", chosen.as_str())
 }
 
-fn sort_key(o: &Value) -> (u8, String, String) {
+fn sort_key(o: &Value) -> (u8, String, String, String) {
     let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
     let order = match kind {
         "Gateway" | "Service" => 0,
@@ -163,7 +177,7 @@ fn sort_key(o: &Value) -> (u8, String, String) {
         _ => 5,
     };
     let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-    (order, s("/metadata/namespace"), s("/metadata/name"))
+    (order, s("/metadata/namespace"), s("/metadata/name"), s("/apiVersion"))
 }
 
 /// Sort every map's keys, so output bytes depend on content only.

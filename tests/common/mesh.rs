@@ -73,7 +73,7 @@ pub fn mesh(what: &str) -> Option<Mesh> {
             c,
             &[
                 "delete",
-                "virtualservices,destinationrules,serviceentries,httproutes,services",
+                "virtualservices,destinationrules,serviceentries,httproutes,services,gateways.gateway.networking.k8s.io",
                 "-l",
                 "app.kubernetes.io/managed-by=meshdeck",
                 "--wait=false",

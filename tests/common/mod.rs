@@ -212,13 +212,25 @@ impl TestFleet {
 }
 
 /// Labels a test gave: ambient mode and waypoints on namespaces and Services, and
-/// the per-version Services meshdeck rendered for Gateway API routes.
+/// the per-version Services and waypoints meshdeck rendered for Gateway API routes.
 async fn forget_mesh_mode(client: &Client, context: &str) {
     use k8s_openapi::api::core::v1::{Namespace, Service};
-    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+    use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+    use kube::core::{ApiResource, GroupVersionKind};
     const LABELS: [&str; 3] = ["istio.io/dataplane-mode", "istio.io/use-waypoint", "istio.io/global"];
     let services: Api<Service> = Api::all(client.clone());
     let ours = ListParams::default().labels("app.kubernetes.io/managed-by=meshdeck");
+    let gateway = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"), "gateways");
+    let waypoints: Api<DynamicObject> = Api::all_with(client.clone(), &gateway);
+    for w in waypoints.list(&ours).await.unwrap_or_else(|e| panic!("{context}: listing gateways: {e}")).items {
+        let ns = w.metadata.namespace.clone().unwrap_or_default();
+        let name = w.metadata.name.clone().unwrap_or_default();
+        match Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &gateway).delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => panic!("{context}: deleting gateway {ns}/{name}: {e}"),
+        }
+    }
     for s in services.list(&ours).await.unwrap_or_else(|e| panic!("{context}: listing services: {e}")).items {
         let ns = s.metadata.namespace.clone().unwrap_or_default();
         let name = s.metadata.name.clone().unwrap_or_default();

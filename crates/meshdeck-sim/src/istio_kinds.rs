@@ -147,10 +147,20 @@ fn istio_crds() -> Vec<Value> {
     ]
 }
 
-/// A Gateway API kind at `v1` (standard channel), in the `gateway-api` category.
+/// A Gateway API kind at `v1` (standard channel), in the `gateway-api` category;
+/// Gateway and HTTPRoute also at `v1beta1`, served and not stored, as the standard
+/// channel's CRDs serve them (v1.6.0).
 fn gateway_api_crd(kind: &str, plural: &str, short: &[&str], spec: Value, columns: Value) -> Value {
     let mut c = crd(GATEWAY_API_GROUP, kind, plural, short, spec, columns);
     c["spec"]["names"]["categories"] = json!(["gateway-api"]);
+    if kind != "GRPCRoute"
+        && let Some(versions) = c["spec"]["versions"].as_array_mut()
+    {
+        let mut beta = versions[0].clone();
+        beta["name"] = json!("v1beta1");
+        beta["storage"] = json!(false);
+        versions.push(beta);
+    }
     c
 }
 

@@ -171,11 +171,12 @@ fn decode(v: &Value, path: &mut FieldPath, out: &mut FieldSet) {
     }
 }
 
-/// `fieldsV1` as a real server writes it: maps below the top level carry `"."`,
+/// `fieldsV1` as a real server writes it: an update's maps below the top level carry `"."`
+/// (an apply's do not: it owns what it sets, not the maps around it),
 /// lists Kubernetes merges by key list their items as `k:{...}` with every field of
 /// each item (see `list_key`), other lists are atomic. `obj` gives the values the
 /// item keys and the expanded fields come from; without it every field is a leaf.
-fn encode(fields: &FieldSet, obj: Option<&Value>) -> Value {
+fn encode(fields: &FieldSet, obj: Option<&Value>, update: bool) -> Value {
     let mut root = Map::new();
     for path in fields {
         let mut cur = &mut root;
@@ -185,7 +186,8 @@ fn encode(fields: &FieldSet, obj: Option<&Value>) -> Value {
             let last = depth + 1 == path.len();
             let entry = cur.entry(format!("f:{k}")).or_insert_with(|| match (last, at) {
                 (true, Some(v)) => expand(k, v, depth + 1),
-                (false, Some(Value::Object(_))) if depth >= 1 => json!({".": {}}),
+                // An update owns the maps it made ("."); an apply owns only what it sets.
+                (false, Some(Value::Object(_))) if depth >= 1 && update => json!({".": {}}),
                 _ => json!({}),
             });
             let Value::Object(next) = entry else { break };
@@ -257,7 +259,7 @@ pub fn write_managers(obj: &mut Value, managers: &[ManagerEntry]) {
                 "apiVersion": m.api_version,
                 "time": m.time,
                 "fieldsType": "FieldsV1",
-                "fieldsV1": encode(&m.fields, Some(&*obj)),
+                "fieldsV1": encode(&m.fields, Some(&*obj), m.operation == "Update"),
             });
             if let Some(s) = &m.subresource {
                 entry["subresource"] = json!(s);

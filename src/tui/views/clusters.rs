@@ -20,7 +20,7 @@ const COLUMNS: [(&str, Constraint); 16] = [
     ("LATENCY", Constraint::Length(7)),
     ("SEEN", Constraint::Length(6)),
     ("ISTIO", Constraint::Length(7)),
-    ("GW-API", Constraint::Length(6)),
+    ("GW-API", Constraint::Length(10)),
     ("TRUST-DOMAIN", Constraint::Length(15)),
     ("CLUSTER-ID", Constraint::Length(10)),
     ("ROOT", Constraint::Length(11)),
@@ -76,8 +76,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 Cell::from(c.latency_ms.map(|l| format!("{l}ms")).unwrap_or_else(|| "-".into())),
                 Cell::from(ago(state, c)),
                 Cell::from(d(&c.mesh.istio_version)),
-                // Gateway API's HTTPRoute served: routes can be written in it there.
-                Cell::from(if c.mesh.gateway_api { "yes" } else { "-" }),
+                // Gateway API's HTTPRoute served (routes can be written in it there), and its versions.
+                Cell::from(match (c.mesh.gateway_api, c.mesh.gateway_api_versions.as_slice()) {
+                    (false, _) => "-".to_string(),
+                    (true, []) => "yes".to_string(),
+                    (true, versions) => versions.join(","),
+                }),
                 Cell::from(d(&c.mesh.trust_domain)),
                 Cell::from(d(&c.mesh.cluster_id)),
                 root_cell(state, theme, c),
