@@ -378,6 +378,73 @@ spec:
     }
 }
 
+/// A hand-written GRPCRoute on reviews in cluster1 (issue #34), read as Istio reads
+/// it: its first rule takes another method's calls, its second the caller's own
+/// method `/meshdeck.testbed.Echo/Call` (each an exact path) to a Service of v3 only.
+/// The rule meshdeck shows for that path sends where real requests land. (A service
+/// match alone is a path prefix ending in `/`, which Istio sends as Envoy's
+/// `path_separated_prefix`: the proxyless gRPC client rejects the whole route
+/// configuration, so the bed's callers cannot follow one.)
+#[test]
+fn mesh_only_a_hand_written_grpcroute_is_followed_as_meshdeck_reads_it() {
+    let Some(m) = mesh("a GRPCRoute on real requests") else { return };
+    let label = common::TEST_LABEL;
+    let v3 = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: reviews-grpc-v3, namespace: default, labels: {{{label}: x}}}}\nspec:\n  selector: {{app: reviews, version: v3}}\n  ports: [{{name: http, port: 9080, targetPort: 9080}}]\n"
+    );
+    let route = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: by-grpc, namespace: default, labels: {{{label}: x}}}}
+spec:
+  parentRefs: [{{group: \"\", kind: Service, name: reviews, port: 9080}}]
+  rules:
+    - matches: [{{method: {{service: meshdeck.testbed.Echo, method: Other}}}}]
+      backendRefs: [{{name: reviews, port: 9080}}]
+    - matches: [{{method: {{service: meshdeck.testbed.Echo, method: Call}}}}]
+      backendRefs: [{{name: reviews-grpc-v3, port: 9080}}]
+"
+    );
+    for (cluster, name, text) in [("cluster1", "v3-1", &v3), ("cluster2", "v3-2", &v3), ("cluster1", "by-grpc", &route)] {
+        let file = m.plan(name, text);
+        let out = m.kubectl(cluster, &["apply", "-f", file.to_str().expect("utf8")]);
+        assert!(out.status.success(), "{cluster}: {}", common::text(&out));
+    }
+    until(&m, "cluster1", Duration::from_secs(15), |s| s.reached.keys().all(|k| k == "reviews-v3@cluster2"))
+        .expect("the GRPCRoute in force");
+    let sent = m.send("cluster1", 1000);
+    assert_eq!(sent.reached.get("reviews-v3@cluster2"), Some(&1000), "{}", sent.raw);
+    let out = m.meshdeck(&["routes", "reviews", "--from", "cluster1", "-o", "json"]);
+    let routes: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+    let route = &routes["routes"][0];
+    assert_eq!(route["virtualService"], "GRPCRoute default/by-grpc", "{route:#}");
+    let rules = route["rules"].as_array().expect("rules");
+    let matching: Vec<&Value> = rules
+        .iter()
+        .filter(|r| {
+            r["matches"].as_array().into_iter().flatten().any(|m| m.as_str().is_some_and(|m| m.contains("/meshdeck.testbed.Echo/Call")))
+        })
+        .collect();
+    assert_eq!(matching.len(), 1, "one rule takes the caller's method: {route:#}");
+    let predicted: std::collections::BTreeSet<String> = matching[0]["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|d| d["targets"].as_array().cloned().unwrap_or_default())
+        .filter(|t| t["ready"].as_u64().unwrap_or(0) > 0)
+        .map(|t| format!("reviews-{}@{}", t["version"].as_str().unwrap_or("?"), t["cluster"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(predicted.iter().collect::<Vec<_>>(), sent.reached.keys().collect::<Vec<_>>(), "{route:#} {}", sent.raw);
+    assert!(
+        rules[0]["matches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m.as_str().is_some_and(|m| m.contains("/meshdeck.testbed.Echo/Other"))),
+        "{route:#}"
+    );
+}
+
 /// The talk's canary on an ambient fleet (issue #34): reviews' namespace ambient in
 /// every cluster and no waypoint, the canary rendered on the Gateway API path by
 /// default (the waypoint of one name in each cluster of the route and reviews

@@ -731,3 +731,61 @@ async fn a_waypoint_meshdeck_deploys_stays_while_another_service_uses_it() {
     assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
     assert_eq!(owners(&after), owners(&before), "every field back with its owner");
 }
+
+/// On the live fleet (both): a hand-written GRPCRoute on details is read as Istio
+/// reads it (a method match as the path `/<service>/<method>`, `createGRPCURIMatch`),
+/// is MIXED_ROUTING beside a VirtualService, and is not imported (meshdeck renders
+/// HTTPRoutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_written_grpcroute_is_read_as_istio_reads_it() {
+    if !common::tool_available("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let fleet = common::TestFleet::start().await;
+    let cli = common::MeshdeckCli::new(fleet.kubeconfig_path());
+    let route = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: by-grpc, namespace: default, labels: {{{}: x}}}}
+spec:
+  parentRefs: [{{group: \"\", kind: Service, name: details, port: 9080}}]
+  rules:
+    - matches: [{{method: {{service: bookinfo.Details, method: Get}}}}, {{method: {{service: bookinfo.Admin}}}}]
+      backendRefs: [{{name: details, port: 9080}}]
+",
+        common::TEST_LABEL
+    );
+    kubectl(&fleet, "cluster1", &["apply", "-f", "-"], Some(&route));
+    let out = cli.run(&["routes", "details", "--from", "cluster1", "-o", "json"]).await;
+    let routes: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+    let first = &routes["routes"][0];
+    assert_eq!(first["virtualService"], "GRPCRoute default/by-grpc", "{first:#}");
+    let matches: Vec<&str> = first["rules"][0]["matches"].as_array().expect("matches").iter().filter_map(Value::as_str).collect();
+    assert_eq!(matches.len(), 2, "{first:#}");
+    assert!(matches[0].contains("/bookinfo.Details/Get") && matches[1].contains("/bookinfo.Admin/"), "{matches:?}");
+    let out = cli.run(&["import", "details", "--from", "cluster1"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));
+    assert!(
+        common::text(&out)
+            .contains("GRPCRoute default/by-grpc is a GRPCRoute: a TrafficRoute renders HTTPRoutes, so a gRPC route stays as written"),
+        "{}",
+        common::text(&out)
+    );
+    let vs = format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: details-vs, namespace: default, labels: {{{}: x}}}}
+spec:
+  hosts: [details]
+  http: [{{route: [{{destination: {{host: details}}}}]}}]
+",
+        common::TEST_LABEL
+    );
+    kubectl(&fleet, "cluster1", &["apply", "-f", "-"], Some(&vs));
+    let out = cli.run(&["analyze", "-o", "json"]).await;
+    let findings: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+    assert_eq!(
+        finding(&findings, "MIXED_ROUTING")["message"],
+        "details.default in cluster1 is routed by both VirtualService/default/details-vs and GRPCRoute/default/by-grpc: Istio does not define which applies when both APIs route one service"
+    );
+}

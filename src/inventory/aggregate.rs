@@ -200,9 +200,7 @@ impl ClusterModel {
             east_west_gateway: east_west,
             remote_secrets: self.remote_secrets.live.values().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
             istio_crds: crate::inventory::watch::ISTIO_KINDS.iter().all(|(_, k, _)| !self.istio_absent.contains(k)),
-            gateway_api: crate::inventory::watch::GATEWAY_API_WATCHED
-                .iter()
-                .all(|(_, k, _)| !self.istio_absent.contains(k) && self.istio.get(k).is_some_and(|m| m.synced())),
+            gateway_api: !self.istio_absent.contains("HTTPRoute") && self.istio.get("HTTPRoute").is_some_and(|m| m.synced()),
             gateway_api_versions: self.gateway_api_versions.clone(),
             accepted_trust_domains,
             trust_domain_aliases,

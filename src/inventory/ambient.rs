@@ -40,7 +40,7 @@ fn mixed_routing(snap: &FleetSnapshot) -> Vec<FleetWarning> {
                 "VirtualService" => {
                     entry.0.insert(named.clone());
                 }
-                "HTTPRoute" => {
+                "HTTPRoute" | "GRPCRoute" => {
                     entry.1.insert(named.clone());
                 }
                 _ => {}
@@ -135,7 +135,7 @@ fn waypoints(snap: &FleetSnapshot) -> Vec<FleetWarning> {
 /// traffic still flows.
 fn route_status(snap: &FleetSnapshot) -> Vec<FleetWarning> {
     let mut out = Vec::new();
-    for o in snap.istio_objects.iter().filter(|o| o.kind == "HTTPRoute" && !o.unresolved.is_empty()) {
+    for o in snap.istio_objects.iter().filter(|o| crate::inventory::watch::is_mesh_route(&o.kind) && !o.unresolved.is_empty()) {
         for backend in &o.unresolved {
             let Some(key) = service_key(backend) else { continue };
             let Some(row) = snap.service(&key) else { continue };
@@ -148,7 +148,8 @@ fn route_status(snap: &FleetSnapshot) -> Vec<FleetWarning> {
                 "ROUTE_STATUS_LOCAL",
                 key.clone(),
                 format!(
-                    "HTTPRoute {}/{} in {} says backend {key} is not found, but it runs in {}, whose endpoints {}'s istiod reads: the status judges one cluster only; traffic reaches it",
+                    "{} {}/{} in {} says backend {key} is not found, but it runs in {}, whose endpoints {}'s istiod reads: the status judges one cluster only; traffic reaches it",
+                    o.kind,
                     o.namespace,
                     o.name,
                     o.cluster,

@@ -213,7 +213,7 @@ pub const CATALOGUE: &[Check] = &[
         code: "WAYPOINT_MISSING",
         severity: Severity::Error,
         istio_code: None,
-        fix: "deploy the waypoint in that namespace (istioctl waypoint apply -n NAMESPACE --name WAYPOINT --for service), or label the service with one that is",
+        fix: "deploy the waypoint in that namespace (istioctl waypoint apply -n NAMESPACE --name WAYPOINT --for service, or a `routing: gateway-api` plan for the service: meshdeck renders it), or label the service with one that is",
     },
     Check {
         code: "WAYPOINT_MISMATCH",

@@ -363,7 +363,9 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
             hs
         }
         // A mesh route's host is its parent Service's.
-        ("HTTPRoute", _) => service_refs(o.data.pointer("/spec/parentRefs"), &o.metadata.namespace.clone().unwrap_or_default(), "Gateway"),
+        ("HTTPRoute" | "GRPCRoute", _) => {
+            service_refs(o.data.pointer("/spec/parentRefs"), &o.metadata.namespace.clone().unwrap_or_default(), "Gateway")
+        }
         (_, Some(h)) => strings(Some(h)),
         (_, None) => o.data.pointer("/spec/host").and_then(|h| h.as_str()).map(|h| vec![h.to_string()]).unwrap_or_default(),
     };
@@ -383,7 +385,7 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         _ => Default::default(),
     };
     let mut destinations: Vec<RouteDestination> = match kind {
-        "HTTPRoute" => o
+        "HTTPRoute" | "GRPCRoute" => o
             .data
             .pointer("/spec/rules")
             .and_then(|r| r.as_array())
@@ -420,7 +422,7 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         plan: labels.get("meshdeck.dev/plan").cloned(),
         subsets,
         destinations,
-        unresolved: if kind == "HTTPRoute" {
+        unresolved: if crate::inventory::watch::is_mesh_route(kind) {
             unresolved_backends(&o.data, &o.metadata.namespace.clone().unwrap_or_default())
         } else {
             Vec::new()

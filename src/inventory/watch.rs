@@ -119,7 +119,13 @@ pub const ISTIO_KINDS: &[(&str, &str, &str)] = &[
 
 /// Gateway API's mesh route kind, watched beside Istio's: an HTTPRoute whose parent
 /// is a Service routes that Service as a VirtualService would (`render::gateway_api`).
-pub const GATEWAY_API_WATCHED: &[(&str, &str, &str)] = &[("gateway.networking.k8s.io", "HTTPRoute", "httproutes")];
+pub const GATEWAY_API_WATCHED: &[(&str, &str, &str)] =
+    &[("gateway.networking.k8s.io", "HTTPRoute", "httproutes"), ("gateway.networking.k8s.io", "GRPCRoute", "grpcroutes")];
+
+/// Gateway API's mesh route kinds: what Istio turns into a VirtualService for the parent Service.
+pub fn is_mesh_route(kind: &str) -> bool {
+    matches!(kind, "HTTPRoute" | "GRPCRoute")
+}
 
 /// Istio's class of waypoint Gateways, and their API group.
 pub const WAYPOINT_CLASS: &str = "istio-waypoint";

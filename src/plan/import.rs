@@ -29,6 +29,9 @@ pub fn import(route: &EffectiveRoute, name: &str) -> Result<TrafficRoute, Vec<St
             route.service, route.from
         )]);
     };
+    if vs.starts_with("GRPCRoute ") {
+        return Err(vec![format!("{vs} is a GRPCRoute: a TrafficRoute renders HTTPRoutes, so a gRPC route stays as written")]);
+    }
     let mut why = Vec::new();
     let Some((service_name, namespace)) = route.service.split_once('.') else {
         return Err(vec![format!("{}: not name.namespace", route.service)]);

@@ -81,8 +81,10 @@ pub fn mesh(what: &str) -> Option<Mesh> {
         );
         assert!(out.status.success(), "{}", common::text(&out));
         // What a test wrote by hand (Gateway API routes, their backends, waypoints).
-        let out =
-            m.kubectl(c, &["delete", "httproutes,services,gateways.gateway.networking.k8s.io", "-l", common::TEST_LABEL, "--wait=false"]);
+        let out = m.kubectl(
+            c,
+            &["delete", "httproutes,grpcroutes,services,gateways.gateway.networking.k8s.io", "-l", common::TEST_LABEL, "--wait=false"],
+        );
         assert!(out.status.success(), "{}", common::text(&out));
         // A test that made the namespace ambient: sidecars as seeded.
         let out = m.kubectl(c, &["label", "namespace", "default", "istio-injection=enabled", "istio.io/dataplane-mode-", "--overwrite"]);
