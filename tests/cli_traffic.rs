@@ -163,3 +163,84 @@ async fn sim_only_the_stand_in_prometheus_follows_the_route_in_force_and_a_dark_
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// The talk's canary on an ambient sim fleet (shared discovery, cluster1 and
+/// cluster2 ambient): rendered as an HTTPRoute over per-version Services, whose
+/// requests Envoy counts under each backend's `destination_service` (`reviews-v3`,
+/// not `reviews`). `meshdeck traffic` asks for every host the route sends to and
+/// shows the split, 75/15/10, without drift.
+#[tokio::test(flavor = "multi_thread")]
+async fn sim_only_a_gateway_api_canary_is_observed_under_its_backends_names() {
+    let fleet = common::fleet(meshdeck_sim::SimConfig {
+        traffic: true,
+        topology: meshdeck_sim::world::MeshTopology::SharedDiscovery,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = dir.path().join("kubeconfig");
+    fleet.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let cli = MeshdeckCli::new(kubeconfig.clone());
+    let mut cfg = String::from("clusters:\n");
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        cfg.push_str(&format!("  - context: {c}\n    prometheus: {}\n", fleet.prometheus_url(c)));
+    }
+    std::fs::write(cli.config.path().join("config.yaml"), cfg).expect("config");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    for c in ["cluster1", "cluster2"] {
+        let out = common::kubectl(
+            &kubeconfig,
+            &home,
+            &["--context", c, "label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"],
+            None,
+        );
+        common::kubectl_ok(&out);
+    }
+    let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reviews-canary.yaml");
+    let out = cli.run(&["apply", "-f", plan.to_str().expect("utf8"), "--yes"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("gateway-api (auto: ambient in cluster1)"), "{}", text(&out));
+    let observed = |v: &Value, dest: &str| -> Option<f64> {
+        v["routes"][0]["destinations"]
+            .as_array()?
+            .iter()
+            .find(|d| format!("{} {}", d["cluster"].as_str().unwrap_or(""), d["version"].as_str().unwrap_or("")) == dest)?["observed"]
+            .as_f64()
+    };
+    let started = Instant::now();
+    loop {
+        let out = cli.run(&["traffic", "reviews", "--from", "cluster1", "--window", "3s", "-o", "json"]).await;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let on_canary = [("cluster2 v3", 75.0), ("cluster1 v1", 15.0), ("cluster1 v2", 10.0)]
+            .iter()
+            .all(|(d, want)| observed(&v, d).is_some_and(|o| (o - want).abs() < 1.0));
+        if on_canary && v["routes"][0]["countedSeconds"] == 3 {
+            assert!(out.status.success(), "no drift: {}", text(&out));
+            assert_eq!(v["routes"][0]["unreached"], 0, "{v}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the canary's split under its backends' names: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // What the stand-in counted: under the backends' names, as Envoy would.
+    let body = reqwest_free_get(&format!(
+        "{}/api/v1/query?query={}",
+        fleet.prometheus_url("cluster1"),
+        "istio_requests_total%7Bdestination_service%3D%22reviews-v3.default.svc.cluster.local%22%7D%5B3s%5D"
+    ))
+    .await;
+    assert!(body.contains("\"destination_version\":\"v3\""), "{body}");
+}
+
+/// A plain HTTP GET (the stand-in Prometheus speaks HTTP/1.1 on loopback).
+async fn reqwest_free_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}

@@ -135,7 +135,7 @@ fn waypoints(snap: &FleetSnapshot) -> Vec<FleetWarning> {
 /// traffic still flows.
 fn route_status(snap: &FleetSnapshot) -> Vec<FleetWarning> {
     let mut out = Vec::new();
-    for o in snap.istio_objects.iter().filter(|o| crate::inventory::watch::is_mesh_route(&o.kind) && !o.unresolved.is_empty()) {
+    for o in snap.istio_objects.iter().filter(|o| crate::inventory::facts::is_mesh_route(&o.kind) && !o.unresolved.is_empty()) {
         for backend in &o.unresolved {
             let Some(key) = service_key(backend) else { continue };
             let Some(row) = snap.service(&key) else { continue };

@@ -276,6 +276,11 @@ pub fn namespace_facts(ns: &Namespace) -> NamespaceFacts {
 
 pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
 pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
+
+/// Gateway API's mesh route kinds: what Istio turns into a VirtualService for the parent Service.
+pub fn is_mesh_route(kind: &str) -> bool {
+    matches!(kind, "HTTPRoute" | "GRPCRoute")
+}
 /// Istio's label that makes a Service global in ambient multicluster: its
 /// endpoints in every cluster are one service (sidecar multi-primary merges
 /// every Service's endpoints anyway).
@@ -422,7 +427,7 @@ pub fn istio_object(cluster: &str, kind: &str, o: &DynamicObject) -> IstioObject
         plan: labels.get("meshdeck.dev/plan").cloned(),
         subsets,
         destinations,
-        unresolved: if crate::inventory::watch::is_mesh_route(kind) {
+        unresolved: if is_mesh_route(kind) {
             unresolved_backends(&o.data, &o.metadata.namespace.clone().unwrap_or_default())
         } else {
             Vec::new()

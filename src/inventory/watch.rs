@@ -122,11 +122,6 @@ pub const ISTIO_KINDS: &[(&str, &str, &str)] = &[
 pub const GATEWAY_API_WATCHED: &[(&str, &str, &str)] =
     &[("gateway.networking.k8s.io", "HTTPRoute", "httproutes"), ("gateway.networking.k8s.io", "GRPCRoute", "grpcroutes")];
 
-/// Gateway API's mesh route kinds: what Istio turns into a VirtualService for the parent Service.
-pub fn is_mesh_route(kind: &str) -> bool {
-    matches!(kind, "HTTPRoute" | "GRPCRoute")
-}
-
 /// Istio's class of waypoint Gateways, and their API group.
 pub const WAYPOINT_CLASS: &str = "istio-waypoint";
 const WAYPOINT_GROUP: &str = "gateway.networking.k8s.io";

@@ -7,7 +7,7 @@ pub mod source;
 pub mod sync;
 pub mod traffic;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::inventory::routes::EffectiveRoute;
 use crate::registry::Cluster;
@@ -49,10 +49,11 @@ struct Read {
 
 /// What each calling cluster's Prometheus holds for the `window` seconds before
 /// `now` (Unix seconds), as raw samples (`traffic::count_window` says why).
-async fn read(cluster: &Cluster, service: Option<&str>, window: u64, now: f64) -> Result<Read, Unavailable> {
+/// `hosts`: the `destination_service`s to ask for (None: every one).
+async fn read(cluster: &Cluster, hosts: Option<&BTreeSet<String>>, window: u64, now: f64) -> Result<Read, Unavailable> {
     let prom = source::prometheus(cluster).await?;
-    let requests = traffic::selector("istio_requests_total", service);
-    let buckets = traffic::selector("istio_request_duration_milliseconds_bucket", service);
+    let requests = traffic::selector("istio_requests_total", hosts);
+    let buckets = traffic::selector("istio_request_duration_milliseconds_bucket", hosts);
     let lookback = window + BEFORE_WINDOW;
     // `up`: when each target was scraped, which the counters alone cannot tell
     // from a series born in the window.
@@ -90,9 +91,13 @@ pub async fn observed(clusters: &[Cluster], routes: &[EffectiveRoute], service: 
     let mut callers: Vec<&str> = routes.iter().map(|r| r.from.as_str()).collect();
     callers.sort();
     callers.dedup();
+    // For one service: the hosts its routes from each caller are counted under.
+    let hosts: BTreeMap<&str, BTreeSet<String>> =
+        callers.iter().map(|from| (*from, routes.iter().filter(|r| r.from == *from).flat_map(traffic::route_hosts).collect())).collect();
+    let hosts = &hosts;
     let asked = callers.iter().map(|from| async move {
         let answer = match clusters.iter().find(|c| c.name == *from) {
-            Some(c) => read(c, service, window, now).await,
+            Some(c) => read(c, service.and(hosts.get(from)), window, now).await,
             None => Err(Unavailable::NotFound(format!("{from} is not registered"))),
         };
         (from.to_string(), answer)

@@ -8,7 +8,7 @@
 //! since, and a gap in scraping is said, never filled. The intended weights are those of the
 //! route in force (`inventory::routes`), its catch-all rule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -152,6 +152,24 @@ pub fn service_fqdn(service: &str) -> String {
     format!("{service}.svc.cluster.local")
 }
 
+/// Every `destination_service` a route's requests are counted under. A proxy names
+/// the service of the upstream it sent to, not the one called: a route to another
+/// host (an HTTPRoute's per-version Service `reviews-v3`, federation's
+/// `v3.reviews.default.svc.cluster2.global`) counts there (istio#45555).
+pub fn route_hosts(route: &EffectiveRoute) -> BTreeSet<String> {
+    let ns = route.service.split_once('.').map(|(_, ns)| ns).unwrap_or("default");
+    let mut out: BTreeSet<String> = [service_fqdn(&route.service)].into();
+    for d in route.rules.iter().flat_map(|r| &r.destinations) {
+        // A short host is in the route's namespace, as Istio reads it.
+        out.insert(match d.host.split('.').count() {
+            1 => format!("{}.{ns}.svc.cluster.local", d.host),
+            2 => format!("{}.svc.cluster.local", d.host),
+            _ => d.host.clone(),
+        });
+    }
+    out
+}
+
 /// Where the calling cluster's counts came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -224,7 +242,13 @@ pub fn intended(route: &EffectiveRoute) -> Vec<(String, Option<String>, f64)> {
     for d in &rule.destinations {
         let share = if total == 0 { 0.0 } else { 100.0 * f64::from(d.weight) / f64::from(total) };
         let first_tier = d.targets.iter().filter_map(|t| t.tier).min();
-        let targets: Vec<_> = d.targets.iter().filter(|t| t.tier == first_tier && t.cluster != "-").collect();
+        let mut targets: Vec<_> = d.targets.iter().filter(|t| t.tier == first_tier && t.cluster != "-").collect();
+        // A cluster where the host's Service selects no pod at all has no endpoint to
+        // send to (a per-version Service declared beside its caller); one whose pods
+        // are all down still is intended, and its requests fail.
+        if targets.iter().any(|t| t.pods > 0) {
+            targets.retain(|t| t.pods > 0);
+        }
         let pods: u32 = targets.iter().map(|t| t.ready.max(1)).sum();
         for t in targets {
             let part = share * f64::from(t.ready.max(1)) / f64::from(pods.max(1));
@@ -302,9 +326,9 @@ pub fn observe(
     requests: &[Sample],
     durations: &[Sample],
 ) -> ObservedRoute {
-    let fqdn = service_fqdn(&route.service);
+    let hosts = route_hosts(route);
     let mine = |s: &Sample| {
-        s.labels.get("destination_service").is_some_and(|d| *d == fqdn)
+        s.labels.get("destination_service").is_some_and(|d| hosts.contains(d))
             && s.labels.get("source_cluster").is_some_and(|c| *c == route.from)
             && s.labels.get("reporter").is_none_or(|r| r == "source")
     };
@@ -472,10 +496,15 @@ pub fn parse_window(s: &str) -> Result<u64, String> {
     Ok(seconds)
 }
 
-/// The PromQL selectors meshdeck asks for: the source reporter, one service or all.
-pub fn selector(metric: &str, service: Option<&str>) -> String {
-    match service {
-        Some(s) => format!("{metric}{{reporter=\"source\",destination_service=\"{}\"}}", service_fqdn(s)),
+/// The PromQL selectors meshdeck asks for: the source reporter, and the hosts of one
+/// service's routes (`route_hosts`: a regex of their literal names) or all.
+pub fn selector(metric: &str, hosts: Option<&BTreeSet<String>>) -> String {
+    match hosts {
+        Some(hosts) => {
+            // A regex of literals: each dot escaped for the regex, the backslash for PromQL's string.
+            let any: Vec<String> = hosts.iter().map(|h| h.replace('.', "\\\\.")).collect();
+            format!("{metric}{{reporter=\"source\",destination_service=~\"{}\"}}", any.join("|"))
+        }
         None => format!("{metric}{{reporter=\"source\"}}"),
     }
 }
@@ -493,6 +522,105 @@ mod tests {
 
     fn values(got: &[Sample]) -> Vec<f64> {
         got.iter().map(|s| s.value).collect()
+    }
+
+    /// The talk's canary on the Gateway API path, as effective routes read it: each
+    /// backend a per-version Service, `reviews-v3` declared in cluster1 too (no pods).
+    fn gateway_api_canary() -> EffectiveRoute {
+        use crate::inventory::routes::{Destination, Rule, Target};
+        let target = |cluster: &str, version: Option<&str>, pods: u32| Target {
+            cluster: cluster.into(),
+            version: version.map(String::from),
+            ready: pods,
+            pods,
+            via: None,
+            tier: None,
+        };
+        let dest = |host: &str, weight: u32, targets: Vec<Target>| Destination {
+            host: host.into(),
+            subset: None,
+            weight,
+            policy: vec![],
+            targets,
+            outlier_spec: None,
+            unmodelled: vec![],
+        };
+        EffectiveRoute {
+            service: "reviews.default".into(),
+            from: "cluster1".into(),
+            virtual_service: Some("HTTPRoute default/reviews-canary".into()),
+            owner: "plan reviews-canary".into(),
+            ignored: vec![],
+            rules: vec![Rule {
+                kind: "http",
+                name: None,
+                matches: vec![],
+                destinations: vec![
+                    dest("reviews-v3.default.svc.cluster.local", 75, vec![target("cluster1", None, 0), target("cluster2", Some("v3"), 1)]),
+                    dest("reviews-v1.default.svc.cluster.local", 15, vec![target("cluster1", Some("v1"), 1)]),
+                    dest("reviews-v2", 10, vec![target("cluster1", Some("v2"), 1)]),
+                ],
+                timeout: None,
+                retries: None,
+                fault: None,
+                match_spec: vec![],
+                retries_spec: None,
+            }],
+            problems: vec![],
+            written: None,
+        }
+    }
+
+    #[test]
+    fn a_route_is_counted_under_every_host_it_sends_to_and_only_where_pods_are() {
+        let route = gateway_api_canary();
+        let hosts = route_hosts(&route);
+        assert_eq!(
+            hosts.iter().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "reviews-v1.default.svc.cluster.local",
+                "reviews-v2.default.svc.cluster.local",
+                "reviews-v3.default.svc.cluster.local",
+                "reviews.default.svc.cluster.local"
+            ]
+        );
+        assert_eq!(
+            selector("istio_requests_total", Some(&hosts)),
+            r#"istio_requests_total{reporter="source",destination_service=~"reviews-v1\\.default\\.svc\\.cluster\\.local|reviews-v2\\.default\\.svc\\.cluster\\.local|reviews-v3\\.default\\.svc\\.cluster\\.local|reviews\\.default\\.svc\\.cluster\\.local"}"#
+        );
+        // cluster1 declares reviews-v3 but runs no v3: no share of it is intended there.
+        assert_eq!(
+            intended(&route),
+            [
+                ("cluster2".to_string(), Some("v3".to_string()), 75.0),
+                ("cluster1".into(), Some("v1".into()), 15.0),
+                ("cluster1".into(), Some("v2".into()), 10.0)
+            ]
+        );
+        let sample = |host: &str, version: &str, value: f64| Sample {
+            labels: [
+                ("destination_service", host),
+                ("source_cluster", "cluster1"),
+                ("reporter", "source"),
+                ("destination_cluster", if version == "v3" { "cluster2" } else { "cluster1" }),
+                ("destination_version", version),
+                ("response_code", "200"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            value,
+        };
+        let requests = [
+            sample("reviews-v3.default.svc.cluster.local", "v3", 750.0),
+            sample("reviews-v1.default.svc.cluster.local", "v1", 150.0),
+            sample("reviews-v2.default.svc.cluster.local", "v2", 100.0),
+            // Another service's requests are not this route's.
+            sample("ratings.default.svc.cluster.local", "v1", 500.0),
+        ];
+        let o = observe(&route, 60, 60.0, &requests, &[]);
+        assert_eq!(o.requests, 1000);
+        assert!(!o.drift, "{o:?}");
     }
 
     #[test]

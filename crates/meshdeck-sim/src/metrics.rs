@@ -2,9 +2,11 @@
 //! observed split: every second the cluster's `productpage` calls `reviews`
 //! [`RATE`] times, shared out as the route in force in that cluster says (its
 //! oldest VirtualService's catch-all rule, subsets from its DestinationRule,
-//! federated `<version>.<svc>.<ns>.svc.<cluster>.global` hosts; without one,
-//! its own pods by count), and counted as Istio's source reporter counts
-//! (`istio_requests_total`, `istio_request_duration_milliseconds`). A
+//! federated `<version>.<svc>.<ns>.svc.<cluster>.global` hosts; else its oldest
+//! HTTPRoute on the Service, whose backend Services select a version; without
+//! either, its own pods by count), and counted as Istio's source reporter counts
+//! (`istio_requests_total`, `istio_request_duration_milliseconds`), each under
+//! the `destination_service` of the host it was sent to, as Envoy names it. A
 //! destination with no ready pod, or in a cluster that is down, answers 503.
 //!
 //! Simulated arithmetic, not routed requests: where requests are really routed
@@ -59,8 +61,8 @@ impl Traffic {
     }
 }
 
-/// Where a caller's requests go: (cluster, version, share of 1).
-fn shares(caller: &SimCluster) -> Vec<(String, String, f64)> {
+/// Where a caller's requests go: (cluster, version, share of 1, the host sent to).
+fn shares(caller: &SimCluster, serving: &std::collections::BTreeSet<(String, String)>) -> Vec<(String, String, f64, String)> {
     let store = caller.store();
     let objects = |group: &str, plural: &str| -> Vec<Value> {
         ["v1", "v1beta1", "v1alpha3"]
@@ -92,12 +94,15 @@ fn shares(caller: &SimCluster) -> Vec<(String, String, f64)> {
         .collect();
     // Istio keeps the oldest VirtualService for a host.
     vss.sort_by_key(|v| v["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string());
-    let by_pods = |cluster: &str| -> Vec<(String, String, f64)> {
+    let fqdn = format!("{SERVICE}.{NAMESPACE}.svc.cluster.local");
+    let by_pods = |cluster: &str| -> Vec<(String, String, f64, String)> {
         let versions = ready_versions(&pods);
         let total: u32 = versions.values().sum();
-        versions.into_iter().map(|(v, n)| (cluster.to_string(), v, f64::from(n) / f64::from(total.max(1)))).collect()
+        versions.into_iter().map(|(v, n)| (cluster.to_string(), v, f64::from(n) / f64::from(total.max(1)), fqdn.clone())).collect()
     };
-    let Some(vs) = vss.first() else { return by_pods(&caller.name) };
+    let Some(vs) = vss.first() else {
+        return http_route_shares(caller, &objects, serving).unwrap_or_else(|| by_pods(&caller.name));
+    };
     let Some(rule) = vs["spec"]["http"].as_array().and_then(|rules| rules.iter().find(|r| r.get("match").is_none())) else {
         return by_pods(&caller.name);
     };
@@ -120,25 +125,71 @@ fn shares(caller: &SimCluster) -> Vec<(String, String, f64)> {
                 Some(labels) => {
                     let cluster = labels.get("topology.istio.io/cluster").cloned().unwrap_or_else(|| caller.name.clone());
                     let version = labels.get("version").cloned().unwrap_or_else(|| "unknown".into());
-                    out.push((cluster, version, share));
+                    out.push((cluster, version, share, fqdn.clone()));
                 }
-                None if subset.is_some() => out.push(("unknown".into(), "unknown".into(), share)),
-                None => out.extend(by_pods(&caller.name).into_iter().map(|(c, v, s)| (c, v, s * share))),
+                None if subset.is_some() => out.push(("unknown".into(), "unknown".into(), share, fqdn.clone())),
+                None => out.extend(by_pods(&caller.name).into_iter().map(|(c, v, s, h)| (c, v, s * share, h))),
             }
         } else if let Some(rest) = host.strip_suffix(".global") {
             // `<version>.<svc>.<ns>.svc.<cluster>.global`; a failover host's first tier is taken as local.
             let parts: Vec<&str> = rest.split('.').collect();
             match parts.as_slice() {
                 [v, svc, ns, "svc", cluster] if *svc == SERVICE && *ns == NAMESPACE => {
-                    out.push((cluster.to_string(), v.to_string(), share))
+                    out.push((cluster.to_string(), v.to_string(), share, host.to_string()))
                 }
-                _ => out.extend(by_pods(&caller.name).into_iter().map(|(c, v, s)| (c, v, s * share))),
+                _ => out.extend(by_pods(&caller.name).into_iter().map(|(c, v, s, _)| (c, v, s * share, host.to_string()))),
             }
         } else {
-            out.push(("unknown".into(), "unknown".into(), share));
+            out.push(("unknown".into(), "unknown".into(), share, host.to_string()));
         }
     }
     out
+}
+
+/// The caller's oldest HTTPRoute on the Service, if any: its first rule without
+/// matches, each backend Service's version (its selector's `version`) served in
+/// the caller's cluster if it is ambient and the Service not global, else in
+/// every cluster that serves it, evenly.
+fn http_route_shares(
+    caller: &SimCluster,
+    objects: &dyn Fn(&str, &str) -> Vec<Value>,
+    serving: &std::collections::BTreeSet<(String, String)>,
+) -> Option<Vec<(String, String, f64, String)>> {
+    let mut routes: Vec<Value> = objects("gateway.networking.k8s.io", "httproutes")
+        .into_iter()
+        .filter(|r| r["metadata"]["namespace"] == NAMESPACE)
+        .filter(|r| r["spec"]["parentRefs"].as_array().is_some_and(|p| p.iter().any(|p| p["kind"] == "Service" && p["name"] == SERVICE)))
+        .collect();
+    routes.sort_by_key(|r| r["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string());
+    let rule = routes.first()?["spec"]["rules"].as_array()?.iter().find(|r| r["matches"].as_array().is_none_or(|m| m.is_empty()))?.clone();
+    let services = objects("", "services");
+    let ambient = objects("", "namespaces")
+        .iter()
+        .any(|n| n["metadata"]["name"] == NAMESPACE && n["metadata"]["labels"]["istio.io/dataplane-mode"] == "ambient");
+    let backends = rule["backendRefs"].as_array()?.clone();
+    let total: f64 = backends.iter().map(|b| b["weight"].as_f64().unwrap_or(1.0)).sum();
+    let mut out = Vec::new();
+    for b in &backends {
+        let share = if total > 0.0 { b["weight"].as_f64().unwrap_or(1.0) / total } else { 0.0 };
+        let name = b["name"].as_str().unwrap_or_default();
+        let host = format!("{name}.{NAMESPACE}.svc.cluster.local");
+        let svc = services.iter().find(|s| s["metadata"]["namespace"] == NAMESPACE && s["metadata"]["name"] == name);
+        let version = svc.and_then(|s| s["spec"]["selector"]["version"].as_str()).map(String::from);
+        let local = ambient && svc.is_none_or(|s| s["metadata"]["labels"]["istio.io/global"] != "true");
+        let clusters: Vec<&String> = match &version {
+            Some(v) => serving.iter().filter(|(c, sv)| sv == v && (!local || *c == caller.name)).map(|(c, _)| c).collect(),
+            None => vec![&caller.name],
+        };
+        let version = version.unwrap_or_else(|| "unknown".into());
+        if clusters.is_empty() {
+            out.push(("unknown".into(), version, share, host));
+            continue;
+        }
+        for c in &clusters {
+            out.push(((*c).clone(), version.clone(), share / clusters.len() as f64, host.clone()));
+        }
+    }
+    Some(out)
 }
 
 /// Every (cluster, version) that answers: a ready `reviews` pod of that version
@@ -172,12 +223,12 @@ pub fn tick(fleet: &[std::sync::Arc<SimCluster>], now: f64) {
     let failing: BTreeMap<String, BTreeMap<String, f64>> =
         fleet.iter().map(|c| (c.name.clone(), c.traffic.lock().unwrap_or_else(|p| p.into_inner()).failing.clone())).collect();
     for c in fleet {
-        let routes = shares(c);
-        let answers: Vec<bool> = routes.iter().map(|(dc, v, _)| serving.contains(&(dc.clone(), v.clone()))).collect();
+        let routes = shares(c, &serving);
+        let answers: Vec<bool> = routes.iter().map(|(dc, v, _, _)| serving.contains(&(dc.clone(), v.clone()))).collect();
         let mut t = c.traffic.lock().unwrap_or_else(|p| p.into_inner());
         let elapsed = t.last.map(|l| (now - l).clamp(0.0, 5.0)).unwrap_or(0.0);
         t.last = Some(now);
-        for ((dc, v, share), ok) in routes.iter().zip(answers) {
+        for ((dc, v, share, host), ok) in routes.iter().zip(answers) {
             let owed = t.carry.get(&(dc.clone(), v.clone())).copied().unwrap_or(0.0) + RATE * elapsed * share;
             let whole = owed.floor();
             t.carry.insert((dc.clone(), v.clone()), owed - whole);
@@ -194,7 +245,7 @@ pub fn tick(fleet: &[std::sync::Arc<SimCluster>], now: f64) {
                 if count < 1.0 {
                     continue;
                 }
-                count_requests(&mut t, c, dc, v, ok, good, count);
+                count_requests(&mut t, c, (dc, v, host), ok, good, count);
             }
         }
         scrape(&mut t, c, now);
@@ -204,13 +255,13 @@ pub fn tick(fleet: &[std::sync::Arc<SimCluster>], now: f64) {
 /// `whole` requests from `c`'s caller to `v` in `dc`: reached a workload
 /// (`reached`), which answered well (`good`) or with a 500 naming itself; not
 /// reached: a 503 with no workload (UH).
-fn count_requests(t: &mut Traffic, c: &SimCluster, dc: &str, v: &str, reached: bool, good: bool, whole: f64) {
+fn count_requests(t: &mut Traffic, c: &SimCluster, (dc, v, host): (&str, &str, &str), reached: bool, good: bool, whole: f64) {
     let mut labels: Labels = [
         ("reporter", "source"),
         ("source_workload", "productpage-v1"),
         ("source_workload_namespace", NAMESPACE),
         ("source_cluster", c.name.as_str()),
-        ("destination_service", "reviews.default.svc.cluster.local"),
+        ("destination_service", host),
         ("destination_service_namespace", NAMESPACE),
         ("job", JOB),
     ]
@@ -274,20 +325,32 @@ pub fn query(c: &SimCluster, query: &str, time: Option<f64>, now: f64) -> (u16, 
         Some((n, m)) => (n.trim(), m.trim_end_matches('}')),
         None => (selector.trim(), ""),
     };
-    let mut want: Labels = [("__name__".to_string(), name.to_string())].into();
+    // Each label's accepted values: one (`k="v"`), or the literals of a regex alternation (`k=~"a|b"`).
+    let mut want: BTreeMap<String, Vec<String>> = [("__name__".to_string(), vec![name.to_string()])].into();
     for m in matchers.split(',').map(str::trim).filter(|m| !m.is_empty()) {
         let Some((k, v)) = m.split_once('=') else { return bad(format!("a matcher k=\"v\", not {m:?}")) };
-        if k.ends_with('!') || v.starts_with('~') {
-            return bad(format!("only equality matchers, not {m:?}"));
+        if k.ends_with('!') {
+            return bad(format!("only equality matchers and alternations of literals, not {m:?}"));
         }
-        want.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
+        let values = match v.strip_prefix('~') {
+            Some(regex) => {
+                // PromQL's `\\.` is the regex's escaped dot: a literal.
+                let literal = regex.trim().trim_matches('"').replace("\\\\.", ".");
+                if literal.contains(|c: char| "\\*+?()[]{}^$".contains(c)) {
+                    return bad(format!("only alternations of literal values (a|b), not {m:?}"));
+                }
+                literal.split('|').map(String::from).collect()
+            }
+            None => vec![v.trim().trim_matches('"').to_string()],
+        };
+        want.insert(k.trim().to_string(), values);
     }
     let at = time.unwrap_or(now);
     let t = c.traffic.lock().unwrap_or_else(|p| p.into_inner());
     let result: Vec<Value> = t
         .samples
         .iter()
-        .filter(|(labels, _)| want.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        .filter(|(labels, _)| want.iter().all(|(k, vs)| labels.get(k).is_some_and(|l| vs.contains(l))))
         .filter_map(|(labels, samples)| {
             let values: Vec<Value> =
                 samples.iter().filter(|(s, _)| *s > at - seconds && *s <= at).map(|(s, v)| json!([s, format!("{v}")])).collect();
@@ -311,5 +374,31 @@ mod tests {
         assert!(v["error"].as_str().unwrap_or_default().contains("range selectors only"));
         let (code, v) = super::query(&c, "up[60s]", None, 100.0);
         assert_eq!((code, v["data"]["result"].as_array().map(Vec::len)), (200, Some(0)));
+        // meshdeck asks for a route's hosts as an alternation of literals: answered.
+        let hosts = r#"istio_requests_total{reporter="source",destination_service=~"reviews\\.default\\.svc\\.cluster\\.local|reviews-v3\\.default\\.svc\\.cluster\\.local"}[60s]"#;
+        assert_eq!(super::query(&c, hosts, None, 100.0).0, 200);
+        // Any other regex is not the stand-in's to answer.
+        let (code, v) = super::query(&c, r#"istio_requests_total{destination_service=~"reviews.*"}[60s]"#, None, 100.0);
+        assert_eq!(code, 400, "{v}");
+        assert!(v["error"].as_str().unwrap_or_default().contains("only alternations of literal values"), "{v}");
+    }
+
+    #[test]
+    fn counts_are_named_after_the_host_they_were_sent_to() {
+        let c = crate::cluster::SimCluster::new(
+            "c1",
+            crate::store::ClusterStore::new(crate::resources::ResourceRegistry::default(), 1),
+            vec![],
+        );
+        let mut t = super::Traffic::default();
+        super::count_requests(&mut t, &c, ("c2", "v3", "reviews-v3.default.svc.cluster.local"), true, true, 10.0);
+        super::scrape(&mut t, &c, 100.0);
+        drop(std::mem::replace(&mut *c.traffic.lock().expect("traffic"), t));
+        let one = r#"istio_requests_total{destination_service=~"reviews-v3\\.default\\.svc\\.cluster\\.local"}[60s]"#;
+        let (_, v) = super::query(&c, one, None, 100.0);
+        assert_eq!(v["data"]["result"][0]["metric"]["destination_version"], "v3", "{v}");
+        let other = r#"istio_requests_total{destination_service="reviews.default.svc.cluster.local"}[60s]"#;
+        let (_, v) = super::query(&c, other, None, 100.0);
+        assert_eq!(v["data"]["result"].as_array().map(Vec::len), Some(0), "{v}");
     }
 }

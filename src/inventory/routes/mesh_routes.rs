@@ -16,7 +16,7 @@ pub(super) fn with_mesh_routes(snap: &FleetSnapshot) -> Cow<'_, FleetSnapshot> {
     let derived: Vec<IstioObject> = snap
         .istio_objects
         .iter()
-        .filter(|o| super::super::watch::is_mesh_route(&o.kind) && !o.hosts.is_empty())
+        .filter(|o| super::super::facts::is_mesh_route(&o.kind) && !o.hosts.is_empty())
         .map(as_virtual_service)
         .collect();
     if derived.is_empty() {
