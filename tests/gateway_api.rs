@@ -543,7 +543,7 @@ fn random_plan(draw: &mut Draw, round: usize) -> String {
 /// waypoints, and without: the render deploys them) and the federated one: each renders, or is refused with what would work; what renders is
 /// sent to each cluster's API server as a server-side dry run (the real test bed:
 /// Gateway API's and Istio's CRDs with their CEL rules) and, on the real pass,
-/// analysed by istioctl beside that cluster's world.
+/// analysed by istioctl beside that cluster's world of the same topology.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_gateway_api_plans_render_or_say_why_and_pass_the_api_server() {
     if !common::tool_available("kubectl", &["version", "--client"]) {
@@ -552,14 +552,17 @@ async fn random_gateway_api_plans_render_or_say_why_and_pass_the_api_server() {
     let fleet = common::TestFleet::start().await;
     let dir = tempfile::tempdir().expect("tmp");
     let istioctl = fleet.is_real().then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/realfleet/istioctl"));
-    let world = dir.path().join("world");
+    // Each topology's world, for istioctl to analyse the render beside.
+    let world = |topology: &str| dir.path().join(format!("world-{topology}"));
     if istioctl.is_some() {
-        let made = Command::new(env!("CARGO_BIN_EXE_meshdeck"))
-            .args(["world", "--clusters", "3", "--topology", "shared", "--out-dir"])
-            .arg(&world)
-            .output()
-            .expect("meshdeck runs");
-        assert!(made.status.success(), "{}", common::text(&made));
+        for topology in ["shared", "federation"] {
+            let made = Command::new(env!("CARGO_BIN_EXE_meshdeck"))
+                .args(["world", "--clusters", "3", "--topology", topology, "--out-dir"])
+                .arg(world(topology))
+                .output()
+                .expect("meshdeck runs");
+            assert!(made.status.success(), "{}", common::text(&made));
+        }
     }
     let ambient = ambient_fleet(Some("waypoint"));
     let no_waypoints = ambient_fleet(None);
@@ -600,11 +603,12 @@ async fn random_gateway_api_plans_render_or_say_why_and_pass_the_api_server() {
                     fleet.kind(),
                     common::text(&dry)
                 );
-                if let Some(istioctl) = istioctl.as_ref().filter(|_| topology != "federation") {
+                if let Some(istioctl) = istioctl.as_ref() {
                     let mut paths: Vec<PathBuf> =
                         std::fs::read_dir(&files).expect("files").flatten().map(|e| e.path()).filter(|p| !patches.contains(p)).collect();
                     paths.sort();
-                    paths.push(world.join(format!("{cluster}.yaml")));
+                    let topology = if topology == "federation" { "federation" } else { "shared" };
+                    paths.push(world(topology).join(format!("{cluster}.yaml")));
                     let result = Command::new(istioctl).args(["analyze", "--use-kube=false"]).args(&paths).output().expect("istioctl runs");
                     let text = common::text(&result);
                     let findings: Vec<&str> = text.lines().filter(|l| l.starts_with("Error [") || l.starts_with("Warning [")).collect();
