@@ -793,3 +793,56 @@ spec:
         "details.default in cluster1 is routed by both VirtualService/default/details-vs and GRPCRoute/default/by-grpc: Istio does not define which applies when both APIs route one service"
     );
 }
+
+/// On the live fleet (both): a waypoint a rollback could not remove (its cluster
+/// dark) is left for a later change to sweep, and that sweep leaves it while a
+/// Service names it: reviews was labelled by hand to use `waypoint` before meshdeck
+/// deployed it, so removing it later would break reviews' traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waypoint_left_on_a_dark_cluster_is_not_swept_while_a_service_uses_it() {
+    if !common::tool_available("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let fleet = common::TestFleet::start().await;
+    let cli = common::MeshdeckCli::new(fleet.kubeconfig_path());
+    kubectl(&fleet, "cluster1", &["label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"], None);
+    kubectl(&fleet, "cluster1", &["label", "service", "reviews", "istio.io/use-waypoint=waypoint"], None);
+    let reviews = common::write_plan(
+        &cli,
+        "reviews.yaml",
+        "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: reviews-local}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster1, version: v1, weight: 100}\n",
+    );
+    let out = cli.run(&["apply", "-f", &reviews, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    assert!(common::text(&out).contains("Gateway.gateway.networking.k8s.io/default/waypoint create"), "{}", common::text(&out));
+    let first = record_of(&cli, "reviews-local").await;
+
+    fleet.take_down("cluster1").await;
+    let out = cli.run(&["rollback", &first, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    assert!(common::text(&out).contains("of reviews-local on cluster1 not removed"), "{}", common::text(&out));
+    fleet.bring_up("cluster1").await;
+    let client = fleet.client("cluster1").await;
+    common::eventually(60, || {
+        let client = client.clone();
+        async move { client.apiserver_version().await.ok().map(|_| ()) }
+    })
+    .await;
+
+    // A later change sweeps what the rollback left, except the waypoint reviews uses.
+    let ratings = common::write_plan(
+        &cli,
+        "ratings.yaml",
+        "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: ratings-local}\nspec:\n  service: ratings.default\n  routing: istio\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster1, version: v1, weight: 100}\n",
+    );
+    let out = cli.run(&["apply", "-f", &ratings, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    let said = common::text(&out);
+    assert!(
+        said.contains("1 object of reviews-local on cluster1 not removed: cluster1: Gateway.gateway.networking.k8s.io/default/waypoint: still the waypoint of Service default/reviews (istio.io/use-waypoint=waypoint)"),
+        "{said}"
+    );
+    assert!(get_json(&fleet, "cluster1", "gateways.gateway.networking.k8s.io/waypoint").is_some(), "reviews' waypoint stays: {said}");
+    assert!(get_json(&fleet, "cluster1", "httproute/reviews-local").is_none(), "the rest is swept: {said}");
+    assert!(get_json(&fleet, "cluster1", "service/reviews-v1").is_none(), "the rest is swept: {said}");
+}

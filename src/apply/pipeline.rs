@@ -12,7 +12,7 @@
 //!    write with verify and restore, and the final record, whose outcome says what
 //!    happened (`Refused` and `Stale` wrote nothing and list no changes).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -307,7 +307,8 @@ impl Pipeline {
         // Left behind by an earlier change: removed now that their cluster answers, if
         // this persona may, and unless someone else's object stands there now (below).
         let mut swept = BTreeSet::new();
-        for (t, _) in outstanding {
+        let mut swept_plans: BTreeMap<ObjRef, Vec<String>> = BTreeMap::new();
+        for (t, plans) in outstanding {
             let registered = self.clusters.iter().any(|c| c.name == t.cluster);
             if registered
                 && !dark.contains(&t.cluster)
@@ -315,7 +316,18 @@ impl Pipeline {
                 && self.persona.may_write(&t.cluster, &t.namespace, &t.kind)
             {
                 swept.insert(t.clone());
+                swept_plans.insert(t.clone(), plans);
                 desired.push((t, Desired::Absent));
+            }
+        }
+        // A waypoint left behind stays while a service has come to use it since.
+        let waypoints: Vec<&ObjRef> = swept.iter().filter(|t| t.kind == super::target::WAYPOINT_KIND).collect();
+        if !waypoints.is_empty() {
+            for (t, why) in super::rollback::waypoints_in_use(&self.clusters, &waypoints, &desired, &dark).await? {
+                swept.remove(&t);
+                desired.retain(|(d, _)| *d != t);
+                let plans = swept_plans.remove(&t).unwrap_or_default();
+                unpruned.push(Unpruned { cluster: t.cluster.clone(), plans, objects: vec![t], why });
             }
         }
         let mut changes = super::prepare(&self.clusters, desired, &self.opts).await?;

@@ -151,7 +151,8 @@ pub async fn plan(
     let mut want = desired(&record);
     if !force {
         let mut changed = changed_since(clusters, &record, records, dark).await?;
-        changed.extend(waypoints_in_use(clusters, &want, dark).await?);
+        let removed: Vec<&ObjRef> = want.iter().filter(|(_, d)| matches!(d, Desired::Absent)).map(|(t, _)| t).collect();
+        changed.extend(waypoints_in_use(clusters, &removed, &want, dark).await?.into_iter().map(|(_, why)| why));
         if !changed.is_empty() {
             return Err(ApplyError::ChangedSince { id: id.to_string(), why: changed });
         }
@@ -166,21 +167,23 @@ pub async fn plan(
     Ok((record, want))
 }
 
-/// A waypoint the rollback would remove that a service or namespace still names
-/// (`istio.io/use-waypoint`), other than those the rollback itself unlabels: another
-/// plan, or someone by hand, came to route through it since (`render::gateway_api`).
-async fn waypoints_in_use(
+/// Each waypoint among `removed` that a service or namespace still names
+/// (`istio.io/use-waypoint`), other than those the change `want` itself unlabels:
+/// another plan, or someone by hand, came to route through it since
+/// (`render::gateway_api`). With why, one line each.
+pub(super) async fn waypoints_in_use(
     clusters: &[Cluster],
+    removed: &[&ObjRef],
     want: &[(ObjRef, Desired)],
     dark: &std::collections::BTreeSet<String>,
-) -> Result<Vec<String>, ApplyError> {
+) -> Result<Vec<(ObjRef, String)>, ApplyError> {
     use crate::inventory::facts::USE_WAYPOINT_LABEL;
     let label = |o: &Value| {
         o.pointer(&format!("/metadata/labels/{}", USE_WAYPOINT_LABEL.replace('/', "~1"))).and_then(Value::as_str).map(String::from)
     };
     let mut out = Vec::new();
-    for (t, d) in want {
-        if t.kind != target::WAYPOINT_KIND || !matches!(d, Desired::Absent) || dark.contains(&t.cluster) {
+    for t in removed.iter().copied() {
+        if t.kind != target::WAYPOINT_KIND || dark.contains(&t.cluster) {
             continue;
         }
         let c = super::cluster(clusters, &t.cluster)?;
@@ -203,14 +206,14 @@ async fn waypoints_in_use(
                     && matches!(d, Desired::Restore(prev) if label(prev).as_deref() != Some(t.name.as_str()))
             });
             if !unlabelled {
-                out.push(format!("{t}: still the waypoint of Service {}/{name} ({selector})", t.namespace));
+                out.push((t.clone(), format!("{t}: still the waypoint of Service {}/{name} ({selector})", t.namespace)));
             }
         }
         let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
         if let Some(ns) = namespaces.get_opt(&t.namespace).await.map_err(|e| failed(crate::registry::ClusterError::describe(&e)))?
             && ns.metadata.labels.as_ref().and_then(|l| l.get(USE_WAYPOINT_LABEL)) == Some(&t.name)
         {
-            out.push(format!("{t}: still the waypoint of namespace {} ({selector})", t.namespace));
+            out.push((t.clone(), format!("{t}: still the waypoint of namespace {} ({selector})", t.namespace)));
         }
     }
     Ok(out)

@@ -148,12 +148,18 @@ pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError>
         eprintln!("(server dry run: nothing was written)");
         return Ok(());
     }
-    if p.prepared.changes.is_noop() {
+    if p.prepared.changes.is_noop() && p.prepared.unpruned.is_empty() {
         eprintln!("nothing to change");
         return Ok(());
     }
-    let question = format!("Apply these changes to {}?", p.prepared.changes.clusters().join(", "));
-    let yes = confirm(&p.clusters, &p.prepared, args.yes, &question, "not applied")?;
+    let yes = if p.prepared.changes.is_noop() {
+        // Only removals on dark clusters: recorded, so a later change removes them once they answer.
+        eprintln!("nothing to write on the clusters that answer; what is left on the others is recorded");
+        Confirmation::NothingToWrite
+    } else {
+        let question = format!("Apply these changes to {}?", p.prepared.changes.clusters().join(", "));
+        confirm(&p.clusters, &p.prepared, args.yes, &question, "not applied")?
+    };
     // Writes are bounded by --request-timeout; the examination by --timeout.
     p.pipeline = pipeline(&p.clusters, p.pipeline.persona().clone(), args.diff.force_conflicts, args.request_timeout)?;
     let written_to = p.prepared.changes.clusters();
@@ -174,12 +180,17 @@ pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), Cli
     announce_interrupted(pipeline.history());
     let (original, prepared) = pipeline.rollback(&args.id, args.force).await.map_err(err)?;
     show(&prepared);
-    if prepared.changes.is_noop() && original.report.outcome != Outcome::Pending {
+    if prepared.changes.is_noop() && original.report.outcome != Outcome::Pending && prepared.unpruned.is_empty() {
         eprintln!("nothing to change: the fleet is already as it was before {}", args.id);
         return Ok(());
     }
     let restarts = cacerts_changed(&prepared);
-    let yes = if prepared.changes.is_noop() {
+    let yes = if prepared.changes.is_noop() && !prepared.unpruned.is_empty() {
+        // Every removal is on a dark cluster: recorded, so a later change (or this
+        // rollback again) removes them once it answers.
+        eprintln!("nothing to write on the clusters that answer; what is left on the others is recorded");
+        Confirmation::NothingToWrite
+    } else if prepared.changes.is_noop() {
         // An interrupted change whose writes are all undone: recording that finishes it.
         eprintln!("nothing to change: the fleet is already as it was before {}; recording that it is finished", args.id);
         Confirmation::NothingToWrite
