@@ -47,14 +47,6 @@ async fn weights(fleet: &TestFleet) -> Vec<i64> {
 }
 
 /// Wait until meshdeck can reach `cluster` again (the real API server takes a moment).
-async fn answers(fleet: &TestFleet, cluster: &str) {
-    let client = fleet.client(cluster).await;
-    common::eventually(60, || {
-        let client = client.clone();
-        async move { client.apiserver_version().await.ok().map(|_| ()) }
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dark_cluster_is_drained_and_what_it_keeps_is_removed_once_it_answers() {
@@ -94,7 +86,7 @@ async fn a_dark_cluster_is_drained_and_what_it_keeps_is_removed_once_it_answers(
     );
 
     fleet.bring_up("cluster2").await;
-    answers(&fleet, "cluster2").await;
+    common::answers(&fleet, "cluster2").await;
     assert_eq!(on(&fleet, "cluster2").await, kept, "cluster2 kept the canary's objects while it was dark");
     let out = cli.run(&["analyze"]).await;
     assert!(
@@ -129,7 +121,7 @@ async fn a_rollback_with_a_dark_cluster_restores_the_live_ones_and_names_what_is
     assert!(text(&out).contains(&format!("{} objects of reviews-canary on cluster2 not removed", kept.len())), "{}", text(&out));
     assert!(on(&fleet, "cluster1").await.is_empty(), "cluster1 is back to before the canary");
     fleet.bring_up("cluster2").await;
-    answers(&fleet, "cluster2").await;
+    common::answers(&fleet, "cluster2").await;
     let ratings = write_plan(&cli, "ratings.yaml", RATINGS);
     let out = cli.run(&["apply", "-f", &ratings, "--yes"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -102,27 +102,13 @@ async fn without_istiod_s_monitoring_port_push_status_is_unknown_never_pushed() 
 async fn sim_only_the_stand_in_prometheus_follows_the_route_in_force_and_a_dark_cluster_fails_requests() {
     let fleet = common::fleet(meshdeck_sim::SimConfig { traffic: true, ..Default::default() }).await;
     let dir = tempfile::tempdir().expect("tmp");
-    let kubeconfig = dir.path().join("kubeconfig");
-    fleet.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let cli = MeshdeckCli::new(kubeconfig);
-    let mut cfg = String::from("clusters:\n");
-    for c in ["cluster1", "cluster2", "cluster3"] {
-        cfg.push_str(&format!("  - context: {c}\n    prometheus: {}\n", fleet.prometheus_url(c)));
-    }
-    std::fs::write(cli.config.path().join("config.yaml"), cfg).expect("config");
+    let cli = with_stand_in_prometheus(&fleet, dir.path());
     // Some seconds of Istio's default route (cluster1's v1 and v2) first.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reviews-canary.yaml");
     let out = cli.run(&["apply", "-f", plan.to_str().expect("utf8"), "--yes"]).await;
     assert!(out.status.success(), "{}", text(&out));
     // Within a few ticks the last 3 s are all on the canary: 75/15/10.
-    let observed = |v: &Value, dest: &str| -> Option<f64> {
-        v["routes"][0]["destinations"]
-            .as_array()?
-            .iter()
-            .find(|d| format!("{} {}", d["cluster"].as_str().unwrap_or(""), d["version"].as_str().unwrap_or("")) == dest)?["observed"]
-            .as_f64()
-    };
     let started = Instant::now();
     let v = loop {
         let out = cli.run(&["traffic", "reviews", "--from", "cluster1", "--window", "3s", "-o", "json"]).await;
@@ -178,14 +164,8 @@ async fn sim_only_a_gateway_api_canary_is_observed_under_its_backends_names() {
     })
     .await;
     let dir = tempfile::tempdir().expect("tmp");
-    let kubeconfig = dir.path().join("kubeconfig");
-    fleet.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let cli = MeshdeckCli::new(kubeconfig.clone());
-    let mut cfg = String::from("clusters:\n");
-    for c in ["cluster1", "cluster2", "cluster3"] {
-        cfg.push_str(&format!("  - context: {c}\n    prometheus: {}\n", fleet.prometheus_url(c)));
-    }
-    std::fs::write(cli.config.path().join("config.yaml"), cfg).expect("config");
+    let cli = with_stand_in_prometheus(&fleet, dir.path());
+    let kubeconfig = cli.kubeconfig.clone();
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
     for c in ["cluster1", "cluster2"] {
@@ -201,13 +181,6 @@ async fn sim_only_a_gateway_api_canary_is_observed_under_its_backends_names() {
     let out = cli.run(&["apply", "-f", plan.to_str().expect("utf8"), "--yes"]).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("gateway-api (auto: ambient in cluster1)"), "{}", text(&out));
-    let observed = |v: &Value, dest: &str| -> Option<f64> {
-        v["routes"][0]["destinations"]
-            .as_array()?
-            .iter()
-            .find(|d| format!("{} {}", d["cluster"].as_str().unwrap_or(""), d["version"].as_str().unwrap_or("")) == dest)?["observed"]
-            .as_f64()
-    };
     let started = Instant::now();
     loop {
         let out = cli.run(&["traffic", "reviews", "--from", "cluster1", "--window", "3s", "-o", "json"]).await;
@@ -224,23 +197,34 @@ async fn sim_only_a_gateway_api_canary_is_observed_under_its_backends_names() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // What the stand-in counted: under the backends' names, as Envoy would.
-    let body = reqwest_free_get(&format!(
-        "{}/api/v1/query?query={}",
-        fleet.prometheus_url("cluster1"),
-        "istio_requests_total%7Bdestination_service%3D%22reviews-v3.default.svc.cluster.local%22%7D%5B3s%5D"
-    ))
-    .await;
+    let url = fleet.prometheus_url("cluster1");
+    let (addr, prefix) = url.trim_start_matches("http://").split_once('/').expect("a path after the address");
+    let path = format!(
+        "/{prefix}/api/v1/query?query=istio_requests_total%7Bdestination_service%3D%22reviews-v3.default.svc.cluster.local%22%7D%5B3s%5D"
+    );
+    let addr = addr.to_string();
+    let body = tokio::task::spawn_blocking(move || common::mesh::try_http(&addr, &path)).await.expect("joined").unwrap_or_default();
     assert!(body.contains("\"destination_version\":\"v3\""), "{body}");
 }
 
-/// A plain HTTP GET (the stand-in Prometheus speaks HTTP/1.1 on loopback).
-async fn reqwest_free_get(url: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.trim_start_matches("http://");
-    let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
+/// A CLI on the sim fleet whose config.yaml names each cluster's Prometheus stand-in.
+fn with_stand_in_prometheus(fleet: &meshdeck_sim::SimFleet, dir: &std::path::Path) -> std::sync::Arc<MeshdeckCli> {
+    let kubeconfig = dir.join("kubeconfig");
+    fleet.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let cli = MeshdeckCli::new(kubeconfig);
+    let mut cfg = String::from("clusters:\n");
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        cfg.push_str(&format!("  - context: {c}\n    prometheus: {}\n", fleet.prometheus_url(c)));
+    }
+    std::fs::write(cli.config.path().join("config.yaml"), cfg).expect("config");
+    cli
+}
+
+/// The observed share of `dest` (`cluster2 v3`) in the first route of `traffic -o json`.
+fn observed(v: &Value, dest: &str) -> Option<f64> {
+    v["routes"][0]["destinations"]
+        .as_array()?
+        .iter()
+        .find(|d| format!("{} {}", d["cluster"].as_str().unwrap_or(""), d["version"].as_str().unwrap_or("")) == dest)?["observed"]
+        .as_f64()
 }

@@ -376,6 +376,33 @@ fn real_only_istioctl_analyze_finds_nothing_in_the_gateway_api_render() {
     }
 }
 
+/// The live fleet (the sim, or the real bed with MESHDECK_TEST_FLEET=real) and a CLI on
+/// it; None without kubectl (under CI a missing tool fails instead: `tool_available`).
+async fn live() -> Option<(common::TestFleet, std::sync::Arc<common::MeshdeckCli>)> {
+    if !common::tool_available("kubectl", &["version", "--client"]) {
+        return None;
+    }
+    let fleet = common::TestFleet::start().await;
+    let cli = common::MeshdeckCli::new(fleet.kubeconfig_path());
+    Some((fleet, cli))
+}
+
+/// `default` in `cluster` in ambient mode (sidecar injection off).
+fn make_ambient(fleet: &common::TestFleet, cluster: &str) {
+    kubectl(fleet, cluster, &["label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"], None);
+}
+
+/// A TrafficRoute from cluster1 to `service`'s versions there, with `extra` spec lines.
+fn local_route(name: &str, service: &str, extra: &str, split: &[(&str, u32)]) -> String {
+    let mut text = format!(
+        "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {{name: {name}}}\nspec:\n  service: {service}.default\n{extra}  from: {{clusters: [cluster1]}}\n  split:\n"
+    );
+    for (version, weight) in split {
+        text.push_str(&format!("    - {{cluster: cluster1, version: {version}, weight: {weight}}}\n"));
+    }
+    text
+}
+
 fn kubectl(fleet: &common::TestFleet, context: &str, args: &[&str], stdin: Option<&str>) {
     use std::io::Write;
     let mut child = Command::new("kubectl")
@@ -412,11 +439,7 @@ fn finding(findings: &Value, code: &str) -> Value {
 /// inventory shows each cluster's mesh mode, waypoint and Gateway API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_apis_and_mismatched_waypoints_are_found_with_exact_messages() {
-    if !common::tool_available("kubectl", &["version", "--client"]) {
-        return;
-    }
-    let fleet = common::TestFleet::start().await;
-    let cli = common::MeshdeckCli::new(fleet.kubeconfig_path());
+    let Some((fleet, cli)) = live().await else { return };
     let out = cli.run(&["apply", "-f", "examples/reviews-canary.yaml", "--yes"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
     let route = format!(
@@ -431,7 +454,7 @@ spec:
     );
     kubectl(&fleet, "cluster1", &["apply", "-f", "-"], Some(&route));
     for (cluster, waypoint) in [("cluster1", "waypoint"), ("cluster2", "waypoint-b")] {
-        kubectl(&fleet, cluster, &["label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"], None);
+        make_ambient(&fleet, cluster);
         kubectl(&fleet, cluster, &["label", "service", "reviews", &format!("istio.io/use-waypoint={waypoint}")], None);
     }
     kubectl(&fleet, "cluster1", &["label", "service", "reviews", "istio.io/global=true"], None);
@@ -666,27 +689,10 @@ async fn record_of(cli: &std::sync::Arc<common::MeshdeckCli>, plan: &str) -> Str
 /// before, to its field owners, and the waypoint is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waypoint_meshdeck_deploys_stays_while_another_service_uses_it() {
-    if !common::tool_available("kubectl", &["version", "--client"]) {
-        return;
-    }
-    let fleet = common::TestFleet::start().await;
-    let cli = common::MeshdeckCli::new(fleet.kubeconfig_path());
-    kubectl(&fleet, "cluster1", &["label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"], None);
+    let Some((fleet, cli)) = live().await else { return };
+    make_ambient(&fleet, "cluster1");
     let before = get_json(&fleet, "cluster1", "service/reviews").expect("reviews");
-    let local = |name: &str, service: &str, split: &str| {
-        format!(
-            "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {{name: {name}}}\nspec:\n  service: {service}.default\n  from: {{clusters: [cluster1]}}\n  split:\n{split}"
-        )
-    };
-    let reviews = common::write_plan(
-        &cli,
-        "reviews.yaml",
-        &local(
-            "reviews-local",
-            "reviews",
-            "    - {cluster: cluster1, version: v1, weight: 90}\n    - {cluster: cluster1, version: v2, weight: 10}\n",
-        ),
-    );
+    let reviews = common::write_plan(&cli, "reviews.yaml", &local_route("reviews-local", "reviews", "", &[("v1", 90), ("v2", 10)]));
     let out = cli.run(&["apply", "-f", &reviews, "--yes"]).await;
     assert_eq!(out.status.code(), Some(0), "{} fleet: {}", fleet.kind(), common::text(&out));
     assert!(common::text(&out).contains("routing: reviews-local: gateway-api (auto: ambient in cluster1)"), "{}", common::text(&out));
@@ -699,11 +705,7 @@ async fn a_waypoint_meshdeck_deploys_stays_while_another_service_uses_it() {
     let mine: Vec<Value> = owners(&labelled).into_iter().filter(|(m, _)| m == "meshdeck").map(|(_, f)| f).collect();
     assert_eq!(mine, [serde_json::json!({"f:metadata": {"f:labels": {"f:istio.io/use-waypoint": {}}}})], "meshdeck owns that label only");
 
-    let ratings = common::write_plan(
-        &cli,
-        "ratings.yaml",
-        &local("ratings-local", "ratings", "    - {cluster: cluster1, version: v1, weight: 100}\n"),
-    );
+    let ratings = common::write_plan(&cli, "ratings.yaml", &local_route("ratings-local", "ratings", "", &[("v1", 100)]));
     let out = cli.run(&["apply", "-f", &ratings, "--yes"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
     assert_eq!(
@@ -742,11 +744,7 @@ async fn a_waypoint_meshdeck_deploys_stays_while_another_service_uses_it() {
 /// HTTPRoutes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_written_grpcroute_is_read_as_istio_reads_it() {
-    if !common::tool_available("kubectl", &["version", "--client"]) {
-        return;
-    }
-    let fleet = common::TestFleet::start().await;
-    let cli = common::MeshdeckCli::new(fleet.kubeconfig_path());
+    let Some((fleet, cli)) = live().await else { return };
     let route = format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
@@ -800,18 +798,10 @@ spec:
 /// deployed it, so removing it later would break reviews' traffic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_waypoint_left_on_a_dark_cluster_is_not_swept_while_a_service_uses_it() {
-    if !common::tool_available("kubectl", &["version", "--client"]) {
-        return;
-    }
-    let fleet = common::TestFleet::start().await;
-    let cli = common::MeshdeckCli::new(fleet.kubeconfig_path());
-    kubectl(&fleet, "cluster1", &["label", "namespace", "default", "istio-injection-", "istio.io/dataplane-mode=ambient"], None);
+    let Some((fleet, cli)) = live().await else { return };
+    make_ambient(&fleet, "cluster1");
     kubectl(&fleet, "cluster1", &["label", "service", "reviews", "istio.io/use-waypoint=waypoint"], None);
-    let reviews = common::write_plan(
-        &cli,
-        "reviews.yaml",
-        "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: reviews-local}\nspec:\n  service: reviews.default\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster1, version: v1, weight: 100}\n",
-    );
+    let reviews = common::write_plan(&cli, "reviews.yaml", &local_route("reviews-local", "reviews", "", &[("v1", 100)]));
     let out = cli.run(&["apply", "-f", &reviews, "--yes"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
     assert!(common::text(&out).contains("Gateway.gateway.networking.k8s.io/default/waypoint create"), "{}", common::text(&out));
@@ -822,19 +812,10 @@ async fn a_waypoint_left_on_a_dark_cluster_is_not_swept_while_a_service_uses_it(
     assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
     assert!(common::text(&out).contains("of reviews-local on cluster1 not removed"), "{}", common::text(&out));
     fleet.bring_up("cluster1").await;
-    let client = fleet.client("cluster1").await;
-    common::eventually(60, || {
-        let client = client.clone();
-        async move { client.apiserver_version().await.ok().map(|_| ()) }
-    })
-    .await;
+    common::answers(&fleet, "cluster1").await;
 
     // A later change sweeps what the rollback left, except the waypoint reviews uses.
-    let ratings = common::write_plan(
-        &cli,
-        "ratings.yaml",
-        "apiVersion: meshdeck.dev/v1alpha1\nkind: TrafficRoute\nmetadata: {name: ratings-local}\nspec:\n  service: ratings.default\n  routing: istio\n  from: {clusters: [cluster1]}\n  split:\n    - {cluster: cluster1, version: v1, weight: 100}\n",
-    );
+    let ratings = common::write_plan(&cli, "ratings.yaml", &local_route("ratings-local", "ratings", "  routing: istio\n", &[("v1", 100)]));
     let out = cli.run(&["apply", "-f", &ratings, "--yes"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
     let said = common::text(&out);

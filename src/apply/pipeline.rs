@@ -72,6 +72,12 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Nothing to write and nothing left behind to record. A change whose only work
+    /// is removals on dark clusters is still recorded, so a later one removes them.
+    pub fn nothing_to_do(&self) -> bool {
+        self.changes.is_noop() && self.unpruned.is_empty()
+    }
+
     /// One line per cluster where objects stay behind.
     pub fn unpruned_lines(&self) -> Vec<String> {
         self.unpruned.iter().map(Unpruned::describe).collect()

@@ -148,7 +148,7 @@ pub async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError>
         eprintln!("(server dry run: nothing was written)");
         return Ok(());
     }
-    if p.prepared.changes.is_noop() && p.prepared.unpruned.is_empty() {
+    if p.prepared.nothing_to_do() {
         eprintln!("nothing to change");
         return Ok(());
     }
@@ -180,7 +180,7 @@ pub async fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<(), Cli
     announce_interrupted(pipeline.history());
     let (original, prepared) = pipeline.rollback(&args.id, args.force).await.map_err(err)?;
     show(&prepared);
-    if prepared.changes.is_noop() && original.report.outcome != Outcome::Pending && prepared.unpruned.is_empty() {
+    if prepared.nothing_to_do() && original.report.outcome != Outcome::Pending {
         eprintln!("nothing to change: the fleet is already as it was before {}", args.id);
         return Ok(());
     }

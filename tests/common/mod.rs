@@ -771,3 +771,13 @@ impl Draw {
         ((self.0 >> 33) as usize) % n
     }
 }
+
+/// Wait (at most a minute) until `cluster`'s API server answers again.
+pub async fn answers(fleet: &TestFleet, cluster: &str) {
+    let client = fleet.client(cluster).await;
+    eventually(60, || {
+        let client = client.clone();
+        async move { client.apiserver_version().await.ok().map(|_| ()) }
+    })
+    .await;
+}

@@ -210,7 +210,7 @@ impl AppState {
             Action::Confirm => {
                 let Some(d) = self.diff.as_mut() else { return vec![] };
                 let DiffPhase::Ready(prepared) = &d.phase else { return vec![] };
-                if prepared.changes.is_noop() {
+                if prepared.nothing_to_do() {
                     self.status = Some("nothing to change".into());
                     return vec![];
                 }
